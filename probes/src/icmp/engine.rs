@@ -1,0 +1,600 @@
+//! The engine: the sender thread (scheduling every send of every round), the
+//! per-socket receive threads, and [`IcmpEngine`], the handle to both.
+//!
+//! The sender thread owns all round state and the socket cache. It keeps a
+//! binary heap of `(next due time, round id)`, one live entry per round, and
+//! sleeps in `recv_timeout` until the earliest due time or a command:
+//! `Submit` (a new round), `Answered` (a receive thread saw a round's last
+//! answer, so it can complete early) or `Shutdown`. Receive threads only
+//! touch the shared [`Matcher`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::io;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::oneshot;
+
+use super::matching::{Counters, Matcher, Outcome, Pending, RoundShared, SocketInfo};
+use super::packet::{build_echo_request, Token};
+use super::schedule::{add_capped, Schedule};
+use super::socket::{self, Endpoint};
+use super::{
+    Binding, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest, RoundResult,
+    SocketKind,
+};
+
+/// How often the sender thread looks for abandoned rounds (dropped handles)
+/// that are only waiting for their deadline.
+const SWEEP_PERIOD: Duration = Duration::from_millis(200);
+
+/// Receive buffer for one packet; ours are under 64 bytes, anything longer is
+/// someone else's and may be truncated.
+const RECV_BUF_LEN: usize = 2048;
+
+type Reply = oneshot::Sender<Result<RoundResult, RoundError>>;
+
+/// Opens the endpoint of a binding (a real socket, or a fake in tests).
+pub(crate) type OpenFn = Box<dyn FnMut(&Binding) -> Result<Arc<dyn Endpoint>, String> + Send>;
+
+enum Command {
+    Submit(Box<RoundRequest>, Reply),
+    Answered(u64),
+    Shutdown,
+}
+
+/// State shared by the engine handle, the sender thread and the receive threads.
+#[derive(Debug)]
+struct Shared {
+    matcher: Matcher,
+    stopping: AtomicBool,
+    /// Socket kind opened per family: 0 none, 1 datagram, 2 raw.
+    kinds: [AtomicU8; 2],
+}
+
+fn family_index(family: Family) -> usize {
+    match family {
+        Family::V4 => 0,
+        Family::V6 => 1,
+    }
+}
+
+/// The ICMP probe engine. `Send + Sync`; share it in an `Arc`.
+///
+/// Dropping it stops its threads and resolves outstanding round handles
+/// with [`RoundError::Stopped`].
+pub struct IcmpEngine {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for IcmpEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IcmpEngine")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IcmpEngine {
+    /// Starts the engine's sender thread. Sockets are opened lazily, one per
+    /// [`Binding`], on the first round that uses it, and kept.
+    pub fn new(config: IcmpConfig) -> io::Result<IcmpEngine> {
+        IcmpEngine::with_opener(Box::new(move |binding: &Binding| {
+            socket::open(binding, &config).map(|s| Arc::new(s) as Arc<dyn Endpoint>)
+        }))
+    }
+
+    /// An engine whose endpoints come from `opener`.
+    pub(crate) fn with_opener(opener: OpenFn) -> io::Result<IcmpEngine> {
+        let mut rng = StdRng::from_os_rng();
+        let magic: [u8; 8] = rng.random();
+        let shared = Arc::new(Shared {
+            matcher: Matcher::new(magic),
+            stopping: AtomicBool::new(false),
+            kinds: [AtomicU8::new(0), AtomicU8::new(0)],
+        });
+        let (tx, rx) = mpsc::channel();
+        let scheduler = Scheduler {
+            shared: Arc::clone(&shared),
+            commands: tx.clone(),
+            opener,
+            sockets: HashMap::new(),
+            rounds: HashMap::new(),
+            queue: BinaryHeap::new(),
+            next_round: 0,
+            next_key: rng.random(),
+            next_socket_id: rng.random(),
+            rng,
+            last_sweep: Instant::now(),
+        };
+        let thread = thread::Builder::new()
+            .name("icmp-sender".into())
+            .spawn(move || scheduler.run(rx))?;
+        Ok(IcmpEngine {
+            shared,
+            commands: tx,
+            thread: Some(thread),
+        })
+    }
+
+    /// Submits a round. Never blocks: the round is handed to the sender
+    /// thread. Await the handle for the result; drop it to abandon the round.
+    pub fn submit(&self, req: RoundRequest) -> RoundHandle {
+        let (reply, rx) = oneshot::channel();
+        // If the sender thread is gone, `reply` is dropped with the failed
+        // command and the handle resolves to `Stopped`.
+        let _ = self.commands.send(Command::Submit(Box::new(req), reply));
+        RoundHandle { rx }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> EngineStats {
+        let c = &self.shared.matcher.counters;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        EngineStats {
+            sent: get(&c.sent),
+            send_errors: get(&c.send_errors),
+            received: get(&c.received),
+            late: get(&c.late),
+            unmatched: get(&c.unmatched),
+            foreign: get(&c.foreign),
+            icmp_errors: get(&c.icmp_errors),
+            rounds_active: get(&c.rounds_active),
+            pending: get(&c.pending),
+        }
+    }
+
+    /// The kind of socket opened for `family` (the last one, if several
+    /// bindings of that family exist); `None` if none was opened yet.
+    pub fn socket_kind_for(&self, family: Family) -> Option<SocketKind> {
+        match self.shared.kinds[family_index(family)].load(Ordering::Relaxed) {
+            1 => Some(SocketKind::Datagram),
+            2 => Some(SocketKind::Raw),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for IcmpEngine {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+    }
+}
+
+/// A socket of the engine and its receive thread.
+struct OpenSocket {
+    endpoint: Arc<dyn Endpoint>,
+    id: u32,
+    receiver: Option<JoinHandle<()>>,
+}
+
+/// A round in progress (owned by the sender thread).
+struct Round {
+    shared: Arc<RoundShared>,
+    schedule: Schedule,
+    targets: Vec<IpAddr>,
+    endpoint: Arc<dyn Endpoint>,
+    socket_id: u32,
+    reply: Reply,
+    /// Keys of every ping sent, to clear the pending table at the end.
+    keys: Vec<u32>,
+    timeout: Duration,
+    deadline: Option<Instant>,
+    send_errors: u64,
+}
+
+enum Finish {
+    Completed,
+    Abandoned,
+    Stopped,
+}
+
+/// The sender thread.
+struct Scheduler {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    opener: OpenFn,
+    sockets: HashMap<Binding, OpenSocket>,
+    rounds: HashMap<u64, Round>,
+    /// `(due, round id)`; entries of finished rounds are skipped when popped.
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    next_round: u64,
+    next_key: u32,
+    next_socket_id: u32,
+    rng: StdRng,
+    last_sweep: Instant,
+}
+
+impl Scheduler {
+    fn run(mut self, rx: mpsc::Receiver<Command>) {
+        // Wake up on time for sub-millisecond spacings (default slack: 50 µs).
+        if let Err(e) = nix::sys::prctl::set_timerslack(1_000) {
+            tracing::debug!("cannot lower the sender thread's timer slack: {e}");
+        }
+        loop {
+            let now = Instant::now();
+            let command = match self.wait_time(now) {
+                None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                Some(d) => rx.recv_timeout(d),
+            };
+            match command {
+                Ok(Command::Submit(req, reply)) => self.submit(*req, reply),
+                Ok(Command::Answered(id)) => self.answered(id),
+                Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.run_due();
+            self.sweep();
+        }
+        self.shutdown();
+    }
+
+    /// How long to sleep: until the earliest due round, or the next sweep.
+    fn wait_time(&self, now: Instant) -> Option<Duration> {
+        let due = self.queue.peek().map(|Reverse((due, _))| *due);
+        let sweep = (!self.rounds.is_empty()).then(|| add_capped(self.last_sweep, SWEEP_PERIOD));
+        let wake = match (due, sweep) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wake.map(|w| w.saturating_duration_since(now))
+    }
+
+    fn submit(&mut self, req: RoundRequest, reply: Reply) {
+        if reply.is_closed() {
+            return;
+        }
+        let n = req.targets.len();
+        if n == 0 || req.pings == 0 {
+            let _ = reply.send(Ok(RoundResult {
+                rtts: vec![Vec::new(); n],
+            }));
+            return;
+        }
+        let (endpoint, socket_id) = match self.socket_for(&req.binding) {
+            Ok(s) => s,
+            Err(msg) => {
+                tracing::debug!("round for {:?} failed: {msg}", req.binding);
+                let _ = reply.send(Err(RoundError::Socket(msg)));
+                return;
+            }
+        };
+        let family = req.binding.family;
+        let eligible: Vec<usize> = (0..n)
+            .filter(|&i| Family::of(&req.targets[i]) == family)
+            .collect();
+        let mismatched = n - eligible.len();
+        if mismatched > 0 {
+            tracing::debug!(
+                "{mismatched} of {n} targets are not {family:?} addresses; their pings are lost"
+            );
+            Counters::add(
+                &self.shared.matcher.counters.send_errors,
+                (mismatched as u64).saturating_mul(u64::from(req.pings)),
+            );
+        }
+        let id = self.next_round;
+        self.next_round += 1;
+        let schedule = Schedule::new(
+            eligible,
+            req.pings,
+            req.interval,
+            req.spacing,
+            req.start,
+            &mut self.rng,
+        );
+        let next_due = schedule.next_due();
+        let round = Round {
+            shared: Arc::new(RoundShared::new(id, n, req.pings, req.timeout)),
+            schedule,
+            targets: req.targets,
+            endpoint,
+            socket_id,
+            reply,
+            keys: Vec::new(),
+            timeout: req.timeout,
+            deadline: None,
+            send_errors: 0,
+        };
+        Counters::inc(&self.shared.matcher.counters.rounds_active);
+        self.rounds.insert(id, round);
+        match next_due {
+            Some(due) => self.queue.push(Reverse((due, id))),
+            None => self.finish(id, Finish::Completed),
+        }
+    }
+
+    /// The cached socket of a binding, opening it (and starting its receive
+    /// thread) on first use. Failures are not cached: a later round retries.
+    fn socket_for(&mut self, binding: &Binding) -> Result<(Arc<dyn Endpoint>, u32), String> {
+        if let Some(s) = self.sockets.get(binding) {
+            return Ok((Arc::clone(&s.endpoint), s.id));
+        }
+        let endpoint = (self.opener)(binding)?;
+        if endpoint.family() != binding.family {
+            return Err(format!(
+                "ICMP socket for {:?} has family {:?}",
+                binding.family,
+                endpoint.family()
+            ));
+        }
+        let id = self.next_socket_id;
+        self.next_socket_id = self.next_socket_id.wrapping_add(1);
+        let info = SocketInfo {
+            id,
+            family: endpoint.family(),
+            kind: endpoint.kind(),
+        };
+        let receiver = {
+            let endpoint = Arc::clone(&endpoint);
+            let shared = Arc::clone(&self.shared);
+            let commands = self.commands.clone();
+            thread::Builder::new()
+                .name(format!(
+                    "icmp-recv-{}",
+                    match info.family {
+                        Family::V4 => "v4",
+                        Family::V6 => "v6",
+                    }
+                ))
+                .spawn(move || receive_loop(endpoint.as_ref(), info, &shared, &commands))
+                .map_err(|e| format!("cannot start ICMP receive thread: {e}"))?
+        };
+        self.shared.kinds[family_index(info.family)].store(
+            match info.kind {
+                SocketKind::Raw => 2,
+                _ => 1,
+            },
+            Ordering::Relaxed,
+        );
+        self.sockets.insert(
+            binding.clone(),
+            OpenSocket {
+                endpoint: Arc::clone(&endpoint),
+                id,
+                receiver: Some(receiver),
+            },
+        );
+        Ok((endpoint, id))
+    }
+
+    fn answered(&mut self, id: u64) {
+        if let Some(r) = self.rounds.get(&id) {
+            if r.schedule.is_done() && r.shared.is_complete() {
+                self.finish(id, Finish::Completed);
+            }
+        }
+    }
+
+    /// Processes every due queue entry: one send (or the completion) per
+    /// entry, re-queued at its next due time, until nothing is due.
+    fn run_due(&mut self) {
+        loop {
+            let now = Instant::now();
+            let id = match self.queue.peek() {
+                Some(Reverse((due, id))) if *due <= now => *id,
+                _ => return,
+            };
+            self.queue.pop();
+            self.step(id, now);
+        }
+    }
+
+    fn step(&mut self, id: u64, now: Instant) {
+        let Some(round) = self.rounds.get_mut(&id) else {
+            return; // finished earlier; stale entry
+        };
+        if round.reply.is_closed() {
+            self.finish(id, Finish::Abandoned);
+            return;
+        }
+        match round.schedule.next_due() {
+            Some(due) if due <= now => {
+                send_one(&self.shared, &mut self.next_key, round);
+                if let Some(next) = round.schedule.next_due() {
+                    self.queue.push(Reverse((next, id)));
+                } else {
+                    let last = round.schedule.last_send().unwrap_or(now);
+                    let deadline = add_capped(last, round.timeout);
+                    round.deadline = Some(deadline);
+                    if round.shared.mark_all_sent() {
+                        self.finish(id, Finish::Completed);
+                    } else {
+                        self.queue.push(Reverse((deadline, id)));
+                    }
+                }
+            }
+            Some(due) => self.queue.push(Reverse((due, id))),
+            None => match round.deadline {
+                Some(deadline) if deadline > now => self.queue.push(Reverse((deadline, id))),
+                _ => self.finish(id, Finish::Completed),
+            },
+        }
+    }
+
+    /// Drops rounds whose handle was dropped.
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        if now < add_capped(self.last_sweep, SWEEP_PERIOD) {
+            return;
+        }
+        self.last_sweep = now;
+        let abandoned: Vec<u64> = self
+            .rounds
+            .iter()
+            .filter(|(_, r)| r.reply.is_closed())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in abandoned {
+            self.finish(id, Finish::Abandoned);
+        }
+    }
+
+    fn finish(&mut self, id: u64, how: Finish) {
+        let Some(round) = self.rounds.remove(&id) else {
+            return;
+        };
+        // Remove the remaining pending pings (lost) before reading results:
+        // the receive threads store RTTs under the same locks.
+        for key in &round.keys {
+            if self.shared.matcher.remove(*key).is_some() {
+                round.shared.finish_one();
+            }
+        }
+        Counters::dec(&self.shared.matcher.counters.rounds_active);
+        match how {
+            Finish::Completed => {
+                if round.send_errors > 0 {
+                    tracing::debug!(
+                        "round {id}: {} of {} pings could not be sent",
+                        round.send_errors,
+                        round.schedule.total()
+                    );
+                }
+                let _ = round.reply.send(Ok(RoundResult {
+                    rtts: round.shared.results(),
+                }));
+            }
+            Finish::Abandoned => {
+                tracing::debug!("round {id} abandoned ({} pings sent)", round.keys.len());
+            }
+            Finish::Stopped => {
+                let _ = round.reply.send(Err(RoundError::Stopped));
+            }
+        }
+    }
+
+    fn shutdown(mut self) {
+        let ids: Vec<u64> = self.rounds.keys().copied().collect();
+        for id in ids {
+            self.finish(id, Finish::Stopped);
+        }
+        self.shared.stopping.store(true, Ordering::Release);
+        for (_, mut s) in self.sockets.drain() {
+            if let Some(t) = s.receiver.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// Allocates a key not in the pending table. Only the sender thread inserts,
+/// so the key stays free until it does.
+fn alloc_key(matcher: &Matcher, next_key: &mut u32) -> Option<u32> {
+    for _ in 0..4096 {
+        let key = *next_key;
+        *next_key = next_key.wrapping_add(1);
+        if !matcher.contains(key) {
+            return Some(key);
+        }
+    }
+    None
+}
+
+/// Makes the next send of `round`.
+fn send_one(shared: &Shared, next_key: &mut u32, round: &mut Round) {
+    let at = Instant::now();
+    let Some(slot) = round.schedule.take(at) else {
+        return;
+    };
+    let counters = &shared.matcher.counters;
+    let (Some(&target), Some(key)) = (
+        round.targets.get(slot.target),
+        alloc_key(&shared.matcher, next_key),
+    ) else {
+        Counters::inc(&counters.send_errors);
+        round.send_errors += 1;
+        return;
+    };
+    let (ident, seq) = SocketInfo::ident_seq(key);
+    let token = Token {
+        magic: shared.matcher.magic(),
+        socket_id: round.socket_id,
+        key,
+    };
+    let packet = build_echo_request(round.endpoint.family(), ident, seq, &token.encode());
+    round.shared.add_outstanding();
+    let pending = Pending {
+        round: Arc::clone(&round.shared),
+        slot: round.shared.slot(slot.target, slot.ping),
+        sent_wall: SystemTime::now(),
+        sent_mono: at,
+    };
+    if shared.matcher.insert(key, pending).is_err() {
+        round.shared.finish_one();
+        Counters::inc(&counters.send_errors);
+        round.send_errors += 1;
+        return;
+    }
+    round.keys.push(key);
+    match round.endpoint.send_to(&packet, target) {
+        Ok(()) => Counters::inc(&counters.sent),
+        Err(e) => {
+            if shared.matcher.remove(key).is_some() {
+                round.shared.finish_one();
+            }
+            Counters::inc(&counters.send_errors);
+            round.send_errors += 1;
+            if round.send_errors == 1 {
+                tracing::debug!("round {}: sending to {target} failed: {e}", round.shared.id);
+            }
+        }
+    }
+}
+
+/// A socket's receive thread: receive, match, tell the sender thread when a
+/// round got its last answer; until the engine stops.
+fn receive_loop(
+    endpoint: &dyn Endpoint,
+    info: SocketInfo,
+    shared: &Shared,
+    commands: &mpsc::Sender<Command>,
+) {
+    let mut buf = vec![0u8; RECV_BUF_LEN];
+    let mut errors: u64 = 0;
+    while !shared.stopping.load(Ordering::Acquire) {
+        match endpoint.recv(&mut buf) {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                let mono = Instant::now();
+                let data = buf.get(..r.len).unwrap_or(&buf[..]);
+                match shared.matcher.on_packet(info, data, r.timestamp, mono) {
+                    Outcome::Answered {
+                        round_complete: Some(id),
+                        ..
+                    }
+                    | Outcome::Late {
+                        round_complete: Some(id),
+                    } => {
+                        let _ = commands.send(Command::Answered(id));
+                    }
+                    _ => {}
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                if errors.is_power_of_two() {
+                    tracing::debug!("ICMP receive error ({errors} so far): {e}");
+                }
+                // Do not spin on a persistent error.
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

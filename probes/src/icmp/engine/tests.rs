@@ -1,0 +1,432 @@
+//! Engine tests over an in-memory fake network: scheduling, matching and
+//! round life cycle without sockets.
+
+use std::collections::{HashSet, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Condvar, Mutex};
+
+use super::*;
+use crate::icmp::packet::tests::make_reply;
+use crate::icmp::socket::Received;
+
+const MS: Duration = Duration::from_millis(1);
+
+/// How the fake network treats packets to each target.
+#[derive(Debug, Default)]
+struct Behaviour {
+    /// Never answered.
+    drop: HashSet<IpAddr>,
+    /// `send_to` fails.
+    fail: HashSet<IpAddr>,
+    /// Every reply delivered twice.
+    duplicate: bool,
+    /// Extra delay per target: last octet (v4) times this.
+    delay_per_octet: Duration,
+    /// Fixed delay.
+    delay: Duration,
+    /// Receive timestamps from the "kernel".
+    timestamps: bool,
+}
+
+#[derive(Debug)]
+struct Fake {
+    family: Family,
+    kind: SocketKind,
+    behaviour: Behaviour,
+    queue: Mutex<VecDeque<(Instant, Vec<u8>)>>,
+    cv: Condvar,
+    sends: Mutex<Vec<(Instant, IpAddr)>>,
+}
+
+impl Fake {
+    fn new(family: Family, kind: SocketKind, behaviour: Behaviour) -> Arc<Fake> {
+        Arc::new(Fake {
+            family,
+            kind,
+            behaviour,
+            queue: Mutex::new(VecDeque::new()),
+            cv: Condvar::new(),
+            sends: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn sends(&self) -> Vec<(Instant, IpAddr)> {
+        self.sends.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+impl Endpoint for Fake {
+    fn family(&self) -> Family {
+        self.family
+    }
+
+    fn kind(&self) -> SocketKind {
+        self.kind
+    }
+
+    fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()> {
+        let now = Instant::now();
+        if let Ok(mut s) = self.sends.lock() {
+            s.push((now, dest));
+        }
+        let b = &self.behaviour;
+        if b.fail.contains(&dest) {
+            return Err(io::Error::from_raw_os_error(113)); // EHOSTUNREACH
+        }
+        if b.drop.contains(&dest) {
+            return Ok(());
+        }
+        let mut request = packet.to_vec();
+        if self.kind == SocketKind::Datagram {
+            // The kernel replaces the identifier with the socket's port.
+            request[4] = 0x42;
+            request[5] = 0x42;
+            if self.family == Family::V4 {
+                request[2] = 0;
+                request[3] = 0;
+                let c = crate::icmp::packet::checksum(&request);
+                request[2..4].copy_from_slice(&c.to_be_bytes());
+            }
+        }
+        let reply = make_reply(
+            self.family,
+            self.family == Family::V4 && self.kind == SocketKind::Raw,
+            &request,
+        );
+        let octet = match dest {
+            IpAddr::V4(a) => u32::from(a.octets()[3]),
+            IpAddr::V6(_) => 0,
+        };
+        let at = now + b.delay + b.delay_per_octet * octet;
+        let mut q = self
+            .queue
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        q.push_back((at, reply.clone()));
+        if b.duplicate {
+            q.push_back((at, reply));
+        }
+        // Keep the queue ordered by delivery time.
+        q.make_contiguous().sort_by_key(|(t, _)| *t);
+        self.cv.notify_all();
+        Ok(())
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        let give_up = Instant::now() + 20 * MS;
+        let mut q = self
+            .queue
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        loop {
+            let now = Instant::now();
+            if let Some((at, _)) = q.front() {
+                if *at <= now {
+                    let Some((_, pkt)) = q.pop_front() else {
+                        return Ok(None);
+                    };
+                    let n = pkt.len().min(buf.len());
+                    buf[..n].copy_from_slice(&pkt[..n]);
+                    return Ok(Some(Received {
+                        len: n,
+                        timestamp: self.behaviour.timestamps.then(SystemTime::now),
+                    }));
+                }
+            }
+            if now >= give_up {
+                return Ok(None);
+            }
+            let until = q.front().map_or(give_up, |(at, _)| (*at).min(give_up));
+            let (guard, _) = self
+                .cv
+                .wait_timeout(q, until.saturating_duration_since(now))
+                .map_err(|_| io::Error::other("poisoned"))?;
+            q = guard;
+        }
+    }
+}
+
+/// An engine whose every binding gets `fake`; counts opener calls.
+fn engine_with(fake: Arc<Fake>) -> (IcmpEngine, Arc<AtomicUsize>) {
+    let opens = Arc::new(AtomicUsize::new(0));
+    let o = Arc::clone(&opens);
+    let engine = IcmpEngine::with_opener(Box::new(move |_b: &Binding| {
+        o.fetch_add(1, Ordering::SeqCst);
+        Ok(Arc::clone(&fake) as Arc<dyn Endpoint>)
+    }))
+    .expect("engine");
+    (engine, opens)
+}
+
+fn v4(last: u8) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, last))
+}
+
+fn request(family: Family, targets: Vec<IpAddr>, pings: u32) -> RoundRequest {
+    RoundRequest {
+        binding: Binding::any(family),
+        targets,
+        pings,
+        interval: 20 * MS,
+        spacing: MS,
+        timeout: 300 * MS,
+        start: Instant::now(),
+    }
+}
+
+async fn wait_for(engine: &IcmpEngine, what: impl Fn(&EngineStats) -> bool) -> EngineStats {
+    for _ in 0..200 {
+        let s = engine.stats();
+        if what(&s) {
+            return s;
+        }
+        tokio::time::sleep(10 * MS).await;
+    }
+    engine.stats()
+}
+
+#[tokio::test]
+async fn results_in_request_order_raw_v4() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            delay_per_octet: 2 * MS,
+            timestamps: true,
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(Arc::clone(&fake));
+    let targets = vec![v4(30), v4(1), v4(15), v4(8)];
+    let r = engine
+        .submit(request(Family::V4, targets.clone(), 3))
+        .await
+        .expect("round");
+    assert_eq!(r.rtts.len(), 4);
+    for (t, row) in targets.iter().zip(&r.rtts) {
+        assert_eq!(row.len(), 3);
+        let IpAddr::V4(a) = t else { panic!("v4") };
+        let expect = 2 * MS * u32::from(a.octets()[3]);
+        for rtt in row {
+            let rtt = rtt.expect("answered");
+            assert!(rtt >= expect && rtt < expect + 50 * MS, "{t}: {rtt:?}");
+        }
+    }
+    let s = wait_for(&engine, |s| s.rounds_active == 0).await;
+    assert_eq!(s.sent, 12);
+    assert_eq!(s.received, 12);
+    assert_eq!(s.pending, 0);
+    assert_eq!(s.rounds_active, 0);
+    assert_eq!(engine.socket_kind_for(Family::V4), Some(SocketKind::Raw));
+    assert_eq!(engine.socket_kind_for(Family::V6), None);
+}
+
+#[tokio::test]
+async fn datagram_v6_and_early_completion() {
+    let fake = Fake::new(Family::V6, SocketKind::Datagram, Behaviour::default());
+    let (engine, _) = engine_with(fake);
+    let targets: Vec<IpAddr> = (1..=5u16)
+        .map(|i| IpAddr::V6(std::net::Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, i)))
+        .collect();
+    let mut req = request(Family::V6, targets, 2);
+    req.timeout = Duration::from_secs(30);
+    let t0 = Instant::now();
+    let r = engine.submit(req).await.expect("round");
+    // All answers in: completes long before the 30 s timeout.
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    assert_eq!(
+        engine.socket_kind_for(Family::V6),
+        Some(SocketKind::Datagram)
+    );
+}
+
+#[tokio::test]
+async fn lost_failed_duplicate_and_wrong_family() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            drop: [v4(2)].into_iter().collect(),
+            fail: [v4(3)].into_iter().collect(),
+            duplicate: true,
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(fake);
+    let targets = vec![
+        v4(1),
+        v4(2),
+        v4(3),
+        IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+    ];
+    let r = engine
+        .submit(request(Family::V4, targets, 2))
+        .await
+        .expect("round");
+    assert!(r.rtts[0].iter().all(Option::is_some));
+    assert_eq!(r.rtts[1], vec![None, None]);
+    assert_eq!(r.rtts[2], vec![None, None]);
+    assert_eq!(r.rtts[3], vec![None, None]);
+    let s = wait_for(&engine, |s| s.unmatched >= 2).await;
+    assert_eq!(s.sent, 4); // targets 1 and 2
+    assert_eq!(s.send_errors, 4); // 2 failed sends + 2 wrong family
+    assert_eq!(s.received, 2);
+    assert_eq!(s.unmatched, 2); // the duplicates
+    assert_eq!(s.pending, 0);
+}
+
+#[tokio::test]
+async fn late_reply_counts_as_lost() {
+    // Replies take 150 ms, timeout 100 ms, pings 200 ms apart: ping 0's
+    // reply arrives late (counted), ping 1's after the round completed.
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            delay: 150 * MS,
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(fake);
+    let mut req = request(Family::V4, vec![v4(1)], 2);
+    req.interval = 200 * MS;
+    req.timeout = 100 * MS;
+    let r = engine.submit(req).await.expect("round");
+    assert_eq!(r.rtts, vec![vec![None, None]]);
+    let s = wait_for(&engine, |s| s.unmatched >= 1).await;
+    assert_eq!(s.late, 1);
+    assert_eq!(s.unmatched, 1);
+    assert_eq!(s.received, 0);
+}
+
+#[tokio::test]
+async fn sends_are_spaced_and_shuffled() {
+    let fake = Fake::new(Family::V4, SocketKind::Raw, Behaviour::default());
+    let (engine, _) = engine_with(Arc::clone(&fake));
+    let targets: Vec<IpAddr> = (1..=40).map(v4).collect();
+    let mut req = request(Family::V4, targets.clone(), 2);
+    req.spacing = 2 * MS;
+    req.interval = 10 * MS; // shorter than 40 * spacing: pings interleave
+    let r = engine.submit(req).await.expect("round");
+    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    let sends = fake.sends();
+    assert_eq!(sends.len(), 80);
+    // The engine spaces its clock reads before `sendto`; the fake records a
+    // little later, so allow for scheduling noise on each send but not
+    // cumulatively: send k is at least k * spacing after the first.
+    let first_at = sends[0].0;
+    for (k, (at, _)) in sends.iter().enumerate() {
+        let min = 2 * MS * u32::try_from(k).unwrap_or(0);
+        let since = *at - first_at;
+        assert!(since + MS >= min, "send {k} only {since:?} after the first");
+    }
+    let close = sends
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 < 2 * MS - Duration::from_micros(300))
+        .count();
+    assert!(close <= 8, "{close} of 79 gaps well below the spacing");
+    let first: Vec<IpAddr> = sends.iter().take(40).map(|s| s.1).collect();
+    // Every target exactly twice.
+    for t in &targets {
+        assert_eq!(sends.iter().filter(|s| s.1 == *t).count(), 2);
+    }
+    assert_ne!(
+        first, targets,
+        "shuffled (1 in 40! chance of a false failure)"
+    );
+}
+
+#[tokio::test]
+async fn one_socket_per_binding_shared_by_rounds() {
+    let fake = Fake::new(Family::V4, SocketKind::Raw, Behaviour::default());
+    let (engine, opens) = engine_with(fake);
+    let handles: Vec<RoundHandle> = (0..5u8)
+        .map(|i| engine.submit(request(Family::V4, vec![v4(i * 2 + 1), v4(i * 2 + 2)], 2)))
+        .collect();
+    for h in handles {
+        let r = h.await.expect("round");
+        assert!(r.rtts.iter().flatten().all(Option::is_some));
+    }
+    assert_eq!(opens.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn dropped_handle_abandons_round() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            drop: (1..=3).map(v4).collect(),
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(Arc::clone(&fake));
+    let mut req = request(Family::V4, (1..=3).map(v4).collect(), 10);
+    req.interval = 100 * MS;
+    req.timeout = Duration::from_secs(60);
+    let handle = engine.submit(req);
+    let s = wait_for(&engine, |s| s.pending >= 3).await;
+    assert!(s.pending >= 3);
+    drop(handle);
+    let s = wait_for(&engine, |s| s.pending == 0 && s.rounds_active == 0).await;
+    assert_eq!((s.pending, s.rounds_active), (0, 0));
+    let sent = fake.sends().len();
+    assert!(sent < 30, "kept sending after abandonment: {sent}");
+    tokio::time::sleep(300 * MS).await;
+    assert_eq!(fake.sends().len(), sent);
+}
+
+#[tokio::test]
+async fn open_failure_and_stop() {
+    let engine = IcmpEngine::with_opener(Box::new(|b: &Binding| {
+        if b.family == Family::V6 {
+            Err("cannot open ICMP socket for IPv6: test".to_string())
+        } else {
+            Ok(Fake::new(
+                Family::V4,
+                SocketKind::Raw,
+                Behaviour {
+                    drop: [v4(1)].into_iter().collect(),
+                    ..Behaviour::default()
+                },
+            ) as Arc<dyn Endpoint>)
+        }
+    }))
+    .expect("engine");
+    let err = engine
+        .submit(request(
+            Family::V6,
+            vec![IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)],
+            1,
+        ))
+        .await;
+    assert_eq!(
+        err,
+        Err(RoundError::Socket(
+            "cannot open ICMP socket for IPv6: test".into()
+        ))
+    );
+    // Empty and zero-ping rounds resolve at once with the right shape.
+    let r = engine.submit(request(Family::V4, vec![], 3)).await;
+    assert_eq!(r, Ok(RoundResult { rtts: vec![] }));
+    let r = engine.submit(request(Family::V4, vec![v4(1)], 0)).await;
+    assert_eq!(r, Ok(RoundResult { rtts: vec![vec![]] }));
+
+    // A round outstanding when the engine is dropped resolves to Stopped.
+    let mut req = request(Family::V4, vec![v4(1)], 1);
+    req.timeout = Duration::from_secs(60);
+    let handle = engine.submit(req);
+    wait_for(&engine, |s| s.pending == 1).await;
+    let t0 = Instant::now();
+    drop(engine);
+    assert!(t0.elapsed() < Duration::from_secs(2));
+    assert_eq!(handle.await, Err(RoundError::Stopped));
+}
+
+#[test]
+fn engine_is_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<IcmpEngine>();
+}

@@ -1,0 +1,577 @@
+//! Matching replies to pings: the pending table, the per-round answer slots,
+//! and the engine's counters.
+//!
+//! The sender thread inserts one [`Pending`] entry per ping under a 32-bit key
+//! just before `sendto`; a receive thread that gets a reply carrying our magic,
+//! our socket id and that key removes the entry and stores the RTT into the
+//! round's slot. The first matching reply wins: a duplicate finds no entry
+//! and is only counted. When a round completes, the sender thread removes
+//! its remaining entries (those pings are lost), so a reply arriving after
+//! that is only counted too.
+//!
+//! The table is sharded by key so the sender and receive threads rarely
+//! contend; an RTT is stored while the shard lock is held, so once the
+//! sender thread has removed a round's keys no late write can race with
+//! reading its results.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use super::packet::{self, Message, Token, MAGIC_LEN};
+use super::{Family, SocketKind};
+
+const SHARDS: usize = 64;
+const NO_RTT: u64 = u64::MAX;
+
+/// A wall-clock RTT more than this above the monotonic one means the wall
+/// clock was stepped during the ping: use the monotonic one.
+const CLOCK_STEP_TOLERANCE: Duration = Duration::from_millis(10);
+
+/// Engine-wide counters (see [`crate::icmp::EngineStats`]).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub sent: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub received: AtomicU64,
+    pub late: AtomicU64,
+    pub unmatched: AtomicU64,
+    pub foreign: AtomicU64,
+    pub icmp_errors: AtomicU64,
+    pub rounds_active: AtomicU64,
+    pub pending: AtomicU64,
+}
+
+impl Counters {
+    pub fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn dec(counter: &AtomicU64) {
+        // Gauges never go below zero, even on a bookkeeping slip.
+        let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(1))
+        });
+    }
+}
+
+/// The part of a round shared with the receive threads: its answer slots.
+#[derive(Debug)]
+pub(crate) struct RoundShared {
+    pub id: u64,
+    pub pings: u32,
+    pub timeout: Duration,
+    /// `[target * pings + ping]`: RTT in nanoseconds, or `NO_RTT`.
+    rtts: Vec<AtomicU64>,
+    /// Pings in the pending table.
+    outstanding: AtomicUsize,
+    /// Every send of the round has been done (or failed).
+    all_sent: AtomicBool,
+}
+
+impl RoundShared {
+    pub fn new(id: u64, targets: usize, pings: u32, timeout: Duration) -> RoundShared {
+        let n = targets.saturating_mul(pings as usize);
+        RoundShared {
+            id,
+            pings,
+            timeout,
+            rtts: (0..n).map(|_| AtomicU64::new(NO_RTT)).collect(),
+            outstanding: AtomicUsize::new(0),
+            all_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// The slot index of ping `ping` to target `target`.
+    pub fn slot(&self, target: usize, ping: u32) -> usize {
+        target
+            .saturating_mul(self.pings as usize)
+            .saturating_add(ping as usize)
+    }
+
+    fn set_rtt(&self, slot: usize, rtt: Duration) {
+        if let Some(s) = self.rtts.get(slot) {
+            let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(NO_RTT - 1);
+            s.store(nanos.min(NO_RTT - 1), Ordering::Relaxed);
+        }
+    }
+
+    /// `[target][ping]` RTTs, `None` for lost pings.
+    pub fn results(&self) -> Vec<Vec<Option<Duration>>> {
+        let pings = (self.pings as usize).max(1);
+        self.rtts
+            .chunks(pings)
+            .map(|c| {
+                c.iter()
+                    .map(|v| match v.load(Ordering::Relaxed) {
+                        NO_RTT => None,
+                        n => Some(Duration::from_nanos(n)),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// A ping is about to enter the pending table.
+    pub fn add_outstanding(&self) {
+        self.outstanding.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A ping left the pending table (answered, late or failed to send).
+    /// Returns true when that made the round complete.
+    pub fn finish_one(&self) -> bool {
+        let before = self.outstanding.fetch_sub(1, Ordering::SeqCst);
+        before == 1 && self.all_sent.load(Ordering::SeqCst)
+    }
+
+    /// Every send is done. Returns true when no ping is outstanding.
+    pub fn mark_all_sent(&self) -> bool {
+        self.all_sent.store(true, Ordering::SeqCst);
+        self.outstanding.load(Ordering::SeqCst) == 0
+    }
+
+    /// True when all sends are done and all answers are in.
+    pub fn is_complete(&self) -> bool {
+        self.all_sent.load(Ordering::SeqCst) && self.outstanding.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// One ping waiting for its reply.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub round: Arc<RoundShared>,
+    pub slot: usize,
+    /// CLOCK_REALTIME read just before `sendto`.
+    pub sent_wall: SystemTime,
+    /// Monotonic time of the send (fallback when the wall clock misbehaves).
+    pub sent_mono: Instant,
+}
+
+/// The socket a packet came in on, as far as matching cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SocketInfo {
+    pub id: u32,
+    pub family: Family,
+    pub kind: SocketKind,
+}
+
+impl SocketInfo {
+    /// Raw IPv4 sockets return the IP header too.
+    pub fn with_ip_header(&self) -> bool {
+        self.family == Family::V4 && self.kind == SocketKind::Raw
+    }
+
+    /// The (identifier, sequence) pair the engine puts on the wire for `key`.
+    ///
+    /// On datagram sockets the kernel replaces the identifier with the
+    /// socket's port, so only the sequence is checked there.
+    pub fn ident_seq(key: u32) -> (u16, u16) {
+        ((key >> 16) as u16, (key & 0xffff) as u16)
+    }
+}
+
+/// What one received packet turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Answer to one of our pings; `round_complete` names the round if this
+    /// was its last outstanding answer.
+    Answered {
+        rtt: Duration,
+        round_complete: Option<u64>,
+    },
+    /// Ours, but later than the round's timeout: the ping counts as lost.
+    Late { round_complete: Option<u64> },
+    /// Carries our magic but matches no pending ping (duplicate, expired,
+    /// or mangled).
+    Unmatched,
+    /// An echo reply for one of our other sockets (raw sockets see them all).
+    OtherSocket,
+    /// An echo reply that is not ours, or an unparseable packet.
+    Foreign,
+    /// An ICMP error message: never an answer.
+    IcmpError,
+    /// Anything else (echo requests, neighbour discovery, ...).
+    Ignored,
+}
+
+/// The pending table, the engine magic and the counters.
+#[derive(Debug)]
+pub(crate) struct Matcher {
+    magic: [u8; MAGIC_LEN],
+    shards: Box<[Mutex<HashMap<u32, Pending>>]>,
+    pub counters: Counters,
+}
+
+impl Matcher {
+    pub fn new(magic: [u8; MAGIC_LEN]) -> Matcher {
+        Matcher {
+            magic,
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn magic(&self) -> [u8; MAGIC_LEN] {
+        self.magic
+    }
+
+    fn shard(&self, key: u32) -> MutexGuard<'_, HashMap<u32, Pending>> {
+        let m = &self.shards[key as usize % SHARDS];
+        // A poisoned shard only means a thread panicked while holding it; the
+        // map itself is still consistent (single inserts/removes).
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn contains(&self, key: u32) -> bool {
+        self.shard(key).contains_key(&key)
+    }
+
+    /// Inserts a pending ping. Fails (returning it) if the key is taken.
+    pub fn insert(&self, key: u32, pending: Pending) -> Result<(), Pending> {
+        let mut shard = self.shard(key);
+        if shard.contains_key(&key) {
+            return Err(pending);
+        }
+        shard.insert(key, pending);
+        Counters::inc(&self.counters.pending);
+        Ok(())
+    }
+
+    /// Removes a pending ping (lost or failed to send).
+    pub fn remove(&self, key: u32) -> Option<Pending> {
+        let removed = self.shard(key).remove(&key);
+        if removed.is_some() {
+            Counters::dec(&self.counters.pending);
+        }
+        removed
+    }
+
+    /// Handles one received packet. `recv_wall` is the kernel receive
+    /// timestamp (CLOCK_REALTIME) if the socket delivered one; `recv_mono`
+    /// is the monotonic clock read when the packet was handed to us.
+    pub fn on_packet(
+        &self,
+        socket: SocketInfo,
+        data: &[u8],
+        recv_wall: Option<SystemTime>,
+        recv_mono: Instant,
+    ) -> Outcome {
+        let (ident, seq, payload) =
+            match packet::parse(socket.family, socket.with_ip_header(), data) {
+                Ok(Message::EchoReply {
+                    ident,
+                    seq,
+                    payload,
+                }) => (ident, seq, payload),
+                Ok(Message::Error { .. }) => {
+                    Counters::inc(&self.counters.icmp_errors);
+                    return Outcome::IcmpError;
+                }
+                Ok(Message::EchoRequest | Message::Other { .. }) => return Outcome::Ignored,
+                Err(_) => {
+                    Counters::inc(&self.counters.foreign);
+                    return Outcome::Foreign;
+                }
+            };
+        let token = match Token::decode(payload) {
+            Some(t) if t.magic == self.magic => t,
+            _ => {
+                Counters::inc(&self.counters.foreign);
+                return Outcome::Foreign;
+            }
+        };
+        if token.socket_id != socket.id {
+            return Outcome::OtherSocket;
+        }
+        let (want_ident, want_seq) = SocketInfo::ident_seq(token.key);
+        if seq != want_seq || (socket.kind == SocketKind::Raw && ident != want_ident) {
+            Counters::inc(&self.counters.unmatched);
+            return Outcome::Unmatched;
+        }
+
+        // Remove the entry and store the RTT under the shard lock (see the
+        // module docs).
+        let mut shard = self.shard(token.key);
+        let Some(p) = shard.remove(&token.key) else {
+            drop(shard);
+            Counters::inc(&self.counters.unmatched);
+            return Outcome::Unmatched;
+        };
+        Counters::dec(&self.counters.pending);
+        let rtt = rtt(&p, recv_wall, recv_mono);
+        let late = rtt > p.round.timeout;
+        if !late {
+            p.round.set_rtt(p.slot, rtt);
+        }
+        drop(shard);
+
+        let round_complete = p.round.finish_one().then_some(p.round.id);
+        if late {
+            Counters::inc(&self.counters.late);
+            Outcome::Late { round_complete }
+        } else {
+            Counters::inc(&self.counters.received);
+            Outcome::Answered {
+                rtt,
+                round_complete,
+            }
+        }
+    }
+}
+
+/// RTT of a ping: kernel receive timestamp minus send timestamp, both
+/// CLOCK_REALTIME; the monotonic clock when there is no kernel timestamp or
+/// the wall clock was stepped in between.
+fn rtt(p: &Pending, recv_wall: Option<SystemTime>, recv_mono: Instant) -> Duration {
+    let mono = recv_mono.saturating_duration_since(p.sent_mono);
+    match recv_wall.and_then(|w| w.duration_since(p.sent_wall).ok()) {
+        Some(wall) if wall <= mono + CLOCK_STEP_TOLERANCE => wall,
+        _ => mono,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::icmp::packet::tests::make_reply;
+    use crate::icmp::packet::{build_echo_request, Token};
+
+    const MAGIC: [u8; 8] = *b"TESTMAGC";
+    const MS: Duration = Duration::from_millis(1);
+
+    const RAW4: SocketInfo = SocketInfo {
+        id: 1,
+        family: Family::V4,
+        kind: SocketKind::Raw,
+    };
+    const DGRAM6: SocketInfo = SocketInfo {
+        id: 2,
+        family: Family::V6,
+        kind: SocketKind::Datagram,
+    };
+
+    /// A reply to `key` as `socket` would return it.
+    fn reply(socket: SocketInfo, magic: [u8; 8], key: u32) -> Vec<u8> {
+        let (ident, seq) = SocketInfo::ident_seq(key);
+        // Datagram sockets: the kernel put its own identifier in.
+        let ident = if socket.kind == SocketKind::Datagram {
+            0x4242
+        } else {
+            ident
+        };
+        let payload = Token {
+            magic,
+            socket_id: socket.id,
+            key,
+        }
+        .encode();
+        let req = build_echo_request(socket.family, ident, seq, &payload);
+        make_reply(socket.family, socket.with_ip_header(), &req)
+    }
+
+    struct Fixture {
+        m: Matcher,
+        round: Arc<RoundShared>,
+        t0: Instant,
+        w0: SystemTime,
+    }
+
+    /// A round of 2 targets x 2 pings, all four pings pending under keys
+    /// 0x0001_0000 + slot, sent at t0 / w0.
+    fn fixture() -> Fixture {
+        let m = Matcher::new(MAGIC);
+        let round = Arc::new(RoundShared::new(7, 2, 2, 100 * MS));
+        let t0 = Instant::now();
+        let w0 = SystemTime::now();
+        for slot in 0..4 {
+            round.add_outstanding();
+            let p = Pending {
+                round: Arc::clone(&round),
+                slot,
+                sent_wall: w0,
+                sent_mono: t0,
+            };
+            assert!(m.insert(0x0001_0000 + slot as u32, p).is_ok());
+        }
+        assert!(!round.mark_all_sent());
+        Fixture { m, round, t0, w0 }
+    }
+
+    #[test]
+    fn first_reply_wins_duplicate_ignored() {
+        let f = fixture();
+        let pkt = reply(RAW4, MAGIC, 0x0001_0002);
+        let out =
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 5 * MS), f.t0 + 6 * MS);
+        assert_eq!(
+            out,
+            Outcome::Answered {
+                rtt: 5 * MS,
+                round_complete: None
+            }
+        );
+        // Same reply again: duplicate.
+        let out =
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 7 * MS), f.t0 + 8 * MS);
+        assert_eq!(out, Outcome::Unmatched);
+        let c = &f.m.counters;
+        assert_eq!(c.received.load(Ordering::Relaxed), 1);
+        assert_eq!(c.unmatched.load(Ordering::Relaxed), 1);
+        assert_eq!(c.pending.load(Ordering::Relaxed), 3);
+        let r = f.round.results();
+        assert_eq!(r, vec![vec![None, None], vec![Some(5 * MS), None]]);
+    }
+
+    #[test]
+    fn late_reply_is_lost() {
+        let f = fixture();
+        let pkt = reply(RAW4, MAGIC, 0x0001_0000);
+        let out =
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 150 * MS), f.t0 + 150 * MS);
+        assert_eq!(
+            out,
+            Outcome::Late {
+                round_complete: None
+            }
+        );
+        assert_eq!(f.m.counters.late.load(Ordering::Relaxed), 1);
+        assert_eq!(f.m.counters.received.load(Ordering::Relaxed), 0);
+        assert_eq!(f.round.results()[0][0], None);
+        // Entry gone: a second copy is unmatched.
+        let out = f.m.on_packet(RAW4, &pkt, None, f.t0 + 151 * MS);
+        assert_eq!(out, Outcome::Unmatched);
+    }
+
+    #[test]
+    fn reply_after_round_removed_is_unmatched() {
+        let f = fixture();
+        for key in 0x0001_0000..0x0001_0004 {
+            assert!(f.m.remove(key).is_some());
+        }
+        assert_eq!(f.m.counters.pending.load(Ordering::Relaxed), 0);
+        let pkt = reply(RAW4, MAGIC, 0x0001_0001);
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, None, f.t0 + MS),
+            Outcome::Unmatched
+        );
+    }
+
+    #[test]
+    fn foreign_magic_and_other_socket_ignored() {
+        let f = fixture();
+        let pkt = reply(RAW4, *b"someone!", 0x0001_0000);
+        assert_eq!(f.m.on_packet(RAW4, &pkt, None, f.t0 + MS), Outcome::Foreign);
+        // Our magic, but sent through socket 9.
+        let other = SocketInfo { id: 9, ..RAW4 };
+        let pkt = reply(other, MAGIC, 0x0001_0000);
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, None, f.t0 + MS),
+            Outcome::OtherSocket
+        );
+        // Right magic and key but wrong identifier on a raw socket.
+        let mut pkt = reply(RAW4, MAGIC, 0x0001_0000);
+        pkt[24] ^= 0xff; // ident high byte (20-byte IP header + 4)
+        pkt[22] = 0;
+        pkt[23] = 0;
+        let c = packet::checksum(&pkt[20..]);
+        pkt[22..24].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, None, f.t0 + MS),
+            Outcome::Unmatched
+        );
+        // Garbage.
+        assert_eq!(
+            f.m.on_packet(RAW4, &[1, 2, 3], None, f.t0 + MS),
+            Outcome::Foreign
+        );
+        assert_eq!(f.m.counters.pending.load(Ordering::Relaxed), 4);
+        assert_eq!(f.m.counters.foreign.load(Ordering::Relaxed), 2);
+        assert!(f.round.results().iter().flatten().all(Option::is_none));
+    }
+
+    #[test]
+    fn icmp_error_never_answers() {
+        let f = fixture();
+        // Destination unreachable quoting our request.
+        let mut pkt = reply(RAW4, MAGIC, 0x0001_0000);
+        pkt[20] = 3;
+        pkt[21] = 1;
+        pkt[22] = 0;
+        pkt[23] = 0;
+        let c = packet::checksum(&pkt[20..]);
+        pkt[22..24].copy_from_slice(&c.to_be_bytes());
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, None, f.t0 + MS),
+            Outcome::IcmpError
+        );
+        assert_eq!(f.m.counters.pending.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn datagram_ignores_identifier_and_completes_round() {
+        let f = fixture();
+        let mut last = None;
+        for (i, key) in (0x0001_0000..0x0001_0004u32).enumerate() {
+            let pkt = reply(DGRAM6, MAGIC, key);
+            let ms = u32::try_from(i).unwrap_or(0) + 1;
+            last = Some(f.m.on_packet(DGRAM6, &pkt, Some(f.w0 + ms * MS), f.t0 + ms * MS));
+        }
+        assert_eq!(
+            last,
+            Some(Outcome::Answered {
+                rtt: 4 * MS,
+                round_complete: Some(7)
+            })
+        );
+        assert!(f.round.is_complete());
+        assert_eq!(
+            f.round.results(),
+            vec![
+                vec![Some(MS), Some(2 * MS)],
+                vec![Some(3 * MS), Some(4 * MS)]
+            ]
+        );
+    }
+
+    #[test]
+    fn rtt_falls_back_to_monotonic() {
+        let f = fixture();
+        // No kernel timestamp.
+        let pkt = reply(DGRAM6, MAGIC, 0x0001_0000);
+        assert!(matches!(
+            f.m.on_packet(DGRAM6, &pkt, None, f.t0 + 3 * MS),
+            Outcome::Answered { rtt, .. } if rtt == 3 * MS
+        ));
+        // Wall clock stepped back: timestamp before the send.
+        let pkt = reply(DGRAM6, MAGIC, 0x0001_0001);
+        let before = f.w0.checked_sub(Duration::from_secs(60));
+        assert!(matches!(
+            f.m.on_packet(DGRAM6, &pkt, before, f.t0 + 4 * MS),
+            Outcome::Answered { rtt, .. } if rtt == 4 * MS
+        ));
+        // Wall clock stepped forward by a minute.
+        let pkt = reply(DGRAM6, MAGIC, 0x0001_0002);
+        let after = Some(f.w0 + Duration::from_secs(60));
+        assert!(matches!(
+            f.m.on_packet(DGRAM6, &pkt, after, f.t0 + 5 * MS),
+            Outcome::Answered { rtt, .. } if rtt == 5 * MS
+        ));
+    }
+
+    #[test]
+    fn insert_rejects_taken_key() {
+        let f = fixture();
+        let p = Pending {
+            round: Arc::clone(&f.round),
+            slot: 0,
+            sent_wall: f.w0,
+            sent_mono: f.t0,
+        };
+        assert!(f.m.insert(0x0001_0000, p).is_err());
+        assert!(f.m.contains(0x0001_0000));
+        assert!(!f.m.contains(0x0002_0000));
+    }
+}

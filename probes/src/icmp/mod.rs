@@ -1,0 +1,193 @@
+//! Native ICMP echo ("ping") engine: rounds of `fping -C`-style pings to many
+//! targets over a few shared sockets.
+//!
+//! # Design
+//!
+//! * One socket per [`Binding`] (address family, source address, interface),
+//!   opened lazily on first use and shared by every target and round of that
+//!   binding: never a socket, task or thread per target or per round.
+//! * One sender thread schedules all sends of all rounds: a priority queue of
+//!   round cursors ordered by next due time; it sleeps in
+//!   `mpsc::Receiver::recv_timeout` until the earliest due send or a new
+//!   command, and sends everything due at each wake-up.
+//! * One receive thread per socket does blocking `recvmsg` with kernel receive
+//!   timestamps (`SO_TIMESTAMPNS`) and matches replies to pings through a
+//!   shared pending table (identifier, sequence and a payload token carrying
+//!   a per-engine random magic, the socket id and a 32-bit key).
+//! * RTT = kernel receive timestamp − CLOCK_REALTIME read just before `sendto`.
+//!
+//! # Schedule of a round
+//!
+//! Targets are shuffled once per round; ping `i` to the `j`-th shuffled
+//! target is due at `start + i*interval + j*spacing`, and consecutive sends
+//! of the round are at least `spacing` apart. The round completes at last
+//! send + `timeout`, or as soon as every answer is in; a reply later than
+//! `timeout` after its send counts as lost. Dropping the [`RoundHandle`]
+//! abandons the round: its remaining sends are not made.
+
+mod engine;
+mod matching;
+mod packet;
+mod schedule;
+mod socket;
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+pub use engine::IcmpEngine;
+
+/// Address family of a binding or target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// IPv4 (ICMP).
+    V4,
+    /// IPv6 (ICMPv6).
+    V6,
+}
+
+impl Family {
+    /// The family of an address.
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+}
+
+/// Which kind of ICMP socket to open.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum SocketKind {
+    /// Unprivileged datagram socket if allowed (`net.ipv4.ping_group_range`),
+    /// else raw.
+    #[default]
+    Auto,
+    /// Unprivileged ICMP datagram socket (`SOCK_DGRAM`, `IPPROTO_ICMP[V6]`).
+    Datagram,
+    /// Raw socket (`SOCK_RAW`; needs `CAP_NET_RAW`).
+    Raw,
+}
+
+/// Engine configuration.
+#[derive(Clone, Debug)]
+pub struct IcmpConfig {
+    /// Kind of socket to open.
+    pub socket_kind: SocketKind,
+    /// Receive buffer asked for on each socket (`SO_RCVBUFFORCE`, else `SO_RCVBUF`).
+    pub recv_buffer_bytes: usize,
+}
+
+impl Default for IcmpConfig {
+    fn default() -> IcmpConfig {
+        IcmpConfig {
+            socket_kind: SocketKind::Auto,
+            recv_buffer_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What a socket is bound to. Rounds with equal bindings share one socket.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Binding {
+    /// Address family of the socket (targets of the other family are lost).
+    pub family: Family,
+    /// Source address (`bind`).
+    pub source: Option<IpAddr>,
+    /// Interface name (`SO_BINDTODEVICE`).
+    pub interface: Option<String>,
+}
+
+impl Binding {
+    /// A binding of `family` with no source address or interface.
+    pub fn any(family: Family) -> Binding {
+        Binding {
+            family,
+            source: None,
+            interface: None,
+        }
+    }
+}
+
+/// One round: `pings` pings to each target.
+#[derive(Clone, Debug)]
+pub struct RoundRequest {
+    /// Socket to use.
+    pub binding: Binding,
+    /// Distinct addresses; results come back in this order.
+    pub targets: Vec<IpAddr>,
+    /// Pings per target (>= 1; 0 gives empty results at once).
+    pub pings: u32,
+    /// Between two pings to one target.
+    pub interval: Duration,
+    /// Minimum gap between consecutive sends of this round.
+    pub spacing: Duration,
+    /// How long a ping may wait for its reply.
+    pub timeout: Duration,
+    /// When the first send is due (in the past: start at once).
+    pub start: Instant,
+}
+
+/// The outcome of a round.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RoundResult {
+    /// `[target index][ping index in send order]`; `None` = lost.
+    pub rtts: Vec<Vec<Option<Duration>>>,
+}
+
+/// Why a round has no result.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RoundError {
+    /// The binding's socket could not be opened (the message says what and why).
+    #[error("{0}")]
+    Socket(String),
+    /// The engine was dropped before the round completed.
+    #[error("ICMP engine stopped")]
+    Stopped,
+}
+
+/// The pending result of a submitted round. Dropping it abandons the round.
+#[derive(Debug)]
+pub struct RoundHandle {
+    rx: oneshot::Receiver<Result<RoundResult, RoundError>>,
+}
+
+impl Future for RoundHandle {
+    type Output = Result<RoundResult, RoundError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(RoundError::Stopped)))
+    }
+}
+
+/// Engine counters (totals since start, except the two gauges).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Echo requests sent.
+    pub sent: u64,
+    /// Pings not sent: `sendto` failed, or the target's family does not match
+    /// the binding's.
+    pub send_errors: u64,
+    /// Matched answers in time.
+    pub received: u64,
+    /// Matched answers later than the round's timeout (counted as lost).
+    pub late: u64,
+    /// Replies carrying our magic that match no pending ping (duplicates,
+    /// replies after their round completed).
+    pub unmatched: u64,
+    /// Echo replies that are not ours (other processes' pings seen on a raw
+    /// socket) and unparseable packets.
+    pub foreign: u64,
+    /// ICMP error messages received (never counted as answers).
+    pub icmp_errors: u64,
+    /// Gauge: rounds in progress.
+    pub rounds_active: u64,
+    /// Gauge: pings waiting for their reply.
+    pub pending: u64,
+}

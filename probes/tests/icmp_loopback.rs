@@ -1,0 +1,331 @@
+//! The real ICMP engine against loopback addresses only (127.0.0.0/8, ::1).
+//!
+//! These need root (CAP_NET_RAW) or `net.ipv4.ping_group_range` covering this
+//! process's group; without either they print why they skip and pass.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, Instant};
+
+use probes::{
+    Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundRequest, RoundResult,
+    SocketKind,
+};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn request(binding: Binding, targets: Vec<IpAddr>, pings: u32) -> RoundRequest {
+    RoundRequest {
+        binding,
+        targets,
+        pings,
+        interval: 200 * MS,
+        spacing: MS,
+        timeout: Duration::from_secs(1),
+        start: Instant::now(),
+    }
+}
+
+/// True (after saying so) when the round failed for lack of permission.
+fn skip_for_permission(what: &str, r: &Result<RoundResult, RoundError>) -> bool {
+    match r {
+        Err(RoundError::Socket(msg))
+            if msg.contains("CAP_NET_RAW") || msg.contains("ping_group_range") =>
+        {
+            println!(
+                "skipping {what}: needs root (CAP_NET_RAW) or net.ipv4.ping_group_range covering this gid ({msg})"
+            );
+            true
+        }
+        _ => false,
+    }
+}
+
+fn ipv6_loopback_available() -> bool {
+    std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).is_ok()
+}
+
+fn assert_all_answered(r: &RoundResult, targets: usize, pings: usize) -> Vec<Duration> {
+    assert_eq!(r.rtts.len(), targets, "one row per target");
+    let mut all = Vec::new();
+    for (t, row) in r.rtts.iter().enumerate() {
+        assert_eq!(row.len(), pings, "target {t}: one column per ping");
+        for (p, rtt) in row.iter().enumerate() {
+            let rtt = rtt.unwrap_or_else(|| panic!("target {t} ping {p} lost"));
+            assert!(
+                rtt > Duration::ZERO && rtt < 50 * MS,
+                "target {t} ping {p}: {rtt:?}"
+            );
+            all.push(rtt);
+        }
+    }
+    all
+}
+
+fn summary(rtts: &[Duration]) -> String {
+    let min = rtts.iter().min().copied().unwrap_or_default();
+    let max = rtts.iter().max().copied().unwrap_or_default();
+    let n = u32::try_from(rtts.len()).unwrap_or(u32::MAX).max(1);
+    let avg = rtts.iter().sum::<Duration>() / n;
+    format!("{} RTTs: min {min:?} avg {avg:?} max {max:?}", rtts.len())
+}
+
+async fn wait_idle(engine: &IcmpEngine) -> EngineStats {
+    for _ in 0..300 {
+        let s = engine.stats();
+        if s.pending == 0 && s.rounds_active == 0 {
+            return s;
+        }
+        tokio::time::sleep(10 * MS).await;
+    }
+    engine.stats()
+}
+
+#[tokio::test]
+async fn ipv4_two_targets_three_pings() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let targets = vec![
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+    ];
+    let t0 = Instant::now();
+    let r = engine
+        .submit(request(Binding::any(Family::V4), targets, 3))
+        .await;
+    if skip_for_permission("IPv4 loopback test", &r) {
+        return;
+    }
+    let r = r.expect("round");
+    let rtts = assert_all_answered(&r, 2, 3);
+    // 2 pings 200 ms apart after the first: ~400 ms, and early completion.
+    let took = t0.elapsed();
+    assert!(took >= 390 * MS && took < 900 * MS, "round took {took:?}");
+    println!(
+        "IPv4 via {:?} socket: {}; per target {:?}",
+        engine.socket_kind_for(Family::V4),
+        summary(&rtts),
+        r.rtts
+    );
+    let s = wait_idle(&engine).await;
+    assert_eq!(s.sent, 6);
+    assert_eq!(s.received, 6);
+    assert_eq!(s.send_errors, 0);
+    println!("stats: {s:?}");
+}
+
+#[tokio::test]
+async fn ipv6_loopback() {
+    if !ipv6_loopback_available() {
+        println!("skipping IPv6 loopback test: ::1 is not available");
+        return;
+    }
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let r = engine
+        .submit(request(
+            Binding::any(Family::V6),
+            vec![IpAddr::V6(Ipv6Addr::LOCALHOST)],
+            3,
+        ))
+        .await;
+    if skip_for_permission("IPv6 loopback test", &r) {
+        return;
+    }
+    let r = r.expect("round");
+    let rtts = assert_all_answered(&r, 1, 3);
+    println!(
+        "IPv6 via {:?} socket: {}",
+        engine.socket_kind_for(Family::V6),
+        summary(&rtts)
+    );
+}
+
+#[tokio::test]
+async fn two_hundred_targets() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let targets: Vec<IpAddr> = (0..200u32)
+        .map(|i| {
+            let [_, b, c, d] = (i * 7919 + 1).to_be_bytes();
+            IpAddr::V4(Ipv4Addr::new(127, b, c, d.max(1)))
+        })
+        .collect();
+    let mut distinct = targets.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 200);
+    let t0 = Instant::now();
+    let r = engine
+        .submit(request(Binding::any(Family::V4), targets, 2))
+        .await;
+    if skip_for_permission("200-target test", &r) {
+        return;
+    }
+    let r = r.expect("round");
+    let rtts = assert_all_answered(&r, 200, 2);
+    println!(
+        "200 targets x 2 pings in {:?}: {}",
+        t0.elapsed(),
+        summary(&rtts)
+    );
+}
+
+#[tokio::test]
+async fn dropped_handle_abandons_round() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    // Open the socket first (and find out whether we may).
+    let r = engine
+        .submit(request(
+            Binding::any(Family::V4),
+            vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            1,
+        ))
+        .await;
+    if skip_for_permission("abandonment test", &r) {
+        return;
+    }
+    r.expect("round");
+    let before = engine.stats().sent;
+
+    let mut req = request(
+        Binding::any(Family::V4),
+        (1..=3)
+            .map(|d| IpAddr::V4(Ipv4Addr::new(127, 0, 1, d)))
+            .collect(),
+        20,
+    );
+    req.interval = 100 * MS;
+    req.timeout = Duration::from_secs(30);
+    let handle = engine.submit(req);
+    tokio::time::sleep(250 * MS).await;
+    assert_eq!(engine.stats().rounds_active, 1);
+    drop(handle);
+    let s = wait_idle(&engine).await;
+    assert_eq!((s.pending, s.rounds_active), (0, 0));
+    let sent = s.sent - before;
+    assert!(sent > 0 && sent < 60, "sent {sent} of 60");
+    tokio::time::sleep(300 * MS).await;
+    assert_eq!(engine.stats().sent - before, sent, "kept sending");
+    println!("abandoned round after {sent} of 60 sends");
+}
+
+#[tokio::test]
+async fn source_bound_binding() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let binding = Binding {
+        family: Family::V4,
+        source: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        interface: None,
+    };
+    let targets = vec![
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+        IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)),
+    ];
+    let r = engine
+        .submit(request(binding.clone(), targets.clone(), 3))
+        .await;
+    if skip_for_permission("source binding test", &r) {
+        return;
+    }
+    assert_all_answered(&r.expect("round"), 2, 3);
+    // Two rounds at once on the bound socket and an unbound one.
+    let a = engine.submit(request(binding, targets.clone(), 2));
+    let b = engine.submit(request(Binding::any(Family::V4), targets, 2));
+    assert_all_answered(&a.await.expect("round a"), 2, 2);
+    assert_all_answered(&b.await.expect("round b"), 2, 2);
+}
+
+#[tokio::test]
+async fn interface_binding_lo() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let binding = Binding {
+        family: Family::V4,
+        source: None,
+        interface: Some("lo".into()),
+    };
+    let r = engine
+        .submit(request(binding, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], 2))
+        .await;
+    if skip_for_permission("interface binding test", &r) {
+        return;
+    }
+    match r {
+        Ok(r) => {
+            assert_all_answered(&r, 1, 2);
+        }
+        // SO_BINDTODEVICE itself may need CAP_NET_RAW on old kernels.
+        Err(RoundError::Socket(msg)) if msg.contains("interface") => {
+            println!("skipping interface binding test: {msg}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test]
+async fn forced_socket_kinds() {
+    for kind in [SocketKind::Raw, SocketKind::Datagram] {
+        let engine = IcmpEngine::new(IcmpConfig {
+            socket_kind: kind,
+            ..IcmpConfig::default()
+        })
+        .expect("engine");
+        let mut families = vec![(Family::V4, IpAddr::V4(Ipv4Addr::LOCALHOST))];
+        if ipv6_loopback_available() {
+            families.push((Family::V6, IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        }
+        for (family, target) in families {
+            let r = engine
+                .submit(request(Binding::any(family), vec![target], 2))
+                .await;
+            if skip_for_permission(&format!("{kind:?} {family:?} test"), &r) {
+                continue;
+            }
+            let rtts = assert_all_answered(&r.expect("round"), 1, 2);
+            assert_eq!(engine.socket_kind_for(family), Some(kind));
+            println!("{kind:?} {family:?}: {}", summary(&rtts));
+        }
+    }
+}
+
+/// CPU time (user + system) of this process so far, from /proc/self/stat.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 Hz on Linux).
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 10))
+}
+
+/// Load check, run by hand: `cargo test -p probes --test icmp_loopback -- --ignored --nocapture`.
+/// 50,000 loopback targets x 2 pings, 20 µs spacing (100,000 sends in ~2 s).
+#[tokio::test]
+#[ignore = "load check; run by hand"]
+async fn load_50k_loopback_targets() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let targets: Vec<IpAddr> = (0..50_000u32)
+        .map(|i| {
+            let [_, b, c, d] = (i + 0x0002_0001).to_be_bytes();
+            IpAddr::V4(Ipv4Addr::new(127, b, c, d))
+        })
+        .collect();
+    let mut req = request(Binding::any(Family::V4), targets, 2);
+    req.spacing = Duration::from_micros(20);
+    req.interval = Duration::from_secs(1);
+    let cpu0 = cpu_time();
+    let t0 = Instant::now();
+    let r = engine.submit(req).await;
+    if skip_for_permission("load check", &r) {
+        return;
+    }
+    let took = t0.elapsed();
+    let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
+    let r = r.expect("round");
+    let rtts: Vec<Duration> = r.rtts.iter().flatten().flatten().copied().collect();
+    let lost = 100_000 - rtts.len();
+    println!(
+        "50k targets x 2: {took:?} wall, {cpu:?} CPU, {lost} lost, {}; stats {:?}",
+        summary(&rtts),
+        engine.stats()
+    );
+    assert!(lost < 1000, "{lost} lost");
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs pingmachine on a demo base directory (./demo by default) with example
+# orders to 127.0.0.1 and ::1, in the foreground with --debug: watch one log
+# line per order per round, and demo/output/*/*/last_result and main.rrd
+# appear. Stop with Ctrl-C. Installs missing system packages first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base="${1:-demo}"
+bash scripts/deps.sh
+cargo build --release --locked
+mkdir -p "$base/orders"
+cp -r tests/fixtures/orders/demo/. "$base/orders/"
+# Orders must be refreshed hourly; the demo copies are fresh now.
+touch "$base"/orders/demo/*
+if [ "$(id -u)" != 0 ]; then
+  range=$(cat /proc/sys/net/ipv4/ping_group_range 2>/dev/null || echo "1 0")
+  echo "note: not root; ICMP needs root or: sudo sysctl -w net.ipv4.ping_group_range='0 2147483647' (now: $range)" >&2
+fi
+echo "pingmachine: base directory $base; results in $base/output/ (Ctrl-C to stop)" >&2
+exec ./target/release/pingmachine --basedir "$base" run --debug

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages pingmachine needs to build, run and test,
+# when they are missing (Debian/Ubuntu: apt-get). Safe to run repeatedly.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+for pkg in librrd-dev rrdtool libclang-dev pkg-config iproute2; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+if ((${#need[@]} == 0)); then
+  exit 0
+fi
+if ! command -v apt-get >/dev/null; then
+  echo "deps: missing ${need[*]} and no apt-get here; install them with your package manager" >&2
+  exit 1
+fi
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "deps: need root (or sudo) to install ${need[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+echo "deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,99 @@
+//! The base directory (SPEC A1): its layout, creation and the `.lock` that
+//! keeps a second daemon off it.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+/// Default base directory.
+pub const DEFAULT: &str = "/var/lib/pingmachine";
+
+/// Paths of one base directory.
+#[derive(Debug, Clone)]
+pub struct BaseDir {
+    /// The base directory itself.
+    pub root: PathBuf,
+    /// `orders/`: order files, any depth.
+    pub orders: PathBuf,
+    /// `telegraf/`: old-interface line-protocol sidecars.
+    pub telegraf: PathBuf,
+    /// `output/<id>/`: results of active orders.
+    pub output: PathBuf,
+    /// `archive/<id>/`: results of removed orders.
+    pub archive: PathBuf,
+}
+
+/// Holds the exclusive lock until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+impl BaseDir {
+    /// The layout below `root`.
+    pub fn new(root: &Path) -> BaseDir {
+        BaseDir {
+            root: root.to_path_buf(),
+            orders: root.join("orders"),
+            telegraf: root.join("telegraf"),
+            output: root.join("output"),
+            archive: root.join("archive"),
+        }
+    }
+
+    /// Creates the directories that are missing.
+    pub fn create(&self) -> anyhow::Result<()> {
+        for d in [
+            &self.root,
+            &self.orders,
+            &self.telegraf,
+            &self.output,
+            &self.archive,
+        ] {
+            std::fs::create_dir_all(d)
+                .with_context(|| format!("cannot create directory {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Takes the exclusive, non-blocking `flock` on `.lock`.
+    pub fn lock(&self) -> anyhow::Result<Lock> {
+        let path = self.root.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Lock { _file: file }),
+            Err(TryLockError::WouldBlock) => bail!(
+                "another pingmachine is already running on {} (it holds the lock on {})",
+                self.root.display(),
+                path.display()
+            ),
+            Err(TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_lock_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = BaseDir::new(&dir.path().join("base"));
+        b.create().unwrap();
+        assert!(
+            b.orders.is_dir() && b.telegraf.is_dir() && b.output.is_dir() && b.archive.is_dir()
+        );
+        let _l = b.lock().unwrap();
+        let e = b.lock().unwrap_err().to_string();
+        assert!(e.contains("another pingmachine is already running"), "{e}");
+    }
+}

@@ -1,0 +1,79 @@
+//! Command-line interface (clap derive). Every subcommand shares
+//! `--basedir` (also `PINGMACHINE_BASEDIR`).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Latency and loss measurement daemon (SmokePing-like): probes the targets
+/// of the order files in BASEDIR/orders and writes BASEDIR/output/<id>/main.rrd
+/// and last_result.
+#[derive(Debug, Parser)]
+#[command(name = "pingmachine", version, propagate_version = true)]
+pub struct Cli {
+    /// Base directory holding orders/, output/, archive/ and telegraf/.
+    #[arg(long, global = true, env = "PINGMACHINE_BASEDIR", default_value = crate::basedir::DEFAULT, value_name = "DIR")]
+    pub basedir: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP).
+    Run(RunOpts),
+}
+
+/// Options of `pingmachine run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunOpts {
+    /// Log at debug level: one line per order per round with its results.
+    #[arg(long)]
+    pub debug: bool,
+
+    /// Kind of ICMP socket: an unprivileged datagram socket where
+    /// net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW).
+    #[arg(long, value_enum, default_value_t = IcmpSocket::Auto, value_name = "KIND")]
+    pub icmp_socket: IcmpSocket,
+
+    /// Number of threads writing main.rrd and last_result files.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
+    pub writers: u16,
+}
+
+/// `--icmp-socket`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IcmpSocket {
+    /// Datagram if permitted, else raw.
+    Auto,
+    /// Unprivileged ICMP datagram socket only.
+    Datagram,
+    /// Raw socket only (CAP_NET_RAW).
+    Raw,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_flags() {
+        let cli =
+            Cli::try_parse_from(["pingmachine", "--basedir", "/x", "run", "--debug"]).unwrap();
+        assert_eq!(cli.basedir, PathBuf::from("/x"));
+        let Command::Run(o) = cli.command;
+        assert!(o.debug);
+        assert_eq!(o.icmp_socket, IcmpSocket::Auto);
+        let cli = Cli::try_parse_from(["pingmachine", "run", "--basedir", "/y"]).unwrap();
+        assert_eq!(cli.basedir, PathBuf::from("/y"));
+    }
+}

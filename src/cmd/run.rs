@@ -1,0 +1,114 @@
+//! `pingmachine run`: the daemon.
+//!
+//! Start-up: create the base directory tree, take `.lock`, start the ICMP
+//! engine, the store writers, the watcher and the registry. Signals:
+//! SIGTERM/SIGINT stop (jobs stop, queued writes finish, then exit);
+//! SIGHUP triggers a full rescan.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use probes::icmp::{IcmpConfig, IcmpEngine, SocketKind};
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::basedir::BaseDir;
+use crate::cli::{IcmpSocket, RunOpts};
+use crate::registry::Registry;
+use crate::store::writer::Writers;
+use crate::watch::{self, OrderWatcher, WatchEvent};
+
+/// How long job tasks get to stop at shutdown.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
+    base.create()?;
+    let _lock = base.lock()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("pingmachine")
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(daemon(base, opts))
+}
+
+async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
+    let socket_kind = match opts.icmp_socket {
+        IcmpSocket::Auto => SocketKind::Auto,
+        IcmpSocket::Datagram => SocketKind::Datagram,
+        IcmpSocket::Raw => SocketKind::Raw,
+    };
+    let engine = Arc::new(
+        IcmpEngine::new(IcmpConfig {
+            socket_kind,
+            ..IcmpConfig::default()
+        })
+        .context("cannot start the ICMP engine")?,
+    );
+    let (store, writers) =
+        Writers::start(usize::from(opts.writers)).context("cannot start store writer threads")?;
+    let (tx, rx) = mpsc::channel(watch::QUEUE);
+    let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
+        .with_context(|| format!("cannot watch {}", base.orders.display()))?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                    _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                    _ = sighup.recv() => {
+                        info!("SIGHUP: rescanning orders");
+                        let _ = tx.send(WatchEvent::Rescan("SIGHUP")).await;
+                    }
+                }
+            }
+            cancel.cancel();
+        });
+    }
+
+    info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
+    let registry = Registry::new(
+        base.clone(),
+        engine.clone(),
+        store.clone(),
+        tracker.clone(),
+        cancel.clone(),
+    );
+    registry.run(rx, watcher).await;
+
+    tracker.close();
+    if tokio::time::timeout(STOP_GRACE, tracker.wait())
+        .await
+        .is_err()
+    {
+        warn!("some jobs did not stop in time");
+    }
+    let stats = store.stats();
+    info!(
+        rrd_updates = stats.rrd_updates.load(std::sync::atomic::Ordering::Relaxed),
+        last_results = stats
+            .last_results
+            .load(std::sync::atomic::Ordering::Relaxed),
+        write_errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed),
+        "finishing queued writes"
+    );
+    drop(store);
+    tokio::task::spawn_blocking(move || writers.join())
+        .await
+        .ok();
+    info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! pingmachine: a SmokePing-like latency and loss measurement daemon, a
+//! drop-in successor of the Perl pingmachine.
+//!
+//! Data flows one way:
+//!
+//! ```text
+//! orders/ ──watch──▶ registry ──▶ jobs ──▶ probes (ICMP engine) ──▶ results ──▶ store
+//!  (files)           (one owner)  (step,    (probes crate)          (per order)  (main.rrd,
+//!                                  pings)                                        last_result)
+//! ```
+//!
+//! Modules:
+//! * [`cli`] — command-line definition (clap).
+//! * [`cmd`] — one module per subcommand.
+//! * [`basedir`] — the base directory layout and its `.lock`.
+//! * [`order`] — order files: YAML → validated [`order::Order`].
+//! * [`watch`] — inotify hints about changed order files.
+//! * [`registry`] — owns the active orders; reconciles files with jobs.
+//! * [`job`] — one task per probing job: rounds, fan-out of results.
+//! * [`schedule`] — step boundaries, offsets, intervals, RRD timestamps.
+//! * [`result`] — a round's outcome and its statistics.
+//! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
+
+pub mod basedir;
+pub mod cli;
+pub mod cmd;
+pub mod job;
+pub mod order;
+pub mod registry;
+pub mod result;
+pub mod schedule;
+pub mod store;
+pub mod watch;

@@ -1,0 +1,38 @@
+//! The `pingmachine` binary: parse the command line, set up logging,
+//! dispatch, and turn an error into an exit code (1).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use pingmachine::basedir::BaseDir;
+use pingmachine::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn init_logging(debug: bool) {
+    let default = if debug { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("PINGMACHINE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},notify=warn,rrd=warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let base = BaseDir::new(&cli.basedir);
+    let result = match &cli.command {
+        Command::Run(opts) => {
+            init_logging(opts.debug);
+            pingmachine::cmd::run::run(&base, opts)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pingmachine: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

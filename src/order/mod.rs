@@ -1,0 +1,204 @@
+//! Orders: what a client asked pingmachine to measure.
+//!
+//! An order file is YAML (see the README and `pingmachine-orders(5)`). This
+//! module turns the bytes of one file into a validated [`Order`]: a value that
+//! is correct by construction, so the rest of the daemon never re-checks it.
+//! Every error names the file, the field, the offending value and the rule.
+//!
+//! * [`id`] — [`OrderId`], the order's path relative to `orders/`.
+//! * [`parse`] — YAML → [`Order`], one small function per rule.
+
+pub mod id;
+pub mod parse;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+pub use id::{Interface, OrderId};
+pub use parse::{parse_order, parse_telegraf_sidecar};
+
+/// A validated order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Order {
+    /// Path relative to `orders/`; names the output directory too.
+    pub id: OrderId,
+    /// Owner application (`user:`), used for grouping in `status`.
+    pub user: String,
+    /// Free text (`task:`).
+    pub task: Option<String>,
+    /// Seconds between rounds.
+    pub step: u32,
+    /// Probes sent per round.
+    pub pings: u32,
+    /// What to probe and how.
+    pub probe: ProbeSpec,
+    /// Whether a `main.rrd` is kept.
+    pub rrd: RrdTemplate,
+    /// Line-protocol metadata: from the order (new interface) or from the
+    /// `telegraf/<id>` sidecar (old interface).
+    pub telegraf: Option<TelegrafMeta>,
+}
+
+/// `rrd_template:`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RrdTemplate {
+    /// The default SmokePing layout of `main.rrd` (SPEC A6).
+    #[default]
+    Smokeping,
+    /// No RRD is written; `last_result` still is.
+    NoRrd,
+}
+
+/// `measurement_name` and `tags` for the line-protocol output.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TelegrafMeta {
+    /// Measurement name; `None` when only tags were given.
+    pub measurement_name: Option<String>,
+    /// Tag key → value, values converted from YAML scalars to strings.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A target host: an IP literal or a DNS name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Host {
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+    /// A syntactically valid DNS name, resolved at each round.
+    Name(String),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Ip(ip) => write!(f, "{ip}"),
+            Host::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+/// The probe of an order, with its section's options.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ProbeSpec {
+    /// ICMP echo, like `fping` (probed natively).
+    Fping(FpingSpec),
+    /// HTTP(S) request round trips, like `httping`.
+    Httping(HttpingSpec),
+    /// SCION SCMP echo (`sping`), through an external command.
+    Sping(ScionSpec),
+    /// SCION ping-pong (`pping`), through an external command.
+    Pping(ScionSpec),
+    /// TCP connect to an SSH server.
+    Ssh(SshSpec),
+}
+
+impl ProbeSpec {
+    /// The probe's name as written in `probe:`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ProbeSpec::Fping(_) => "fping",
+            ProbeSpec::Httping(_) => "httping",
+            ProbeSpec::Sping(_) => "sping",
+            ProbeSpec::Pping(_) => "pping",
+            ProbeSpec::Ssh(_) => "ssh",
+        }
+    }
+
+    /// The target as shown to operators (host or URL).
+    pub fn target(&self) -> String {
+        match self {
+            ProbeSpec::Fping(s) => s.host.to_string(),
+            ProbeSpec::Httping(s) => s.url.clone(),
+            ProbeSpec::Sping(s) | ProbeSpec::Pping(s) => s.host.clone(),
+            ProbeSpec::Ssh(s) => s.host.to_string(),
+        }
+    }
+}
+
+/// The `fping:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FpingSpec {
+    /// Target host.
+    pub host: Host,
+    /// Send through this interface (`SO_BINDTODEVICE`).
+    pub interface: Option<Interface>,
+    /// Send from this address.
+    pub source_ip: Option<IpAddr>,
+    /// Milliseconds between two pings to the target; `None` = computed (SPEC A5).
+    pub interval_ms: Option<u32>,
+    /// Probe over IPv6 (default: true for IPv6 literals, false otherwise).
+    pub ipv6: bool,
+}
+
+/// The `httping:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpingSpec {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Seconds between two requests (default 1).
+    pub interval_s: u32,
+    /// `User-Agent` header.
+    pub user_agent: Option<String>,
+    /// Proxy URL.
+    pub proxy: Option<String>,
+    /// HTTP status codes that count as a lost ping.
+    pub http_codes_as_failure: Vec<u16>,
+}
+
+/// The `sping:` / `pping:` sections (SCION).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScionSpec {
+    /// SCION address of the target (`ISD-AS,IP`), passed to the tool as is.
+    pub host: String,
+    /// Interface option passed to the tool.
+    pub interface: Option<Interface>,
+    /// Source address option passed to the tool.
+    pub source_ip: Option<IpAddr>,
+    /// Extra flags passed to the tool, split on whitespace (no shell).
+    pub flags: Vec<String>,
+    /// Milliseconds between pings, when given.
+    pub interval_ms: Option<u32>,
+    /// Whether IPv6 is used.
+    pub ipv6: bool,
+}
+
+/// The `ssh:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshSpec {
+    /// Target host.
+    pub host: Host,
+    /// Key type the original passed to its scanner (kept for compatibility).
+    pub key_type: Option<String>,
+}
+
+/// Why an order file was not accepted: file, field, value and rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct OrderError {
+    /// The order file.
+    pub file: PathBuf,
+    /// Dotted field path (`fping.host`), `None` for whole-file errors.
+    pub field: Option<String>,
+    /// The offending value, shortened, when there is one.
+    pub value: Option<String>,
+    /// The rule that was broken, in words.
+    pub reason: String,
+    /// 1-based line in the file, when known.
+    pub line: Option<usize>,
+}
+
+impl fmt::Display for OrderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        if let Some(value) = &self.value {
+            write!(f, ": value {value:?}")?;
+        }
+        write!(f, ": {}", self.reason)
+    }
+}

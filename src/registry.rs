@@ -1,0 +1,683 @@
+//! The registry: the one owner of the set of active orders.
+//!
+//! It turns watcher hints and rescans into a reconciled state: every valid
+//! order file under `orders/` is in exactly one job, every job has a task,
+//! and orders whose file vanished or turned invalid are out of their job.
+//! Nothing else mutates this state; jobs see their membership through a
+//! `watch` channel that the registry republishes after each batch.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use probes::icmp::IcmpEngine;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::basedir::BaseDir;
+use crate::job::{self, FpingKey, JobCtx, Member, Members};
+use crate::order::id::is_ignored_name;
+use crate::order::parse::MAX_ORDER_BYTES;
+use crate::order::{self, Order, OrderError, OrderId, ProbeSpec};
+use crate::schedule;
+use crate::store::{StoreCmd, StoreHandle};
+use crate::watch::{OrderWatcher, WatchEvent};
+
+/// Interval of the safety-net full rescan (SPEC B2).
+pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+/// A file that fails to parse and was modified this recently is retried
+/// rather than reported: its writer may not be done yet.
+pub const HALF_WRITTEN_GRACE: Duration = Duration::from_secs(5);
+/// Deepest directory nesting scanned below `orders/`.
+const MAX_DEPTH: usize = 32;
+
+/// Identity of a file version: a rewrite or rename-over changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    mtime: Option<SystemTime>,
+    len: u64,
+    ino: u64,
+}
+
+impl Stamp {
+    fn of(md: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            mtime: md.modified().ok(),
+            len: md.len(),
+            ino: md.ino(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    order: Arc<Order>,
+    stamp: Stamp,
+    sidecar: Option<Stamp>,
+    job: Option<(FpingKey, u64)>,
+}
+
+#[derive(Debug)]
+struct Job {
+    id: u64,
+    members: BTreeMap<OrderId, Member>,
+    tx: watch::Sender<Members>,
+    cancel: CancellationToken,
+    capacity: usize,
+    dirty: bool,
+}
+
+/// Counts for logs and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counts {
+    /// Active (valid) orders.
+    pub orders: usize,
+    /// Orders whose file is invalid.
+    pub invalid: usize,
+    /// Running jobs.
+    pub jobs: usize,
+}
+
+/// The registry; see the module docs.
+#[derive(Debug)]
+pub struct Registry {
+    base: BaseDir,
+    orders_canon: PathBuf,
+    engine: Arc<IcmpEngine>,
+    store: StoreHandle,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+    orders: HashMap<OrderId, Entry>,
+    invalid: HashMap<OrderId, Stamp>,
+    retry: HashMap<OrderId, Instant>,
+    jobs: HashMap<FpingKey, Vec<Job>>,
+    next_generation: u64,
+    next_job: u64,
+    /// Store commands produced while processing, sent after the batch.
+    pending_store: Vec<StoreCmd>,
+}
+
+impl Registry {
+    /// A registry for `base`; job tasks are spawned on `tracker` and stop
+    /// with `cancel`.
+    pub fn new(
+        base: BaseDir,
+        engine: Arc<IcmpEngine>,
+        store: StoreHandle,
+        tracker: TaskTracker,
+        cancel: CancellationToken,
+    ) -> Registry {
+        let orders_canon =
+            std::fs::canonicalize(&base.orders).unwrap_or_else(|_| base.orders.clone());
+        Registry {
+            base,
+            orders_canon,
+            engine,
+            store,
+            tracker,
+            cancel,
+            orders: HashMap::new(),
+            invalid: HashMap::new(),
+            retry: HashMap::new(),
+            jobs: HashMap::new(),
+            next_generation: 0,
+            next_job: 0,
+            pending_store: Vec::new(),
+        }
+    }
+
+    /// Current counts.
+    pub fn counts(&self) -> Counts {
+        Counts {
+            orders: self.orders.len(),
+            invalid: self.invalid.len(),
+            jobs: self.jobs.values().map(Vec::len).sum(),
+        }
+    }
+
+    /// Runs until cancelled: initial scan, then hints, retries and rescans.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<WatchEvent>, watcher: OrderWatcher) {
+        let started = Instant::now();
+        tokio::task::block_in_place(|| self.full_rescan());
+        self.flush().await;
+        let c = self.counts();
+        info!(
+            orders = c.orders,
+            invalid = c.invalid,
+            jobs = c.jobs,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "initial scan done; all orders scheduled"
+        );
+        let mut rescan = tokio::time::interval_at(
+            tokio::time::Instant::now() + RESCAN_INTERVAL,
+            RESCAN_INTERVAL,
+        );
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some(ev) = ev else { break };
+                    let mut batch = vec![ev];
+                    while let Ok(ev) = rx.try_recv() {
+                        batch.push(ev);
+                        if batch.len() >= 4096 { break; }
+                    }
+                    tokio::task::block_in_place(|| self.handle_batch(batch));
+                }
+                _ = rescan.tick() => tokio::task::block_in_place(|| self.full_rescan()),
+                _ = tick.tick() => {
+                    if watcher.take_overflow() {
+                        warn!("file watcher hints were dropped (queue full); rescanning");
+                        tokio::task::block_in_place(|| self.full_rescan());
+                    } else {
+                        tokio::task::block_in_place(|| self.run_due_retries());
+                    }
+                }
+                () = self.cancel.cancelled() => break,
+            }
+            self.flush().await;
+        }
+        for jobs in self.jobs.values() {
+            for j in jobs {
+                j.cancel.cancel();
+            }
+        }
+    }
+
+    fn handle_batch(&mut self, batch: Vec<WatchEvent>) {
+        let mut paths = HashSet::new();
+        let mut rescan = None;
+        for ev in batch {
+            match ev {
+                WatchEvent::Paths(p) => paths.extend(p),
+                WatchEvent::Rescan(why) => rescan = Some(why),
+            }
+        }
+        if let Some(why) = rescan {
+            info!(reason = why, "full rescan");
+            self.full_rescan();
+            return;
+        }
+        for p in paths {
+            self.handle_path(&p);
+        }
+    }
+
+    /// Publishes changed job memberships and sends queued store commands.
+    async fn flush(&mut self) {
+        for jobs in self.jobs.values_mut() {
+            for j in jobs.iter_mut().filter(|j| j.dirty) {
+                j.tx.send_replace(Arc::new(j.members.values().cloned().collect()));
+                j.dirty = false;
+            }
+        }
+        for cmd in std::mem::take(&mut self.pending_store) {
+            self.store.send(cmd).await;
+        }
+    }
+
+    // ---- scanning ----------------------------------------------------------
+
+    /// Reconciles with everything under `orders/`.
+    pub fn full_rescan(&mut self) {
+        let mut found = Vec::new();
+        let orders_dir = self.base.orders.clone();
+        self.walk(&orders_dir, 0, &mut found);
+        let present: HashSet<OrderId> = found.iter().map(|(id, _)| id.clone()).collect();
+        for (id, path) in found {
+            self.load(&id, &path, false);
+        }
+        let gone: Vec<OrderId> = self
+            .orders
+            .keys()
+            .filter(|id| !present.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            info!(order = %id, "order file gone; order stopped");
+            self.deactivate(&id);
+        }
+        self.invalid.retain(|id, _| present.contains(id));
+        self.retry.retain(|id, _| present.contains(id));
+    }
+
+    /// Collects `(id, path)` of every candidate order file below `dir`.
+    fn walk(&mut self, dir: &Path, depth: usize, out: &mut Vec<(OrderId, PathBuf)>) {
+        if depth > MAX_DEPTH {
+            warn!(dir = %dir.display(), "directory nesting deeper than {MAX_DEPTH} levels is not scanned");
+            return;
+        }
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(dir = %dir.display(), error = %e, "cannot read directory");
+                }
+                return;
+            }
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name();
+            let Some(name) = name.to_str() else {
+                debug!(path = %ent.path().display(), "skipping non-UTF-8 name");
+                continue;
+            };
+            if is_ignored_name(name) {
+                continue;
+            }
+            let path = ent.path();
+            match ent.file_type() {
+                Ok(ft) if ft.is_dir() => self.walk(&path, depth + 1, out),
+                Ok(ft) if ft.is_file() || ft.is_symlink() => {
+                    if let Ok(id) = OrderId::from_path(&self.base.orders, &path) {
+                        out.push((id, path));
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// A hint that `path` changed.
+    fn handle_path(&mut self, path: &Path) {
+        if let Ok(rel) = path.strip_prefix(&self.base.telegraf) {
+            // Old interface sidecar: reload the order of the same name.
+            if let Some(id) = rel.to_str().and_then(|s| OrderId::new(s).ok()) {
+                let order_path = id.under(&self.base.orders);
+                if order_path.exists() || self.orders.contains_key(&id) {
+                    self.load(&id, &order_path, true);
+                }
+            }
+            return;
+        }
+        if !path.starts_with(&self.base.orders) || path == self.base.orders {
+            if path == self.base.orders {
+                self.full_rescan();
+            }
+            return;
+        }
+        if path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(is_ignored_name)
+        {
+            return;
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(md) if md.is_dir() => {
+                // A new (or renamed) directory: its files may predate its watch.
+                let mut found = Vec::new();
+                self.walk(path, 0, &mut found);
+                for (id, p) in found {
+                    self.load(&id, &p, false);
+                }
+            }
+            Ok(_) => {
+                if let Ok(id) = OrderId::from_path(&self.base.orders, path) {
+                    self.load(&id, path, false);
+                }
+            }
+            Err(_) => {
+                // Gone: the order itself, or a directory with orders in it.
+                if let Ok(id) = OrderId::from_path(&self.base.orders, path) {
+                    let prefix = format!("{id}/");
+                    let gone: Vec<OrderId> = self
+                        .orders
+                        .keys()
+                        .filter(|o| **o == id || o.as_str().starts_with(&prefix))
+                        .cloned()
+                        .collect();
+                    for g in gone {
+                        info!(order = %g, "order file removed; order stopped");
+                        self.deactivate(&g);
+                    }
+                    self.invalid
+                        .retain(|o, _| *o != id && !o.as_str().starts_with(&prefix));
+                    self.retry
+                        .retain(|o, _| *o != id && !o.as_str().starts_with(&prefix));
+                }
+            }
+        }
+    }
+
+    fn run_due_retries(&mut self) {
+        let now = Instant::now();
+        let due: Vec<OrderId> = self
+            .retry
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.retry.remove(&id);
+            let path = id.under(&self.base.orders);
+            self.load(&id, &path, true);
+        }
+    }
+
+    // ---- loading -----------------------------------------------------------
+
+    /// Reads and validates the order `id` at `path` (unless unchanged and not
+    /// `force`d), then activates, replaces or stops it.
+    fn load(&mut self, id: &OrderId, path: &Path, force: bool) {
+        let md = match self.order_metadata(path) {
+            Ok(Some(md)) => md,
+            Ok(None) => {
+                if self.orders.contains_key(id) {
+                    info!(order = %id, "order file removed; order stopped");
+                    self.deactivate(id);
+                }
+                self.invalid.remove(id);
+                self.retry.remove(id);
+                return;
+            }
+            Err(e) => {
+                self.reject(
+                    id,
+                    Stamp {
+                        mtime: None,
+                        len: 0,
+                        ino: 0,
+                    },
+                    e,
+                );
+                return;
+            }
+        };
+        let stamp = Stamp::of(&md);
+        let sidecar_path = self.base.telegraf.join(id.as_str());
+        let sidecar = if id.is_old_interface() {
+            std::fs::metadata(&sidecar_path).ok().map(|m| Stamp::of(&m))
+        } else {
+            None
+        };
+        if !force {
+            if let Some(e) = self.orders.get(id) {
+                if e.stamp == stamp && e.sidecar == sidecar {
+                    return;
+                }
+            }
+            if self.invalid.get(id) == Some(&stamp) || self.retry.contains_key(id) {
+                return;
+            }
+        }
+        if stamp.len > MAX_ORDER_BYTES as u64 {
+            let e = OrderError {
+                file: path.to_path_buf(),
+                field: None,
+                value: None,
+                reason: format!(
+                    "file is {} bytes; orders are at most {MAX_ORDER_BYTES} bytes",
+                    stamp.len
+                ),
+                line: None,
+            };
+            self.reject(id, stamp, e);
+            return;
+        }
+        let parsed = read_limited(path)
+            .map_err(|e| OrderError {
+                file: path.to_path_buf(),
+                field: None,
+                value: None,
+                reason: format!("cannot read file: {e}"),
+                line: None,
+            })
+            .and_then(|bytes| order::parse_order(path, id, &bytes));
+        match parsed {
+            Ok(mut p) => {
+                for w in &p.warnings {
+                    warn!(order = %id, "{w}");
+                }
+                if id.is_old_interface() && sidecar.is_some() {
+                    match std::fs::read(&sidecar_path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            order::parse_telegraf_sidecar(&sidecar_path, &b)
+                                .map_err(|e| e.to_string())
+                        }) {
+                        Ok(meta) => p.order.telegraf = Some(meta),
+                        Err(e) => warn!(order = %id, error = %e, "telegraf sidecar ignored"),
+                    }
+                }
+                self.invalid.remove(id);
+                self.retry.remove(id);
+                self.upsert(p.order, stamp, sidecar);
+            }
+            Err(e) => {
+                let recent = stamp
+                    .mtime
+                    .and_then(|m| SystemTime::now().duration_since(m).ok())
+                    .is_some_and(|age| age < HALF_WRITTEN_GRACE);
+                if recent && !self.retry.contains_key(id) {
+                    debug!(order = %id, error = %e, "order does not parse yet; retrying shortly");
+                    self.retry
+                        .insert(id.clone(), Instant::now() + Duration::from_secs(1));
+                    return;
+                }
+                self.reject(id, stamp, e);
+            }
+        }
+    }
+
+    /// Metadata of an order file, following a symlink only when it stays
+    /// inside `orders/`. `Ok(None)` when the file does not exist.
+    fn order_metadata(&self, path: &Path) -> Result<Option<std::fs::Metadata>, OrderError> {
+        let err = |reason: String| OrderError {
+            file: path.to_path_buf(),
+            field: None,
+            value: None,
+            reason,
+            line: None,
+        };
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(err(format!("cannot stat file: {e}"))),
+        };
+        if md.file_type().is_symlink() {
+            let target = match std::fs::canonicalize(path) {
+                Ok(t) => t,
+                Err(_) => return Err(err("symlink points to nothing".into())),
+            };
+            if !target.starts_with(&self.orders_canon) {
+                return Err(err(format!(
+                    "symlink leads outside orders/ (to {})",
+                    target.display()
+                )));
+            }
+            return match std::fs::metadata(path) {
+                Ok(md) if md.is_file() => Ok(Some(md)),
+                Ok(_) => Err(err("symlink does not point to a regular file".into())),
+                Err(e) => Err(err(format!("cannot stat file: {e}"))),
+            };
+        }
+        if !md.is_file() {
+            return Err(err("not a regular file".into()));
+        }
+        Ok(Some(md))
+    }
+
+    /// Records an invalid order (logged once per file version) and stops it
+    /// if it was running.
+    fn reject(&mut self, id: &OrderId, stamp: Stamp, e: OrderError) {
+        self.retry.remove(id);
+        if self.invalid.get(id) != Some(&stamp) {
+            error!(order = %id, "invalid order: {e}");
+        }
+        self.invalid.insert(id.clone(), stamp);
+        if self.orders.contains_key(id) {
+            info!(order = %id, "order stopped until its file is valid again");
+            self.deactivate(id);
+        }
+    }
+
+    // ---- placement -----------------------------------------------------------
+
+    fn upsert(&mut self, order: Order, stamp: Stamp, sidecar: Option<Stamp>) {
+        let changed = match self.orders.get_mut(&order.id) {
+            Some(e) if *e.order == order => {
+                e.stamp = stamp;
+                e.sidecar = sidecar;
+                debug!(order = %order.id, "order refreshed");
+                return;
+            }
+            Some(_) => true,
+            None => false,
+        };
+        if changed {
+            let id = order.id.clone();
+            self.deactivate(&id);
+        }
+        let measurement = order
+            .telegraf
+            .as_ref()
+            .and_then(|t| t.measurement_name.as_deref())
+            .unwrap_or("-");
+        info!(
+            order = %order.id,
+            user = %order.user,
+            probe = %order.probe.name(),
+            target = %order.probe.target(),
+            step = order.step,
+            pings = order.pings,
+            measurement = %measurement,
+            "{}",
+            if changed { "order changed" } else { "order started" }
+        );
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let order = Arc::new(order);
+        let dir = order.id.under(&self.base.output);
+        let job = match &order.probe {
+            ProbeSpec::Fping(f) => {
+                let key = FpingKey {
+                    step: order.step,
+                    pings: order.pings,
+                    ipv6: f.ipv6,
+                    interface: f.interface.clone(),
+                    source_ip: f.source_ip,
+                    interval_ms: f.interval_ms,
+                };
+                let member = Member {
+                    order: order.clone(),
+                    host: f.host.clone(),
+                    generation,
+                    dir: dir.clone(),
+                };
+                Some(self.place(key, member))
+            }
+            other => {
+                warn!(
+                    order = %order.id,
+                    probe = %other.name(),
+                    "this version does not run the {} probe yet; the order is valid but not probed",
+                    other.name()
+                );
+                None
+            }
+        };
+        if job.is_some() {
+            self.pending_store.push(StoreCmd::Prepare {
+                id: order.id.clone(),
+                dir,
+                step: order.step,
+                pings: order.pings,
+                rrd: order.rrd == order::RrdTemplate::Smokeping,
+            });
+        }
+        self.orders.insert(
+            order.id.clone(),
+            Entry {
+                order,
+                stamp,
+                sidecar,
+                job,
+            },
+        );
+    }
+
+    /// Puts `member` in a job with room, starting a new job when none has.
+    fn place(&mut self, key: FpingKey, member: Member) -> (FpingKey, u64) {
+        let id = member.order.id.clone();
+        let jobs = self.jobs.entry(key.clone()).or_default();
+        if let Some(j) = jobs.iter_mut().find(|j| j.members.len() < j.capacity) {
+            j.members.insert(id, member);
+            j.dirty = true;
+            return (key, j.id);
+        }
+        self.next_job += 1;
+        let job_id = self.next_job;
+        let capacity = schedule::job_capacity(key.step, key.pings, key.interval_ms.is_some());
+        let offset_ms = schedule::random_offset_ms(key.step, key.pings, &mut rand::rng());
+        let mut members = BTreeMap::new();
+        members.insert(id, member);
+        let (tx, rx) = watch::channel(Arc::new(members.values().cloned().collect::<Vec<_>>()));
+        let cancel = self.cancel.child_token();
+        let name = format!(
+            "fping-{job_id} step={} pings={} ipv{}",
+            key.step,
+            key.pings,
+            if key.ipv6 { 6 } else { 4 }
+        );
+        let ctx = JobCtx {
+            key: key.clone(),
+            offset_ms,
+            engine: self.engine.clone(),
+            store: self.store.clone(),
+            members: rx,
+            cancel: cancel.clone(),
+            name,
+        };
+        self.tracker.spawn(job::run_fping_job(ctx));
+        jobs.push(Job {
+            id: job_id,
+            members,
+            tx,
+            cancel,
+            capacity,
+            dirty: false,
+        });
+        (key, job_id)
+    }
+
+    /// Takes an order out of its job (stopping the job when it empties).
+    fn deactivate(&mut self, id: &OrderId) {
+        let Some(entry) = self.orders.remove(id) else {
+            return;
+        };
+        let Some((key, job_id)) = entry.job else {
+            return;
+        };
+        if let Some(jobs) = self.jobs.get_mut(&key) {
+            if let Some(pos) = jobs.iter().position(|j| j.id == job_id) {
+                let j = &mut jobs[pos];
+                j.members.remove(id);
+                j.dirty = true;
+                if j.members.is_empty() {
+                    j.cancel.cancel();
+                    jobs.remove(pos);
+                }
+            }
+            if jobs.is_empty() {
+                self.jobs.remove(&key);
+            }
+        }
+    }
+}
+
+/// Reads at most `MAX_ORDER_BYTES + 1` bytes, so an oversized file is
+/// detected without reading all of it.
+fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(MAX_ORDER_BYTES as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}

@@ -1,0 +1,109 @@
+//! `last_result` (SPEC A7): the latest round of an order, written to
+//! `last_result.tmp` and renamed over `last_result`, so a reader sees either
+//! the old or the new file, never a partial one.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::result::Summary;
+
+/// File name of the result.
+pub const FILE: &str = "last_result";
+/// File name written first, then renamed.
+pub const TMP_FILE: &str = "last_result.tmp";
+
+/// Perl's `%.6e`: `5.700000e-04` (exponent with sign and at least 2 digits).
+pub fn perl_e6(x: f64) -> String {
+    let s = format!("{x:.6e}");
+    match s.split_once('e') {
+        Some((mantissa, exp)) => {
+            let (sign, digits) = match exp.strip_prefix('-') {
+                Some(d) => ('-', d),
+                None => ('+', exp),
+            };
+            format!("{mantissa}e{sign}{digits:0>2}")
+        }
+        None => s,
+    }
+}
+
+fn rtt(x: Option<f64>) -> String {
+    x.map_or_else(|| "~".to_owned(), perl_e6)
+}
+
+/// The file's text.
+pub fn format(time: i64, updated: i64, step: u32, pings: u32, s: &Summary) -> String {
+    let mut out = String::with_capacity(128);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "time: {time}\nupdated: {updated}\nstep: {step}\npings: {pings}\nloss: {}\nmin: {}\nmedian: {}\nmax: {}\n",
+        s.lost,
+        rtt(s.min()),
+        rtt(s.median()),
+        rtt(s.max()),
+    );
+    out
+}
+
+/// Writes `text` to `dir/last_result.tmp` and renames it over `dir/last_result`.
+pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = dir.join(TMP_FILE);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::RoundOutcome;
+    use std::time::Duration;
+
+    #[test]
+    fn perl_exponent_format() {
+        assert_eq!(perl_e6(5.7e-4), "5.700000e-04");
+        assert_eq!(perl_e6(0.0123456789), "1.234568e-02");
+        assert_eq!(perl_e6(1.5), "1.500000e+00");
+        assert_eq!(perl_e6(123.0), "1.230000e+02");
+        assert_eq!(perl_e6(0.0), "0.000000e+00");
+        assert_eq!(perl_e6(1.0e-120), "1.000000e-120");
+    }
+
+    #[test]
+    fn the_documented_example() {
+        let s = Summary::of(&RoundOutcome {
+            rtts: vec![Some(Duration::from_micros(570))],
+        });
+        assert_eq!(
+            format(1310116500, 1310116524, 20, 1, &s),
+            "time: 1310116500\nupdated: 1310116524\nstep: 20\npings: 1\nloss: 0\n\
+             min: 5.700000e-04\nmedian: 5.700000e-04\nmax: 5.700000e-04\n"
+        );
+    }
+
+    #[test]
+    fn no_reply() {
+        let s = Summary::of(&RoundOutcome {
+            rtts: vec![None, None],
+        });
+        assert_eq!(
+            format(60, 61, 60, 2, &s),
+            "time: 60\nupdated: 61\nstep: 60\npings: 2\nloss: 2\nmin: ~\nmedian: ~\nmax: ~\n"
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        write_atomic(dir.path(), "a\n").unwrap();
+        write_atomic(dir.path(), "b\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
+            "b\n"
+        );
+        assert!(!dir.path().join(TMP_FILE).exists());
+    }
+}

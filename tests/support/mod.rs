@@ -1,0 +1,362 @@
+//! Helpers for the integration tests: run the real `pingmachine` binary on a
+//! temporary base directory, write orders the way clients do, poll with
+//! bounded waits, and read RRD files back with the real `rrdtool`.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// True when running as root (raw ICMP sockets allowed).
+pub fn is_root() -> bool {
+    // SAFETY-free check: read our effective uid from /proc.
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether this process may open ICMP sockets (root, or ping_group_range
+/// covering a group of ours). Prints why not.
+pub fn can_ping(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    let range = fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
+    let mut it = range
+        .split_whitespace()
+        .filter_map(|x| x.parse::<u64>().ok());
+    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
+        let gid = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Gid:"))
+                .and_then(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
+        });
+        if gid.is_some_and(|g| g >= lo && g <= hi) {
+            return true;
+        }
+    }
+    eprintln!("skipping {test}: needs root (raw ICMP sockets) or net.ipv4.ping_group_range covering this gid; CI runs it as root");
+    false
+}
+
+/// Whether ::1 is usable.
+pub fn has_ipv6_loopback() -> bool {
+    std::net::UdpSocket::bind("[::1]:0").is_ok()
+}
+
+/// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A temporary base directory.
+pub struct Base {
+    pub dir: tempfile::TempDir,
+}
+
+impl Base {
+    pub fn new() -> Base {
+        Base {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn orders(&self) -> PathBuf {
+        self.path().join("orders")
+    }
+
+    pub fn output(&self, id: &str) -> PathBuf {
+        self.path().join("output").join(id)
+    }
+
+    /// Writes an order like a well-behaved client: a hidden temp file, then
+    /// a rename into place.
+    pub fn write_order(&self, id: &str, yaml: &str) {
+        let path = self.orders().join(id);
+        let parent = path.parent().expect("parent");
+        fs::create_dir_all(parent).expect("mkdir");
+        let tmp = parent.join(format!(
+            ".{}.tmp",
+            path.file_name().and_then(|n| n.to_str()).unwrap_or("x")
+        ));
+        fs::write(&tmp, yaml).expect("write order");
+        fs::rename(&tmp, &path).expect("rename order");
+    }
+
+    pub fn remove_order(&self, id: &str) {
+        fs::remove_file(self.orders().join(id)).expect("remove order");
+    }
+
+    pub fn last_result(&self, id: &str) -> Option<LastResult> {
+        let text = fs::read_to_string(self.output(id).join("last_result")).ok()?;
+        Some(LastResult::parse(&text))
+    }
+}
+
+/// A parsed `last_result`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastResult {
+    pub fields: Vec<(String, String)>,
+}
+
+impl LastResult {
+    pub fn parse(text: &str) -> LastResult {
+        let fields = text
+            .lines()
+            .map(|l| {
+                let (k, v) = l
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("bad last_result line {l:?} in {text:?}"));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        LastResult { fields }
+    }
+
+    pub fn get(&self, k: &str) -> &str {
+        self.fields
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {k} in {:?}", self.fields))
+    }
+
+    pub fn int(&self, k: &str) -> i64 {
+        self.get(k)
+            .parse()
+            .unwrap_or_else(|_| panic!("{k} not an integer: {:?}", self.get(k)))
+    }
+
+    /// An RTT field: `None` for `~`.
+    pub fn rtt(&self, k: &str) -> Option<f64> {
+        match self.get(k) {
+            "~" => None,
+            v => Some(
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{k} not a float: {v:?}")),
+            ),
+        }
+    }
+}
+
+/// The running daemon; stopped (SIGTERM, then kill) on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_pingmachine")
+}
+
+impl Daemon {
+    pub fn start(base: &Base, extra: &[&str]) -> Daemon {
+        let log = base
+            .path()
+            .join(format!("daemon-{}.log", std::process::id()));
+        let log = unique(log);
+        let f = fs::File::create(&log).expect("log file");
+        let child = Command::new(bin())
+            .arg("--basedir")
+            .arg(base.path())
+            .arg("run")
+            .arg("--debug")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .spawn()
+            .expect("start pingmachine");
+        let d = Daemon { child, log };
+        d.wait_log("initial scan done", Duration::from_secs(20));
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics with the log otherwise.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) {
+        if wait_for(timeout, || self.log_text().contains(needle).then_some(())).is_none() {
+            panic!("log never showed {needle:?}; log:\n{}", self.log_text());
+        }
+    }
+
+    /// Waits until some log line contains every needle.
+    pub fn wait_log_line(&self, needles: &[&str], timeout: Duration) -> String {
+        let found = wait_for(timeout, || {
+            self.log_text()
+                .lines()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .map(str::to_owned)
+        });
+        found.unwrap_or_else(|| panic!("no log line with {needles:?}; log:\n{}", self.log_text()))
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} failed");
+    }
+
+    /// SIGTERM and wait (bounded) for the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = self.signal_quiet("TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "daemon did not stop within 15 s after SIGTERM; log:\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn signal_quiet(&self, sig: &str) -> bool {
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+}
+
+fn unique(p: PathBuf) -> PathBuf {
+    let mut candidate = p.clone();
+    let mut i = 0;
+    while candidate.exists() {
+        i += 1;
+        candidate = p.with_extension(format!("{i}.log"));
+    }
+    candidate
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal_quiet("TERM");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `rrdtool ARGS` and returns stdout (panics with stderr on failure).
+pub fn rrdtool(args: &[&str]) -> String {
+    let out = Command::new("rrdtool")
+        .args(args)
+        .output()
+        .expect("run rrdtool (apt-get install rrdtool)");
+    assert!(
+        out.status.success(),
+        "rrdtool {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `rrdtool info` as key → value (quotes stripped).
+pub fn rrd_info(path: &Path) -> HashMap<String, String> {
+    rrdtool(&["info", path.to_str().expect("utf8")])
+        .lines()
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+        .collect()
+}
+
+/// `rrdtool lastupdate`: (time, [(ds, value)]) of the last update.
+pub fn rrd_lastupdate(path: &Path) -> (i64, Vec<(String, Option<f64>)>) {
+    let text = rrdtool(&["lastupdate", path.to_str().expect("utf8")]);
+    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+    let names: Vec<String> = lines
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let row = lines
+        .next()
+        .unwrap_or_else(|| panic!("no lastupdate row: {text}"));
+    let (t, vals) = row.split_once(':').expect("row has time");
+    let vals: Vec<Option<f64>> = vals
+        .split_whitespace()
+        .map(|v| v.parse::<f64>().ok().filter(|x| !x.is_nan()))
+        .collect();
+    (
+        t.trim().parse().expect("time"),
+        names.into_iter().zip(vals).collect(),
+    )
+}
+
+/// `rrdtool fetch PATH CF -r RES -s START -e END`: rows (time, values).
+pub fn rrd_fetch(
+    path: &Path,
+    cf: &str,
+    res: u32,
+    start: i64,
+    end: i64,
+) -> Vec<(i64, Vec<Option<f64>>)> {
+    let text = rrdtool(&[
+        "fetch",
+        path.to_str().expect("utf8"),
+        cf,
+        "-r",
+        &res.to_string(),
+        "-s",
+        &start.to_string(),
+        "-e",
+        &end.to_string(),
+    ]);
+    text.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter_map(|(t, v)| {
+            let t = t.trim().parse::<i64>().ok()?;
+            Some((
+                t,
+                v.split_whitespace()
+                    .map(|x| x.parse::<f64>().ok().filter(|f| !f.is_nan()))
+                    .collect(),
+            ))
+        })
+        .collect()
+}

@@ -22,6 +22,8 @@ pub struct BaseDir {
     pub output: PathBuf,
     /// `archive/<id>/`: results of removed orders.
     pub archive: PathBuf,
+    /// `rejected/<id>` and `rejected/<id>.error`: invalid orders and why.
+    pub rejected: PathBuf,
 }
 
 /// Holds the exclusive lock until dropped.
@@ -39,6 +41,7 @@ impl BaseDir {
             telegraf: root.join("telegraf"),
             output: root.join("output"),
             archive: root.join("archive"),
+            rejected: root.join("rejected"),
         }
     }
 
@@ -50,6 +53,7 @@ impl BaseDir {
             &self.telegraf,
             &self.output,
             &self.archive,
+            &self.rejected,
         ] {
             std::fs::create_dir_all(d)
                 .with_context(|| format!("cannot create directory {}", d.display()))?;
@@ -92,6 +96,7 @@ mod tests {
         assert!(
             b.orders.is_dir() && b.telegraf.is_dir() && b.output.is_dir() && b.archive.is_dir()
         );
+        assert!(b.rejected.is_dir());
         let _l = b.lock().unwrap();
         let e = b.lock().unwrap_err().to_string();
         assert!(e.contains("another pingmachine is already running"), "{e}");

@@ -25,6 +25,17 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP).
     Run(RunOpts),
+    /// Validate order files offline, with the daemon's rules and messages
+    /// (exit status 1 when any is invalid).
+    Check(CheckOpts),
+}
+
+/// Options of `pingmachine check`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckOpts {
+    /// Order files to check.
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 /// Options of `pingmachine run`.
@@ -38,6 +49,11 @@ pub struct RunOpts {
     /// net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW).
     #[arg(long, value_enum, default_value_t = IcmpSocket::Auto, value_name = "KIND")]
     pub icmp_socket: IcmpSocket,
+
+    /// Seconds after which an order file that was not refreshed (mtime)
+    /// expires: it is removed and its output archived.
+    #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    pub max_age: u64,
 
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
@@ -70,7 +86,9 @@ mod tests {
         let cli =
             Cli::try_parse_from(["pingmachine", "--basedir", "/x", "run", "--debug"]).unwrap();
         assert_eq!(cli.basedir, PathBuf::from("/x"));
-        let Command::Run(o) = cli.command;
+        let Command::Run(o) = cli.command else {
+            panic!("not run")
+        };
         assert!(o.debug);
         assert_eq!(o.icmp_socket, IcmpSocket::Auto);
         let cli = Cli::try_parse_from(["pingmachine", "run", "--basedir", "/y"]).unwrap();

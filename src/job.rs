@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use crate::order::{Host, Interface, Order, OrderId};
 use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
-use crate::store::{StoreCmd, StoreHandle};
+use crate::store::{Shape, StoreCmd, StoreHandle};
 
 /// Reply timeout of the fping probe (SPEC A5).
 pub const FPING_TIMEOUT: Duration = Duration::from_millis(3000);
@@ -56,8 +56,6 @@ pub struct Member {
     pub host: Host,
     /// Changes whenever the order's content changes.
     pub generation: u64,
-    /// `output/<id>/`.
-    pub dir: std::path::PathBuf,
 }
 
 /// The members of a job as published by the registry.
@@ -186,10 +184,12 @@ async fn round(ctx: &JobCtx, members: &[Member]) {
         ctx.store
             .send(StoreCmd::Round {
                 id: member.order.id.clone(),
-                dir: member.dir.clone(),
-                step: key.step,
-                pings: key.pings,
-                rrd: member.order.rrd == crate::order::RrdTemplate::Smokeping,
+                generation: member.generation,
+                shape: Shape {
+                    step: key.step,
+                    pings: key.pings,
+                    rrd: member.order.rrd == crate::order::RrdTemplate::Smokeping,
+                },
                 t,
                 summary,
             })
@@ -311,7 +311,6 @@ mod tests {
             }),
             host,
             generation,
-            dir: std::path::PathBuf::from("/x").join(id),
         }
     }
 

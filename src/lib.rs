@@ -15,7 +15,8 @@
 //! * [`basedir`] — the base directory layout and its `.lock`.
 //! * [`order`] — order files: YAML → validated [`order::Order`].
 //! * [`watch`] — inotify hints about changed order files.
-//! * [`registry`] — owns the active orders; reconciles files with jobs.
+//! * [`registry`] — owns the active orders; reconciles files with jobs; lifecycle.
+//! * [`rejected`] — invalid order files moved to `rejected/` with the reason.
 //! * [`job`] — one task per probing job: rounds, fan-out of results.
 //! * [`schedule`] — step boundaries, offsets, intervals, RRD timestamps.
 //! * [`result`] — a round's outcome and its statistics.
@@ -27,6 +28,7 @@ pub mod cmd;
 pub mod job;
 pub mod order;
 pub mod registry;
+pub mod rejected;
 pub mod result;
 pub mod schedule;
 pub mod store;

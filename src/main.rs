@@ -1,5 +1,6 @@
 //! The `pingmachine` binary: parse the command line, set up logging,
-//! dispatch, and turn an error into an exit code (1).
+//! dispatch, and turn an error into an exit code (1; `check` also exits 1
+//! when a file is invalid).
 
 use std::process::ExitCode;
 
@@ -25,11 +26,13 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Run(opts) => {
             init_logging(opts.debug);
-            pingmachine::cmd::run::run(&base, opts)
+            pingmachine::cmd::run::run(&base, opts).map(|()| true)
         }
+        Command::Check(opts) => pingmachine::cmd::check::run(&opts.files),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("pingmachine: error: {e:#}");
             ExitCode::FAILURE

@@ -7,7 +7,6 @@
 //! `watch` channel that the registry republishes after each batch.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -21,10 +20,10 @@ use tracing::{debug, error, info, warn};
 use crate::basedir::BaseDir;
 use crate::job::{self, FpingKey, JobCtx, Member, Members};
 use crate::order::id::is_ignored_name;
-use crate::order::parse::MAX_ORDER_BYTES;
 use crate::order::{self, Order, OrderError, OrderId, ProbeSpec};
+use crate::rejected;
 use crate::schedule;
-use crate::store::{StoreCmd, StoreHandle};
+use crate::store::{Shape, StoreCmd, StoreHandle};
 use crate::watch::{OrderWatcher, WatchEvent};
 
 /// Interval of the safety-net full rescan (SPEC B2).
@@ -100,6 +99,10 @@ pub struct Registry {
     next_job: u64,
     /// Store commands produced while processing, sent after the batch.
     pending_store: Vec<StoreCmd>,
+    /// Order files older than this are expired.
+    max_age: Duration,
+    /// Paths already reported as unusable names.
+    bad_names: HashSet<PathBuf>,
 }
 
 impl Registry {
@@ -111,6 +114,7 @@ impl Registry {
         store: StoreHandle,
         tracker: TaskTracker,
         cancel: CancellationToken,
+        max_age: Duration,
     ) -> Registry {
         let orders_canon =
             std::fs::canonicalize(&base.orders).unwrap_or_else(|_| base.orders.clone());
@@ -128,6 +132,8 @@ impl Registry {
             next_generation: 0,
             next_job: 0,
             pending_store: Vec::new(),
+            max_age,
+            bad_names: HashSet::new(),
         }
     }
 
@@ -143,7 +149,10 @@ impl Registry {
     /// Runs until cancelled: initial scan, then hints, retries and rescans.
     pub async fn run(mut self, mut rx: mpsc::Receiver<WatchEvent>, watcher: OrderWatcher) {
         let started = Instant::now();
-        tokio::task::block_in_place(|| self.full_rescan());
+        tokio::task::block_in_place(|| {
+            self.full_rescan();
+            self.archive_orphans();
+        });
         self.flush().await;
         let c = self.counts();
         info!(
@@ -242,7 +251,7 @@ impl Registry {
             .collect();
         for id in gone {
             info!(order = %id, "order file gone; order stopped");
-            self.deactivate(&id);
+            self.deactivate(&id, true);
         }
         self.invalid.retain(|id, _| present.contains(id));
         self.retry.retain(|id, _| present.contains(id));
@@ -266,7 +275,7 @@ impl Registry {
         for ent in rd.flatten() {
             let name = ent.file_name();
             let Some(name) = name.to_str() else {
-                debug!(path = %ent.path().display(), "skipping non-UTF-8 name");
+                self.warn_bad_name(&ent.path(), "its name is not UTF-8");
                 continue;
             };
             if is_ignored_name(name) {
@@ -276,12 +285,20 @@ impl Registry {
             match ent.file_type() {
                 Ok(ft) if ft.is_dir() => self.walk(&path, depth + 1, out),
                 Ok(ft) if ft.is_file() || ft.is_symlink() => {
-                    if let Ok(id) = OrderId::from_path(&self.base.orders, &path) {
-                        out.push((id, path));
+                    match OrderId::from_path(&self.base.orders, &path) {
+                        Ok(id) => out.push((id, path)),
+                        Err(why) => self.warn_bad_name(&path, &why),
                     }
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A file whose name cannot be an order id is left alone; say so once.
+    fn warn_bad_name(&mut self, path: &Path, why: &str) {
+        if self.bad_names.insert(path.to_path_buf()) {
+            warn!(path = %path.display(), "file in orders/ ignored: {why}");
         }
     }
 
@@ -336,7 +353,7 @@ impl Registry {
                         .collect();
                     for g in gone {
                         info!(order = %g, "order file removed; order stopped");
-                        self.deactivate(&g);
+                        self.deactivate(&g, true);
                     }
                     self.invalid
                         .retain(|o, _| *o != id && !o.as_str().starts_with(&prefix));
@@ -372,7 +389,7 @@ impl Registry {
             Ok(None) => {
                 if self.orders.contains_key(id) {
                     info!(order = %id, "order file removed; order stopped");
-                    self.deactivate(id);
+                    self.deactivate(id, true);
                 }
                 self.invalid.remove(id);
                 self.retry.remove(id);
@@ -392,6 +409,15 @@ impl Registry {
             }
         };
         let stamp = Stamp::of(&md);
+        if let Some(age) = stamp
+            .mtime
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+        {
+            if age > self.max_age {
+                self.expire(id, path, age);
+                return;
+            }
+        }
         let sidecar_path = self.base.telegraf.join(id.as_str());
         let sidecar = if id.is_old_interface() {
             std::fs::metadata(&sidecar_path).ok().map(|m| Stamp::of(&m))
@@ -408,29 +434,7 @@ impl Registry {
                 return;
             }
         }
-        if stamp.len > MAX_ORDER_BYTES as u64 {
-            let e = OrderError {
-                file: path.to_path_buf(),
-                field: None,
-                value: None,
-                reason: format!(
-                    "file is {} bytes; orders are at most {MAX_ORDER_BYTES} bytes",
-                    stamp.len
-                ),
-                line: None,
-            };
-            self.reject(id, stamp, e);
-            return;
-        }
-        let parsed = read_limited(path)
-            .map_err(|e| OrderError {
-                file: path.to_path_buf(),
-                field: None,
-                value: None,
-                reason: format!("cannot read file: {e}"),
-                line: None,
-            })
-            .and_then(|bytes| order::parse_order(path, id, &bytes));
+        let parsed = order::read_order_file(path, id);
         match parsed {
             Ok(mut p) => {
                 for w in &p.warnings {
@@ -449,6 +453,9 @@ impl Registry {
                 }
                 self.invalid.remove(id);
                 self.retry.remove(id);
+                if rejected::clear(&self.base, id) {
+                    info!(order = %id, "valid again: earlier rejection cleared");
+                }
                 self.upsert(p.order, stamp, sidecar);
             }
             Err(e) => {
@@ -505,17 +512,91 @@ impl Registry {
         Ok(Some(md))
     }
 
-    /// Records an invalid order (logged once per file version) and stops it
-    /// if it was running.
+    /// Moves an invalid order file to `rejected/<id>` with an explanation,
+    /// logs it once, and stops the order if it was running. If the file
+    /// cannot be moved it stays in place and is remembered, so it is still
+    /// logged only once per version.
     fn reject(&mut self, id: &OrderId, stamp: Stamp, e: OrderError) {
         self.retry.remove(id);
-        if self.invalid.get(id) != Some(&stamp) {
-            error!(order = %id, "invalid order: {e}");
+        let path = id.under(&self.base.orders);
+        match rejected::reject(&self.base, id, &path, &e, unix_now()) {
+            Ok(dst) => {
+                error!(order = %id, moved_to = %dst.display(), "invalid order: {e}");
+                self.invalid.remove(id);
+            }
+            Err(move_err) => {
+                if self.invalid.get(id) != Some(&stamp) {
+                    error!(order = %id, move_error = %move_err, "invalid order (left in place): {e}");
+                }
+                self.invalid.insert(id.clone(), stamp);
+            }
         }
-        self.invalid.insert(id.clone(), stamp);
         if self.orders.contains_key(id) {
-            info!(order = %id, "order stopped until its file is valid again");
-            self.deactivate(id);
+            info!(order = %id, "order stopped until a valid file is written");
+            self.deactivate(id, true);
+        }
+    }
+
+    /// Removes an order file not refreshed for longer than `--max-age` (and
+    /// its old-interface sidecar) and archives its output (SPEC A4).
+    fn expire(&mut self, id: &OrderId, path: &Path, age: Duration) {
+        match std::fs::remove_file(path) {
+            Ok(()) => info!(
+                order = %id,
+                age_s = age.as_secs(),
+                max_age_s = self.max_age.as_secs(),
+                "order expired (file not refreshed): file removed, output archived"
+            ),
+            Err(e) => {
+                warn!(order = %id, error = %e, "order expired but its file cannot be removed")
+            }
+        }
+        if id.is_old_interface() {
+            let _ = std::fs::remove_file(self.base.telegraf.join(id.as_str()));
+        }
+        self.invalid.remove(id);
+        self.retry.remove(id);
+        if self.orders.contains_key(id) {
+            self.deactivate(id, true);
+        } else {
+            self.pending_store
+                .push(StoreCmd::Archive { id: id.clone() });
+        }
+    }
+
+    /// Archives every directory below `output/` that holds files but has no
+    /// active order (run at start-up, after the first scan).
+    fn archive_orphans(&mut self) {
+        let mut stack = vec![self.base.output.clone()];
+        let mut n = 0;
+        while let Some(dir) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            let mut has_files = false;
+            for ent in rd.flatten() {
+                match ent.file_type() {
+                    Ok(ft) if ft.is_dir() => stack.push(ent.path()),
+                    Ok(_) => has_files = true,
+                    Err(_) => {}
+                }
+            }
+            if !has_files || dir == self.base.output {
+                continue;
+            }
+            match OrderId::from_path(&self.base.output, &dir) {
+                Ok(id) if !self.orders.contains_key(&id) => {
+                    self.pending_store.push(StoreCmd::Archive { id });
+                    n += 1;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "output directory with an impossible id left alone")
+                }
+            }
+        }
+        if n > 0 {
+            info!(count = n, "archiving output of orders that no longer exist");
         }
     }
 
@@ -534,7 +615,7 @@ impl Registry {
         };
         if changed {
             let id = order.id.clone();
-            self.deactivate(&id);
+            self.deactivate(&id, false);
         }
         let measurement = order
             .telegraf
@@ -555,7 +636,6 @@ impl Registry {
         self.next_generation += 1;
         let generation = self.next_generation;
         let order = Arc::new(order);
-        let dir = order.id.under(&self.base.output);
         let job = match &order.probe {
             ProbeSpec::Fping(f) => {
                 let key = FpingKey {
@@ -570,7 +650,6 @@ impl Registry {
                     order: order.clone(),
                     host: f.host.clone(),
                     generation,
-                    dir: dir.clone(),
                 };
                 Some(self.place(key, member))
             }
@@ -587,10 +666,12 @@ impl Registry {
         if job.is_some() {
             self.pending_store.push(StoreCmd::Prepare {
                 id: order.id.clone(),
-                dir,
-                step: order.step,
-                pings: order.pings,
-                rrd: order.rrd == order::RrdTemplate::Smokeping,
+                generation,
+                shape: Shape {
+                    step: order.step,
+                    pings: order.pings,
+                    rrd: order.rrd == order::RrdTemplate::Smokeping,
+                },
             });
         }
         self.orders.insert(
@@ -648,11 +729,16 @@ impl Registry {
         (key, job_id)
     }
 
-    /// Takes an order out of its job (stopping the job when it empties).
-    fn deactivate(&mut self, id: &OrderId) {
+    /// Takes an order out of its job (stopping the job when it empties) and,
+    /// when the order ended (rather than changed), archives its output.
+    fn deactivate(&mut self, id: &OrderId, archive: bool) {
         let Some(entry) = self.orders.remove(id) else {
             return;
         };
+        if archive {
+            self.pending_store
+                .push(StoreCmd::Archive { id: id.clone() });
+        }
         let Some((key, job_id)) = entry.job else {
             return;
         };
@@ -673,11 +759,8 @@ impl Registry {
     }
 }
 
-/// Reads at most `MAX_ORDER_BYTES + 1` bytes, so an oversized file is
-/// detected without reading all of it.
-fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
-    let f = std::fs::File::open(path)?;
-    let mut buf = Vec::new();
-    f.take(MAX_ORDER_BYTES as u64 + 1).read_to_end(&mut buf)?;
-    Ok(buf)
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -350,9 +350,10 @@ fn orders_are_picked_up_changed_and_removed_while_running() {
         1,
         "rejection logged more than once"
     );
+    assert!(!base.orders().join("bad/x").exists());
     assert!(
-        base.orders().join("bad/x").exists(),
-        "an invalid order file is never deleted"
+        base.path().join("rejected/bad/x").exists(),
+        "an invalid order file is moved to rejected/, never deleted"
     );
 
     // Removal stops the order.

@@ -51,8 +51,8 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         })
         .context("cannot start the ICMP engine")?,
     );
-    let (store, writers) =
-        Writers::start(usize::from(opts.writers)).context("cannot start store writer threads")?;
+    let (store, writers) = Writers::start(base, usize::from(opts.writers))
+        .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
     let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
         .with_context(|| format!("cannot watch {}", base.orders.display()))?;
@@ -86,6 +86,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         store.clone(),
         tracker.clone(),
         cancel.clone(),
+        Duration::from_secs(opts.max_age),
     );
     registry.run(rx, watcher).await;
 

@@ -14,10 +14,43 @@ pub mod parse;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use id::{Interface, OrderId};
-pub use parse::{parse_order, parse_telegraf_sidecar};
+pub use parse::{parse_order, parse_telegraf_sidecar, Parsed};
+
+/// Reads and validates the order file at `path` with id `id`: at most
+/// [`parse::MAX_ORDER_BYTES`] are read, so an oversized file is refused
+/// without reading it whole. Used by the daemon and by `pingmachine check`.
+pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> {
+    use std::io::Read;
+    let io_err = |what: &str, e: std::io::Error| OrderError {
+        file: path.to_path_buf(),
+        field: None,
+        value: None,
+        reason: format!("cannot {what} file: {e}"),
+        line: None,
+    };
+    let f = std::fs::File::open(path).map_err(|e| io_err("open", e))?;
+    let len = f.metadata().map_err(|e| io_err("stat", e))?.len();
+    if len > parse::MAX_ORDER_BYTES as u64 {
+        return Err(OrderError {
+            file: path.to_path_buf(),
+            field: None,
+            value: None,
+            reason: format!(
+                "file is {len} bytes; orders are at most {} bytes",
+                parse::MAX_ORDER_BYTES
+            ),
+            line: None,
+        });
+    }
+    let mut buf = Vec::new();
+    f.take(parse::MAX_ORDER_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_err("read", e))?;
+    parse_order(path, id, &buf)
+}
 
 /// A validated order.
 #[derive(Debug, Clone, PartialEq)]

@@ -215,7 +215,15 @@ fn load_yaml(cx: &Ctx<'_>, bytes: &[u8]) -> Result<Value, OrderError> {
         return Err(cx.err("", None, "file is empty"));
     }
     serde_yaml_ng::from_str::<Value>(text).map_err(|e| {
-        let mut err = cx.err("", None, format!("YAML syntax error: {e}"));
+        let msg = e.to_string();
+        let reason = if msg.contains("repetition limit exceeded") {
+            format!("YAML aliases expand too much (an alias bomb?): {msg}")
+        } else if msg.contains("recursion limit exceeded") {
+            format!("YAML nested too deeply: {msg}")
+        } else {
+            format!("YAML syntax error: {msg}")
+        };
+        let mut err = cx.err("", None, reason);
         err.line = e.location().map(|l| l.line());
         err
     })
@@ -900,6 +908,33 @@ mod tests {
         assert!(e.reason.contains("at most"), "{e}");
         let e = parse_order(Path::new("f"), &id, b"user: \xff\xfe\n").unwrap_err();
         assert!(e.reason.contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from(
+            "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+        );
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h", "i"].iter().enumerate() {
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                ["b", "c", "d", "e", "f", "g", "h"][i - 1].to_string()
+            };
+            bomb.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        }
+        bomb.push_str("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1}\n");
+        let started = std::time::Instant::now();
+        let e = err(&bomb);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "alias bomb took {:?}",
+            started.elapsed()
+        );
+        assert!(e.reason.contains("YAML aliases expand too much"), "{e}");
+        let deep = format!("user: {}{}\n", "[".repeat(5000), "]".repeat(5000));
+        let e = err(&deep);
+        assert!(e.reason.contains("YAML nested too deeply"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,14 @@
-//! Where results go on disk: `output/<id>/main.rrd` and `last_result`.
+//! Where results go on disk: `output/<id>/main.rrd` and `last_result`, and
+//! `archive/<id>/` for ended orders.
 //!
 //! * [`rrd`] — the layout of `main.rrd` and the update values (SPEC A6).
 //! * [`last_result`] — the `last_result` text and its atomic replacement (SPEC A7).
-//! * [`writer`] — the writer threads that own every librrd call.
+//! * [`archive`] — moving output to and from `archive/`, setting files aside.
+//! * [`writer`] — the writer threads that own every write below `output/` and `archive/`.
 
+pub mod archive;
 pub mod last_result;
 pub mod rrd;
 pub mod writer;
 
-pub use writer::{StoreCmd, StoreHandle, StoreStats};
+pub use writer::{Shape, StoreCmd, StoreHandle, StoreStats};

@@ -212,6 +212,37 @@ pub fn update_rrd(path: &Path, t: i64, values: &[Option<f64>]) -> Result<(), rrd
     )
 }
 
+/// The step and number of `pingN` data sources of an existing RRD.
+pub fn shape(path: &Path) -> Result<(u32, u32), rrd::error::RrdError> {
+    let info = rrd::ops::info::info(path)?;
+    let step = info
+        .get("step")
+        .and_then(|v| v.clone().into_count())
+        .and_then(|s| u32::try_from(s).ok())
+        .unwrap_or(0);
+    let pings = info
+        .keys()
+        .filter_map(|k| k.strip_prefix("ds[ping")?.strip_suffix("].index"))
+        .filter(|n| n.parse::<u32>().is_ok())
+        .count();
+    Ok((step, u32::try_from(pings).unwrap_or(u32::MAX)))
+}
+
+/// True when librrd's error says the file is not a (whole) RRD, as opposed
+/// to an I/O or permission problem.
+pub fn is_corruption(e: &rrd::error::RrdError) -> bool {
+    let msg = e.to_string();
+    [
+        "is not an RRD file",
+        "reached EOF while loading",
+        "mmaping file",
+        "another architecture",
+        "short file",
+    ]
+    .iter()
+    .any(|p| msg.contains(p))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

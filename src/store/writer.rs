@@ -1,22 +1,33 @@
-//! Writer threads: the only place that touches `main.rrd` and `last_result`.
+//! Writer threads: the only place that touches `output/` and `archive/`.
 //!
 //! librrd is blocking, so it runs on dedicated OS threads, never on the async
-//! workers. Orders are sharded over the threads by a hash of their id, so one
-//! file always has one writer and updates to it stay in order. Channels are
-//! bounded: when the disk is slow, rounds wait for room instead of piling up
-//! in memory. Dropping every [`StoreHandle`] lets the threads drain their
-//! queues and exit, which is how shutdown finishes the last writes.
+//! workers. Orders are sharded over the threads by a hash of their id, so all
+//! commands for one id — prepare, round results, archive — run on one thread
+//! in the order they were sent. Each thread remembers which *generation* of
+//! each order is active: a round result for an order that was archived or
+//! replaced since is dropped, so a late round can never recreate `output/<id>/`
+//! beside `archive/<id>/`.
+//!
+//! Channels are bounded: when the disk is slow, rounds wait for room instead
+//! of piling up in memory. Dropping every [`StoreHandle`] lets the threads
+//! drain their queues and exit, which is how shutdown finishes the last writes.
+//!
+//! Write failures (full disk, read-only or vanished directory, librrd errors)
+//! are counted and logged once per order until that order writes again, at
+//! which point the recovery is logged; the next round simply retries.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
-use super::{last_result, rrd};
+use super::{archive, last_result, rrd};
+use crate::basedir::BaseDir;
 use crate::order::OrderId;
 use crate::result::Summary;
 use crate::schedule;
@@ -26,47 +37,61 @@ const QUEUE: usize = 4096;
 
 /// Name of the RRD file in an order's output directory.
 pub const RRD_FILE: &str = "main.rrd";
+/// Name a non-RRD `main.rrd` is renamed to (SPEC A6).
+pub const CORRUPTED_FILE: &str = "corrupted_main.rrd";
+
+/// The shape of an order's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Step, seconds.
+    pub step: u32,
+    /// Pings per round.
+    pub pings: u32,
+    /// Whether `main.rrd` is kept.
+    pub rrd: bool,
+}
 
 /// Work for a writer thread.
 #[derive(Debug)]
 pub enum StoreCmd {
-    /// An order became active: create its output directory and, when it
-    /// keeps an RRD, a `main.rrd` if none exists.
+    /// An order (this generation of it) became active: restore its archive,
+    /// create `output/<id>/`, set aside a `main.rrd` of another shape or that
+    /// is not an RRD, and create `main.rrd` if missing.
     Prepare {
-        /// Order id (for logs).
+        /// Order id.
         id: OrderId,
-        /// `output/<id>/`.
-        dir: PathBuf,
-        /// Step of the order.
-        step: u32,
-        /// Pings of the order.
-        pings: u32,
-        /// Whether `main.rrd` is kept.
-        rrd: bool,
+        /// Changes whenever the order's content changes.
+        generation: u64,
+        /// Step, pings, RRD.
+        shape: Shape,
     },
     /// The result of one round of one order.
     Round {
-        /// Order id (for logs).
+        /// Order id.
         id: OrderId,
-        /// `output/<id>/`.
-        dir: PathBuf,
-        /// Step of the order.
-        step: u32,
-        /// Pings of the order.
-        pings: u32,
-        /// Whether `main.rrd` is kept.
-        rrd: bool,
+        /// The generation the round was run for.
+        generation: u64,
+        /// Step, pings, RRD.
+        shape: Shape,
         /// RRD timestamp of the round.
         t: i64,
         /// The round's statistics.
         summary: Summary,
+    },
+    /// The order ended: move `output/<id>/` to `archive/<id>/`; drop any
+    /// later round results for it.
+    Archive {
+        /// Order id.
+        id: OrderId,
     },
 }
 
 impl StoreCmd {
     fn id(&self) -> &OrderId {
         match self {
-            StoreCmd::Prepare { id, .. } | StoreCmd::Round { id, .. } => id,
+            StoreCmd::Prepare { id, .. }
+            | StoreCmd::Round { id, .. }
+            | StoreCmd::Archive { id } => id,
         }
     }
 }
@@ -80,6 +105,12 @@ pub struct StoreStats {
     pub rrd_creates: AtomicU64,
     /// `last_result` files written.
     pub last_results: AtomicU64,
+    /// Round results dropped because their order had ended or changed.
+    pub stale_rounds: AtomicU64,
+    /// Output directories archived.
+    pub archived: AtomicU64,
+    /// Archives restored.
+    pub restored: AtomicU64,
     /// Failed writes of any kind.
     pub errors: AtomicU64,
     /// Largest number of commands waiting in one queue.
@@ -100,18 +131,24 @@ pub struct Writers {
 }
 
 impl Writers {
-    /// Starts `n` (≥ 1) writer threads.
-    pub fn start(n: usize) -> std::io::Result<(StoreHandle, Writers)> {
+    /// Starts `n` (≥ 1) writer threads for the base directory `base`.
+    pub fn start(base: &BaseDir, n: usize) -> std::io::Result<(StoreHandle, Writers)> {
         let stats = Arc::new(StoreStats::default());
         let mut shards = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::channel(QUEUE);
-            let stats = stats.clone();
+            let mut w = Writer {
+                output: base.output.clone(),
+                archive: base.archive.clone(),
+                stats: stats.clone(),
+                active: HashMap::new(),
+                failing: HashMap::new(),
+            };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("store-writer-{i}"))
-                    .spawn(move || writer_loop(rx, &stats))?,
+                    .spawn(move || w.run(rx))?,
             );
             shards.push(tx);
         }
@@ -163,96 +200,216 @@ fn now_unix() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn writer_loop(mut rx: mpsc::Receiver<StoreCmd>, stats: &StoreStats) {
-    while let Some(cmd) = rx.blocking_recv() {
-        match cmd {
-            StoreCmd::Prepare {
-                id,
-                dir,
-                step,
-                pings,
-                rrd,
-            } => {
-                if let Err(e) = std::fs::create_dir_all(&dir) {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(order = %id, dir = %dir.display(), error = %e, "cannot create output directory");
-                    continue;
-                }
-                if rrd {
-                    ensure_rrd(
-                        &id,
-                        &dir,
-                        step,
-                        pings,
-                        schedule::rrd_create_start(now_unix(), step),
-                        stats,
-                    );
-                }
-            }
-            StoreCmd::Round {
-                id,
-                dir,
-                step,
-                pings,
-                rrd,
-                t,
-                summary,
-            } => {
-                if let Err(e) = std::fs::create_dir_all(&dir) {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(order = %id, dir = %dir.display(), error = %e, "cannot create output directory");
-                    continue;
-                }
-                if rrd && ensure_rrd(&id, &dir, step, pings, t - i64::from(step), stats) {
-                    let values = rrd::update_values(&summary);
-                    match rrd::update_rrd(&dir.join(RRD_FILE), t, &values) {
-                        Ok(()) => {
-                            stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            stats.errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(order = %id, update = %rrd::update_string(t, &values), error = %e, "RRD update failed");
-                        }
-                    }
-                }
-                let text = last_result::format(t, now_unix(), step, pings, &summary);
-                match last_result::write_atomic(&dir, &text) {
-                    Ok(()) => {
-                        stats.last_results.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
-                        warn!(order = %id, dir = %dir.display(), error = %e, "cannot write last_result");
-                    }
-                }
-            }
-        }
-    }
+/// One writer thread's state.
+struct Writer {
+    output: PathBuf,
+    archive: PathBuf,
+    stats: Arc<StoreStats>,
+    /// Active generation of each order of this shard.
+    active: HashMap<OrderId, u64>,
+    /// Orders whose last write failed, with the number of failures.
+    failing: HashMap<OrderId, u64>,
 }
 
-/// Creates `dir/main.rrd` with `start` unless it exists; true when it exists now.
-fn ensure_rrd(
-    id: &OrderId,
-    dir: &std::path::Path,
-    step: u32,
-    pings: u32,
-    start: i64,
-    stats: &StoreStats,
-) -> bool {
-    let path = dir.join(RRD_FILE);
-    if path.exists() {
-        return true;
+impl Writer {
+    fn run(&mut self, mut rx: mpsc::Receiver<StoreCmd>) {
+        while let Some(cmd) = rx.blocking_recv() {
+            match cmd {
+                StoreCmd::Prepare {
+                    id,
+                    generation,
+                    shape,
+                } => {
+                    self.active.insert(id.clone(), generation);
+                    let r = self.prepare(&id, shape);
+                    self.outcome(&id, "prepare output", r);
+                }
+                StoreCmd::Round {
+                    id,
+                    generation,
+                    shape,
+                    t,
+                    summary,
+                } => {
+                    if self.active.get(&id) != Some(&generation) {
+                        self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
+                        debug!(order = %id, "round result for an ended or changed order dropped");
+                        continue;
+                    }
+                    let r = self.round(&id, shape, t, &summary);
+                    self.outcome(&id, "write round", r);
+                }
+                StoreCmd::Archive { id } => {
+                    self.active.remove(&id);
+                    self.failing.remove(&id);
+                    let src = id.under(&self.output);
+                    let dst = id.under(&self.archive);
+                    match archive::move_files(&src, &dst, &self.output, now_unix()) {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            self.stats.archived.fetch_add(1, Ordering::Relaxed);
+                            info!(order = %id, files = n, to = %dst.display(), "output archived");
+                        }
+                        Err(e) => {
+                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(order = %id, error = %e, "cannot archive output (retried when the order ends again or at the next start)");
+                        }
+                    }
+                }
+            }
+        }
     }
-    match rrd::create_rrd(&path, step, pings, start) {
-        Ok(()) => {
-            stats.rrd_creates.fetch_add(1, Ordering::Relaxed);
-            debug!(order = %id, path = %path.display(), step, pings, start, "created RRD");
-            true
+
+    /// Logs a failure once per order until it recovers; counts every one.
+    fn outcome(&mut self, id: &OrderId, what: &str, r: Result<(), String>) {
+        match r {
+            Ok(()) => {
+                if let Some(n) = self.failing.remove(id) {
+                    info!(order = %id, failures = n, "writes recovered");
+                }
+            }
+            Err(e) => {
+                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                let n = self.failing.entry(id.clone()).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    warn!(order = %id, error = %e, "cannot {what}; retrying next round (further failures of this order logged at debug)");
+                } else {
+                    debug!(order = %id, error = %e, failures = *n, "cannot {what}");
+                }
+            }
         }
-        Err(e) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            warn!(order = %id, path = %path.display(), error = %e, "cannot create RRD");
-            false
+    }
+
+    fn prepare(&mut self, id: &OrderId, shape: Shape) -> Result<(), String> {
+        let dir = id.under(&self.output);
+        let arch = id.under(&self.archive);
+        match archive::move_files(&arch, &dir, &self.archive, now_unix()) {
+            Ok(0) => {}
+            Ok(n) => {
+                self.stats.restored.fetch_add(1, Ordering::Relaxed);
+                info!(order = %id, files = n, "output restored from archive");
+            }
+            Err(e) => return Err(format!("cannot restore {}: {e}", arch.display())),
         }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if shape.rrd {
+            let path = dir.join(RRD_FILE);
+            self.check_existing(id, &path, shape)?;
+            self.ensure_rrd(
+                id,
+                &path,
+                shape,
+                schedule::rrd_create_start(now_unix(), shape.step),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Sets aside an existing `main.rrd` of another step or pings (B7) or
+    /// that is not an RRD (A6).
+    fn check_existing(&self, id: &OrderId, path: &Path, shape: Shape) -> Result<(), String> {
+        if !path.exists() {
+            return Ok(());
+        }
+        match rrd::shape(path) {
+            Ok((step, pings)) if step == shape.step && pings == shape.pings => Ok(()),
+            Ok((step, pings)) => {
+                let to = archive::set_aside(path, now_unix())
+                    .map_err(|e| format!("cannot rename {}: {e}", path.display()))?;
+                info!(
+                    order = %id,
+                    old_step = step,
+                    old_pings = pings,
+                    step = shape.step,
+                    pings = shape.pings,
+                    kept_as = %to.display(),
+                    "step or pings changed: old main.rrd kept aside, new one started"
+                );
+                Ok(())
+            }
+            Err(e) if rrd::is_corruption(&e) => self.set_corrupted_aside(id, path, &e.to_string()),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn set_corrupted_aside(&self, id: &OrderId, path: &Path, why: &str) -> Result<(), String> {
+        let mut to = path.with_file_name(CORRUPTED_FILE);
+        if to.exists() {
+            to = archive::aside_name(&to, now_unix());
+        }
+        std::fs::rename(path, &to).map_err(|e| format!("cannot rename {}: {e}", path.display()))?;
+        warn!(order = %id, error = %why, renamed_to = %to.display(), "main.rrd is not a valid RRD; kept aside, new one created");
+        Ok(())
+    }
+
+    /// Creates `path` with `start` unless it exists.
+    fn ensure_rrd(
+        &self,
+        id: &OrderId,
+        path: &Path,
+        shape: Shape,
+        start: i64,
+    ) -> Result<(), String> {
+        if path.exists() {
+            return Ok(());
+        }
+        match rrd::create_rrd(path, shape.step, shape.pings, start) {
+            Ok(()) => {
+                self.stats.rrd_creates.fetch_add(1, Ordering::Relaxed);
+                debug!(order = %id, path = %path.display(), step = shape.step, pings = shape.pings, start, "created RRD");
+                Ok(())
+            }
+            Err(e) => {
+                // A partial file (disk full) is ours: remove it so the next
+                // attempt starts clean instead of seeing a corrupt RRD.
+                let _ = std::fs::remove_file(path);
+                Err(format!("cannot create {}: {e}", path.display()))
+            }
+        }
+    }
+
+    fn round(
+        &mut self,
+        id: &OrderId,
+        shape: Shape,
+        t: i64,
+        summary: &Summary,
+    ) -> Result<(), String> {
+        let dir = id.under(&self.output);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        let mut result = Ok(());
+        if shape.rrd {
+            let path = dir.join(RRD_FILE);
+            self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+            let values = rrd::update_values(summary);
+            match rrd::update_rrd(&path, t, &values) {
+                Ok(()) => {
+                    self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if rrd::is_corruption(&e) => {
+                    self.set_corrupted_aside(id, &path, &e.to_string())?;
+                    self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+                    rrd::update_rrd(&path, t, &values).map_err(|e| {
+                        format!("RRD update {} failed: {e}", rrd::update_string(t, &values))
+                    })?;
+                    self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    // Still write last_result: it is independent of the RRD.
+                    result = Err(format!(
+                        "RRD update {} failed: {e}",
+                        rrd::update_string(t, &values)
+                    ));
+                }
+            }
+        }
+        let text = last_result::format(t, now_unix(), shape.step, shape.pings, summary);
+        last_result::write_atomic(&dir, &text)
+            .map_err(|e| format!("cannot write {}/last_result: {e}", dir.display()))?;
+        self.stats.last_results.fetch_add(1, Ordering::Relaxed);
+        result
     }
 }

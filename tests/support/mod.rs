@@ -68,18 +68,30 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// A temporary base directory.
 pub struct Base {
-    pub dir: tempfile::TempDir,
+    pub dir: Option<tempfile::TempDir>,
+    pub root: PathBuf,
 }
 
 impl Base {
     pub fn new() -> Base {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().to_path_buf();
         Base {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir: Some(dir),
+            root,
+        }
+    }
+
+    /// A base directory at `root`, owned (and removed) by the caller.
+    pub fn at(root: &Path) -> Base {
+        Base {
+            dir: None,
+            root: root.to_path_buf(),
         }
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn orders(&self) -> PathBuf {

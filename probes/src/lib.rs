@@ -9,6 +9,11 @@
 //!   socket per binding shared by all targets, one sender thread scheduling
 //!   every send, one receive thread per socket with kernel timestamps. It
 //!   scales to about 100,000 targets on a couple of cores.
+//! * [`tcp`], [`ssh`], [`http`], [`dns`]: request/response probes, one ping
+//!   at a time to one target; each ping gives a [`PingResult`] (RTT or why
+//!   it was [`Lost`]) and [`series`] runs `pings` of them `interval` apart.
+//! * [`exec`]: external commands printing `fping -C` output, run without a
+//!   shell and with a timeout.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,9 +37,16 @@
 //! # }
 //! ```
 
+pub mod dns;
+pub mod exec;
+pub mod http;
 pub mod icmp;
+pub mod outcome;
+pub mod ssh;
+pub mod tcp;
 
 pub use icmp::{
     Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle, RoundRequest,
     RoundResult, SocketKind,
 };
+pub use outcome::{series, Lost, PingResult};

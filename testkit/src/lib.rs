@@ -1,0 +1,28 @@
+//! Test servers and fixtures for pingmachine's tests.
+//!
+//! Every server listens on loopback (`127.0.0.1`) on a port chosen by the
+//! kernel, runs on a background thread with its own single-threaded tokio
+//! runtime (so blocking test code can use it as well as async code), and
+//! stops when dropped: a shutdown signal, then a join bounded in time.
+//! Every connection handler is bounded in time too.
+//!
+//! * [`HttpServer`]: HTTP/1.1 or HTTPS (a fresh test CA per server) with
+//!   behaviour chosen by path (`/status/NNN`, `/delay/MS`, `/close-early`).
+//! * [`TcpListenerServer`]: accepts and closes.
+//! * [`SshBannerServer`]: sends a banner line after a delay.
+//! * [`DnsServer`]: UDP DNS server answering every query.
+//! * [`fping_c_script`], [`write_script`]: executable `/bin/sh` fixtures.
+//! * [`free_tcp_port`], [`refused_addr`]: ports nothing listens on.
+//!
+//! This crate is for tests: it panics when a server cannot be started.
+
+mod background;
+mod dns;
+mod http;
+mod script;
+mod tcp;
+
+pub use dns::DnsServer;
+pub use http::HttpServer;
+pub use script::{fping_c_script, write_script};
+pub use tcp::{free_tcp_port, refused_addr, SshBannerServer, TcpListenerServer};

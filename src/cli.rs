@@ -55,6 +55,42 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
     pub max_age: u64,
 
+    /// Extra trusted CA certificate (PEM file) for https targets of httping
+    /// orders, e.g. an internal CA. Repeatable.
+    #[arg(long = "http-ca-file", value_name = "PEM")]
+    pub http_ca_files: Vec<PathBuf>,
+
+    /// Command run for sping orders: program and arguments, split on white
+    /// space (no shell); `{pings}`, `{interval_ms}`, `{interval_s}`,
+    /// `{timeout_ms}` and `{step}` are replaced. The order's interface
+    /// (`-I IF`), source address (`-S IP`), flags and host are appended.
+    /// It must print fping -C output (`host : 1.23 - 4.56`).
+    #[arg(
+        long,
+        default_value = "sping -C {pings} -q -p {interval_ms}",
+        value_name = "COMMAND"
+    )]
+    pub sping_command: String,
+
+    /// Command run for pping orders (as --sping-command).
+    #[arg(
+        long,
+        default_value = "pping -C {pings} -q -p {interval_ms}",
+        value_name = "COMMAND"
+    )]
+    pub pping_command: String,
+
+    /// An exec probe usable by orders (`probe: exec`, `exec: {probe: NAME,
+    /// host: ...}`): NAME=COMMAND, with COMMAND as for --sping-command; the
+    /// order's args and host are appended. Repeatable.
+    #[arg(long = "exec-probe", value_name = "NAME=COMMAND")]
+    pub exec_probes: Vec<String>,
+
+    /// Most probes of one type (httping, tcp, ssh, dns, sping, pping, exec)
+    /// running at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
+    pub max_parallel_probes: u32,
+
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,

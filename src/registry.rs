@@ -11,14 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use probes::icmp::IcmpEngine;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::basedir::BaseDir;
-use crate::job::{self, FpingKey, JobCtx, Member, Members};
+use crate::job::{self, FpingKey, JobCtx, JobKey, Member, Members, OtherKey, ProbeDeps};
 use crate::order::id::is_ignored_name;
 use crate::order::{self, Order, OrderError, OrderId, ProbeSpec};
 use crate::rejected;
@@ -58,7 +57,7 @@ struct Entry {
     order: Arc<Order>,
     stamp: Stamp,
     sidecar: Option<Stamp>,
-    job: Option<(FpingKey, u64)>,
+    job: Option<(JobKey, u64)>,
 }
 
 #[derive(Debug)]
@@ -87,14 +86,14 @@ pub struct Counts {
 pub struct Registry {
     base: BaseDir,
     orders_canon: PathBuf,
-    engine: Arc<IcmpEngine>,
+    deps: Arc<ProbeDeps>,
     store: StoreHandle,
     tracker: TaskTracker,
     cancel: CancellationToken,
     orders: HashMap<OrderId, Entry>,
     invalid: HashMap<OrderId, Stamp>,
     retry: HashMap<OrderId, Instant>,
-    jobs: HashMap<FpingKey, Vec<Job>>,
+    jobs: HashMap<JobKey, Vec<Job>>,
     next_generation: u64,
     next_job: u64,
     /// Store commands produced while processing, sent after the batch.
@@ -110,7 +109,7 @@ impl Registry {
     /// with `cancel`.
     pub fn new(
         base: BaseDir,
-        engine: Arc<IcmpEngine>,
+        deps: Arc<ProbeDeps>,
         store: StoreHandle,
         tracker: TaskTracker,
         cancel: CancellationToken,
@@ -121,7 +120,7 @@ impl Registry {
         Registry {
             base,
             orders_canon,
-            engine,
+            deps,
             store,
             tracker,
             cancel,
@@ -636,33 +635,28 @@ impl Registry {
         self.next_generation += 1;
         let generation = self.next_generation;
         let order = Arc::new(order);
-        let job = match &order.probe {
-            ProbeSpec::Fping(f) => {
-                let key = FpingKey {
-                    step: order.step,
-                    pings: order.pings,
-                    ipv6: f.ipv6,
-                    interface: f.interface.clone(),
-                    source_ip: f.source_ip,
-                    interval_ms: f.interval_ms,
-                };
-                let member = Member {
-                    order: order.clone(),
-                    host: f.host.clone(),
-                    generation,
-                };
-                Some(self.place(key, member))
-            }
-            other => {
-                warn!(
-                    order = %order.id,
-                    probe = %other.name(),
-                    "this version does not run the {} probe yet; the order is valid but not probed",
-                    other.name()
-                );
-                None
-            }
+        let key = match &order.probe {
+            ProbeSpec::Fping(f) => JobKey::Fping(FpingKey {
+                step: order.step,
+                pings: order.pings,
+                ipv6: f.ipv6,
+                interface: f.interface.clone(),
+                source_ip: f.source_ip,
+                interval_ms: f.interval_ms,
+            }),
+            other => JobKey::Other(OtherKey {
+                probe: other.name(),
+                step: order.step,
+                pings: order.pings,
+            }),
         };
+        let job = Some(self.place(
+            key,
+            Member {
+                order: order.clone(),
+                generation,
+            },
+        ));
         if job.is_some() {
             self.pending_store.push(StoreCmd::Prepare {
                 id: order.id.clone(),
@@ -686,7 +680,7 @@ impl Registry {
     }
 
     /// Puts `member` in a job with room, starting a new job when none has.
-    fn place(&mut self, key: FpingKey, member: Member) -> (FpingKey, u64) {
+    fn place(&mut self, key: JobKey, member: Member) -> (JobKey, u64) {
         let id = member.order.id.clone();
         let jobs = self.jobs.entry(key.clone()).or_default();
         if let Some(j) = jobs.iter_mut().find(|j| j.members.len() < j.capacity) {
@@ -696,34 +690,27 @@ impl Registry {
         }
         self.next_job += 1;
         let job_id = self.next_job;
-        let capacity = schedule::job_capacity(key.step, key.pings, key.interval_ms.is_some());
-        let offset_ms = schedule::random_offset_ms(key.step, key.pings, &mut rand::rng());
+        let offset_ms = schedule::random_offset_ms(key.step(), key.pings(), &mut rand::rng());
         let mut members = BTreeMap::new();
         members.insert(id, member);
         let (tx, rx) = watch::channel(Arc::new(members.values().cloned().collect::<Vec<_>>()));
         let cancel = self.cancel.child_token();
-        let name = format!(
-            "fping-{job_id} step={} pings={} ipv{}",
-            key.step,
-            key.pings,
-            if key.ipv6 { 6 } else { 4 }
-        );
         let ctx = JobCtx {
             key: key.clone(),
             offset_ms,
-            engine: self.engine.clone(),
+            deps: self.deps.clone(),
             store: self.store.clone(),
             members: rx,
             cancel: cancel.clone(),
-            name,
+            name: format!("job-{job_id} {}", key.label()),
         };
-        self.tracker.spawn(job::run_fping_job(ctx));
+        self.tracker.spawn(job::run_job(ctx));
         jobs.push(Job {
             id: job_id,
             members,
             tx,
             cancel,
-            capacity,
+            capacity: key.capacity(),
             dirty: false,
         });
         (key, job_id)

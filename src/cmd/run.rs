@@ -18,6 +18,8 @@ use tracing::{info, warn};
 
 use crate::basedir::BaseDir;
 use crate::cli::{IcmpSocket, RunOpts};
+use crate::job::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
+use crate::job::ProbeDeps;
 use crate::registry::Registry;
 use crate::store::writer::Writers;
 use crate::watch::{self, OrderWatcher, WatchEvent};
@@ -38,6 +40,30 @@ pub fn run(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     rt.block_on(daemon(base, opts))
 }
 
+/// Probe settings from the command line, with a clear error for each bad one.
+fn deps_config(opts: &RunOpts) -> anyhow::Result<DepsConfig> {
+    let mut http_ca = Vec::new();
+    for f in &opts.http_ca_files {
+        http_ca.push(std::fs::read(f).with_context(|| format!("--http-ca-file {}", f.display()))?);
+    }
+    let template = |flag: &str, s: &str| {
+        CommandTemplate::parse(s).map_err(|e| anyhow::anyhow!("{flag} {s:?}: {e}"))
+    };
+    let mut exec = std::collections::HashMap::new();
+    for e in &opts.exec_probes {
+        let (name, t) =
+            parse_exec_probe(e).map_err(|why| anyhow::anyhow!("--exec-probe {e:?}: {why}"))?;
+        exec.insert(name, t);
+    }
+    Ok(DepsConfig {
+        http_ca,
+        sping: template("--sping-command", &opts.sping_command)?,
+        pping: template("--pping-command", &opts.pping_command)?,
+        exec,
+        max_parallel: opts.max_parallel_probes as usize,
+    })
+}
+
 async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     let socket_kind = match opts.icmp_socket {
         IcmpSocket::Auto => SocketKind::Auto,
@@ -51,6 +77,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         })
         .context("cannot start the ICMP engine")?,
     );
+    let deps = Arc::new(ProbeDeps::new(engine, deps_config(opts)?));
     let (store, writers) = Writers::start(base, usize::from(opts.writers))
         .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
@@ -82,7 +109,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
     let registry = Registry::new(
         base.clone(),
-        engine.clone(),
+        deps,
         store.clone(),
         tracker.clone(),
         cancel.clone(),

@@ -122,8 +122,14 @@ pub enum ProbeSpec {
     Sping(ScionSpec),
     /// SCION ping-pong (`pping`), through an external command.
     Pping(ScionSpec),
-    /// TCP connect to an SSH server.
+    /// TCP connect to an SSH server, checking its banner.
     Ssh(SshSpec),
+    /// TCP connect time.
+    Tcp(TcpSpec),
+    /// DNS query time.
+    Dns(DnsSpec),
+    /// An operator-configured external command printing fping `-C` output.
+    Exec(ExecSpec),
 }
 
 impl ProbeSpec {
@@ -135,6 +141,9 @@ impl ProbeSpec {
             ProbeSpec::Sping(_) => "sping",
             ProbeSpec::Pping(_) => "pping",
             ProbeSpec::Ssh(_) => "ssh",
+            ProbeSpec::Tcp(_) => "tcp",
+            ProbeSpec::Dns(_) => "dns",
+            ProbeSpec::Exec(_) => "exec",
         }
     }
 
@@ -144,7 +153,10 @@ impl ProbeSpec {
             ProbeSpec::Fping(s) => s.host.to_string(),
             ProbeSpec::Httping(s) => s.url.clone(),
             ProbeSpec::Sping(s) | ProbeSpec::Pping(s) => s.host.clone(),
-            ProbeSpec::Ssh(s) => s.host.to_string(),
+            ProbeSpec::Ssh(s) => format!("{}:{}", s.host, s.port),
+            ProbeSpec::Tcp(s) => format!("{}:{}", s.host, s.port),
+            ProbeSpec::Dns(s) => format!("{} {} @{}", s.name, s.record_type, s.server),
+            ProbeSpec::Exec(s) => format!("{} {}", s.probe, s.host),
         }
     }
 }
@@ -177,6 +189,18 @@ pub struct HttpingSpec {
     pub proxy: Option<String>,
     /// HTTP status codes that count as a lost ping.
     pub http_codes_as_failure: Vec<u16>,
+    /// Request method (default HEAD).
+    pub method: HttpMethod,
+}
+
+/// `httping.method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HttpMethod {
+    /// HEAD (default): no body.
+    #[default]
+    Head,
+    /// GET: the whole body is read.
+    Get,
 }
 
 /// The `sping:` / `pping:` sections (SCION).
@@ -201,8 +225,60 @@ pub struct ScionSpec {
 pub struct SshSpec {
     /// Target host.
     pub host: Host,
+    /// TCP port (default 22).
+    pub port: u16,
     /// Key type the original passed to its scanner (kept for compatibility).
     pub key_type: Option<String>,
+    /// Milliseconds between two pings (default 1000).
+    pub interval_ms: u32,
+    /// Use IPv6 for a host name.
+    pub ipv6: bool,
+}
+
+/// The `tcp:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpSpec {
+    /// Target host.
+    pub host: Host,
+    /// TCP port.
+    pub port: u16,
+    /// Connect from this address.
+    pub source_ip: Option<IpAddr>,
+    /// Milliseconds between two pings (default 1000).
+    pub interval_ms: u32,
+    /// Use IPv6 for a host name.
+    pub ipv6: bool,
+}
+
+/// The `dns:` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// The DNS server queried.
+    pub server: IpAddr,
+    /// Its UDP port (default 53).
+    pub port: u16,
+    /// The name queried.
+    pub name: String,
+    /// Record type (default `A`), upper case.
+    pub record_type: String,
+    /// Response code that counts as an answer (any when `None`), upper case.
+    pub expect_rcode: Option<String>,
+    /// Milliseconds between two queries (default 1000).
+    pub interval_ms: u32,
+}
+
+/// The `exec:` section: an external probe command configured by the
+/// operator (`--exec-probe NAME=COMMAND`), chosen by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// Name of the configured command.
+    pub probe: String,
+    /// Target, passed to the command as its last argument.
+    pub host: String,
+    /// Extra arguments, before the host.
+    pub args: Vec<String>,
+    /// Milliseconds between pings, passed to the command (default 1000).
+    pub interval_ms: u32,
 }
 
 /// Why an order file was not accepted: file, field, value and rule.

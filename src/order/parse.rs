@@ -14,8 +14,8 @@ use std::path::Path;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::{
-    FpingSpec, Host, HttpingSpec, Interface, Order, OrderError, OrderId, ProbeSpec, RrdTemplate,
-    ScionSpec, SshSpec, TelegrafMeta,
+    DnsSpec, ExecSpec, FpingSpec, Host, HttpMethod, HttpingSpec, Interface, Order, OrderError,
+    OrderId, ProbeSpec, RrdTemplate, ScionSpec, SshSpec, TcpSpec, TelegrafMeta,
 };
 
 /// Largest order file accepted.
@@ -43,6 +43,9 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "sping",
     "pping",
     "ssh",
+    "tcp",
+    "dns",
+    "exec",
 ];
 
 /// A parsed order and the warnings found on the way (unknown keys).
@@ -143,12 +146,15 @@ pub fn parse_order(file: &Path, id: &OrderId, bytes: &[u8]) -> Result<Parsed, Or
         "httping" => ProbeSpec::Httping(httping_section(&cx, section("httping")?, step, pings)?),
         "sping" => ProbeSpec::Sping(scion_section(&cx, section("sping")?, "sping")?),
         "pping" => ProbeSpec::Pping(scion_section(&cx, section("pping")?, "pping")?),
-        "ssh" => ProbeSpec::Ssh(ssh_section(&cx, section("ssh")?)?),
+        "ssh" => ProbeSpec::Ssh(ssh_section(&cx, section("ssh")?, step, pings)?),
+        "tcp" => ProbeSpec::Tcp(tcp_section(&cx, section("tcp")?, step, pings)?),
+        "dns" => ProbeSpec::Dns(dns_section(&cx, section("dns")?, step, pings)?),
+        "exec" => ProbeSpec::Exec(exec_section(&cx, section("exec")?, step, pings)?),
         _ => {
             return Err(cx.err(
                 "probe",
                 map.get("probe"),
-                "unknown probe; expected one of fping, httping, sping, pping, ssh",
+                "unknown probe; expected one of fping, httping, sping, pping, ssh, tcp, dns, exec",
             ))
         }
     };
@@ -406,15 +412,26 @@ fn httping_section(
     let url = req_string(cx, m, "url", "httping.url")?;
     check_url(&url).map_err(|why| cx.err("httping.url", m.get("url"), why))?;
     let interval_s = opt_uint(cx, m, "interval", "httping.interval", 1, 3600)?.unwrap_or(1);
-    if u64::from(pings) * u64::from(interval_s) > u64::from(step) {
+    // The last request must start within the step; a request's timeout is
+    // 15 s, cut short at the next round's start.
+    if u64::from(pings - 1) * u64::from(interval_s) >= u64::from(step) {
         return Err(cx.err(
             "httping.interval",
             m.get("interval"),
             format!(
-                "pings * interval ({pings} * {interval_s} s) must not exceed the step ({step} s)"
+                "the last request ((pings-1) * interval = {} s) must start within the step ({step} s)",
+                u64::from(pings - 1) * u64::from(interval_s)
             ),
         ));
     }
+    let method = match opt_string(cx, m, "method", "httping.method")?
+        .map(|s| s.to_ascii_uppercase())
+        .as_deref()
+    {
+        None | Some("HEAD") => HttpMethod::Head,
+        Some("GET") => HttpMethod::Get,
+        Some(_) => return Err(cx.err("httping.method", m.get("method"), "expected HEAD or GET")),
+    };
     let user_agent = opt_string(cx, m, "user_agent", "httping.user_agent")?;
     if let Some(ua) = &user_agent {
         if ua.chars().any(char::is_control) {
@@ -440,6 +457,7 @@ fn httping_section(
         user_agent,
         proxy,
         http_codes_as_failure,
+        method,
     })
 }
 
@@ -523,8 +541,55 @@ fn scion_section(cx: &Ctx<'_>, m: &Mapping, name: &str) -> Result<ScionSpec, Ord
     })
 }
 
-fn ssh_section(cx: &Ctx<'_>, m: &Mapping) -> Result<SshSpec, OrderError> {
+/// Per-ping timeout of the tcp, ssh and dns probes.
+pub const CONNECT_TIMEOUT_MS: u64 = 3000;
+/// Per-request timeout of the httping probe (SPEC A9).
+pub const HTTP_TIMEOUT_MS: u64 = 15_000;
+
+/// `interval` in ms (default 1000), and a round —
+/// `(pings-1) * interval + timeout_ms` — must end within the step.
+fn interval_fit(
+    cx: &Ctx<'_>,
+    m: &Mapping,
+    section: &str,
+    step: u32,
+    pings: u32,
+    timeout_ms: u64,
+) -> Result<u32, OrderError> {
+    let field = format!("{section}.interval");
+    let interval = opt_uint(cx, m, "interval", &field, 1, 3_600_000)?.unwrap_or(1000);
+    let round = u64::from(pings - 1) * u64::from(interval) + timeout_ms;
+    if round >= u64::from(step) * 1000 {
+        return Err(cx.err(
+            &field,
+            m.get("interval"),
+            format!(
+                "a round ((pings-1) * interval + {timeout_ms} ms timeout = {round} ms) must end \
+                 within the step ({} ms)",
+                u64::from(step) * 1000
+            ),
+        ));
+    }
+    Ok(interval)
+}
+
+fn port(cx: &Ctx<'_>, m: &Mapping, field: &str, default: Option<u16>) -> Result<u16, OrderError> {
+    match (opt_uint(cx, m, "port", field, 1, 65_535)?, default) {
+        (Some(p), _) => Ok(p as u16),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(cx.err(field, None, "missing required field `port`")),
+    }
+}
+
+/// The `ipv6` flag of a connect-style probe: agrees with an IP literal,
+/// chooses the family of a host name.
+fn ipv6_flag(cx: &Ctx<'_>, m: &Mapping, section: &str, host: &Host) -> Result<bool, OrderError> {
+    family_rule(cx, m, section, host, None)
+}
+
+fn ssh_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<SshSpec, OrderError> {
     let host = req_host(cx, m, "ssh.host")?;
+    let port = port(cx, m, "ssh.port", Some(22))?;
     let key_type = opt_string(cx, m, "key_type", "ssh.key_type")?;
     if let Some(k) = &key_type {
         if k.is_empty()
@@ -539,7 +604,146 @@ fn ssh_section(cx: &Ctx<'_>, m: &Mapping) -> Result<SshSpec, OrderError> {
             ));
         }
     }
-    Ok(SshSpec { host, key_type })
+    let ipv6 = ipv6_flag(cx, m, "ssh", &host)?;
+    let interval_ms = interval_fit(cx, m, "ssh", step, pings, CONNECT_TIMEOUT_MS)?;
+    Ok(SshSpec {
+        host,
+        port,
+        key_type,
+        interval_ms,
+        ipv6,
+    })
+}
+
+fn tcp_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<TcpSpec, OrderError> {
+    let host = req_host(cx, m, "tcp.host")?;
+    let port = port(cx, m, "tcp.port", None)?;
+    let source_ip = opt_ip(cx, m, "tcp.source_ip")?;
+    let ipv6 = family_rule(cx, m, "tcp", &host, source_ip)?;
+    let interval_ms = interval_fit(cx, m, "tcp", step, pings, CONNECT_TIMEOUT_MS)?;
+    Ok(TcpSpec {
+        host,
+        port,
+        source_ip,
+        interval_ms,
+        ipv6,
+    })
+}
+
+fn dns_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<DnsSpec, OrderError> {
+    let server = match req_host(cx, m, "dns.server")? {
+        Host::Ip(ip) => ip,
+        Host::Name(_) => {
+            return Err(cx.err(
+                "dns.server",
+                m.get("server"),
+                "the DNS server is an IP address",
+            ))
+        }
+    };
+    let port = port(cx, m, "dns.port", Some(53))?;
+    let name = req_string(cx, m, "name", "dns.name")?;
+    if name != "." {
+        parse_host(&name)
+            .ok()
+            .filter(|h| matches!(h, Host::Name(_)))
+            .ok_or_else(|| cx.err("dns.name", m.get("name"), "not a valid DNS name"))?;
+    }
+    let record_type = opt_string(cx, m, "type", "dns.type")?
+        .unwrap_or_else(|| "A".to_owned())
+        .to_ascii_uppercase();
+    if !probes::dns::valid_record_type(&record_type) {
+        return Err(cx.err(
+            "dns.type",
+            m.get("type"),
+            "unknown record type (A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, …)",
+        ));
+    }
+    let expect_rcode =
+        opt_string(cx, m, "expect_rcode", "dns.expect_rcode")?.map(|r| r.to_ascii_uppercase());
+    if let Some(r) = &expect_rcode {
+        if !probes::dns::valid_rcode(r) {
+            return Err(cx.err(
+                "dns.expect_rcode",
+                m.get("expect_rcode"),
+                "unknown response code (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, …)",
+            ));
+        }
+    }
+    let interval_ms = interval_fit(cx, m, "dns", step, pings, CONNECT_TIMEOUT_MS)?;
+    Ok(DnsSpec {
+        server,
+        port,
+        name,
+        record_type,
+        expect_rcode,
+        interval_ms,
+    })
+}
+
+fn exec_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<ExecSpec, OrderError> {
+    let probe = req_string(cx, m, "probe", "exec.probe")?;
+    if probe.is_empty()
+        || !probe
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(cx.err(
+            "exec.probe",
+            m.get("probe"),
+            "an exec probe name is letters, digits, `-` and `_` (configured with --exec-probe NAME=COMMAND)",
+        ));
+    }
+    let host = req_string(cx, m, "host", "exec.host")?;
+    check_tool_arg(&host).map_err(|why| cx.err("exec.host", m.get("host"), why))?;
+    let args = string_list(cx, m, "args", "exec.args")?;
+    let interval_ms = interval_fit(cx, m, "exec", step, pings, 0)?;
+    Ok(ExecSpec {
+        probe,
+        host,
+        args,
+        interval_ms,
+    })
+}
+
+/// A target passed to an external tool: non-empty, no white space or
+/// control characters, and not an option (`-x`).
+fn check_tool_arg(s: &str) -> Result<(), &'static str> {
+    if s.is_empty() || s.starts_with('-') || s.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
+        Err("a target is non-empty, without white space, and does not start with `-`")
+    } else {
+        Ok(())
+    }
+}
+
+/// A list of strings, or one string split on white space.
+fn string_list(
+    cx: &Ctx<'_>,
+    m: &Mapping,
+    key: &str,
+    field: &str,
+) -> Result<Vec<String>, OrderError> {
+    let v: Vec<String> = match m.get(key) {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Sequence(seq)) => seq
+            .iter()
+            .map(|x| scalar_text(x).ok_or_else(|| cx.err(field, Some(x), "list items are text")))
+            .collect::<Result<_, _>>()?,
+        Some(v) => scalar_text(v)
+            .ok_or_else(|| cx.err(field, Some(v), "text or a list of text"))?
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect(),
+    };
+    if let Some(bad) = v.iter().find(|a| a.chars().any(char::is_control)) {
+        return Err(cx.err(
+            field,
+            Some(&Value::String(bad.clone())),
+            "arguments contain no control characters",
+        ));
+    }
+    Ok(v)
 }
 
 // ---- field helpers ---------------------------------------------------------
@@ -876,7 +1080,7 @@ mod tests {
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'ftp://x'}\n", Some("httping.url"), "http://"),
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://'}\n", Some("httping.url"), "no host"),
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://x', http_codes_as_failure: '403,abc'}\n", Some("httping.http_codes_as_failure"), "not an HTTP status"),
-            ("user: u\nstep: 60\npings: 30\nprobe: httping\nhttping: {url: 'http://x', interval: 3}\n", Some("httping.interval"), "must not exceed the step"),
+            ("user: u\nstep: 60\npings: 30\nprobe: httping\nhttping: {url: 'http://x', interval: 3}\n", Some("httping.interval"), "must start within the step"),
             ("user: u\nstep: 60\npings: 5\nprobe: sping\nsping: {host: '-rf'}\n", Some("sping.host"), "SCION address"),
             ("user: u\nstep: 60\npings: 5\nprobe: ssh\nssh: {host: 10.0.0.1, key_type: 'a b'}\n", Some("ssh.key_type"), "key type"),
         ];

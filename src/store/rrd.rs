@@ -228,6 +228,13 @@ pub fn shape(path: &Path) -> Result<(u32, u32), rrd::error::RrdError> {
     Ok((step, u32::try_from(pings).unwrap_or(u32::MAX)))
 }
 
+/// True when librrd refused an update because its time is not after the
+/// file's last update.
+pub fn is_not_newer(e: &rrd::error::RrdError) -> bool {
+    e.to_string()
+        .contains("illegal attempt to update using time")
+}
+
 /// True when librrd's error says the file is not a (whole) RRD, as opposed
 /// to an I/O or permission problem.
 pub fn is_corruption(e: &rrd::error::RrdError) -> bool {
@@ -337,6 +344,27 @@ mod tests {
         ];
         assert_eq!(table(600), expect);
         assert_eq!(table(301), expect);
+    }
+
+    #[test]
+    fn librrd_errors_are_classified() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("main.rrd");
+        create_rrd(&path, 10, 2, 1_700_000_000).unwrap();
+        assert_eq!(shape(&path).unwrap(), (10, 2));
+        let e = update_rrd(&path, 1_700_000_000, &[Some(0.0), None, None, None]).unwrap_err();
+        assert!(is_not_newer(&e) && !is_corruption(&e), "{e}");
+        update_rrd(
+            &path,
+            1_700_000_010,
+            &[Some(0.0), Some(0.001), Some(0.001), Some(0.002)],
+        )
+        .unwrap();
+        std::fs::write(&path, "not an rrd").unwrap();
+        let e = update_rrd(&path, 1_700_000_020, &[Some(0.0), None, None, None]).unwrap_err();
+        assert!(is_corruption(&e) && !is_not_newer(&e), "{e}");
+        let e = shape(&dir.path().join("missing.rrd")).unwrap_err();
+        assert!(!is_corruption(&e), "{e}");
     }
 
     #[test]

@@ -397,6 +397,11 @@ impl Writer {
                     })?;
                     self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
                 }
+                Err(e) if rrd::is_not_newer(&e) => {
+                    // The RRD already covers t: its start (SPEC A6 puts it at
+                    // the current step) or a round written before a restart.
+                    debug!(order = %id, t, error = %e, "RRD already has data at this time; update skipped");
+                }
                 Err(e) => {
                     // Still write last_result: it is independent of the RRD.
                     result = Err(format!(

@@ -1,0 +1,213 @@
+//! What probe rounds share: the ICMP engine, HTTP clients (one per proxy and
+//! user agent), the external command templates, per-probe-type concurrency
+//! limits, and once-per-order error reporting.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use probes::http::{HttpConfig, HttpProber};
+use probes::icmp::IcmpEngine;
+use tokio::sync::Semaphore;
+use tracing::{debug, warn};
+
+use crate::order::OrderId;
+
+/// Per-request timeout of the httping probe (SPEC A9).
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// An HTTP client per (proxy, user agent).
+type HttpKey = (Option<String>, Option<String>);
+
+/// Shared probe resources; see the module docs.
+#[derive(Debug)]
+pub struct ProbeDeps {
+    /// The ICMP engine.
+    pub icmp: Arc<IcmpEngine>,
+    http: Mutex<HashMap<HttpKey, Arc<HttpProber>>>,
+    http_ca: Vec<Vec<u8>>,
+    /// Command of the `sping` probe.
+    pub sping: CommandTemplate,
+    /// Command of the `pping` probe.
+    pub pping: CommandTemplate,
+    /// Commands of `exec` probes by name.
+    pub exec: HashMap<String, CommandTemplate>,
+    limits: HashMap<&'static str, Arc<Semaphore>>,
+    default_limit: Arc<Semaphore>,
+    warned: Mutex<HashSet<(OrderId, String)>>,
+}
+
+/// Settings of [`ProbeDeps`].
+#[derive(Debug, Clone)]
+pub struct DepsConfig {
+    /// Extra trusted root certificates (PEM) for https.
+    pub http_ca: Vec<Vec<u8>>,
+    /// `sping` command template.
+    pub sping: CommandTemplate,
+    /// `pping` command template.
+    pub pping: CommandTemplate,
+    /// `exec` probes by name.
+    pub exec: HashMap<String, CommandTemplate>,
+    /// Most probes of one type running at once.
+    pub max_parallel: usize,
+}
+
+impl ProbeDeps {
+    /// Shared resources around `icmp`.
+    pub fn new(icmp: Arc<IcmpEngine>, cfg: DepsConfig) -> ProbeDeps {
+        let n = cfg.max_parallel.max(1);
+        let limits = ["httping", "tcp", "ssh", "dns", "sping", "pping", "exec"]
+            .into_iter()
+            .map(|p| (p, Arc::new(Semaphore::new(n))))
+            .collect();
+        ProbeDeps {
+            icmp,
+            http: Mutex::new(HashMap::new()),
+            http_ca: cfg.http_ca,
+            sping: cfg.sping,
+            pping: cfg.pping,
+            exec: cfg.exec,
+            limits,
+            default_limit: Arc::new(Semaphore::new(n)),
+            warned: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The HTTP client for this proxy and user agent (built once).
+    pub fn http(
+        &self,
+        proxy: Option<&str>,
+        user_agent: Option<&str>,
+    ) -> Result<Arc<HttpProber>, String> {
+        let key = (proxy.map(str::to_owned), user_agent.map(str::to_owned));
+        let mut map = self
+            .http
+            .lock()
+            .map_err(|_| "HTTP client cache poisoned".to_owned())?;
+        if let Some(p) = map.get(&key) {
+            return Ok(p.clone());
+        }
+        let prober = Arc::new(HttpProber::new(HttpConfig {
+            proxy: key.0.clone(),
+            user_agent: key.1.clone(),
+            timeout: HTTP_TIMEOUT,
+            extra_root_certs_pem: self.http_ca.clone(),
+        })?);
+        map.insert(key, prober.clone());
+        Ok(prober)
+    }
+
+    /// The concurrency limit of a probe type.
+    pub fn limit(&self, probe: &str) -> Arc<Semaphore> {
+        self.limits
+            .get(probe)
+            .unwrap_or(&self.default_limit)
+            .clone()
+    }
+
+    /// Logs `msg` for `id` at warn the first time, at debug afterwards.
+    pub fn warn_once(&self, id: &OrderId, msg: &str) {
+        let first = self
+            .warned
+            .lock()
+            .map(|mut w| w.insert((id.clone(), msg.to_owned())))
+            .unwrap_or(true);
+        if first {
+            warn!(order = %id, "{msg} (repeats are logged at debug)");
+        } else {
+            debug!(order = %id, "{msg}");
+        }
+    }
+}
+
+/// Values substituted into command templates.
+#[derive(Debug, Clone, Copy)]
+pub struct Vars {
+    /// Pings per round.
+    pub pings: u32,
+    /// Interval between pings, ms.
+    pub interval_ms: u32,
+    /// Time the command has, ms.
+    pub timeout_ms: u64,
+    /// Step, s.
+    pub step: u32,
+}
+
+/// An external command: a program and argument templates, split on white
+/// space (no shell). Arguments may contain `{pings}`, `{interval_ms}`,
+/// `{interval_s}`, `{timeout_ms}` and `{step}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandTemplate {
+    /// Program (a path, or a name looked up in `PATH`).
+    pub program: PathBuf,
+    /// Argument templates.
+    pub args: Vec<String>,
+}
+
+impl CommandTemplate {
+    /// Parses `"PROGRAM ARG ARG…"`.
+    pub fn parse(s: &str) -> Result<CommandTemplate, String> {
+        let mut it = s.split_whitespace();
+        let program = it.next().ok_or("empty command")?;
+        Ok(CommandTemplate {
+            program: PathBuf::from(program),
+            args: it.map(str::to_owned).collect(),
+        })
+    }
+
+    /// The template arguments with the placeholders replaced.
+    pub fn args(&self, v: Vars) -> Vec<String> {
+        let interval_s = format!("{}", f64::from(v.interval_ms) / 1000.0);
+        self.args
+            .iter()
+            .map(|a| {
+                a.replace("{pings}", &v.pings.to_string())
+                    .replace("{interval_ms}", &v.interval_ms.to_string())
+                    .replace("{interval_s}", &interval_s)
+                    .replace("{timeout_ms}", &v.timeout_ms.to_string())
+                    .replace("{step}", &v.step.to_string())
+            })
+            .collect()
+    }
+}
+
+/// `NAME=COMMAND` of `--exec-probe`.
+pub fn parse_exec_probe(s: &str) -> Result<(String, CommandTemplate), String> {
+    let (name, cmd) = s.split_once('=').ok_or("expected NAME=COMMAND")?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "bad exec probe name {name:?}: letters, digits, `-`, `_`"
+        ));
+    }
+    Ok((name.to_owned(), CommandTemplate::parse(cmd)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates() {
+        let t =
+            CommandTemplate::parse("/usr/bin/sping -C {pings} -p {interval_ms} -x{interval_s}s")
+                .unwrap();
+        assert_eq!(t.program, PathBuf::from("/usr/bin/sping"));
+        let v = Vars {
+            pings: 5,
+            interval_ms: 1500,
+            timeout_ms: 9000,
+            step: 60,
+        };
+        assert_eq!(t.args(v), vec!["-C", "5", "-p", "1500", "-x1.5s"]);
+        assert!(CommandTemplate::parse("  ").is_err());
+        let (n, t) = parse_exec_probe("mtr=/opt/mtr-wrap --count {pings}").unwrap();
+        assert_eq!((n.as_str(), t.args.len()), ("mtr", 2));
+        assert!(parse_exec_probe("bad name=/x").is_err());
+        assert!(parse_exec_probe("/x").is_err());
+    }
+}

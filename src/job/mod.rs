@@ -1,0 +1,281 @@
+//! Probing jobs (SPEC A5). Orders that share a probe, step, pings and probe
+//! options form a job (at most 1000 fping orders, 15 httping orders, 100 of
+//! the others). A job is one task that, once per step at `boundary +
+//! offset`, runs one round for all its orders and sends each order's result
+//! to the store.
+//!
+//! * [`fping`] — ICMP rounds through the shared engine: one ping series per
+//!   distinct target, fanned out to every order of that target.
+//! * [`other`] — httping, tcp, ssh, dns, sping, pping and exec rounds: one
+//!   series per order, run as futures inside the job task, bounded per probe
+//!   type by a semaphore.
+//! * [`deps`] — what rounds share: the ICMP engine, HTTP clients, external
+//!   command templates, concurrency limits.
+//!
+//! The registry owns membership and publishes it through a `watch` channel;
+//! the job reads it at the start of a round and again when results arrive,
+//! so results for orders removed or changed during the round are dropped.
+
+pub mod deps;
+pub mod fping;
+pub mod other;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::order::{Host, Order, OrderId};
+use crate::result::Summary;
+use crate::schedule;
+use crate::store::{Shape, StoreCmd, StoreHandle};
+
+pub use deps::ProbeDeps;
+pub use fping::FpingKey;
+pub use other::OtherKey;
+
+/// How long a host name lookup may take before the round goes on without it.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What orders must share to be in one job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum JobKey {
+    /// ICMP.
+    Fping(FpingKey),
+    /// Every other probe.
+    Other(OtherKey),
+}
+
+impl JobKey {
+    /// Seconds between rounds.
+    pub fn step(&self) -> u32 {
+        match self {
+            JobKey::Fping(k) => k.step,
+            JobKey::Other(k) => k.step,
+        }
+    }
+
+    /// Pings per round.
+    pub fn pings(&self) -> u32 {
+        match self {
+            JobKey::Fping(k) => k.pings,
+            JobKey::Other(k) => k.pings,
+        }
+    }
+
+    /// Most orders in one job.
+    pub fn capacity(&self) -> usize {
+        match self {
+            JobKey::Fping(k) => schedule::job_capacity(k.step, k.pings, k.interval_ms.is_some()),
+            JobKey::Other(k) => k.capacity(),
+        }
+    }
+
+    /// Name for logs.
+    pub fn label(&self) -> String {
+        match self {
+            JobKey::Fping(k) => format!(
+                "fping step={} pings={} ipv{}",
+                k.step,
+                k.pings,
+                if k.ipv6 { 6 } else { 4 }
+            ),
+            JobKey::Other(k) => format!("{} step={} pings={}", k.probe, k.step, k.pings),
+        }
+    }
+}
+
+/// One order in a job.
+#[derive(Debug, Clone)]
+pub struct Member {
+    /// The order.
+    pub order: Arc<Order>,
+    /// Changes whenever the order's content changes.
+    pub generation: u64,
+}
+
+/// The members of a job as published by the registry.
+pub type Members = Arc<Vec<Member>>;
+
+/// What a job task needs.
+#[derive(Debug)]
+pub struct JobCtx {
+    /// Grouping key.
+    pub key: JobKey,
+    /// Fixed offset after each step boundary, ms.
+    pub offset_ms: u64,
+    /// Shared probe resources.
+    pub deps: Arc<ProbeDeps>,
+    /// Where results go.
+    pub store: StoreHandle,
+    /// Current members.
+    pub members: watch::Receiver<Members>,
+    /// Stops the job.
+    pub cancel: CancellationToken,
+    /// Name for logs.
+    pub name: String,
+}
+
+pub(crate) fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The `Instant` at unix time `ms` (clamped to now when in the past).
+pub(crate) fn instant_at(ms: i64) -> Instant {
+    let now_ms = unix_ms();
+    let now = Instant::now();
+    if ms <= now_ms {
+        now
+    } else {
+        now + Duration::from_millis((ms - now_ms) as u64)
+    }
+}
+
+/// Runs the job until cancelled.
+pub async fn run_job(mut ctx: JobCtx) {
+    let (step, pings) = (ctx.key.step(), ctx.key.pings());
+    let step_ms = i64::from(step) * 1000;
+    let mut start_ms = schedule::next_round_start_ms(unix_ms(), step, ctx.offset_ms);
+    debug!(job = %ctx.name, offset_ms = ctx.offset_ms, first_round = start_ms, "job started");
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(instant_at(start_ms).into()) => {}
+            () = ctx.cancel.cancelled() => return,
+        }
+        let next_ms = start_ms + step_ms;
+        let members = ctx.members.borrow_and_update().clone();
+        if !members.is_empty() {
+            // Probes that are not ICMP stop just before the next round, so
+            // their partial results are still stored.
+            let deadline = instant_at(next_ms - 200);
+            let round = async {
+                match &ctx.key {
+                    JobKey::Fping(k) => fping::round(&ctx, k, &members).await,
+                    JobKey::Other(k) => other::round(&ctx, k, &members, deadline).await,
+                }
+            };
+            tokio::select! {
+                results = round => {
+                    if let Some(results) = results {
+                        deliver(&ctx, step, pings, results).await;
+                    }
+                }
+                () = tokio::time::sleep_until(instant_at(next_ms).into()) => {
+                    warn!(job = %ctx.name, orders = members.len(), "round still running at the next round's start: abandoned");
+                }
+                () = ctx.cancel.cancelled() => return,
+            }
+        }
+        // Normally the next boundary; after a long stall (suspend, clock
+        // jump) skip to the first start in the future instead of bursting.
+        let now = unix_ms();
+        start_ms = if next_ms + step_ms / 2 < now {
+            schedule::next_round_start_ms(now, step, ctx.offset_ms)
+        } else {
+            next_ms
+        };
+    }
+}
+
+/// A member's result: the member, what it was probed at (for logs), and
+/// the statistics.
+pub(crate) type MemberResult<'m> = (&'m Member, String, Summary);
+
+/// Stamps the results with the round's RRD time and sends those of orders
+/// still present and unchanged to the store.
+async fn deliver(ctx: &JobCtx, step: u32, pings: u32, results: Vec<MemberResult<'_>>) {
+    let t = schedule::rrd_time(unix_ms().div_euclid(1000), step);
+    let current: HashMap<OrderId, u64> = ctx
+        .members
+        .borrow()
+        .iter()
+        .map(|m| (m.order.id.clone(), m.generation))
+        .collect();
+    for (member, addr, summary) in results {
+        if current.get(&member.order.id) != Some(&member.generation) {
+            debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
+            continue;
+        }
+        log_round(member, &addr, t, &summary);
+        ctx.store
+            .send(StoreCmd::Round {
+                id: member.order.id.clone(),
+                generation: member.generation,
+                shape: Shape {
+                    step,
+                    pings,
+                    rrd: member.order.rrd == crate::order::RrdTemplate::Smokeping,
+                },
+                t,
+                summary,
+            })
+            .await;
+    }
+}
+
+fn log_round(member: &Member, addr: &str, t: i64, s: &Summary) {
+    let ms = |x: Option<f64>| x.map_or_else(|| "-".to_owned(), |v| format!("{:.3}", v * 1000.0));
+    debug!(
+        order = %member.order.id,
+        probe = %member.order.probe.name(),
+        target = %member.order.probe.target(),
+        addr = %addr,
+        time = t,
+        loss = s.lost,
+        pings = s.pings,
+        min_ms = %ms(s.min()),
+        median_ms = %ms(s.median()),
+        max_ms = %ms(s.max()),
+        "round"
+    );
+}
+
+/// Resolves each distinct host name once (IP literals pass through);
+/// `None` when a name does not resolve to the wanted family.
+pub(crate) async fn resolve_hosts<'h>(
+    hosts: impl IntoIterator<Item = (&'h Host, bool)>,
+) -> HashMap<(Host, bool), Option<IpAddr>> {
+    let mut out: HashMap<(Host, bool), Option<IpAddr>> = HashMap::new();
+    let mut set = tokio::task::JoinSet::new();
+    for (host, ipv6) in hosts {
+        if out.contains_key(&(host.clone(), ipv6)) {
+            continue;
+        }
+        match host {
+            Host::Ip(ip) => {
+                out.insert((host.clone(), ipv6), Some(*ip));
+            }
+            Host::Name(name) => {
+                out.insert((host.clone(), ipv6), None);
+                let name = name.clone();
+                set.spawn(async move {
+                    let res =
+                        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.clone(), 0)))
+                            .await;
+                    let addr = match res {
+                        Ok(Ok(mut it)) => it.find(|a| a.is_ipv6() == ipv6).map(|a| a.ip()),
+                        Ok(Err(e)) => {
+                            info!(host = %name, error = %e, "host name does not resolve; its pings count as lost");
+                            None
+                        }
+                        Err(_) => {
+                            info!(host = %name, "host name lookup timed out; its pings count as lost");
+                            None
+                        }
+                    };
+                    (name, ipv6, addr)
+                });
+            }
+        }
+    }
+    while let Some(Ok((name, ipv6, addr))) = set.join_next().await {
+        out.insert((Host::Name(name), ipv6), addr);
+    }
+    out
+}

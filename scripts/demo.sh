@@ -3,9 +3,15 @@
 # orders to 127.0.0.1 and ::1, in the foreground with --debug: watch one log
 # line per order per round, and demo/output/*/*/last_result and main.rrd
 # appear. Stop with Ctrl-C. Installs missing system packages first.
+# Usage: scripts/demo.sh [BASEDIR] [RUN-FLAGS...], e.g.
+#   scripts/demo.sh demo --influx-url 'http://127.0.0.1:8086/write?db=pingmachine'
 set -euo pipefail
 cd "$(dirname "$0")/.."
-base="${1:-demo}"
+base="demo"
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  base="$1"
+  shift
+fi
 bash scripts/deps.sh
 cargo build --release --locked
 mkdir -p "$base/orders"
@@ -17,4 +23,4 @@ if [ "$(id -u)" != 0 ]; then
   echo "note: not root; ICMP needs root or: sudo sysctl -w net.ipv4.ping_group_range='0 2147483647' (now: $range)" >&2
 fi
 echo "pingmachine: base directory $base; results in $base/output/ (Ctrl-C to stop)" >&2
-exec ./target/release/pingmachine --basedir "$base" run --debug
+exec ./target/release/pingmachine --basedir "$base" run --debug "$@"

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages pingmachine needs to build, run and test,
 # when they are missing (Debian/Ubuntu: apt-get). Safe to run repeatedly.
+# With --test, also what the test suite needs (influxdb).
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
-for pkg in librrd-dev rrdtool libclang-dev pkg-config iproute2; do
+pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
+# The test suite also needs a real InfluxDB (Debian's influxdb: influxd).
+if [ "${1:-}" = "--test" ]; then
+  pkgs+=(influxdb)
+fi
+for pkg in "${pkgs[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 if ((${#need[@]} == 0)); then

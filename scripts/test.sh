@@ -5,11 +5,20 @@
 # without them they print "skipping ..." and pass. CI runs this as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --test
 export CARGO_TERM_COLOR=never
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== man pages render without warnings"
+if command -v man >/dev/null; then
+  for m in man/*.[0-9]; do
+    out=$(LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$m" 2>&1 >/dev/null || echo "man failed on $m")
+    if [ -n "$out" ]; then echo "$m: $out"; exit 1; fi
+  done
+else
+  echo "skipping: man not installed"
+fi
 echo "== cargo test"
 cargo test --workspace --locked 2>&1

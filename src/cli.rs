@@ -91,6 +91,28 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_parallel_probes: u32,
 
+    /// Send results as InfluxDB line protocol over UDP to Telegraf or
+    /// InfluxDB (as the original's --telegraf).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub telegraf: Option<String>,
+
+    /// Send results as line protocol to InfluxDB's HTTP write API
+    /// (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B
+    /// with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf's socket
+    /// listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable.
+    #[arg(long = "influx-url", value_name = "URL")]
+    pub influx_urls: Vec<String>,
+
+    /// A tag added to every line-protocol line, e.g. --tag site=zrh (an
+    /// order's own tag of the same name wins). Repeatable.
+    #[arg(long = "tag", value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+
+    /// Most line-protocol lines queued per destination while it is slow or
+    /// down; beyond that the oldest are dropped (and counted).
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), value_name = "LINES")]
+    pub influx_buffer: u64,
+
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,

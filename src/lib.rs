@@ -21,6 +21,7 @@
 //! * [`schedule`] — step boundaries, offsets, intervals, RRD timestamps.
 //! * [`result`] — a round's outcome and its statistics.
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
+//! * [`sink`] — line-protocol output to Telegraf and InfluxDB.
 
 pub mod basedir;
 pub mod cli;
@@ -31,5 +32,6 @@ pub mod registry;
 pub mod rejected;
 pub mod result;
 pub mod schedule;
+pub mod sink;
 pub mod store;
 pub mod watch;

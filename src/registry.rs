@@ -22,6 +22,7 @@ use crate::order::id::is_ignored_name;
 use crate::order::{self, Order, OrderError, OrderId, ProbeSpec};
 use crate::rejected;
 use crate::schedule;
+use crate::sink::Sinks;
 use crate::store::{Shape, StoreCmd, StoreHandle};
 use crate::watch::{OrderWatcher, WatchEvent};
 
@@ -88,6 +89,7 @@ pub struct Registry {
     orders_canon: PathBuf,
     deps: Arc<ProbeDeps>,
     store: StoreHandle,
+    sinks: Arc<Sinks>,
     tracker: TaskTracker,
     cancel: CancellationToken,
     orders: HashMap<OrderId, Entry>,
@@ -111,6 +113,7 @@ impl Registry {
         base: BaseDir,
         deps: Arc<ProbeDeps>,
         store: StoreHandle,
+        sinks: Arc<Sinks>,
         tracker: TaskTracker,
         cancel: CancellationToken,
         max_age: Duration,
@@ -122,6 +125,7 @@ impl Registry {
             orders_canon,
             deps,
             store,
+            sinks,
             tracker,
             cancel,
             orders: HashMap::new(),
@@ -700,6 +704,7 @@ impl Registry {
             offset_ms,
             deps: self.deps.clone(),
             store: self.store.clone(),
+            sinks: self.sinks.clone(),
             members: rx,
             cancel: cancel.clone(),
             name: format!("job-{job_id} {}", key.label()),

@@ -136,8 +136,10 @@ impl HttpProber {
     }
 }
 
-/// rustls client configuration: ring provider, system roots + `extra`.
-fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+/// A rustls client configuration (ring provider) trusting the system roots
+/// plus `extra` PEM certificates; also used by pingmachine's line-protocol
+/// HTTP writer.
+pub fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {

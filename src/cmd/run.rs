@@ -21,6 +21,7 @@ use crate::cli::{IcmpSocket, RunOpts};
 use crate::job::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::job::ProbeDeps;
 use crate::registry::Registry;
+use crate::sink::{Destination, Sinks};
 use crate::store::writer::Writers;
 use crate::watch::{self, OrderWatcher, WatchEvent};
 
@@ -62,6 +63,43 @@ fn deps_config(opts: &RunOpts) -> anyhow::Result<DepsConfig> {
         exec,
         max_parallel: opts.max_parallel_probes as usize,
     })
+}
+
+/// Line-protocol destinations from the command line.
+fn sinks_config(
+    opts: &RunOpts,
+    tracker: &TaskTracker,
+    cancel: &CancellationToken,
+) -> anyhow::Result<Sinks> {
+    let mut dests = Vec::new();
+    if let Some(t) = &opts.telegraf {
+        dests.push(
+            Destination::parse(&format!("udp://{t}"), |_| None, &[])
+                .map_err(|e| anyhow::anyhow!("--telegraf {t:?}: {e}"))?,
+        );
+    }
+    let mut ca = Vec::new();
+    for f in &opts.http_ca_files {
+        ca.push(std::fs::read(f).with_context(|| format!("--http-ca-file {}", f.display()))?);
+    }
+    for u in &opts.influx_urls {
+        dests.push(
+            Destination::parse(u, |k| std::env::var(k).ok(), &ca)
+                .map_err(|e| anyhow::anyhow!("--influx-url {u:?}: {e}"))?,
+        );
+    }
+    let mut tags = std::collections::BTreeMap::new();
+    for t in &opts.tags {
+        let (k, v) = crate::sink::parse_tag(t).map_err(|e| anyhow::anyhow!("--tag {t:?}: {e}"))?;
+        tags.insert(k, v);
+    }
+    Ok(Sinks::start(
+        dests,
+        tags,
+        opts.influx_buffer as usize,
+        tracker,
+        cancel,
+    ))
 }
 
 async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
@@ -107,10 +145,12 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     }
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
+    let sinks = Arc::new(sinks_config(opts, &tracker, &cancel)?);
     let registry = Registry::new(
         base.clone(),
         deps,
         store.clone(),
+        sinks.clone(),
         tracker.clone(),
         cancel.clone(),
         Duration::from_secs(opts.max_age),
@@ -123,6 +163,16 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         .is_err()
     {
         warn!("some jobs did not stop in time");
+    }
+    for o in sinks.outputs() {
+        let s = &o.stats;
+        info!(
+            destination = %o.destination().label(),
+            sent = s.sent.load(std::sync::atomic::Ordering::Relaxed),
+            dropped = s.dropped.load(std::sync::atomic::Ordering::Relaxed),
+            retries = s.retries.load(std::sync::atomic::Ordering::Relaxed),
+            "line-protocol output totals"
+        );
     }
     let stats = store.stats();
     info!(

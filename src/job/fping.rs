@@ -11,7 +11,7 @@ use tracing::error;
 
 use super::{resolve_hosts, JobCtx, Member, MemberResult};
 use crate::order::{Host, Interface, ProbeSpec};
-use crate::result::{RoundOutcome, Summary};
+use crate::result::RoundOutcome;
 use crate::schedule;
 
 /// Reply timeout of the fping probe (SPEC A5).
@@ -115,7 +115,7 @@ fn fan_out<'m>(
                 .cloned()
                 .unwrap_or_else(|| vec![None; pings]);
             let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
-            (member, shown, Summary::of(&RoundOutcome { rtts: values }))
+            (member, shown, RoundOutcome { rtts: values })
         })
         .collect()
 }
@@ -164,11 +164,12 @@ mod tests {
         let rtts = vec![vec![ms(5), None], vec![ms(2), ms(1)]];
         let out = fan_out(&members, &addrs, &targets, &rtts, 2);
         assert_eq!(out.len(), 4);
+        let s = |i: usize| crate::result::Summary::of(&out[i].2);
         assert_eq!(out[0].2, out[1].2, "a and b share one series");
-        assert_eq!(out[0].2.sorted, vec![0.001, 0.002]);
-        assert_eq!((out[2].2.lost, out[2].2.sorted.clone()), (1, vec![0.005]));
+        assert_eq!(s(0).sorted, vec![0.001, 0.002]);
+        assert_eq!((s(2).lost, s(2).sorted), (1, vec![0.005]));
         assert_eq!(
-            (out[3].1.as_str(), out[3].2.lost),
+            (out[3].1.as_str(), s(3).lost),
             ("unresolved", 2),
             "unresolved name: all lost"
         );
@@ -179,7 +180,7 @@ mod tests {
         let members = vec![member("a", "127.0.0.1")];
         let addrs = vec![Some("127.0.0.1".parse().unwrap())];
         let out = fan_out(&members, &addrs, &[], &[], 2);
-        assert_eq!(out[0].2.lost, 2);
+        assert_eq!(out[0].2.rtts, vec![None, None]);
         // a series of the wrong length is not trusted either
         let out = fan_out(
             &members,
@@ -188,6 +189,6 @@ mod tests {
             &[vec![None]],
             2,
         );
-        assert_eq!(out[0].2.lost, 2);
+        assert_eq!(out[0].2.rtts, vec![None, None]);
     }
 }

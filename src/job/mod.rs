@@ -30,8 +30,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::order::{Host, Order, OrderId};
-use crate::result::Summary;
+use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
+use crate::sink::{lineproto, Sinks};
 use crate::store::{Shape, StoreCmd, StoreHandle};
 
 pub use deps::ProbeDeps;
@@ -112,6 +113,8 @@ pub struct JobCtx {
     pub deps: Arc<ProbeDeps>,
     /// Where results go.
     pub store: StoreHandle,
+    /// Line-protocol destinations.
+    pub sinks: Arc<Sinks>,
     /// Current members.
     pub members: watch::Receiver<Members>,
     /// Stops the job.
@@ -184,8 +187,8 @@ pub async fn run_job(mut ctx: JobCtx) {
 }
 
 /// A member's result: the member, what it was probed at (for logs), and
-/// the statistics.
-pub(crate) type MemberResult<'m> = (&'m Member, String, Summary);
+/// its RTTs in send order.
+pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome);
 
 /// Stamps the results with the round's RRD time and sends those of orders
 /// still present and unchanged to the store.
@@ -197,12 +200,17 @@ async fn deliver(ctx: &JobCtx, step: u32, pings: u32, results: Vec<MemberResult<
         .iter()
         .map(|m| (m.order.id.clone(), m.generation))
         .collect();
-    for (member, addr, summary) in results {
+    for (member, addr, outcome) in results {
         if current.get(&member.order.id) != Some(&member.generation) {
             debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
             continue;
         }
+        let summary = Summary::of(&outcome);
         log_round(member, &addr, t, &summary);
+        if let Some(series) = ctx.sinks.series_key(&member.order) {
+            ctx.sinks
+                .push(&lineproto::round_lines(&series, t, step, &outcome.rtts));
+        }
         ctx.store
             .send(StoreCmd::Round {
                 id: member.order.id.clone(),

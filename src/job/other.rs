@@ -15,7 +15,7 @@ use super::deps::Vars;
 use super::{resolve_hosts, JobCtx, Member, MemberResult};
 use crate::order::parse::CONNECT_TIMEOUT_MS;
 use crate::order::{Host, HttpMethod, ProbeSpec};
-use crate::result::{RoundOutcome, Summary};
+use crate::result::RoundOutcome;
 
 /// What orders must share to be in one job of these probes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -81,7 +81,7 @@ pub(super) async fn round<'m>(
         async move {
             let _permit = sem.acquire_owned().await.ok()?;
             let (shown, rtts) = probe_member(ctx, key, m, resolved, deadline).await?;
-            Some((m, shown, Summary::of(&RoundOutcome { rtts })))
+            Some((m, shown, RoundOutcome { rtts }))
         }
     });
     let results: Vec<MemberResult<'m>> = futures_util::future::join_all(futs)

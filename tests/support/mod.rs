@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod influx;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -371,4 +373,21 @@ pub fn rrd_fetch(
             ))
         })
         .collect()
+}
+
+/// md5 hex digest of `b` (via md5sum), for old-interface order names.
+pub fn md5_hex(b: &[u8]) -> String {
+    use std::io::Write;
+    let mut c = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    c.stdin.take().expect("stdin").write_all(b).expect("write");
+    let out = c.wait_with_output().expect("md5sum output");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_owned()
 }

@@ -1,0 +1,306 @@
+//! Line-protocol output verified against a real InfluxDB (Debian's
+//! `influxdb`, started by the test on loopback ports): UDP (`--telegraf`),
+//! the HTTP write API (`--influx-url http://…/write?db=`), TCP (a test
+//! collector standing in for Telegraf's socket listener), global tags,
+//! old-interface sidecars, and an endpoint that is down and then comes up.
+//! The probes are TCP connects to a local listener, so no root is needed.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use support::influx::{influxd, Influx};
+use support::{wait_for, Base, Daemon};
+use testkit::TcpListenerServer;
+
+fn tcp_order(port: u16, extra: &str) -> String {
+    format!("user: test\nstep: 10\npings: 3\nprobe: tcp\ntcp:\n  host: 127.0.0.1\n  port: {port}\n{extra}")
+}
+
+/// `SELECT count(field) … GROUP BY *` → (tags, count) per series.
+fn counts(
+    influx: &Influx,
+    db: &str,
+    field: &str,
+    measurement: &str,
+) -> Vec<(serde_json::Map<String, Value>, u64)> {
+    let text = influx.query(
+        db,
+        &format!("SELECT count(\"{field}\") FROM \"{measurement}\" GROUP BY *"),
+    );
+    let v: Value = serde_json::from_str(&text).unwrap();
+    let mut out = Vec::new();
+    for series in v["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let tags = series["tags"].as_object().cloned().unwrap_or_default();
+        let n = series["values"][0][1].as_u64().unwrap_or(0);
+        out.push((tags, n));
+    }
+    out
+}
+
+fn tag(t: &serde_json::Map<String, Value>, k: &str) -> String {
+    t.get(k).and_then(Value::as_str).unwrap_or("").to_owned()
+}
+
+/// A TCP listener collecting received lines (a stand-in for Telegraf's
+/// socket_listener).
+fn collector() -> (u16, Arc<Mutex<Vec<String>>>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        // Bounded: a few connections, each read until EOF.
+        for conn in l.incoming().take(8).flatten() {
+            conn.set_read_timeout(Some(Duration::from_secs(120))).ok();
+            for line in BufReader::new(conn).lines() {
+                match line {
+                    Ok(l) => sink.lock().unwrap().push(l),
+                    Err(_) => break,
+                }
+            }
+        }
+    });
+    (port, lines)
+}
+
+#[test]
+fn results_reach_influxdb_over_udp_http_and_tcp() {
+    let Some(bin) = influxd("results_reach_influxdb_over_udp_http_and_tcp") else {
+        return;
+    };
+    let influx = Influx::start(bin, 0, "pm_udp");
+    influx.create_db("pm_http");
+    let target = TcpListenerServer::start(None);
+    let (tcp_port, collected) = collector();
+    let base = Base::new();
+    let p = target.addr().port();
+    base.write_order(
+        "lp/a",
+        &tcp_order(
+            p,
+            "measurement_name: latency\ntags:\n  target: svc a\n  team: net\n",
+        ),
+    );
+    base.write_order(
+        "lp/b",
+        &tcp_order(
+            p,
+            "measurement_name: latency\ntags:\n  target: svc,b\n  site: order-wins\n",
+        ),
+    );
+    base.write_order("lp/none", &tcp_order(p, ""));
+    // Old interface: md5-named order with a telegraf/ sidecar.
+    let content = tcp_order(p, "");
+    let id = support::md5_hex(content.as_bytes());
+    std::fs::create_dir_all(base.path().join("telegraf")).unwrap();
+    std::fs::write(
+        base.path().join("telegraf").join(&id),
+        "measurement_name: tunnel\ntags:\n  tunnel_id: 12458\n",
+    )
+    .unwrap();
+    base.write_order(&id, &content);
+
+    let d = Daemon::start(
+        &base,
+        &[
+            "--telegraf",
+            &format!("127.0.0.1:{}", influx.udp_port),
+            "--influx-url",
+            &format!("http://127.0.0.1:{}/write?db=pm_http", influx.http_port),
+            "--influx-url",
+            &format!("tcp://127.0.0.1:{tcp_port}"),
+            "--tag",
+            "site=zrh",
+        ],
+    );
+    for db in ["pm_udp", "pm_http"] {
+        let ok = wait_for(Duration::from_secs(60), || {
+            let c = counts(&influx, db, "loss", "latency");
+            (c.len() == 2 && c.iter().all(|(_, n)| *n >= 2)).then_some(c)
+        });
+        let c = ok.unwrap_or_else(|| {
+            panic!(
+                "{db}: two rounds of two series never arrived; log:\n{}",
+                d.log_text()
+            )
+        });
+        let mut targets: Vec<String> = c.iter().map(|(t, _)| tag(t, "target")).collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            ["svc a", "svc,b"],
+            "{db}: tag values survive escaping"
+        );
+        for (t, _) in &c {
+            if tag(t, "target") == "svc a" {
+                assert_eq!(
+                    (tag(t, "site"), tag(t, "team")),
+                    ("zrh".into(), "net".into()),
+                    "{db}: global tag added"
+                );
+            } else {
+                assert_eq!(
+                    tag(t, "site"),
+                    "order-wins",
+                    "{db}: the order's tag wins over --tag"
+                );
+            }
+        }
+        // Per round: one summary point and one individual_rtt point per answered ping.
+        let loss = counts(&influx, db, "loss", "latency");
+        let indiv = counts(&influx, db, "individual_rtt", "latency");
+        for (t, n) in &loss {
+            let m = indiv
+                .iter()
+                .find(|(ti, _)| ti == t)
+                .map(|(_, m)| *m)
+                .unwrap_or(0);
+            assert!(
+                m >= 3 * n.saturating_sub(1) && m <= 3 * (n + 1),
+                "{db}: {n} rounds but {m} individual RTTs for {t:?}"
+            );
+        }
+        for f in ["median_rtt", "min_rtt", "max_rtt"] {
+            assert!(
+                counts(&influx, db, f, "latency")
+                    .iter()
+                    .all(|(_, n)| *n >= 2),
+                "{db}: field {f}"
+            );
+        }
+        // The old interface's sidecar metadata is used.
+        let tun = wait_for(Duration::from_secs(30), || {
+            let c = counts(&influx, db, "loss", "tunnel");
+            (!c.is_empty()).then_some(c)
+        })
+        .unwrap_or_else(|| panic!("{db}: no tunnel series"));
+        assert_eq!(tag(&tun[0].0, "tunnel_id"), "12458");
+        // An order without a measurement name sends nothing.
+        let measurements = influx.query(db, "SHOW MEASUREMENTS");
+        let v: Value = serde_json::from_str(&measurements).unwrap();
+        let names: Vec<String> = v["results"][0]["series"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["latency", "tunnel"], "{db}");
+    }
+    // The stored median equals last_result's for the same round.
+    let r = base.last_result("lp/a").unwrap();
+    let q = format!(
+        "SELECT median_rtt, loss FROM latency WHERE target = 'svc a' AND time = {}s",
+        r.int("time")
+    );
+    let found = wait_for(Duration::from_secs(15), || {
+        let v: Value = serde_json::from_str(&influx.query("pm_http", &q)).unwrap();
+        v["results"][0]["series"][0]["values"][0]
+            .as_array()
+            .cloned()
+    })
+    .expect("point at last_result's time");
+    let median = found[1].as_f64().unwrap();
+    let want = r.rtt("median").unwrap();
+    assert!(
+        (median - want).abs() <= want * 1e-5 + 1e-9,
+        "influx {median} vs last_result {want}"
+    );
+    assert_eq!(found[2].as_f64(), Some(0.0));
+    // TCP (socket listener) received the same kind of lines.
+    let lines = collected.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("latency,site=zrh,target=svc\\ a,team=net median_rtt=")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains(" individual_rtt=")));
+    assert!(!lines.iter().any(|l| l.contains("NaN")));
+}
+
+#[test]
+fn endpoint_down_then_up_drops_oldest_and_resumes() {
+    let Some(bin) = influxd("endpoint_down_then_up_drops_oldest_and_resumes") else {
+        return;
+    };
+    let port = testkit::free_tcp_port();
+    let target = TcpListenerServer::start(None);
+    let base = Base::new();
+    for i in 0..5 {
+        base.write_order(
+            &format!("down/o{i}"),
+            &tcp_order(
+                target.addr().port(),
+                &format!("measurement_name: lat\ntags: {{o: \"{i}\"}}\n"),
+            ),
+        );
+    }
+    // 5 orders x (1 + 3) lines per round = 20 lines a round; keep at most 25.
+    let mut d = Daemon::start(
+        &base,
+        &[
+            "--influx-url",
+            &format!("http://127.0.0.1:{port}/write?db=pm_late"),
+            "--influx-buffer",
+            "25",
+        ],
+    );
+    d.wait_log_line(
+        &["line-protocol write failed; retrying"],
+        Duration::from_secs(30),
+    );
+    // Two rounds while down: more than the buffer holds.
+    let before = base
+        .last_result("down/o0")
+        .map(|r| r.int("time"))
+        .unwrap_or(0);
+    assert!(
+        wait_for(Duration::from_secs(40), || base
+            .last_result("down/o0")
+            .filter(|r| r.int("time") >= before + 10))
+        .is_some(),
+        "{}",
+        d.log_text()
+    );
+    let influx = Influx::start(bin, port, "unused");
+    influx.create_db("pm_late");
+    d.wait_log_line(&["line-protocol output recovered"], Duration::from_secs(70));
+    let arrived = wait_for(Duration::from_secs(30), || {
+        let c = counts(&influx, "pm_late", "loss", "lat");
+        (c.len() == 5).then_some(c)
+    });
+    assert!(
+        arrived.is_some(),
+        "writes did not resume; log:\n{}",
+        d.log_text()
+    );
+    let st = d.stop();
+    assert!(st.success());
+    let totals = d
+        .log_text()
+        .lines()
+        .find(|l| l.contains("line-protocol output totals"))
+        .map(str::to_owned)
+        .unwrap();
+    let dropped: u64 = totals
+        .split("dropped=")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        dropped > 0,
+        "the bounded buffer dropped the oldest lines: {totals}"
+    );
+}

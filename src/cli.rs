@@ -28,6 +28,98 @@ pub enum Command {
     /// Validate order files offline, with the daemon's rules and messages
     /// (exit status 1 when any is invalid).
     Check(CheckOpts),
+    /// Show every order grouped by user: step, pings, probe, target, age of
+    /// the last result, median RTT and loss; rejected orders; archive count.
+    Status(StatusOpts),
+    /// Draw a SmokePing-style graph (PNG) of an order's main.rrd.
+    Graph(GraphOpts),
+    /// Write, refresh, remove or list order files (validated, atomic).
+    Order {
+        /// What to do.
+        #[command(subcommand)]
+        action: OrderAction,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Options of `pingmachine status`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StatusOpts {
+    /// Only orders whose id starts with this.
+    #[arg(value_name = "ID_PREFIX")]
+    pub prefix: Option<String>,
+    /// Only orders of this user.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Print JSON (schema in pingmachine(8)) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Pretend the time is this (unix seconds); for tests.
+    #[arg(long, hide = true)]
+    pub now: Option<i64>,
+}
+
+/// Options of `pingmachine graph`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GraphOpts {
+    /// The order: its id or an unambiguous prefix of it.
+    #[arg(value_name = "ID_PREFIX")]
+    pub id_prefix: String,
+    /// Time span: day, week, month, year or a number of seconds.
+    #[arg(short, long, default_value = "day")]
+    pub period: String,
+    /// The PNG file to write.
+    #[arg(short, long, value_name = "FILE.png")]
+    pub out: PathBuf,
+    /// Image width in pixels.
+    #[arg(long, default_value_t = 800, value_parser = clap::value_parser!(u32).range(200..=8000))]
+    pub width: u32,
+    /// Image height in pixels.
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(120..=8000))]
+    pub height: u32,
+    /// Graph title (default: the id and period).
+    #[arg(long)]
+    pub title: Option<String>,
+}
+
+/// `pingmachine order` actions.
+#[derive(Debug, Clone, Subcommand)]
+pub enum OrderAction {
+    /// Validate an order (file or - for standard input) and write it
+    /// atomically into orders/; prints its id.
+    Put {
+        /// The order file, or - for standard input.
+        #[arg(value_name = "FILE|-")]
+        file: String,
+        /// The id (path below orders/); default: the md5 of the content
+        /// (old interface).
+        #[arg(long, value_name = "PATH")]
+        id: Option<String>,
+    },
+    /// Refresh an order (set its mtime to now) so it does not expire.
+    Touch {
+        /// The order id.
+        id: String,
+    },
+    /// Remove an order; the daemon archives its output.
+    Rm {
+        /// The order id.
+        id: String,
+    },
+    /// List the order files.
+    Ls {
+        /// Only orders of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only ids starting with this.
+        #[arg(value_name = "ID_PREFIX")]
+        prefix: Option<String>,
+    },
 }
 
 /// Options of `pingmachine check`.
@@ -137,6 +229,53 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    /// The man pages stay true: every subcommand and every flag is in
+    /// pingmachine(8), every order field and probe in pingmachine-orders(5).
+    #[test]
+    fn man_pages_cover_the_cli_and_the_order_format() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+        let man8 = std::fs::read_to_string(root.join("pingmachine.8")).unwrap();
+        let man5 = std::fs::read_to_string(root.join("pingmachine-orders.5")).unwrap();
+        fn walk(cmd: &clap::Command, man: &str, path: &str) {
+            for arg in cmd.get_arguments() {
+                if arg.is_hide_set() {
+                    continue;
+                }
+                if let Some(long) = arg.get_long() {
+                    if long == "help" || long == "version" {
+                        continue;
+                    }
+                    let escaped = format!("\\-\\-{}", long.replace('-', "\\-"));
+                    assert!(
+                        man.contains(&escaped),
+                        "pingmachine.8 lacks {path} --{long}"
+                    );
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = sub.get_name();
+                if name == "help" {
+                    continue;
+                }
+                assert!(
+                    man.contains(&format!(".B {name}"))
+                        || man.contains(&format!(".B pingmachine {name}"))
+                        || man.contains(&format!("order {name}"))
+                        || man.contains(&format!(".BR {name}")),
+                    "pingmachine.8 lacks subcommand {path} {name}"
+                );
+                walk(sub, man, &format!("{path} {name}"));
+            }
+        }
+        walk(&Cli::command(), &man8, "pingmachine");
+        for key in crate::order::parse::TOP_LEVEL_KEYS {
+            assert!(
+                man5.contains(&format!(".B {key}")) || man5.contains(&format!(".BR {key}")),
+                "pingmachine-orders.5 lacks {key}"
+            );
+        }
     }
 
     #[test]

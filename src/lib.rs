@@ -14,6 +14,7 @@
 //! * [`cmd`] — one module per subcommand.
 //! * [`basedir`] — the base directory layout and its `.lock`.
 //! * [`order`] — order files: YAML → validated [`order::Order`].
+//! * [`inspect`] — a read-only view of a base directory for the tools.
 //! * [`watch`] — inotify hints about changed order files.
 //! * [`registry`] — owns the active orders; reconciles files with jobs; lifecycle.
 //! * [`rejected`] — invalid order files moved to `rejected/` with the reason.
@@ -26,6 +27,7 @@
 pub mod basedir;
 pub mod cli;
 pub mod cmd;
+pub mod inspect;
 pub mod job;
 pub mod order;
 pub mod registry;

@@ -1,6 +1,6 @@
 //! The `pingmachine` binary: parse the command line, set up logging,
-//! dispatch, and turn an error into an exit code (1; `check` also exits 1
-//! when a file is invalid).
+//! dispatch, and turn an error into an exit code: 0 success, 1 error (and
+//! `check` with an invalid file), 2 usage error (clap).
 
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use tracing_subscriber::EnvFilter;
 fn init_logging(debug: bool) {
     let default = if debug { "debug" } else { "info" };
     let filter = EnvFilter::try_from_env("PINGMACHINE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new(format!("{default},notify=warn,rrd=warn")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},notify=warn,rrd=warn,hyper_util=info,reqwest=info,rustls=info,hickory_proto=info")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -29,6 +29,13 @@ fn main() -> ExitCode {
             pingmachine::cmd::run::run(&base, opts).map(|()| true)
         }
         Command::Check(opts) => pingmachine::cmd::check::run(&opts.files),
+        Command::Status(opts) => pingmachine::cmd::status::run(&base, opts).map(|()| true),
+        Command::Graph(opts) => pingmachine::cmd::graph::run(&base, opts).map(|()| true),
+        Command::Order { action } => pingmachine::cmd::order::run(&base, action).map(|()| true),
+        Command::Completions { shell } => {
+            pingmachine::cmd::completions::run(*shell);
+            Ok(true)
+        }
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,

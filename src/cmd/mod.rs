@@ -1,4 +1,8 @@
 //! One module per subcommand, each with a `run()`.
 
 pub mod check;
+pub mod completions;
+pub mod graph;
+pub mod order;
 pub mod run;
+pub mod status;

@@ -29,7 +29,8 @@ pub const MAX_STEP: u32 = 86_400;
 /// Largest `pings` accepted (each ping is a data source in `main.rrd`).
 pub const MAX_PINGS: u32 = 1000;
 
-const TOP_LEVEL_KEYS: &[&str] = &[
+/// Every top-level field an order may have.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
     "user",
     "task",
     "step",

@@ -1,0 +1,275 @@
+//! A read-only view of a base directory for the operator tools (`status`,
+//! `order ls`, `graph`): the order files with their parsed content, their
+//! `last_result`, the rejected orders and the archive. Never writes.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::basedir::BaseDir;
+use crate::order::id::is_ignored_name;
+use crate::order::{self, Order, OrderError, OrderId};
+use crate::rejected;
+
+/// One order file.
+#[derive(Debug)]
+pub struct OrderFile {
+    /// Its id.
+    pub id: OrderId,
+    /// Its path.
+    pub path: PathBuf,
+    /// Modification time (refresh time).
+    pub mtime: Option<SystemTime>,
+    /// The validated order, or why it is invalid.
+    pub order: Result<Order, OrderError>,
+}
+
+/// The order files below `orders/`, sorted by id. Names the daemon ignores
+/// (hidden, temporary, not a valid id) are skipped.
+pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
+    let mut out = Vec::new();
+    walk(&base.orders, &base.orders, 0, &mut out);
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    for f in &mut out {
+        f.order = order::read_order_file(&f.path, &f.id).map(|p| p.order);
+        if let Ok(o) = &mut f.order {
+            if o.id.is_old_interface() {
+                let side = base.telegraf.join(o.id.as_str());
+                if let Ok(b) = std::fs::read(&side) {
+                    if let Ok(meta) = order::parse_telegraf_sidecar(&side, &b) {
+                        o.telegraf = Some(meta);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<OrderFile>) {
+    if depth > 32 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_ignored_name(name) {
+            continue;
+        }
+        let path = ent.path();
+        match ent.file_type() {
+            Ok(ft) if ft.is_dir() => walk(root, &path, depth + 1, out),
+            Ok(ft) if ft.is_file() || ft.is_symlink() => {
+                if let Ok(id) = OrderId::from_path(root, &path) {
+                    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                    out.push(OrderFile {
+                        id,
+                        path,
+                        mtime,
+                        order: Err(OrderError {
+                            file: PathBuf::new(),
+                            field: None,
+                            value: None,
+                            reason: String::new(),
+                            line: None,
+                        }),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A parsed `last_result` file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LastResult {
+    /// RRD time of the round.
+    pub time: i64,
+    /// Wall clock when it was written.
+    pub updated: i64,
+    /// Step.
+    pub step: u32,
+    /// Pings.
+    pub pings: u32,
+    /// Lost pings.
+    pub loss: u32,
+    /// Smallest RTT, seconds.
+    pub min: Option<f64>,
+    /// Median RTT, seconds.
+    pub median: Option<f64>,
+    /// Largest RTT, seconds.
+    pub max: Option<f64>,
+}
+
+impl LastResult {
+    /// Parses the text of a `last_result`; `None` when a field is missing
+    /// or malformed.
+    pub fn parse(text: &str) -> Option<LastResult> {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(": ")))
+                .map(str::trim)
+        };
+        let rtt = |k: &str| -> Option<Option<f64>> {
+            match get(k)? {
+                "~" => Some(None),
+                v => v.parse::<f64>().ok().map(Some),
+            }
+        };
+        Some(LastResult {
+            time: get("time")?.parse().ok()?,
+            updated: get("updated")?.parse().ok()?,
+            step: get("step")?.parse().ok()?,
+            pings: get("pings")?.parse().ok()?,
+            loss: get("loss")?.parse().ok()?,
+            min: rtt("min")?,
+            median: rtt("median")?,
+            max: rtt("max")?,
+        })
+    }
+
+    /// Loss in percent.
+    pub fn loss_pct(&self) -> f64 {
+        if self.pings == 0 {
+            0.0
+        } else {
+            f64::from(self.loss) * 100.0 / f64::from(self.pings)
+        }
+    }
+}
+
+/// The `last_result` of order `id`, if there is a readable one.
+pub fn last_result(base: &BaseDir, id: &OrderId) -> Option<LastResult> {
+    let text =
+        std::fs::read_to_string(id.under(&base.output).join(crate::store::last_result::FILE))
+            .ok()?;
+    LastResult::parse(&text)
+}
+
+/// A rejected order.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Rejected {
+    /// Its id.
+    pub id: String,
+    /// The rule it broke (the `.error` file's `message:`, else `rule:`).
+    pub reason: String,
+    /// When it was rejected (the `.error` file's `time:`).
+    pub time: Option<String>,
+}
+
+/// Every `rejected/<id>.error`, sorted by id.
+pub fn rejected(base: &BaseDir) -> Vec<Rejected> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.rejected.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            let path = ent.path();
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+                continue;
+            }
+            let Some(rel) = path
+                .strip_prefix(&base.rejected)
+                .ok()
+                .and_then(|r| r.to_str())
+                .and_then(|r| r.strip_suffix(rejected::ERROR_SUFFIX))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(": ")))
+                    .map(str::to_owned)
+            };
+            out.push(Rejected {
+                id: rel.to_owned(),
+                reason: field("message")
+                    .or_else(|| field("rule"))
+                    .unwrap_or_default(),
+                time: field("time"),
+            });
+        }
+    }
+    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out
+}
+
+/// Ids with files below `archive/`.
+pub fn archived(base: &BaseDir) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.archive.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        let mut files = false;
+        for ent in rd.flatten() {
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(ent.path());
+            } else {
+                files = true;
+            }
+        }
+        if files && dir != base.archive {
+            if let Some(rel) = dir
+                .strip_prefix(&base.archive)
+                .ok()
+                .and_then(|r| r.to_str())
+            {
+                out.push(rel.to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Ids with an `output/<id>/main.rrd`, sorted.
+pub fn rrd_ids(base: &BaseDir) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![base.output.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for ent in rd.flatten() {
+            if ent.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(ent.path());
+            }
+        }
+        if dir.join(crate::store::writer::RRD_FILE).is_file() {
+            if let Some(rel) = dir.strip_prefix(&base.output).ok().and_then(|r| r.to_str()) {
+                out.push(rel.to_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_result_round_trip() {
+        let r = LastResult::parse(
+            "time: 1310116500\nupdated: 1310116524\nstep: 20\npings: 4\nloss: 1\nmin: 5.700000e-04\nmedian: 6.000000e-04\nmax: ~\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (r.time, r.updated, r.step, r.pings, r.loss),
+            (1310116500, 1310116524, 20, 4, 1)
+        );
+        assert_eq!((r.min, r.median, r.max), (Some(5.7e-4), Some(6.0e-4), None));
+        assert_eq!(r.loss_pct(), 25.0);
+        assert!(LastResult::parse("time: x\n").is_none());
+    }
+}

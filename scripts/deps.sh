@@ -9,7 +9,7 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok
 pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
 # The test suite also needs a real InfluxDB (Debian's influxdb: influxd).
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(influxdb)
+  pkgs+=(influxdb fping)
 fi
 for pkg in "${pkgs[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")

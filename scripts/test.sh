@@ -22,3 +22,6 @@ else
 fi
 echo "== cargo test"
 cargo test --workspace --locked 2>&1
+echo "== benchmark smoke run (1000 loopback targets, one step; prints figures, no thresholds)"
+cargo build --locked -p pingmachine-bench 2>&1
+./target/debug/pingmachine-bench --bin target/debug/pingmachine run --orders 1000 --step 10 --pings 4 --steps 1 --fping

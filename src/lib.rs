@@ -23,6 +23,7 @@
 //! * [`result`] — a round's outcome and its statistics.
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
 //! * [`sink`] — line-protocol output to Telegraf and InfluxDB.
+//! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
 
 pub mod basedir;
 pub mod cli;
@@ -35,5 +36,6 @@ pub mod rejected;
 pub mod result;
 pub mod schedule;
 pub mod sink;
+pub mod stats;
 pub mod store;
 pub mod watch;

@@ -104,6 +104,8 @@ pub struct Registry {
     max_age: Duration,
     /// Paths already reported as unusable names.
     bad_names: HashSet<PathBuf>,
+    /// False during the first scan (quieter logging).
+    initial_scan_done: bool,
 }
 
 impl Registry {
@@ -137,6 +139,7 @@ impl Registry {
             pending_store: Vec::new(),
             max_age,
             bad_names: HashSet::new(),
+            initial_scan_done: false,
         }
     }
 
@@ -157,7 +160,12 @@ impl Registry {
             self.archive_orphans();
         });
         self.flush().await;
+        self.initial_scan_done = true;
         let c = self.counts();
+        self.deps.stats.initial_scan_ms.store(
+            (started.elapsed().as_millis() as u64).max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         info!(
             orders = c.orders,
             invalid = c.invalid,
@@ -224,6 +232,15 @@ impl Registry {
 
     /// Publishes changed job memberships and sends queued store commands.
     async fn flush(&mut self) {
+        let c = self.counts();
+        self.deps
+            .stats
+            .orders
+            .store(c.orders as u64, std::sync::atomic::Ordering::Relaxed);
+        self.deps
+            .stats
+            .jobs
+            .store(c.jobs as u64, std::sync::atomic::Ordering::Relaxed);
         for jobs in self.jobs.values_mut() {
             for j in jobs.iter_mut().filter(|j| j.dirty) {
                 j.tx.send_replace(Arc::new(j.members.values().cloned().collect()));
@@ -625,17 +642,32 @@ impl Registry {
             .as_ref()
             .and_then(|t| t.measurement_name.as_deref())
             .unwrap_or("-");
-        info!(
-            order = %order.id,
-            user = %order.user,
-            probe = %order.probe.name(),
-            target = %order.probe.target(),
-            step = order.step,
-            pings = order.pings,
-            measurement = %measurement,
-            "{}",
-            if changed { "order changed" } else { "order started" }
-        );
+        let what = if changed {
+            "order changed"
+        } else {
+            "order started"
+        };
+        macro_rules! announce {
+            ($level:ident) => {
+                $level!(
+                    order = %order.id,
+                    user = %order.user,
+                    probe = %order.probe.name(),
+                    target = %order.probe.target(),
+                    step = order.step,
+                    pings = order.pings,
+                    measurement = %measurement,
+                    "{what}"
+                )
+            };
+        }
+        // The first scan can start 100,000 orders: one summary line at info
+        // ("initial scan done"), each order at debug.
+        if self.initial_scan_done {
+            announce!(info);
+        } else {
+            announce!(debug);
+        }
         self.next_generation += 1;
         let generation = self.next_generation;
         let order = Arc::new(order);

@@ -34,6 +34,8 @@ pub struct ProbeDeps {
     /// Commands of `exec` probes by name.
     pub exec: HashMap<String, CommandTemplate>,
     limits: HashMap<&'static str, Arc<Semaphore>>,
+    /// Job and registry counters.
+    pub stats: Arc<crate::stats::JobStats>,
     default_limit: Arc<Semaphore>,
     warned: Mutex<HashSet<(OrderId, String)>>,
 }
@@ -69,6 +71,7 @@ impl ProbeDeps {
             pping: cfg.pping,
             exec: cfg.exec,
             limits,
+            stats: Arc::new(crate::stats::JobStats::default()),
             default_limit: Arc::new(Semaphore::new(n)),
             warned: Mutex::new(HashSet::new()),
         }

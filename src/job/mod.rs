@@ -151,6 +151,8 @@ pub async fn run_job(mut ctx: JobCtx) {
             () = tokio::time::sleep_until(instant_at(start_ms).into()) => {}
             () = ctx.cancel.cancelled() => return,
         }
+        let late_us = u64::try_from((unix_ms() - start_ms).max(0) * 1000).unwrap_or(0);
+        ctx.deps.stats.round_started(late_us);
         let next_ms = start_ms + step_ms;
         let members = ctx.members.borrow_and_update().clone();
         if !members.is_empty() {
@@ -167,9 +169,11 @@ pub async fn run_job(mut ctx: JobCtx) {
                 results = round => {
                     if let Some(results) = results {
                         deliver(&ctx, step, pings, results).await;
+                        ctx.deps.stats.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 () = tokio::time::sleep_until(instant_at(next_ms).into()) => {
+                    ctx.deps.stats.rounds_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(job = %ctx.name, orders = members.len(), "round still running at the next round's start: abandoned");
                 }
                 () = ctx.cancel.cancelled() => return,

@@ -46,6 +46,7 @@ pub(crate) type OpenFn = Box<dyn FnMut(&Binding) -> Result<Arc<dyn Endpoint>, St
 
 enum Command {
     Submit(Box<RoundRequest>, Reply),
+    Quantum(Duration),
     Answered(u64),
     Shutdown,
 }
@@ -88,9 +89,17 @@ impl IcmpEngine {
     /// Starts the engine's sender thread. Sockets are opened lazily, one per
     /// [`Binding`], on the first round that uses it, and kept.
     pub fn new(config: IcmpConfig) -> io::Result<IcmpEngine> {
-        IcmpEngine::with_opener(Box::new(move |binding: &Binding| {
+        let quantum = config.send_quantum;
+        let mut engine = IcmpEngine::with_opener(Box::new(move |binding: &Binding| {
             socket::open(binding, &config).map(|s| Arc::new(s) as Arc<dyn Endpoint>)
-        }))
+        }))?;
+        engine.set_quantum(quantum);
+        Ok(engine)
+    }
+
+    /// Sets the send quantum (see [`IcmpConfig::send_quantum`]).
+    fn set_quantum(&mut self, quantum: Duration) {
+        let _ = self.commands.send(Command::Quantum(quantum));
     }
 
     /// An engine whose endpoints come from `opener`.
@@ -115,6 +124,8 @@ impl IcmpEngine {
             next_socket_id: rng.random(),
             rng,
             last_sweep: Instant::now(),
+            epoch: Instant::now(),
+            quantum: Duration::ZERO,
         };
         let thread = thread::Builder::new()
             .name("icmp-sender".into())
@@ -216,6 +227,10 @@ struct Scheduler {
     next_socket_id: u32,
     rng: StdRng,
     last_sweep: Instant,
+    /// Origin of the send ticks.
+    epoch: Instant,
+    /// Tick length; zero sends as soon as due.
+    quantum: Duration,
 }
 
 impl Scheduler {
@@ -232,6 +247,7 @@ impl Scheduler {
             };
             match command {
                 Ok(Command::Submit(req, reply)) => self.submit(*req, reply),
+                Ok(Command::Quantum(q)) => self.quantum = q,
                 Ok(Command::Answered(id)) => self.answered(id),
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Err(RecvTimeoutError::Timeout) => {}
@@ -244,7 +260,10 @@ impl Scheduler {
 
     /// How long to sleep: until the earliest due round, or the next sweep.
     fn wait_time(&self, now: Instant) -> Option<Duration> {
-        let due = self.queue.peek().map(|Reverse((due, _))| *due);
+        let due = self
+            .queue
+            .peek()
+            .map(|Reverse((due, _))| quantize(*due, self.epoch, self.quantum));
         let sweep = (!self.rounds.is_empty()).then(|| add_capped(self.last_sweep, SWEEP_PERIOD));
         let wake = match (due, sweep) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -489,6 +508,19 @@ impl Scheduler {
             }
         }
     }
+}
+
+/// `t` rounded up to the next tick of `quantum` after `epoch` (unchanged
+/// for a zero quantum or a time before the epoch).
+fn quantize(t: Instant, epoch: Instant, quantum: Duration) -> Instant {
+    let q = quantum.as_nanos();
+    if q == 0 || t <= epoch {
+        return t;
+    }
+    let since = (t - epoch).as_nanos();
+    let ticks = since.div_ceil(q);
+    let nanos = u64::try_from(ticks.saturating_mul(q)).unwrap_or(u64::MAX);
+    add_capped(epoch, Duration::from_nanos(nanos))
 }
 
 /// Allocates a key not in the pending table. Only the sender thread inserts,

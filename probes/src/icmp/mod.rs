@@ -26,6 +26,7 @@
 //! abandons the round: its remaining sends are not made.
 
 mod engine;
+mod filter;
 mod matching;
 mod packet;
 mod schedule;
@@ -80,6 +81,13 @@ pub struct IcmpConfig {
     pub socket_kind: SocketKind,
     /// Receive buffer asked for on each socket (`SO_RCVBUFFORCE`, else `SO_RCVBUF`).
     pub recv_buffer_bytes: usize,
+    /// Sends are released on ticks of this length (zero: as soon as due).
+    /// With a 1 ms quantum the sender thread wakes at most once per
+    /// millisecond and sends every due packet of every round at once, while
+    /// each round's sends stay at least its `spacing` apart. A send may be
+    /// up to one quantum later than its due time; RTTs are measured from the
+    /// actual send.
+    pub send_quantum: std::time::Duration,
 }
 
 impl Default for IcmpConfig {
@@ -87,6 +95,7 @@ impl Default for IcmpConfig {
         IcmpConfig {
             socket_kind: SocketKind::Auto,
             recv_buffer_bytes: 16 << 20,
+            send_quantum: std::time::Duration::ZERO,
         }
     }
 }

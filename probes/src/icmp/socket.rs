@@ -271,6 +271,11 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
                 format!("cannot bind ICMP socket for {fam} to interface {interface:?}: {e}")
             })?;
     }
+    if kind == SocketKind::Raw {
+        if let Err(e) = super::filter::install(&socket, family) {
+            tracing::debug!("cannot install the ICMP type filter on the raw {fam} socket ({e}); unrelated ICMP is filtered in user space");
+        }
+    }
     socket
         .set_read_timeout(Some(RECV_TIMEOUT))
         .map_err(|e| format!("cannot set receive timeout on ICMP socket for {fam}: {e}"))?;

@@ -430,3 +430,20 @@ fn engine_is_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<IcmpEngine>();
 }
+
+#[test]
+fn quantize_rounds_up_to_ticks() {
+    let epoch = Instant::now();
+    let q = Duration::from_millis(1);
+    let at = |us: u64| epoch + Duration::from_micros(us);
+    assert_eq!(super::quantize(at(0), epoch, q), at(0));
+    assert_eq!(super::quantize(at(1), epoch, q), at(1000));
+    assert_eq!(super::quantize(at(999), epoch, q), at(1000));
+    assert_eq!(super::quantize(at(1000), epoch, q), at(1000));
+    assert_eq!(super::quantize(at(1001), epoch, q), at(2000));
+    assert_eq!(
+        super::quantize(at(1234), epoch, Duration::ZERO),
+        at(1234),
+        "zero quantum: unchanged"
+    );
+}

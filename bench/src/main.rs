@@ -1,0 +1,564 @@
+//! `pingmachine-bench`: measures the real `pingmachine` daemon against
+//! loopback targets only (distinct addresses in 127.0.0.0/8), and `fping`
+//! on the same targets for comparison. Prints figures; never asserts on
+//! timing. See docs/PERFORMANCE.md for the commands and results.
+//!
+//! * `run`: N fping orders for K steps: pings sent/s, loss, CPU per 100,000
+//!   pings, peak RSS, time until all orders are scheduled, round start
+//!   lateness, RRD updates/s, writer queue high-water; `--fping` adds the
+//!   fping comparison (jobs of 1000 targets, as the original ran it).
+//! * `pickup`: time from an order file's rename into `orders/` until the
+//!   daemon has scheduled it, p50/p99, over M new orders while N run.
+//! * `writer`: RRD writer throughput with N orders whose files are warm.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(
+    name = "pingmachine-bench",
+    about = "Benchmarks of pingmachine (loopback only)"
+)]
+struct Cli {
+    /// The pingmachine binary to measure.
+    #[arg(long, default_value = "target/release/pingmachine")]
+    bin: PathBuf,
+    /// Where to put the temporary base directory.
+    #[arg(long, default_value = "/tmp")]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// N orders for K steps; figures of the daemon (and fping with --fping).
+    Run {
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+        #[arg(long, default_value_t = 20)]
+        pings: u32,
+        /// Explicit interval between pings to one target, ms.
+        #[arg(long)]
+        interval: Option<u32>,
+        /// Steps to measure after the first round starts.
+        #[arg(long, default_value_t = 2)]
+        steps: u32,
+        /// Keep main.rrd (default: rrd_template norrd).
+        #[arg(long)]
+        rrd: bool,
+        /// Also run fping on the same targets and compare CPU per ping.
+        #[arg(long)]
+        fping: bool,
+    },
+    /// Pickup latency of M new orders while N run.
+    Pickup {
+        #[arg(long, default_value_t = 10_000)]
+        running: usize,
+        #[arg(long, default_value_t = 1000)]
+        new: usize,
+    },
+}
+
+/// The i-th loopback target: 127.A.B.C with A ≥ 1 and C in 1..=254.
+fn target(i: usize) -> Ipv4Addr {
+    let c = 1 + (i % 254) as u8;
+    let b = ((i / 254) % 256) as u8;
+    let a = 1 + (i / (254 * 256)) as u8;
+    Ipv4Addr::new(127, a, b, c)
+}
+
+fn order(i: usize, step: u32, pings: u32, interval: Option<u32>, rrd: bool) -> String {
+    let mut s = format!(
+        "user: bench\nstep: {step}\npings: {pings}\nprobe: fping\nfping:\n  host: {}\n",
+        target(i)
+    );
+    if let Some(iv) = interval {
+        s.push_str(&format!("  interval: {iv}\n"));
+    }
+    if !rrd {
+        s.push_str("rrd_template: norrd\n");
+    }
+    s
+}
+
+fn write_orders(
+    orders_dir: &Path,
+    range: std::ops::Range<usize>,
+    f: impl Fn(usize) -> String,
+) -> anyhow::Result<()> {
+    let dir = orders_dir.join("bench");
+    std::fs::create_dir_all(&dir)?;
+    for i in range {
+        std::fs::write(dir.join(format!("o{i:06}")), f(i))?;
+    }
+    Ok(())
+}
+
+struct Daemon {
+    child: Child,
+    base: PathBuf,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(bin: &Path, base: &Path) -> anyhow::Result<Daemon> {
+        let log = base.join("daemon.log");
+        let f = std::fs::File::create(&log)?;
+        let child = Command::new(bin)
+            .arg("--basedir")
+            .arg(base)
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(f.try_clone()?)
+            .stderr(f)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        Ok(Daemon {
+            child,
+            base: base.to_path_buf(),
+            log,
+        })
+    }
+
+    fn stats(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.base.join(".stats.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// (user+sys seconds, peak RSS in KiB) from /proc.
+    fn cpu_rss(&self) -> (f64, u64) {
+        let pid = self.child.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+            / ticks;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        (cpu, hwm)
+    }
+
+    fn stop(mut self) -> anyhow::Result<String> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(std::fs::read_to_string(&self.log).unwrap_or_default());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Ok(std::fs::read_to_string(&self.log).unwrap_or_default())
+    }
+}
+
+fn n(v: &Value, path: &[&str]) -> f64 {
+    let mut cur = v;
+    for p in path {
+        cur = &cur[*p];
+    }
+    cur.as_f64().unwrap_or(0.0)
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+fn tempbase(dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let base = dir.join(format!("pingmachine-bench-{name}-{}", std::process::id()));
+    if base.exists() {
+        std::fs::remove_dir_all(&base)?;
+    }
+    std::fs::create_dir_all(base.join("orders"))?;
+    Ok(base)
+}
+
+fn interval_ms(step: u32, pings: u32, targets: usize, explicit: Option<u32>) -> u64 {
+    explicit.map_or_else(
+        || ((i64::from(step) * 800 - targets as i64 - 3000) / i64::from(pings)).max(1000) as u64,
+        u64::from,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    cli: &Cli,
+    orders: usize,
+    step: u32,
+    pings: u32,
+    interval: Option<u32>,
+    steps: u32,
+    rrd: bool,
+    fping: bool,
+) -> anyhow::Result<()> {
+    let base = tempbase(&cli.dir, "run")?;
+    let t0 = Instant::now();
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, step, pings, interval, rrd)
+    })?;
+    println!(
+        "wrote {orders} orders (step {step}, pings {pings}, rrd {rrd}) in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let started = Instant::now();
+    let d = Daemon::start(&cli.bin, &base)?;
+    let mut scheduled_after = 0.0;
+    let ok = wait(Duration::from_secs(180), || {
+        scheduled_after = started.elapsed().as_secs_f64();
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    });
+    if !ok {
+        d.stop()?;
+        bail!("daemon never finished its initial scan");
+    }
+    let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+    let scan_ms = log
+        .lines()
+        .find(|l| l.contains("initial scan done"))
+        .and_then(|l| l.split("elapsed_ms=").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let (cpu_start, _) = d.cpu_rss();
+    let rounds_start = d.stats().map_or(0.0, |s| n(&s, &["rounds"]));
+    let sent_start = d.stats().map_or(0.0, |s| n(&s, &["icmp", "sent"]));
+    let jobs = d.stats().map_or(1.0, |s| n(&s, &["jobs"]).max(1.0));
+    // Measure K whole steps (plus the wait for the first step boundary).
+    let window_start = Instant::now();
+    let measure = Duration::from_secs(u64::from(step) * u64::from(steps + 1) + 12);
+    let mut last = None;
+    let target_rounds = rounds_start + jobs * f64::from(steps);
+    wait(measure, || {
+        last = d.stats();
+        last.as_ref()
+            .is_some_and(|s| n(s, &["rounds"]) >= target_rounds)
+    });
+    std::thread::sleep(Duration::from_secs(11)); // let the last stats write land
+    let s = d.stats().unwrap_or(Value::Null);
+    let (cpu_end, rss_kib) = d.cpu_rss();
+    let window = window_start.elapsed().as_secs_f64();
+    let log = d.stop()?;
+    let sent = n(&s, &["icmp", "sent"]);
+    let received = n(&s, &["icmp", "received"]);
+    // The counters are read while pings are in flight: `pending` of them
+    // have no answer yet, which is not loss.
+    let lost = (sent - received - n(&s, &["icmp", "pending"])).max(0.0);
+    let cpu = cpu_end - cpu_start;
+    let rrd_updates = n(&s, &["store", "rrd_updates"]);
+    println!("--- pingmachine ({} targets, {} jobs) ---", orders, jobs);
+    println!(
+        "time to all orders scheduled     {:>10.2} s from process start (first scan itself: {:.2} s)",
+        scheduled_after,
+        scan_ms / 1000.0
+    );
+    println!("measured window                  {:>10.1} s", window);
+    println!(
+        "pings sent                       {:>10.0} ({:.0}/s over the window; {:.0}/s over rounds)",
+        sent - sent_start,
+        (sent - sent_start) / window,
+        f64::from(orders as u32 * pings) / f64::from(step)
+    );
+    println!(
+        "loss                             {:>10.3} % ({} lost of {} sent, late {}, send errors {})",
+        if sent > 0.0 { lost * 100.0 / sent } else { 0.0 },
+        lost,
+        sent,
+        n(&s, &["icmp", "late"]),
+        n(&s, &["icmp", "send_errors"])
+    );
+    println!(
+        "CPU (user+sys)                   {:>10.2} s = {:.1} % of one core",
+        cpu,
+        cpu * 100.0 / window
+    );
+    println!(
+        "CPU per 100,000 pings            {:>10.3} s",
+        if sent > sent_start {
+            cpu / (sent - sent_start) * 1e5
+        } else {
+            0.0
+        }
+    );
+    println!(
+        "peak RSS                         {:>10.1} MB",
+        rss_kib as f64 / 1024.0
+    );
+    println!(
+        "rounds                           {:>10.0} (abandoned {})",
+        n(&s, &["rounds"]),
+        n(&s, &["rounds_abandoned"])
+    );
+    println!(
+        "round start lateness             {:>10.2} ms avg, {:.2} ms max",
+        n(&s, &["round_start_late_ms_avg"]),
+        n(&s, &["round_start_late_ms_max"])
+    );
+    println!(
+        "RRD updates                      {:>10.0} ({:.1}/s), last_result files {}",
+        rrd_updates,
+        rrd_updates / window,
+        n(&s, &["store", "last_results"])
+    );
+    println!(
+        "writer queue high-water          {:>10.0}",
+        n(&s, &["store", "queue_high_water"])
+    );
+    println!(
+        "write errors                     {:>10.0}",
+        n(&s, &["store", "errors"])
+    );
+    let warnings = log
+        .lines()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .count();
+    println!("warnings/errors in the log       {:>10}", warnings);
+    let ours_per_ping = if sent > sent_start {
+        cpu / (sent - sent_start)
+    } else {
+        0.0
+    };
+
+    if fping {
+        let targets: Vec<String> = (0..orders).map(|i| target(i).to_string()).collect();
+        let t = Instant::now();
+        let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+        let mut children = Vec::new();
+        for chunk in targets.chunks(1000) {
+            let iv = interval_ms(step, pings, chunk.len(), interval);
+            let mut c = Command::new("fping")
+                .args([
+                    "-C",
+                    &pings.to_string(),
+                    "-q",
+                    "-p",
+                    &iv.to_string(),
+                    "-i",
+                    "1",
+                    "-t",
+                    "3000",
+                ])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("cannot run fping (apt-get install fping)")?;
+            let mut stdin = c.stdin.take().context("fping stdin")?;
+            stdin.write_all(chunk.join("\n").as_bytes())?;
+            drop(stdin);
+            children.push(c);
+        }
+        let mut f_lost = 0usize;
+        for c in children {
+            let out = c.wait_with_output()?;
+            f_lost += String::from_utf8_lossy(&out.stderr)
+                .split_whitespace()
+                .filter(|w| *w == "-")
+                .count();
+        }
+        let after = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+        let secs = |r: &nix::sys::resource::Usage| {
+            let u = r.user_time();
+            let s = r.system_time();
+            u.tv_sec() as f64
+                + u.tv_usec() as f64 / 1e6
+                + s.tv_sec() as f64
+                + s.tv_usec() as f64 / 1e6
+        };
+        let fcpu = secs(&after) - secs(&before);
+        let fpings = (orders as u64 * u64::from(pings)) as f64;
+        println!("--- fping -C {pings} -q -p <interval> -i 1 -t 3000, jobs of 1000 targets ---");
+        println!(
+            "wall time                        {:>10.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        println!(
+            "pings                            {:>10.0} (lost {})",
+            fpings, f_lost
+        );
+        println!("CPU (user+sys)                   {:>10.2} s", fcpu);
+        println!(
+            "CPU per 100,000 pings            {:>10.3} s",
+            fcpu / fpings * 1e5
+        );
+        println!(
+            "pingmachine CPU per ping / fping {:>10.3}",
+            ours_per_ping / (fcpu / fpings)
+        );
+    }
+    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+/// `2026-11-21T06:02:57.673765Z` → unix microseconds.
+fn parse_ts(s: &str) -> Option<i64> {
+    let (date, time) = s.trim_end_matches('Z').split_once('T')?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, dd) = (d.next()??, d.next()??, d.next()??);
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, mi, se) = (t.next()??, t.next()??, t.next()??);
+    let us: i64 = format!("{frac:0<6}")[..6].parse().ok()?;
+    // days from civil (Howard Hinnant)
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + dd - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000) + us)
+}
+
+fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
+    let base = tempbase(&cli.dir, "pickup")?;
+    write_orders(&base.join("orders"), 0..running, |i| {
+        order(i, 60, 20, None, false)
+    })?;
+    let d = Daemon::start(&cli.bin, &base)?;
+    if !wait(Duration::from_secs(120), || {
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    }) {
+        d.stop()?;
+        bail!("daemon never finished its initial scan");
+    }
+    let dir = base.join("orders/new");
+    std::fs::create_dir_all(&dir)?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut written = Vec::with_capacity(new);
+    for i in 0..new {
+        let tmp = dir.join(format!(".n{i:05}.tmp"));
+        std::fs::write(&tmp, order(running + i, 60, 20, None, false))?;
+        let final_path = dir.join(format!("n{i:05}"));
+        std::fs::rename(&tmp, &final_path)?;
+        let at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
+        written.push((format!("new/n{i:05}"), at));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let all = wait(Duration::from_secs(60), || {
+        let log = std::fs::read_to_string(&d.log).unwrap_or_default();
+        log.matches("order started order=new/").count() >= new
+    });
+    let log = d.stop()?;
+    let mut lat: Vec<f64> = Vec::new();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("order started order=new/"))
+    {
+        let ts = line.split_whitespace().next().and_then(parse_ts);
+        let id = line
+            .split("order=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next());
+        if let (Some(ts), Some(id)) = (ts, id) {
+            if let Some((_, at)) = written.iter().find(|(w, _)| w == id) {
+                lat.push((ts - at) as f64 / 1000.0);
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!("--- pickup latency: {new} new orders while {running} run (all seen: {all}) ---");
+    println!("orders measured                  {:>10}", lat.len());
+    println!("p50                              {:>10.2} ms", pct(0.5));
+    println!("p99                              {:>10.2} ms", pct(0.99));
+    println!("max                              {:>10.2} ms", pct(1.0));
+    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if !cli.bin.exists() {
+        bail!(
+            "{} not found (cargo build --release first, or pass --bin)",
+            cli.bin.display()
+        );
+    }
+    if !nix::unistd::geteuid().is_root() {
+        let range =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
+        println!("skipping: needs root for raw ICMP sockets (or ping_group_range, now {range:?})");
+        return Ok(());
+    }
+    match &cli.cmd {
+        Cmd::Run {
+            orders,
+            step,
+            pings,
+            interval,
+            steps,
+            rrd,
+            fping,
+        } => run(
+            &cli, *orders, *step, *pings, *interval, *steps, *rrd, *fping,
+        ),
+        Cmd::Pickup { running, new } => pickup(&cli, *running, *new),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_distinct_loopback_addresses() {
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..200_000 {
+            let t = target(i);
+            assert!(
+                t.is_loopback() && t.octets()[3] != 0 && t.octets()[3] != 255,
+                "{t}"
+            );
+            assert!(seen.insert(t), "{t} twice");
+        }
+    }
+
+    #[test]
+    fn log_timestamps() {
+        assert_eq!(parse_ts("1970-01-01T00:00:01.5Z"), Some(1_500_000));
+        assert_eq!(
+            parse_ts("2026-11-21T06:12:40.000001Z"),
+            Some(1_795_241_560_000_001)
+        );
+    }
+}

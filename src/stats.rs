@@ -1,0 +1,164 @@
+//! Daemon counters, written as JSON to `BASEDIR/.stats.json` every
+//! [`INTERVAL`] and at exit (atomically: temp file + rename), for operators'
+//! monitoring and for the benchmark tool.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use probes::icmp::IcmpEngine;
+use serde::Serialize;
+
+use crate::sink::Sinks;
+use crate::store::StoreStats;
+
+/// How often the file is rewritten.
+pub const INTERVAL: Duration = Duration::from_secs(10);
+/// File name below the base directory.
+pub const FILE: &str = ".stats.json";
+
+/// Counters of jobs and the registry.
+#[derive(Debug, Default)]
+pub struct JobStats {
+    /// Rounds completed (results delivered).
+    pub rounds: AtomicU64,
+    /// Rounds abandoned at the next round's start.
+    pub rounds_abandoned: AtomicU64,
+    /// Round starts, and how late they were (µs, sum and max).
+    pub starts: AtomicU64,
+    /// Sum of start lateness, µs.
+    pub start_late_us_sum: AtomicU64,
+    /// Largest start lateness, µs.
+    pub start_late_us_max: AtomicU64,
+    /// Active orders.
+    pub orders: AtomicU64,
+    /// Running jobs.
+    pub jobs: AtomicU64,
+    /// Milliseconds from start-up until every order of the first scan was
+    /// scheduled (0 until then).
+    pub initial_scan_ms: AtomicU64,
+}
+
+impl JobStats {
+    /// Records a round start `late_us` after its scheduled time.
+    pub fn round_started(&self, late_us: u64) {
+        self.starts.fetch_add(1, Ordering::Relaxed);
+        self.start_late_us_sum.fetch_add(late_us, Ordering::Relaxed);
+        self.start_late_us_max.fetch_max(late_us, Ordering::Relaxed);
+    }
+}
+
+#[derive(Serialize)]
+struct Snapshot {
+    time: i64,
+    pid: u32,
+    orders: u64,
+    jobs: u64,
+    initial_scan_ms: u64,
+    rounds: u64,
+    rounds_abandoned: u64,
+    round_start_late_ms_avg: f64,
+    round_start_late_ms_max: f64,
+    icmp: IcmpSnapshot,
+    store: StoreSnapshot,
+    line_protocol: Vec<SinkSnapshot>,
+}
+
+#[derive(Serialize)]
+struct IcmpSnapshot {
+    sent: u64,
+    send_errors: u64,
+    received: u64,
+    late: u64,
+    unmatched: u64,
+    foreign: u64,
+    icmp_errors: u64,
+    rounds_active: u64,
+    pending: u64,
+}
+
+#[derive(Serialize)]
+struct StoreSnapshot {
+    rrd_updates: u64,
+    rrd_creates: u64,
+    last_results: u64,
+    stale_rounds: u64,
+    archived: u64,
+    restored: u64,
+    errors: u64,
+    queue_high_water: u64,
+}
+
+#[derive(Serialize)]
+struct SinkSnapshot {
+    destination: String,
+    sent: u64,
+    dropped: u64,
+    retries: u64,
+    queue_high_water: u64,
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// The JSON text of the current counters.
+pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &Sinks) -> String {
+    let starts = get(&jobs.starts).max(1);
+    let s = Snapshot {
+        time: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64),
+        pid: std::process::id(),
+        orders: get(&jobs.orders),
+        jobs: get(&jobs.jobs),
+        initial_scan_ms: get(&jobs.initial_scan_ms),
+        rounds: get(&jobs.rounds),
+        rounds_abandoned: get(&jobs.rounds_abandoned),
+        round_start_late_ms_avg: get(&jobs.start_late_us_sum) as f64 / starts as f64 / 1000.0,
+        round_start_late_ms_max: get(&jobs.start_late_us_max) as f64 / 1000.0,
+        icmp: {
+            let e = icmp.stats();
+            IcmpSnapshot {
+                sent: e.sent,
+                send_errors: e.send_errors,
+                received: e.received,
+                late: e.late,
+                unmatched: e.unmatched,
+                foreign: e.foreign,
+                icmp_errors: e.icmp_errors,
+                rounds_active: e.rounds_active,
+                pending: e.pending,
+            }
+        },
+        store: StoreSnapshot {
+            rrd_updates: get(&store.rrd_updates),
+            rrd_creates: get(&store.rrd_creates),
+            last_results: get(&store.last_results),
+            stale_rounds: get(&store.stale_rounds),
+            archived: get(&store.archived),
+            restored: get(&store.restored),
+            errors: get(&store.errors),
+            queue_high_water: get(&store.queue_high_water),
+        },
+        line_protocol: sinks
+            .outputs()
+            .iter()
+            .map(|o| SinkSnapshot {
+                destination: o.destination().label(),
+                sent: get(&o.stats.sent),
+                dropped: get(&o.stats.dropped),
+                retries: get(&o.stats.retries),
+                queue_high_water: get(&o.stats.high_water),
+            })
+            .collect(),
+    };
+    serde_json::to_string_pretty(&s).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+/// Writes `text` to `base/.stats.json` atomically.
+pub fn write(base: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = base.join(".stats.json.tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, base.join(FILE))
+}

@@ -87,6 +87,8 @@ struct StoreSnapshot {
     restored: u64,
     errors: u64,
     queue_high_water: u64,
+    write_delay_ms_max: f64,
+    late_writes: u64,
 }
 
 #[derive(Serialize)]
@@ -140,6 +142,8 @@ pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &
             restored: get(&store.restored),
             errors: get(&store.errors),
             queue_high_water: get(&store.queue_high_water),
+            write_delay_ms_max: get(&store.write_delay_us_max) as f64 / 1000.0,
+            late_writes: get(&store.late_writes),
         },
         line_protocol: sinks
             .outputs()

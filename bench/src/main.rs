@@ -60,6 +60,17 @@ enum Cmd {
         #[arg(long)]
         fping: bool,
     },
+    /// Throughput of the real store writer threads: N RRDs (step 60,
+    /// 20 pings) created, then M rounds each written (RRD update +
+    /// last_result) on a warm cache.
+    Writer {
+        #[arg(long, default_value_t = 2000)]
+        orders: usize,
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Pickup latency of M new orders while N run.
     Pickup {
         #[arg(long, default_value_t = 10_000)]
@@ -341,6 +352,11 @@ fn run(
         "write errors                     {:>10.0}",
         n(&s, &["store", "errors"])
     );
+    println!(
+        "round write delay                {:>10.1} ms max, {} rounds written later than one step",
+        n(&s, &["store", "write_delay_ms_max"]),
+        n(&s, &["store", "late_writes"])
+    );
     let warnings = log
         .lines()
         .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
@@ -506,6 +522,150 @@ fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Result<()> {
+    use pingmachine::basedir::BaseDir;
+    use pingmachine::order::OrderId;
+    use pingmachine::result::{RoundOutcome, Summary};
+    use pingmachine::store::writer::Writers;
+    use pingmachine::store::{Shape, StoreCmd};
+
+    let root = tempbase(&cli.dir, "writer")?;
+    let need = orders as u64 * 2_200_000;
+    let vfs = nix::sys::statvfs::statvfs(&root)?;
+    let avail = vfs.blocks_available() as u64 * vfs.fragment_size() as u64;
+    if avail < need + (1 << 30) {
+        println!(
+            "skipping: {orders} RRDs need {:.1} GB, {:.1} GB free",
+            need as f64 / 1e9,
+            avail as f64 / 1e9
+        );
+        return Ok(());
+    }
+    let base = BaseDir::new(&root);
+    base.create()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let shape = Shape {
+        step: 60,
+        pings: 20,
+        rrd: true,
+    };
+    let ids: Vec<OrderId> = (0..orders)
+        .map(|i| OrderId::new(&format!("w/o{i:05}")))
+        .collect::<Result<_, _>>()
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let summary = Summary::of(&RoundOutcome {
+        rtts: (0..20)
+            .map(|i| Some(Duration::from_micros(20_000 + i * 37)))
+            .collect(),
+    });
+    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
+    let t0 = now / 60 * 60;
+
+    // Create the files (Prepare), as the daemon does at order start.
+    let (store, writers) = Writers::start(&base, threads)?;
+    let created = Instant::now();
+    rt.block_on(async {
+        for id in &ids {
+            store
+                .send(StoreCmd::Prepare {
+                    id: id.clone(),
+                    generation: 1,
+                    shape,
+                })
+                .await;
+        }
+    });
+    drop(store);
+    writers.join();
+    let create_s = created.elapsed().as_secs_f64();
+
+    // Then write rounds to the (now warm) files.
+    let (store, writers) = Writers::start(&base, threads)?;
+    rt.block_on(async {
+        for id in &ids {
+            store
+                .send(StoreCmd::Prepare {
+                    id: id.clone(),
+                    generation: 1,
+                    shape,
+                })
+                .await;
+        }
+    });
+    let started = Instant::now();
+    rt.block_on(async {
+        for r in 1..=i64::from(rounds) {
+            for id in &ids {
+                store
+                    .send(StoreCmd::Round {
+                        id: id.clone(),
+                        generation: 1,
+                        shape,
+                        t: t0 + r * 60,
+                        summary: summary.clone(),
+                        queued: Instant::now(),
+                    })
+                    .await;
+            }
+        }
+    });
+    let stats = store.stats();
+    let updates = stats.rrd_updates.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
+    drop(store);
+    writers.join();
+    let secs = started.elapsed().as_secs_f64();
+    println!("--- store writer: {orders} RRDs (step 60, 20 pings, ~2.1 MB each), {threads} writer threads ---");
+    println!(
+        "RRD files created                {:>10} in {:.1} s ({:.0}/s)",
+        orders,
+        create_s,
+        orders as f64 / create_s
+    );
+    println!(
+        "rounds written (RRD + last_result) {:>8} in {:.2} s",
+        u64::from(rounds) * orders as u64,
+        secs
+    );
+    println!(
+        "writer throughput                {:>10.0} round writes/s (RRD updates at hand-over end: {updates}, errors {errors})",
+        f64::from(rounds) * orders as f64 / secs
+    );
+    // librrd alone: the same updates straight to the warm files, one
+    // thread per writer, without last_result.
+    let values = pingmachine::store::rrd::update_values(&summary);
+    let started = Instant::now();
+    std::thread::scope(|sc| {
+        for part in ids.chunks(ids.len().div_ceil(threads.max(1))) {
+            let values = &values;
+            let base = &base;
+            sc.spawn(move || {
+                for r in 1..=i64::from(rounds) {
+                    for id in part {
+                        let path = id.under(&base.output).join("main.rrd");
+                        let _ = pingmachine::store::rrd::update_rrd(
+                            &path,
+                            t0 + (i64::from(rounds) + r) * 60,
+                            values,
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let rrd_secs = started.elapsed().as_secs_f64();
+    println!(
+        "librrd updates alone             {:>10.0} updates/s ({} updates in {:.2} s)",
+        f64::from(rounds) * orders as f64 / rrd_secs,
+        u64::from(rounds) * orders as u64,
+        rrd_secs
+    );
+    std::fs::remove_dir_all(&root).ok();
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if !cli.bin.exists() {
@@ -533,6 +693,11 @@ fn main() -> anyhow::Result<()> {
             &cli, *orders, *step, *pings, *interval, *steps, *rrd, *fping,
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),
+        Cmd::Writer {
+            orders,
+            rounds,
+            threads,
+        } => writer(&cli, *orders, *rounds, *threads),
     }
 }
 

@@ -226,6 +226,7 @@ async fn deliver(ctx: &JobCtx, step: u32, pings: u32, results: Vec<MemberResult<
                 },
                 t,
                 summary,
+                queued: std::time::Instant::now(),
             })
             .await;
     }

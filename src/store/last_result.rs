@@ -1,6 +1,15 @@
 //! `last_result` (SPEC A7): the latest round of an order, written to
 //! `last_result.tmp` and renamed over `last_result`, so a reader sees either
 //! the old or the new file, never a partial one.
+//!
+//! The rename is an atomic exchange (`renameat2(RENAME_EXCHANGE)`) when
+//! `last_result` exists: the new content becomes `last_result` and the
+//! previous one stays behind as `last_result.tmp`, to be overwritten next
+//! round. Watchers see the same rename of `last_result.tmp` to
+//! `last_result`; the two inodes are reused instead of one being created
+//! and one freed per write, which on ext4 makes the write about three times
+//! cheaper at 100,000 orders (see docs/PERFORMANCE.md). Where the file
+//! system cannot exchange, a plain rename is used.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -47,13 +56,24 @@ pub fn format(time: i64, updated: i64, step: u32, pings: u32, s: &Summary) -> St
     out
 }
 
-/// Writes `text` to `dir/last_result.tmp` and renames it over `dir/last_result`.
+/// Writes `text` to `dir/last_result.tmp` and renames it over
+/// `dir/last_result` (an exchange when possible, see the module docs).
 pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
     let tmp = dir.join(TMP_FILE);
+    let fin = dir.join(FILE);
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(text.as_bytes())?;
     drop(f);
-    std::fs::rename(&tmp, dir.join(FILE))
+    match renameat2(AT_FDCWD, &tmp, AT_FDCWD, &fin, RenameFlags::RENAME_EXCHANGE) {
+        Ok(()) => Ok(()),
+        // No last_result yet, or no exchange on this file system.
+        Err(Errno::ENOENT | Errno::EINVAL | Errno::ENOSYS | Errno::EOPNOTSUPP) => {
+            std::fs::rename(&tmp, &fin)
+        }
+        Err(e) => Err(std::io::Error::from(e)),
+    }
 }
 
 #[cfg(test)]
@@ -98,12 +118,18 @@ mod tests {
     #[test]
     fn atomic_write_replaces() {
         let dir = tempfile::tempdir().unwrap();
+        let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap();
         write_atomic(dir.path(), "a\n").unwrap();
-        write_atomic(dir.path(), "b\n").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
-            "b\n"
+        assert_eq!(read(FILE), "a\n");
+        assert!(
+            !dir.path().join(TMP_FILE).exists(),
+            "first write: a plain rename"
         );
-        assert!(!dir.path().join(TMP_FILE).exists());
+        write_atomic(dir.path(), "b\n").unwrap();
+        assert_eq!(read(FILE), "b\n");
+        // The previous result stays behind in the exchanged temp file.
+        assert_eq!(read(TMP_FILE), "a\n");
+        write_atomic(dir.path(), "c\n").unwrap();
+        assert_eq!(read(FILE), "c\n");
     }
 }

@@ -77,6 +77,8 @@ pub enum StoreCmd {
         t: i64,
         /// The round's statistics.
         summary: Summary,
+        /// When the job handed the result over (for the write-delay figure).
+        queued: std::time::Instant,
     },
     /// The order ended: move `output/<id>/` to `archive/<id>/`; drop any
     /// later round results for it.
@@ -115,6 +117,10 @@ pub struct StoreStats {
     pub errors: AtomicU64,
     /// Largest number of commands waiting in one queue.
     pub queue_high_water: AtomicU64,
+    /// Longest time from a round's hand-over to its files being written, µs.
+    pub write_delay_us_max: AtomicU64,
+    /// Rounds written more than one step after their hand-over.
+    pub late_writes: AtomicU64,
 }
 
 /// Sending side of the writer threads; cheap to clone.
@@ -230,6 +236,7 @@ impl Writer {
                     shape,
                     t,
                     summary,
+                    queued,
                 } => {
                     if self.active.get(&id) != Some(&generation) {
                         self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
@@ -238,6 +245,14 @@ impl Writer {
                     }
                     let r = self.round(&id, shape, t, &summary);
                     self.outcome(&id, "write round", r);
+                    let delay = queued.elapsed().as_micros() as u64;
+                    self.stats
+                        .write_delay_us_max
+                        .fetch_max(delay, Ordering::Relaxed);
+                    if delay > u64::from(shape.step) * 1_000_000 {
+                        // Written after the order's next round started.
+                        self.stats.late_writes.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 StoreCmd::Archive { id } => {
                     self.active.remove(&id);

@@ -205,6 +205,10 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), value_name = "LINES")]
     pub influx_buffer: u64,
 
+    /// Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1).
+    #[arg(long, default_value_t = 10, hide = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub stats_interval: u64,
+
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,

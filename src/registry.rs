@@ -159,18 +159,23 @@ impl Registry {
             self.full_rescan();
             self.archive_orphans();
         });
+        // Every order is scheduled once its job has it; the writers create
+        // the output directories meanwhile (before any first round).
+        self.publish();
+        let scheduled_ms = (started.elapsed().as_millis() as u64).max(1);
         self.flush().await;
         self.initial_scan_done = true;
         let c = self.counts();
-        self.deps.stats.initial_scan_ms.store(
-            (started.elapsed().as_millis() as u64).max(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.deps
+            .stats
+            .initial_scan_ms
+            .store(scheduled_ms, std::sync::atomic::Ordering::Relaxed);
         info!(
             orders = c.orders,
             invalid = c.invalid,
             jobs = c.jobs,
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = scheduled_ms,
+            with_output_dirs_ms = started.elapsed().as_millis() as u64,
             "initial scan done; all orders scheduled"
         );
         let mut rescan = tokio::time::interval_at(
@@ -232,6 +237,15 @@ impl Registry {
 
     /// Publishes changed job memberships and sends queued store commands.
     async fn flush(&mut self) {
+        self.publish();
+        for cmd in std::mem::take(&mut self.pending_store) {
+            self.store.send(cmd).await;
+        }
+    }
+
+    /// Publishes changed job memberships: from here on the jobs run the
+    /// new orders.
+    fn publish(&mut self) {
         let c = self.counts();
         self.deps
             .stats
@@ -246,9 +260,6 @@ impl Registry {
                 j.tx.send_replace(Arc::new(j.members.values().cloned().collect()));
                 j.dirty = false;
             }
-        }
-        for cmd in std::mem::take(&mut self.pending_store) {
-            self.store.send(cmd).await;
         }
     }
 
@@ -671,6 +682,11 @@ impl Registry {
         self.next_generation += 1;
         let generation = self.next_generation;
         let order = Arc::new(order);
+        // One clock reading for both: the order joins rounds from the first
+        // boundary after it, and its new main.rrd starts one step before.
+        let started_ms = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let key = match &order.probe {
             ProbeSpec::Fping(f) => JobKey::Fping(FpingKey {
                 step: order.step,
@@ -691,6 +707,7 @@ impl Registry {
             Member {
                 order: order.clone(),
                 generation,
+                active_from_ms: schedule::next_round_start_ms(started_ms, order.step, 0),
             },
         ));
         if job.is_some() {
@@ -702,6 +719,7 @@ impl Registry {
                     pings: order.pings,
                     rrd: order.rrd == order::RrdTemplate::Smokeping,
                 },
+                rrd_start: schedule::rrd_create_start(started_ms.div_euclid(1000), order.step),
             });
         }
         self.orders.insert(

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::sink::Sinks;
 use crate::store::StoreStats;
 
-/// How often the file is rewritten.
+/// How often the file is rewritten by default (`--stats-interval`).
 pub const INTERVAL: Duration = Duration::from_secs(10);
 /// File name below the base directory.
 pub const FILE: &str = ".stats.json";

@@ -129,6 +129,7 @@ impl Daemon {
             .arg("--basedir")
             .arg(base)
             .arg("run")
+            .args(["--stats-interval", "1"])
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -264,39 +265,47 @@ fn run(
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let (cpu_start, _) = d.cpu_rss();
-    let rounds_start = d.stats().map_or(0.0, |s| n(&s, &["rounds"]));
-    let sent_start = d.stats().map_or(0.0, |s| n(&s, &["icmp", "sent"]));
-    let jobs = d.stats().map_or(1.0, |s| n(&s, &["jobs"]).max(1.0));
-    // Measure K whole steps (plus the wait for the first step boundary).
-    let window_start = Instant::now();
-    let measure = Duration::from_secs(u64::from(step) * u64::from(steps + 1) + 12);
-    let mut last = None;
-    let target_rounds = rounds_start + jobs * f64::from(steps);
-    wait(measure, || {
-        last = d.stats();
-        last.as_ref()
-            .is_some_and(|s| n(s, &["rounds"]) >= target_rounds)
+    // Steady state: wait until every job has finished its first round,
+    // then measure exactly `steps` whole steps.
+    let mut jobs = 0.0;
+    wait(Duration::from_secs(15), || {
+        jobs = d.stats().map_or(0.0, |s| n(&s, &["jobs"]));
+        jobs > 0.0
     });
-    std::thread::sleep(Duration::from_secs(11)); // let the last stats write land
-    let s = d.stats().unwrap_or(Value::Null);
+    let jobs = jobs.max(1.0);
+    let first = wait(Duration::from_secs(u64::from(step) * 2 + 30), || {
+        d.stats().is_some_and(|s| n(&s, &["rounds"]) >= jobs)
+    });
+    if !first {
+        println!("warning: not every job finished a first round in time");
+    }
+    let s0 = d.stats().unwrap_or(Value::Null);
+    let (cpu_start, _) = d.cpu_rss();
+    let window_start = Instant::now();
+    std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
     let (cpu_end, rss_kib) = d.cpu_rss();
     let window = window_start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
+    let s = d.stats().unwrap_or(Value::Null);
+    let sent_start = n(&s0, &["icmp", "sent"]);
     let log = d.stop()?;
     let sent = n(&s, &["icmp", "sent"]);
     let received = n(&s, &["icmp", "received"]);
     // The counters are read while pings are in flight: `pending` of them
-    // have no answer yet, which is not loss.
+    // have no answer yet, which is not loss. Loss counts since start-up.
     let lost = (sent - received - n(&s, &["icmp", "pending"])).max(0.0);
     let cpu = cpu_end - cpu_start;
     let rrd_updates = n(&s, &["store", "rrd_updates"]);
     println!("--- pingmachine ({} targets, {} jobs) ---", orders, jobs);
     println!(
-        "time to all orders scheduled     {:>10.2} s from process start (first scan itself: {:.2} s)",
-        scheduled_after,
-        scan_ms / 1000.0
+        "time to all orders scheduled     {:>10.2} s (daemon clock; {:.2} s from process start until the output directories also exist)",
+        scan_ms / 1000.0,
+        scheduled_after
     );
-    println!("measured window                  {:>10.1} s", window);
+    println!(
+        "measured window                  {:>10.1} s ({steps} whole steps after every job's first round)",
+        window
+    );
     println!(
         "pings sent                       {:>10.0} ({:.0}/s over the window; {:.0}/s over rounds)",
         sent - sent_start,
@@ -573,6 +582,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
                     id: id.clone(),
                     generation: 1,
                     shape,
+                    rrd_start: t0 - 60,
                 })
                 .await;
         }
@@ -590,6 +600,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
                     id: id.clone(),
                     generation: 1,
                     shape,
+                    rrd_start: t0 - 60,
                 })
                 .await;
         }

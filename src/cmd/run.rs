@@ -160,6 +160,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         cancel.clone(),
         Duration::from_secs(opts.max_age),
     );
+    let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
         let (deps, store, sinks, root, cancel) = (
             deps_stats.clone(),
@@ -171,7 +172,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    () = tokio::time::sleep(stats::INTERVAL) => {}
+                    () = tokio::time::sleep(every) => {}
                     () = cancel.cancelled() => break,
                 }
                 let text = stats::snapshot(&deps.stats, &deps.icmp, store.stats(), &sinks);

@@ -146,6 +146,7 @@ mod tests {
                 telegraf: None,
             }),
             generation: 1,
+            active_from_ms: 0,
         }
     }
 

@@ -97,6 +97,10 @@ pub struct Member {
     pub order: Arc<Order>,
     /// Changes whenever the order's content changes.
     pub generation: u64,
+    /// Unix ms of the first step boundary after the order was (re)started:
+    /// it takes part in rounds from there on, so its first result is never
+    /// stamped at its new `main.rrd`'s start time (SPEC A6).
+    pub active_from_ms: i64,
 }
 
 /// The members of a job as published by the registry.
@@ -154,7 +158,18 @@ pub async fn run_job(mut ctx: JobCtx) {
         let late_us = u64::try_from((unix_ms() - start_ms).max(0) * 1000).unwrap_or(0);
         ctx.deps.stats.round_started(late_us);
         let next_ms = start_ms + step_ms;
-        let members = ctx.members.borrow_and_update().clone();
+        let published = ctx.members.borrow_and_update().clone();
+        let members: Members = if published.iter().all(|m| m.active_from_ms <= start_ms) {
+            published
+        } else {
+            Arc::new(
+                published
+                    .iter()
+                    .filter(|m| m.active_from_ms <= start_ms)
+                    .cloned()
+                    .collect(),
+            )
+        };
         if !members.is_empty() {
             // Probes that are not ICMP stop just before the next round, so
             // their partial results are still stored.
@@ -168,7 +183,7 @@ pub async fn run_job(mut ctx: JobCtx) {
             tokio::select! {
                 results = round => {
                     if let Some(results) = results {
-                        deliver(&ctx, step, pings, results).await;
+                        deliver(&ctx, step, pings, start_ms, results).await;
                         ctx.deps.stats.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -196,8 +211,18 @@ pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome);
 
 /// Stamps the results with the round's RRD time and sends those of orders
 /// still present and unchanged to the store.
-async fn deliver(ctx: &JobCtx, step: u32, pings: u32, results: Vec<MemberResult<'_>>) {
-    let t = schedule::rrd_time(unix_ms().div_euclid(1000), step);
+async fn deliver(
+    ctx: &JobCtx,
+    step: u32,
+    pings: u32,
+    start_ms: i64,
+    results: Vec<MemberResult<'_>>,
+) {
+    // SPEC A6 takes floor(now/step)*step - step when the results are
+    // collected; a round ends within its step, so that is the step the
+    // round started in. Taking it from the start keeps a round that ran
+    // past the boundary on its own step instead of the next one's.
+    let t = schedule::rrd_time(start_ms.div_euclid(1000), step);
     let current: HashMap<OrderId, u64> = ctx
         .members
         .borrow()

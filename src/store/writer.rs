@@ -30,7 +30,6 @@ use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
 use crate::order::OrderId;
 use crate::result::Summary;
-use crate::schedule;
 
 /// Queue length of each writer thread.
 const QUEUE: usize = 4096;
@@ -64,6 +63,9 @@ pub enum StoreCmd {
         generation: u64,
         /// Step, pings, RRD.
         shape: Shape,
+        /// `--start` of a new `main.rrd`: `floor(now/step)*step - step`
+        /// taken when the order started (SPEC A6).
+        rrd_start: i64,
     },
     /// The result of one round of one order.
     Round {
@@ -225,9 +227,10 @@ impl Writer {
                     id,
                     generation,
                     shape,
+                    rrd_start,
                 } => {
                     self.active.insert(id.clone(), generation);
-                    let r = self.prepare(&id, shape);
+                    let r = self.prepare(&id, shape, rrd_start);
                     self.outcome(&id, "prepare output", r);
                 }
                 StoreCmd::Round {
@@ -296,7 +299,7 @@ impl Writer {
         }
     }
 
-    fn prepare(&mut self, id: &OrderId, shape: Shape) -> Result<(), String> {
+    fn prepare(&mut self, id: &OrderId, shape: Shape, rrd_start: i64) -> Result<(), String> {
         let dir = id.under(&self.output);
         let arch = id.under(&self.archive);
         match archive::move_files(&arch, &dir, &self.archive, now_unix()) {
@@ -312,12 +315,7 @@ impl Writer {
         if shape.rrd {
             let path = dir.join(RRD_FILE);
             self.check_existing(id, &path, shape)?;
-            self.ensure_rrd(
-                id,
-                &path,
-                shape,
-                schedule::rrd_create_start(now_unix(), shape.step),
-            )?;
+            self.ensure_rrd(id, &path, shape, rrd_start)?;
         }
         Ok(())
     }

@@ -13,12 +13,17 @@
 //! * [`DnsServer`]: UDP DNS server answering every query.
 //! * [`fping_c_script`], [`write_script`]: executable `/bin/sh` fixtures.
 //! * [`free_tcp_port`], [`refused_addr`]: ports nothing listens on.
+//! * [`impair`]: a user-space network impairment simulator in two network
+//!   namespaces (delay, jitter, loss, late, duplicate, foreign-identifier
+//!   and unreachable ICMP answers; delayed HTTP responses and TCP connects)
+//!   for the measurement-accuracy tests. Needs root.
 //!
 //! This crate is for tests: it panics when a server cannot be started.
 
 mod background;
 mod dns;
 mod http;
+pub mod impair;
 mod script;
 mod tcp;
 

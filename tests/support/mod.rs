@@ -268,6 +268,35 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Like [`Daemon::start`], but the daemon runs inside network namespace
+    /// `netns` (`ip netns exec NETNS pingmachine ...`; `ip` execs the
+    /// daemon, so `child` is the daemon itself and signals reach it). The
+    /// base directory stays on the shared file system.
+    pub fn start_in_netns(base: &Base, netns: &str, extra: &[&str]) -> Daemon {
+        let log = unique(
+            base.path()
+                .join(format!("daemon-{}-{netns}.log", std::process::id())),
+        );
+        let f = fs::File::create(&log).expect("log file");
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, bin()])
+            .arg("--basedir")
+            .arg(base.path())
+            .arg("run")
+            .arg("--debug")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().expect("dup"))
+            .stderr(f)
+            .spawn()
+            .expect("start pingmachine under ip netns exec");
+        let d = Daemon { child, log };
+        d.wait_log("initial scan done", Duration::from_secs(20));
+        d
+    }
+}
+
 fn unique(p: PathBuf) -> PathBuf {
     let mut candidate = p.clone();
     let mut i = 0;

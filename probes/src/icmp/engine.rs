@@ -408,7 +408,11 @@ impl Scheduler {
                 _ => return,
             };
             self.queue.pop();
-            self.step(id, now);
+            // With a send quantum, the schedule works on the tick we woke
+            // for: a wake-up a few µs late must not push the round's next
+            // send (due one spacing after this one) past the next tick.
+            let sched_now = floor_quantize(now, self.epoch, self.quantum);
+            self.step(id, sched_now);
         }
     }
 
@@ -422,7 +426,7 @@ impl Scheduler {
         }
         match round.schedule.next_due() {
             Some(due) if due <= now => {
-                send_one(&self.shared, &mut self.next_key, round);
+                send_one(&self.shared, &mut self.next_key, round, now);
                 if let Some(next) = round.schedule.next_due() {
                     self.queue.push(Reverse((next, id)));
                 } else {
@@ -523,6 +527,18 @@ fn quantize(t: Instant, epoch: Instant, quantum: Duration) -> Instant {
     add_capped(epoch, Duration::from_nanos(nanos))
 }
 
+/// `t` rounded down to the last tick of `quantum` at or before it
+/// (unchanged for a zero quantum or a time before the epoch).
+fn floor_quantize(t: Instant, epoch: Instant, quantum: Duration) -> Instant {
+    let q = quantum.as_nanos();
+    if q == 0 || t <= epoch {
+        return t;
+    }
+    let ticks = (t - epoch).as_nanos() / q;
+    let nanos = u64::try_from(ticks.saturating_mul(q)).unwrap_or(u64::MAX);
+    add_capped(epoch, Duration::from_nanos(nanos))
+}
+
 /// Allocates a key not in the pending table. Only the sender thread inserts,
 /// so the key stays free until it does.
 fn alloc_key(matcher: &Matcher, next_key: &mut u32) -> Option<u32> {
@@ -537,9 +553,9 @@ fn alloc_key(matcher: &Matcher, next_key: &mut u32) -> Option<u32> {
 }
 
 /// Makes the next send of `round`.
-fn send_one(shared: &Shared, next_key: &mut u32, round: &mut Round) {
+fn send_one(shared: &Shared, next_key: &mut u32, round: &mut Round, sched_now: Instant) {
     let at = Instant::now();
-    let Some(slot) = round.schedule.take(at) else {
+    let Some(slot) = round.schedule.take(sched_now) else {
         return;
     };
     let counters = &shared.matcher.counters;

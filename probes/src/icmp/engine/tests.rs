@@ -446,4 +446,11 @@ fn quantize_rounds_up_to_ticks() {
         at(1234),
         "zero quantum: unchanged"
     );
+    // The schedule's clock when sending on ticks: the tick woken for.
+    assert_eq!(super::floor_quantize(at(1999), epoch, q), at(1000));
+    assert_eq!(super::floor_quantize(at(2000), epoch, q), at(2000));
+    assert_eq!(
+        super::floor_quantize(at(2001), epoch, Duration::ZERO),
+        at(2001)
+    );
 }

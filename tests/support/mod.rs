@@ -186,12 +186,19 @@ pub fn bin() -> &'static str {
 
 impl Daemon {
     pub fn start(base: &Base, extra: &[&str]) -> Daemon {
-        let log = base
-            .path()
-            .join(format!("daemon-{}.log", std::process::id()));
-        let log = unique(log);
+        Daemon::launch(base, Command::new(bin()), "", extra)
+    }
+
+    /// Starts `cmd` (the daemon binary, possibly behind a prefix such as
+    /// `ip netns exec NS`) with `--basedir BASE run --debug EXTRA`, logging
+    /// to a file in the base directory, and waits for its first scan.
+    fn launch(base: &Base, mut cmd: Command, tag: &str, extra: &[&str]) -> Daemon {
+        let log = unique(
+            base.path()
+                .join(format!("daemon-{}{tag}.log", std::process::id())),
+        );
         let f = fs::File::create(&log).expect("log file");
-        let child = Command::new(bin())
+        let child = cmd
             .arg("--basedir")
             .arg(base.path())
             .arg("run")
@@ -274,26 +281,9 @@ impl Daemon {
     /// daemon, so `child` is the daemon itself and signals reach it). The
     /// base directory stays on the shared file system.
     pub fn start_in_netns(base: &Base, netns: &str, extra: &[&str]) -> Daemon {
-        let log = unique(
-            base.path()
-                .join(format!("daemon-{}-{netns}.log", std::process::id())),
-        );
-        let f = fs::File::create(&log).expect("log file");
-        let child = Command::new("ip")
-            .args(["netns", "exec", netns, bin()])
-            .arg("--basedir")
-            .arg(base.path())
-            .arg("run")
-            .arg("--debug")
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().expect("dup"))
-            .stderr(f)
-            .spawn()
-            .expect("start pingmachine under ip netns exec");
-        let d = Daemon { child, log };
-        d.wait_log("initial scan done", Duration::from_secs(20));
-        d
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns, bin()]);
+        Daemon::launch(base, cmd, &format!("-{netns}"), extra)
     }
 }
 

@@ -57,6 +57,8 @@ struct Snapshot {
     initial_scan_ms: u64,
     rounds: u64,
     rounds_abandoned: u64,
+    round_starts: u64,
+    round_start_late_ms_sum: f64,
     round_start_late_ms_avg: f64,
     round_start_late_ms_max: f64,
     icmp: IcmpSnapshot,
@@ -81,6 +83,7 @@ struct IcmpSnapshot {
 struct StoreSnapshot {
     rrd_updates: u64,
     rrd_creates: u64,
+    prepared: u64,
     last_results: u64,
     stale_rounds: u64,
     archived: u64,
@@ -117,6 +120,8 @@ pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &
         initial_scan_ms: get(&jobs.initial_scan_ms),
         rounds: get(&jobs.rounds),
         rounds_abandoned: get(&jobs.rounds_abandoned),
+        round_starts: get(&jobs.starts),
+        round_start_late_ms_sum: get(&jobs.start_late_us_sum) as f64 / 1000.0,
         round_start_late_ms_avg: get(&jobs.start_late_us_sum) as f64 / starts as f64 / 1000.0,
         round_start_late_ms_max: get(&jobs.start_late_us_max) as f64 / 1000.0,
         icmp: {
@@ -136,6 +141,7 @@ pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &
         store: StoreSnapshot {
             rrd_updates: get(&store.rrd_updates),
             rrd_creates: get(&store.rrd_creates),
+            prepared: get(&store.prepared),
             last_results: get(&store.last_results),
             stale_rounds: get(&store.stale_rounds),
             archived: get(&store.archived),

@@ -7,6 +7,8 @@
 //!   pings, peak RSS, time until all orders are scheduled, round start
 //!   lateness, RRD updates/s, writer queue high-water; `--fping` adds the
 //!   fping comparison (jobs of 1000 targets, as the original ran it).
+//! * `saturate`: `run` at rising rates until a level loses a ping, abandons
+//!   a round or sends less than asked; prints the highest rate held.
 //! * `pickup`: time from an order file's rename into `orders/` until the
 //!   daemon has scheduled it, p50/p99, over M new orders while N run.
 //! * `writer`: RRD writer throughput with N orders whose files are warm.
@@ -70,6 +72,29 @@ enum Cmd {
         rounds: u32,
         #[arg(long, default_value_t = 2)]
         threads: usize,
+    },
+    /// The highest rate sustained: runs `run` at rising rates (one daemon
+    /// per level) and stops at the first level that loses a ping, abandons
+    /// a round or sends less than asked.
+    Saturate {
+        /// First rate, pings/s.
+        #[arg(long, default_value_t = 100_000)]
+        from: u32,
+        /// Increment between levels, pings/s.
+        #[arg(long, default_value_t = 25_000)]
+        by: u32,
+        /// Last rate tried, pings/s.
+        #[arg(long, default_value_t = 200_000)]
+        to: u32,
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+        #[arg(long, default_value_t = 40)]
+        pings: u32,
+        #[arg(long, default_value_t = 1200)]
+        interval: u32,
+        /// Steps measured per level.
+        #[arg(long, default_value_t = 1)]
+        steps: u32,
     },
     /// Pickup latency of M new orders while N run.
     Pickup {
@@ -170,6 +195,33 @@ impl Daemon {
         (cpu, hwm)
     }
 
+    /// CPU seconds (user+sys) per thread name, summed over threads with
+    /// the same name.
+    fn thread_cpu(&self) -> std::collections::BTreeMap<String, f64> {
+        let pid = self.child.id();
+        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as f64;
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return out;
+        };
+        for t in tasks.flatten() {
+            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let name = stat[open + 1..close].to_owned();
+            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+            let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+                + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
+                / ticks;
+            *out.entry(name).or_insert(0.0) += cpu;
+        }
+        out
+    }
+
     fn stop(mut self) -> anyhow::Result<String> {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -224,17 +276,46 @@ fn interval_ms(step: u32, pings: u32, targets: usize, explicit: Option<u32>) -> 
     )
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run(
-    cli: &Cli,
+/// What one `run` level is asked to do.
+#[derive(Clone, Copy)]
+struct Load {
     orders: usize,
     step: u32,
     pings: u32,
     interval: Option<u32>,
     steps: u32,
     rrd: bool,
-    fping: bool,
-) -> anyhow::Result<()> {
+}
+
+/// The figures of one measured daemon run.
+struct Figures {
+    /// Pings sent per second over the measured window.
+    sent_rate: f64,
+    /// Pings asked per second by the orders.
+    asked_rate: f64,
+    lost: f64,
+    late: f64,
+    send_errors: f64,
+    abandoned: f64,
+    /// Average round start lateness in the window, ms.
+    late_start_ms: f64,
+    cpu_share: f64,
+    /// CPU seconds per ping over the window.
+    cpu_per_ping: f64,
+    rss_mb: f64,
+}
+
+/// Starts the daemon on `load`, waits for steady state, measures
+/// `load.steps` whole steps and prints the figures.
+fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
+    let Load {
+        orders,
+        step,
+        pings,
+        interval,
+        steps,
+        rrd,
+    } = load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
     write_orders(&base.join("orders"), 0..orders, |i| {
@@ -255,6 +336,7 @@ fn run(
     });
     if !ok {
         d.stop()?;
+        std::fs::remove_dir_all(&base).ok();
         bail!("daemon never finished its initial scan");
     }
     let log = std::fs::read_to_string(&d.log).unwrap_or_default();
@@ -281,14 +363,17 @@ fn run(
     }
     let s0 = d.stats().unwrap_or(Value::Null);
     let (cpu_start, _) = d.cpu_rss();
+    let threads_start = d.thread_cpu();
     let window_start = Instant::now();
     std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
     let (cpu_end, rss_kib) = d.cpu_rss();
+    let threads_end = d.thread_cpu();
     let window = window_start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
     let s = d.stats().unwrap_or(Value::Null);
     let sent_start = n(&s0, &["icmp", "sent"]);
     let log = d.stop()?;
+    std::fs::remove_dir_all(&base).ok();
     let sent = n(&s, &["icmp", "sent"]);
     let received = n(&s, &["icmp", "received"]);
     // The counters are read while pings are in flight: `pending` of them
@@ -296,6 +381,8 @@ fn run(
     let lost = (sent - received - n(&s, &["icmp", "pending"])).max(0.0);
     let cpu = cpu_end - cpu_start;
     let rrd_updates = n(&s, &["store", "rrd_updates"]);
+    let asked_rate = orders as f64 * f64::from(pings) / f64::from(step);
+    let sent_window = sent - sent_start;
     println!("--- pingmachine ({} targets, {} jobs) ---", orders, jobs);
     println!(
         "time to all orders scheduled     {:>10.2} s (daemon clock; {:.2} s from process start until the output directories also exist)",
@@ -307,10 +394,10 @@ fn run(
         window
     );
     println!(
-        "pings sent                       {:>10.0} ({:.0}/s over the window; {:.0}/s over rounds)",
-        sent - sent_start,
-        (sent - sent_start) / window,
-        f64::from(orders as u32 * pings) / f64::from(step)
+        "pings sent                       {:>10.0} ({:.0}/s over the window; {:.0}/s asked by the orders)",
+        sent_window,
+        sent_window / window,
+        asked_rate
     );
     println!(
         "loss                             {:>10.3} % ({} lost of {} sent, late {}, send errors {})",
@@ -325,10 +412,22 @@ fn run(
         cpu,
         cpu * 100.0 / window
     );
+    let by_thread: Vec<String> = threads_end
+        .iter()
+        .map(|(name, end)| {
+            (
+                name,
+                (end - threads_start.get(name).copied().unwrap_or(0.0)) * 100.0 / window,
+            )
+        })
+        .filter(|(_, share)| *share >= 0.05)
+        .map(|(name, share)| format!("{name} {share:.1} %"))
+        .collect();
+    println!("  by thread                      {}", by_thread.join(", "));
     println!(
         "CPU per 100,000 pings            {:>10.3} s",
-        if sent > sent_start {
-            cpu / (sent - sent_start) * 1e5
+        if sent_window > 0.0 {
+            cpu / sent_window * 1e5
         } else {
             0.0
         }
@@ -342,8 +441,15 @@ fn run(
         n(&s, &["rounds"]),
         n(&s, &["rounds_abandoned"])
     );
+    let window_starts = n(&s, &["round_starts"]) - n(&s0, &["round_starts"]);
+    let window_late_avg = if window_starts > 0.0 {
+        (n(&s, &["round_start_late_ms_sum"]) - n(&s0, &["round_start_late_ms_sum"])) / window_starts
+    } else {
+        0.0
+    };
     println!(
-        "round start lateness             {:>10.2} ms avg, {:.2} ms max",
+        "round start lateness             {:>10.2} ms avg in the window ({window_starts} starts); since start-up {:.2} ms avg, {:.2} ms max",
+        window_late_avg,
         n(&s, &["round_start_late_ms_avg"]),
         n(&s, &["round_start_late_ms_max"])
     );
@@ -366,16 +472,41 @@ fn run(
         n(&s, &["store", "write_delay_ms_max"]),
         n(&s, &["store", "late_writes"])
     );
-    let warnings = log
+    let warnings: Vec<&str> = log
         .lines()
         .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
-        .count();
-    println!("warnings/errors in the log       {:>10}", warnings);
-    let ours_per_ping = if sent > sent_start {
-        cpu / (sent - sent_start)
-    } else {
-        0.0
-    };
+        .collect();
+    println!("warnings/errors in the log       {:>10}", warnings.len());
+    for w in warnings.iter().take(5) {
+        println!("  {w}");
+    }
+    Ok(Figures {
+        sent_rate: sent_window / window,
+        asked_rate,
+        lost,
+        late: n(&s, &["icmp", "late"]),
+        send_errors: n(&s, &["icmp", "send_errors"]),
+        abandoned: n(&s, &["rounds_abandoned"]),
+        late_start_ms: window_late_avg,
+        cpu_share: cpu / window,
+        cpu_per_ping: if sent_window > 0.0 {
+            cpu / sent_window
+        } else {
+            0.0
+        },
+        rss_mb: rss_kib as f64 / 1024.0,
+    })
+}
+
+fn run(cli: &Cli, load: Load, fping: bool) -> anyhow::Result<()> {
+    let Load {
+        orders,
+        step,
+        pings,
+        interval,
+        ..
+    } = load;
+    let ours_per_ping = measure(cli, load)?.cpu_per_ping;
 
     if fping {
         let targets: Vec<String> = (0..orders).map(|i| target(i).to_string()).collect();
@@ -444,7 +575,69 @@ fn run(
             ours_per_ping / (fcpu / fpings)
         );
     }
-    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+/// Rounds starting later than this on average in the window mean the
+/// engine is behind, even if nothing is lost yet.
+const HELD_LATE_START_MS: f64 = 100.0;
+
+/// Whether a level held: nothing lost, late, failed or abandoned, rounds
+/// started on time, and (almost) everything asked for was sent.
+fn sustained(f: &Figures) -> bool {
+    f.lost == 0.0
+        && f.late == 0.0
+        && f.send_errors == 0.0
+        && f.abandoned == 0.0
+        && f.late_start_ms <= HELD_LATE_START_MS
+        && f.sent_rate >= 0.98 * f.asked_rate
+}
+
+fn saturate(cli: &Cli, (from, by, to): (u32, u32, u32), load: Load) -> anyhow::Result<()> {
+    if by == 0 || from == 0 || from > to {
+        bail!("need 0 < --from <= --to and --by > 0");
+    }
+    let mut levels: Vec<(u32, Figures)> = Vec::new();
+    let mut rate = from;
+    while rate <= to {
+        let orders =
+            (u64::from(rate) * u64::from(load.step)).div_ceil(u64::from(load.pings)) as usize;
+        println!("=== level {rate} pings/s: {orders} orders ===");
+        let f = measure(cli, Load { orders, ..load })?;
+        let held = sustained(&f);
+        levels.push((rate, f));
+        if !held {
+            break;
+        }
+        rate += by;
+    }
+    println!(
+        "--- saturation (step {}, pings {}, interval {} ms, {} measured step(s) per level) ---",
+        load.step,
+        load.pings,
+        load.interval.unwrap_or(0),
+        load.steps
+    );
+    println!("asked/s    sent/s     lost  late  abandoned  start late ms  CPU (% of one core)  CPU/100k pings  RSS MB  held");
+    for (rate, f) in &levels {
+        println!(
+            "{:>7}  {:>8.0}  {:>7.0}  {:>4.0}  {:>9.0}  {:>13.1}  {:>19.1}  {:>14.3}  {:>6.0}  {}",
+            rate,
+            f.sent_rate,
+            f.lost,
+            f.late,
+            f.abandoned,
+            f.late_start_ms,
+            f.cpu_share * 100.0,
+            f.cpu_per_ping * 1e5,
+            f.rss_mb,
+            if sustained(f) { "yes" } else { "no" }
+        );
+    }
+    match levels.iter().rev().find(|(_, f)| sustained(f)) {
+        Some((rate, _)) => println!("highest rate sustained with 0 % loss: {rate} pings/s"),
+        None => println!("no level was sustained"),
+    }
     Ok(())
 }
 
@@ -590,6 +783,9 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     drop(store);
     writers.join();
     let create_s = created.elapsed().as_secs_f64();
+    // Flush the gigabytes just created, so that their write-back does not
+    // run during the measurement: "warm" means cached and clean.
+    nix::unistd::sync();
 
     // Then write rounds to the (now warm) files.
     let (store, writers) = Writers::start(&base, threads)?;
@@ -605,6 +801,19 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
                 .await;
         }
     });
+    // Wait until the writers have prepared (checked) every file, so that
+    // only round writes are timed.
+    let prepared = wait(Duration::from_secs(600), || {
+        store
+            .stats()
+            .prepared
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= orders as u64
+    });
+    if !prepared {
+        bail!("the writers did not prepare {orders} orders within 10 minutes");
+    }
+    nix::unistd::sync();
     let started = Instant::now();
     rt.block_on(async {
         for r in 1..=i64::from(rounds) {
@@ -647,6 +856,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     // librrd alone: the same updates straight to the warm files, one
     // thread per writer, without last_result.
     let values = pingmachine::store::rrd::update_values(&summary);
+    nix::unistd::sync();
     let started = Instant::now();
     std::thread::scope(|sc| {
         for part in ids.chunks(ids.len().div_ceil(threads.max(1))) {
@@ -672,6 +882,39 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
         f64::from(rounds) * orders as f64 / rrd_secs,
         u64::from(rounds) * orders as u64,
         rrd_secs
+    );
+    // last_result alone, the same way.
+    nix::unistd::sync();
+    let started = Instant::now();
+    std::thread::scope(|sc| {
+        for part in ids.chunks(ids.len().div_ceil(threads.max(1))) {
+            let summary = &summary;
+            let base = &base;
+            sc.spawn(move || {
+                for r in 1..=i64::from(rounds) {
+                    for id in part {
+                        let text = pingmachine::store::last_result::format(
+                            t0 + r * 60,
+                            now,
+                            60,
+                            20,
+                            summary,
+                        );
+                        let _ = pingmachine::store::last_result::write_atomic(
+                            &id.under(&base.output),
+                            &text,
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let lr_secs = started.elapsed().as_secs_f64();
+    println!(
+        "last_result writes alone         {:>10.0} writes/s ({} writes in {:.2} s)",
+        f64::from(rounds) * orders as f64 / lr_secs,
+        u64::from(rounds) * orders as u64,
+        lr_secs
     );
     std::fs::remove_dir_all(&root).ok();
     Ok(())
@@ -701,7 +944,36 @@ fn main() -> anyhow::Result<()> {
             rrd,
             fping,
         } => run(
-            &cli, *orders, *step, *pings, *interval, *steps, *rrd, *fping,
+            &cli,
+            Load {
+                orders: *orders,
+                step: *step,
+                pings: *pings,
+                interval: *interval,
+                steps: *steps,
+                rrd: *rrd,
+            },
+            *fping,
+        ),
+        Cmd::Saturate {
+            from,
+            by,
+            to,
+            step,
+            pings,
+            interval,
+            steps,
+        } => saturate(
+            &cli,
+            (*from, *by, *to),
+            Load {
+                orders: 0,
+                step: *step,
+                pings: *pings,
+                interval: Some(*interval),
+                steps: *steps,
+                rrd: false,
+            },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),
         Cmd::Writer {

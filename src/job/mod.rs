@@ -180,18 +180,24 @@ pub async fn run_job(mut ctx: JobCtx) {
                     JobKey::Other(k) => other::round(&ctx, k, &members, deadline).await,
                 }
             };
-            tokio::select! {
-                results = round => {
-                    if let Some(results) = results {
-                        deliver(&ctx, step, pings, start_ms, results).await;
-                        ctx.deps.stats.rounds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                }
+            let results = tokio::select! {
+                results = round => results,
                 () = tokio::time::sleep_until(instant_at(next_ms).into()) => {
                     ctx.deps.stats.rounds_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(job = %ctx.name, orders = members.len(), "round still running at the next round's start: abandoned");
+                    None
                 }
                 () = ctx.cancel.cancelled() => return,
+            };
+            // Delivered outside the race with the next start: once probed,
+            // a round is handed over whole even when the writers' queues
+            // are full (the next round then starts late instead).
+            if let Some(results) = results {
+                deliver(&ctx, step, pings, start_ms, results).await;
+                ctx.deps
+                    .stats
+                    .rounds
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
         // Normally the next boundary; after a long stall (suspend, clock

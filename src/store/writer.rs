@@ -107,6 +107,8 @@ pub struct StoreStats {
     pub rrd_updates: AtomicU64,
     /// RRD files created.
     pub rrd_creates: AtomicU64,
+    /// Orders prepared (output directory ready), successfully or not.
+    pub prepared: AtomicU64,
     /// `last_result` files written.
     pub last_results: AtomicU64,
     /// Round results dropped because their order had ended or changed.
@@ -232,6 +234,7 @@ impl Writer {
                     self.active.insert(id.clone(), generation);
                     let r = self.prepare(&id, shape, rrd_start);
                     self.outcome(&id, "prepare output", r);
+                    self.stats.prepared.fetch_add(1, Ordering::Relaxed);
                 }
                 StoreCmd::Round {
                     id,

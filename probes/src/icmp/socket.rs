@@ -51,9 +51,10 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
     fn kind(&self) -> SocketKind;
     /// Sends one ICMP message (starting at the ICMP header) to `dest`.
     fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()>;
-    /// Receives one packet, waiting at most a short time; `Ok(None)` when
-    /// nothing came (timeout or interrupted).
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>>;
+    /// Receives one packet; `Ok(None)` when nothing came. With `wait` it
+    /// waits at most a short time (timeout or interrupt give `None`);
+    /// without, it returns at once.
+    fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<Received>>;
 }
 
 /// A real ICMP socket.
@@ -80,14 +81,18 @@ impl Endpoint for IcmpSocket {
         self.socket.send_to(packet, &addr).map(|_| ())
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+    fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<Received>> {
         let mut cmsg = self.cmsg.lock().unwrap_or_else(|e| e.into_inner());
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match nsock::recvmsg::<SockaddrStorage>(
             self.socket.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            MsgFlags::empty(),
+            if wait {
+                MsgFlags::empty()
+            } else {
+                MsgFlags::MSG_DONTWAIT
+            },
         ) {
             Ok(m) => m,
             Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
@@ -389,7 +394,7 @@ mod tests {
             if std::time::Instant::now() > give_up {
                 break;
             }
-            let Ok(Some(r)) = sock.recv(&mut buf) else {
+            let Ok(Some(r)) = sock.recv(&mut buf, true) else {
                 continue;
             };
             let with_hdr = sock.kind() == SocketKind::Raw;

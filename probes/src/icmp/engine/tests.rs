@@ -34,7 +34,9 @@ struct Fake {
     family: Family,
     kind: SocketKind,
     behaviour: Behaviour,
-    queue: Mutex<VecDeque<(Instant, Vec<u8>)>>,
+    /// Replies by delivery time, with the wall-clock time of delivery
+    /// (what a kernel receive timestamp would say).
+    queue: Mutex<VecDeque<(Instant, SystemTime, Vec<u8>)>>,
     cv: Condvar,
     sends: Mutex<Vec<(Instant, IpAddr)>>,
 }
@@ -98,46 +100,48 @@ impl Endpoint for Fake {
             IpAddr::V4(a) => u32::from(a.octets()[3]),
             IpAddr::V6(_) => 0,
         };
-        let at = now + b.delay + b.delay_per_octet * octet;
+        let delay = b.delay + b.delay_per_octet * octet;
+        let at = now + delay;
+        let wall_at = SystemTime::now() + delay;
         let mut q = self
             .queue
             .lock()
             .map_err(|_| io::Error::other("poisoned"))?;
-        q.push_back((at, reply.clone()));
+        q.push_back((at, wall_at, reply.clone()));
         if b.duplicate {
-            q.push_back((at, reply));
+            q.push_back((at, wall_at, reply));
         }
         // Keep the queue ordered by delivery time.
-        q.make_contiguous().sort_by_key(|(t, _)| *t);
+        q.make_contiguous().sort_by_key(|(t, _, _)| *t);
         self.cv.notify_all();
         Ok(())
     }
 
-    fn recv(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
-        let give_up = Instant::now() + 20 * MS;
+    fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<Received>> {
+        let give_up = Instant::now() + if wait { 20 * MS } else { Duration::ZERO };
         let mut q = self
             .queue
             .lock()
             .map_err(|_| io::Error::other("poisoned"))?;
         loop {
             let now = Instant::now();
-            if let Some((at, _)) = q.front() {
+            if let Some((at, _, _)) = q.front() {
                 if *at <= now {
-                    let Some((_, pkt)) = q.pop_front() else {
+                    let Some((_, wall_at, pkt)) = q.pop_front() else {
                         return Ok(None);
                     };
                     let n = pkt.len().min(buf.len());
                     buf[..n].copy_from_slice(&pkt[..n]);
                     return Ok(Some(Received {
                         len: n,
-                        timestamp: self.behaviour.timestamps.then(SystemTime::now),
+                        timestamp: self.behaviour.timestamps.then_some(wall_at),
                     }));
                 }
             }
             if now >= give_up {
                 return Ok(None);
             }
-            let until = q.front().map_or(give_up, |(at, _)| (*at).min(give_up));
+            let until = q.front().map_or(give_up, |(at, _, _)| (*at).min(give_up));
             let (guard, _) = self
                 .cv
                 .wait_timeout(q, until.saturating_duration_since(now))
@@ -220,6 +224,45 @@ async fn results_in_request_order_raw_v4() {
     assert_eq!(s.rounds_active, 0);
     assert_eq!(engine.socket_kind_for(Family::V4), Some(SocketKind::Raw));
     assert_eq!(engine.socket_kind_for(Family::V6), None);
+}
+
+/// Many rounds at once, above the rate at which the receive thread polls
+/// instead of waiting in recvmsg: every reply is still read and matched,
+/// with its kernel timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reply_read_at_a_high_rate() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            delay: 2 * MS,
+            timestamps: true,
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(fake);
+    let engine = Arc::new(engine);
+    // 40 rounds of 100 targets, 3 pings, 1 ms apart: 40,000 sends/s.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let engine = Arc::clone(&engine);
+        set.spawn(async move {
+            let mut req = request(Family::V4, (1..=100).map(v4).collect(), 3);
+            req.interval = 100 * MS;
+            engine.submit(req).await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task").expect("round");
+        for rtt in r.rtts.iter().flatten() {
+            let rtt = rtt.expect("answered");
+            assert!(rtt >= 2 * MS && rtt < 40 * MS, "{rtt:?}");
+        }
+    }
+    let s = wait_for(&engine, |s| s.rounds_active == 0).await;
+    assert_eq!(s.sent, 12_000);
+    assert_eq!(s.received, 12_000);
+    assert_eq!(s.late, 0);
 }
 
 #[tokio::test]

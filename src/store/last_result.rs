@@ -73,7 +73,7 @@ pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
         .write(true)
         .create(true)
         .truncate(false)
-        .mode(0o644)
+        .mode(0o666) // less the umask, as File::create
         .custom_flags(nix::libc::O_NOFOLLOW)
         .open(&tmp)?;
     let old_len = f.metadata()?.len();

@@ -765,21 +765,26 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let t0 = now / 60 * 60;
 
-    // Create the files (Prepare), as the daemon does at order start.
+    // Prepare every order, as the daemon does at order start.
+    let prepare_all = |store: &pingmachine::store::writer::StoreHandle| {
+        rt.block_on(async {
+            for id in &ids {
+                store
+                    .send(StoreCmd::Prepare {
+                        id: id.clone(),
+                        generation: 1,
+                        shape,
+                        rrd_start: t0 - 60,
+                    })
+                    .await;
+            }
+        });
+    };
+
+    // Create the files.
     let (store, writers) = Writers::start(&base, threads)?;
     let created = Instant::now();
-    rt.block_on(async {
-        for id in &ids {
-            store
-                .send(StoreCmd::Prepare {
-                    id: id.clone(),
-                    generation: 1,
-                    shape,
-                    rrd_start: t0 - 60,
-                })
-                .await;
-        }
-    });
+    prepare_all(&store);
     drop(store);
     writers.join();
     let create_s = created.elapsed().as_secs_f64();
@@ -789,18 +794,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
 
     // Then write rounds to the (now warm) files.
     let (store, writers) = Writers::start(&base, threads)?;
-    rt.block_on(async {
-        for id in &ids {
-            store
-                .send(StoreCmd::Prepare {
-                    id: id.clone(),
-                    generation: 1,
-                    shape,
-                    rrd_start: t0 - 60,
-                })
-                .await;
-        }
-    });
+    prepare_all(&store);
     // Wait until the writers have prepared (checked) every file, so that
     // only round writes are timed.
     let prepared = wait(Duration::from_secs(600), || {
@@ -856,68 +850,52 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     // librrd alone: the same updates straight to the warm files, one
     // thread per writer, without last_result.
     let values = pingmachine::store::rrd::update_values(&summary);
-    nix::unistd::sync();
-    let started = Instant::now();
-    std::thread::scope(|sc| {
-        for part in ids.chunks(ids.len().div_ceil(threads.max(1))) {
-            let values = &values;
-            let base = &base;
-            sc.spawn(move || {
-                for r in 1..=i64::from(rounds) {
-                    for id in part {
-                        let path = id.under(&base.output).join("main.rrd");
-                        let _ = pingmachine::store::rrd::update_rrd(
-                            &path,
-                            t0 + (i64::from(rounds) + r) * 60,
-                            values,
-                        );
-                    }
-                }
-            });
-        }
+    let n_writes = u64::from(rounds) * orders as u64;
+    let rrd_secs = timed_per_thread(&ids, threads, rounds, |r, id| {
+        let path = id.under(&base.output).join("main.rrd");
+        let _ =
+            pingmachine::store::rrd::update_rrd(&path, t0 + (i64::from(rounds) + r) * 60, &values);
     });
-    let rrd_secs = started.elapsed().as_secs_f64();
     println!(
-        "librrd updates alone             {:>10.0} updates/s ({} updates in {:.2} s)",
-        f64::from(rounds) * orders as f64 / rrd_secs,
-        u64::from(rounds) * orders as u64,
-        rrd_secs
+        "librrd updates alone             {:>10.0} updates/s ({n_writes} updates in {rrd_secs:.2} s)",
+        n_writes as f64 / rrd_secs
     );
     // last_result alone, the same way.
-    nix::unistd::sync();
-    let started = Instant::now();
-    std::thread::scope(|sc| {
-        for part in ids.chunks(ids.len().div_ceil(threads.max(1))) {
-            let summary = &summary;
-            let base = &base;
-            sc.spawn(move || {
-                for r in 1..=i64::from(rounds) {
-                    for id in part {
-                        let text = pingmachine::store::last_result::format(
-                            t0 + r * 60,
-                            now,
-                            60,
-                            20,
-                            summary,
-                        );
-                        let _ = pingmachine::store::last_result::write_atomic(
-                            &id.under(&base.output),
-                            &text,
-                        );
-                    }
-                }
-            });
-        }
+    let lr_secs = timed_per_thread(&ids, threads, rounds, |r, id| {
+        let text = pingmachine::store::last_result::format(t0 + r * 60, now, 60, 20, &summary);
+        let _ = pingmachine::store::last_result::write_atomic(&id.under(&base.output), &text);
     });
-    let lr_secs = started.elapsed().as_secs_f64();
     println!(
-        "last_result writes alone         {:>10.0} writes/s ({} writes in {:.2} s)",
-        f64::from(rounds) * orders as f64 / lr_secs,
-        u64::from(rounds) * orders as u64,
-        lr_secs
+        "last_result writes alone         {:>10.0} writes/s ({n_writes} writes in {lr_secs:.2} s)",
+        n_writes as f64 / lr_secs
     );
     std::fs::remove_dir_all(&root).ok();
     Ok(())
+}
+
+/// Syncs, then runs `write(round, id)` for rounds 1..=`rounds` over `ids`
+/// split across `threads` threads; returns the seconds it took.
+fn timed_per_thread<T: Sync>(
+    ids: &[T],
+    threads: usize,
+    rounds: u32,
+    write: impl Fn(i64, &T) + Sync,
+) -> f64 {
+    nix::unistd::sync();
+    let started = Instant::now();
+    std::thread::scope(|sc| {
+        for part in ids.chunks(ids.len().div_ceil(threads.max(1)).max(1)) {
+            let write = &write;
+            sc.spawn(move || {
+                for r in 1..=i64::from(rounds) {
+                    for id in part {
+                        write(r, id);
+                    }
+                }
+            });
+        }
+    });
+    started.elapsed().as_secs_f64()
 }
 
 fn main() -> anyhow::Result<()> {

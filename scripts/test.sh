@@ -20,8 +20,14 @@ if command -v man >/dev/null; then
 else
   echo "skipping: man not installed"
 fi
-echo "== cargo test"
-cargo test --workspace --locked 2>&1
+# Tests whose outcome depends on timeliness (accuracy against the wire,
+# pickup, line protocol into a real InfluxDB) are named timing_*: they run
+# after the rest, one at a time, with nothing else timing-sensitive
+# alongside. Their bounds hold on a busy machine (docs/ACCURACY.md).
+echo "== cargo test (all but the timing-sensitive tests)"
+cargo test --workspace --locked -- --skip timing_ 2>&1
+echo "== cargo test: timing-sensitive tests, one at a time"
+cargo test --workspace --locked -- timing_ --test-threads=1 --nocapture 2>&1
 echo "== benchmark smoke run (1000 loopback targets, one step; prints figures, no thresholds)"
 cargo build --locked -p pingmachine-bench 2>&1
 ./target/debug/pingmachine-bench --bin target/debug/pingmachine run --orders 1000 --step 10 --pings 4 --steps 1 --fping

@@ -209,6 +209,11 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 10, hide = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stats_interval: u64,
 
+    /// Seconds between safety-net rescans of orders/ (tests raise it to
+    /// show that a pickup came from the file watcher, not a rescan).
+    #[arg(long, default_value_t = 30, hide = true, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub rescan_interval: u64,
+
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,

@@ -106,6 +106,8 @@ pub struct Registry {
     bad_names: HashSet<PathBuf>,
     /// False during the first scan (quieter logging).
     initial_scan_done: bool,
+    /// Interval of the safety-net rescan.
+    rescan_interval: Duration,
 }
 
 impl Registry {
@@ -140,7 +142,14 @@ impl Registry {
             max_age,
             bad_names: HashSet::new(),
             initial_scan_done: false,
+            rescan_interval: RESCAN_INTERVAL,
         }
+    }
+
+    /// Sets the interval of the safety-net rescan (default [`RESCAN_INTERVAL`]).
+    pub fn with_rescan_interval(mut self, every: Duration) -> Registry {
+        self.rescan_interval = every;
+        self
     }
 
     /// Current counts.
@@ -179,8 +188,8 @@ impl Registry {
             "initial scan done; all orders scheduled"
         );
         let mut rescan = tokio::time::interval_at(
-            tokio::time::Instant::now() + RESCAN_INTERVAL,
-            RESCAN_INTERVAL,
+            tokio::time::Instant::now() + self.rescan_interval,
+            self.rescan_interval,
         );
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut tick = tokio::time::interval(Duration::from_millis(500));

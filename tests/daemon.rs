@@ -8,7 +8,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use support::{
     can_ping, has_ipv6_loopback, rrd_fetch, rrd_info, rrd_lastupdate, wait_for, Base, Daemon,
@@ -261,21 +261,24 @@ fn loopback_rounds_write_rrd_and_last_result() {
     assert!(line.contains("loss=0"), "{line}");
 }
 
+/// Orders are picked up from file-watcher hints, not from the safety-net
+/// rescan: the daemon runs with its rescan an hour apart, so every pickup
+/// below is a hint's. The waits are generous bounds, not timing
+/// assertions (pickup latency is a benchmark figure: `pingmachine-bench
+/// pickup`).
 #[test]
-fn orders_are_picked_up_changed_and_removed_while_running() {
+fn timing_orders_are_picked_up_changed_and_removed_while_running() {
     let base = Base::new();
     std::fs::create_dir_all(base.orders()).unwrap();
-    let d = Daemon::start(&base, &[]);
+    let d = Daemon::start(&base, &["--rescan-interval", "3600"]);
+    let hint = Duration::from_secs(30);
 
-    // A new order is noticed at once (not at the 30 s rescan).
-    let t0 = Instant::now();
+    // A new order is noticed from its file-watcher hint.
     base.write_order("app/new", &fping_order("127.0.0.1", 10, 2, ""));
-    d.wait_log_line(&["order started", "order=app/new"], Duration::from_secs(5));
-    let pickup = t0.elapsed();
-    assert!(pickup < Duration::from_secs(3), "pickup took {pickup:?}");
+    d.wait_log_line(&["order started", "order=app/new"], hint);
     let rrd = base.output("app/new").join("main.rrd");
     assert!(
-        wait_for(Duration::from_secs(5), || rrd.exists().then_some(())).is_some(),
+        wait_for(hint, || rrd.exists().then_some(())).is_some(),
         "main.rrd created at order start"
     );
 
@@ -283,20 +286,14 @@ fn orders_are_picked_up_changed_and_removed_while_running() {
     let deep = base.orders().join("deep/er/dir");
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::write(deep.join("o1"), fping_order("127.0.0.4", 10, 2, "")).unwrap();
-    d.wait_log_line(
-        &["order started", "order=deep/er/dir/o1"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order started", "order=deep/er/dir/o1"], hint);
 
     // A half-written file (written in place, not renamed) is retried, not rejected.
     let partial = base.orders().join("app/partial");
     std::fs::write(&partial, "user: u\nstep: 10\npings: 2\nprobe: fp").unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     std::fs::write(&partial, fping_order("127.0.0.7", 10, 2, "")).unwrap();
-    d.wait_log_line(
-        &["order started", "order=app/partial"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order started", "order=app/partial"], hint);
     assert!(
         !d.log_text().contains("invalid order"),
         "half-written file was rejected:\n{}",
@@ -317,16 +314,13 @@ fn orders_are_picked_up_changed_and_removed_while_running() {
 
     // Rewriting the same content is a refresh, not a change.
     base.write_order("app/new", &fping_order("127.0.0.1", 10, 2, ""));
-    d.wait_log_line(
-        &["order refreshed", "order=app/new"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order refreshed", "order=app/new"], hint);
 
     // A changed order is restarted with its new content.
     base.write_order("app/new", &fping_order("127.0.0.6", 10, 2, ""));
     d.wait_log_line(
         &["order changed", "order=app/new", "target=127.0.0.6"],
-        Duration::from_secs(5),
+        hint,
     );
 
     // An invalid order is reported with file, field and value; others go on.
@@ -336,15 +330,24 @@ fn orders_are_picked_up_changed_and_removed_while_running() {
         "user: u\nstep: 0\npings: 1\nprobe: fping\nfping: {host: 127.0.0.1}\n",
     )
     .unwrap();
-    let line = d.wait_log_line(&["invalid order", "bad/x"], Duration::from_secs(15));
+    let line = d.wait_log_line(&["invalid order", "bad/x"], hint);
     assert!(
         line.contains("field `step`") && line.contains("value \"0\""),
         "{line}"
     );
-    // Logged once, not at every look.
+    // Every pickup so far came from a hint: no rescan has run.
+    assert!(
+        !d.log_text().contains("rescan"),
+        "a rescan ran before SIGHUP:\n{}",
+        d.log_text()
+    );
+    // Logged once, not at every look: a SIGHUP rescan looks again, and an
+    // order written after it is picked up after it (the registry handles
+    // one thing at a time), so the rescan is over when it starts.
     d.signal("HUP");
-    d.wait_log("SIGHUP: rescanning", Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(500));
+    d.wait_log("SIGHUP: rescanning", hint);
+    base.write_order("app/after-hup", &fping_order("127.0.0.8", 10, 2, ""));
+    d.wait_log_line(&["order started", "order=app/after-hup"], hint);
     assert_eq!(
         d.log_text().matches("invalid order").count(),
         1,
@@ -358,16 +361,10 @@ fn orders_are_picked_up_changed_and_removed_while_running() {
 
     // Removal stops the order.
     base.remove_order("app/new");
-    d.wait_log_line(
-        &["order file removed", "order=app/new"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order file removed", "order=app/new"], hint);
     // Removing a whole directory stops the orders in it.
     std::fs::remove_dir_all(base.orders().join("deep")).unwrap();
-    d.wait_log_line(
-        &["order stopped", "order=deep/er/dir/o1"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order stopped", "order=deep/er/dir/o1"], hint);
 
     let log = d.log_text();
     assert!(

@@ -74,7 +74,7 @@ fn collector() -> (u16, Arc<Mutex<Vec<String>>>) {
 }
 
 #[test]
-fn results_reach_influxdb_over_udp_http_and_tcp() {
+fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
     let Some(bin) = influxd("results_reach_influxdb_over_udp_http_and_tcp") else {
         return;
     };
@@ -229,7 +229,7 @@ fn results_reach_influxdb_over_udp_http_and_tcp() {
 }
 
 #[test]
-fn endpoint_down_then_up_drops_oldest_and_resumes() {
+fn timing_endpoint_down_then_up_drops_oldest_and_resumes() {
     let Some(bin) = influxd("endpoint_down_then_up_drops_oldest_and_resumes") else {
         return;
     };

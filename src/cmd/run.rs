@@ -159,7 +159,8 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         tracker.clone(),
         cancel.clone(),
         Duration::from_secs(opts.max_age),
-    );
+    )
+    .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
         let (deps, store, sinks, root, cancel) = (

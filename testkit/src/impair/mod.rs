@@ -44,12 +44,18 @@
 //!   then; the rest of the connection is never answered, so it is only good
 //!   for connect-time probes.
 //!
+//! [`Sim::capture`] records every packet on the prober's end of the veth
+//! with kernel timestamps ([`wire`]): what actually happened on the wire,
+//! the ground truth the accuracy tests compare the prober with. The
+//! simulator's configured delays are only what it was asked to do.
+//!
 //! Dropping the [`Sim`] stops its threads and removes both namespaces;
 //! [`Sim::start`] also removes namespaces of earlier runs that crashed
 //! (named `pm-acc-<pid>-...` after a process that no longer exists).
 
 mod netns;
 mod packet;
+pub mod wire;
 
 use std::collections::BinaryHeap;
 use std::fs::File;
@@ -530,6 +536,18 @@ impl Sim {
     /// Name of the host namespace.
     pub fn host_ns(&self) -> &str {
         &self.ns.host
+    }
+
+    /// Starts capturing every packet on the prober's end of the veth pair
+    /// (kernel timestamps): the ground truth of what the prober sent and
+    /// received. The capture ends when dropped, or with the simulator's
+    /// lifetime.
+    pub fn capture(&self) -> io::Result<wire::Capture> {
+        let left = self
+            .shared
+            .deadline
+            .saturating_duration_since(Instant::now());
+        wire::Capture::start(&self.ns.prober, netns::PROBER_IF, left)
     }
 
     /// `ip netns exec PROBER program`: add arguments, then spawn or run it.

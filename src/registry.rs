@@ -33,6 +33,10 @@ pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 pub const HALF_WRITTEN_GRACE: Duration = Duration::from_secs(5);
 /// Deepest directory nesting scanned below `orders/`.
 const MAX_DEPTH: usize = 32;
+/// A new directory under `orders/` is walked when its hint arrives, and
+/// again this long after: the file watcher reports a new directory before
+/// it watches it, so a file created in between raises no event of its own.
+const NEW_DIR_REWALKS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
 
 /// Identity of a file version: a rewrite or rename-over changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +99,8 @@ pub struct Registry {
     orders: HashMap<OrderId, Entry>,
     invalid: HashMap<OrderId, Stamp>,
     retry: HashMap<OrderId, Instant>,
+    /// New directories to walk again, and when.
+    rewalk: Vec<(Instant, PathBuf)>,
     jobs: HashMap<JobKey, Vec<Job>>,
     next_generation: u64,
     next_job: u64,
@@ -135,6 +141,7 @@ impl Registry {
             orders: HashMap::new(),
             invalid: HashMap::new(),
             retry: HashMap::new(),
+            rewalk: Vec::new(),
             jobs: HashMap::new(),
             next_generation: 0,
             next_job: 0,
@@ -369,11 +376,13 @@ impl Registry {
         }
         match std::fs::symlink_metadata(path) {
             Ok(md) if md.is_dir() => {
-                // A new (or renamed) directory: its files may predate its watch.
-                let mut found = Vec::new();
-                self.walk(path, 0, &mut found);
-                for (id, p) in found {
-                    self.load(&id, &p, false);
+                // A new (or renamed) directory: its files may predate its
+                // watch, which the watcher adds only after reporting the
+                // directory, so walk it now and again shortly.
+                self.walk_new_dir(path);
+                let now = Instant::now();
+                for after in NEW_DIR_REWALKS {
+                    self.rewalk.push((now + after, path.to_path_buf()));
                 }
             }
             Ok(_) => {
@@ -404,8 +413,26 @@ impl Registry {
         }
     }
 
+    /// Loads every order file below a new directory.
+    fn walk_new_dir(&mut self, dir: &Path) {
+        let mut found = Vec::new();
+        self.walk(dir, 0, &mut found);
+        for (id, p) in found {
+            self.load(&id, &p, false);
+        }
+    }
+
     fn run_due_retries(&mut self) {
         let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.rewalk)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.rewalk = later;
+        for (_, dir) in due {
+            if dir.is_dir() {
+                self.walk_new_dir(&dir);
+            }
+        }
         let due: Vec<OrderId> = self
             .retry
             .iter()

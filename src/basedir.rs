@@ -61,15 +61,45 @@ impl BaseDir {
         Ok(())
     }
 
-    /// Takes the exclusive, non-blocking `flock` on `.lock`.
-    pub fn lock(&self) -> anyhow::Result<Lock> {
+    /// Checks that files can be created in every directory the daemon
+    /// writes (the base directory itself, `orders/`, `output/`, `archive/`,
+    /// `rejected/`): creates and removes a probe file in each.
+    pub fn check_writable(&self) -> anyhow::Result<()> {
+        let name = format!(".pingmachine-write-check.{}", std::process::id());
+        for d in [
+            &self.root,
+            &self.orders,
+            &self.output,
+            &self.archive,
+            &self.rejected,
+        ] {
+            let p = d.join(&name);
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&p)
+                .with_context(|| format!("cannot create files in {}", d.display()))?;
+            std::fs::remove_file(&p)
+                .with_context(|| format!("cannot remove files in {}", d.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Opens (creating if needed) `.lock`, without locking it.
+    pub fn lock_file(&self) -> anyhow::Result<File> {
         let path = self.root.join(".lock");
-        let file = OpenOptions::new()
+        OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+            .with_context(|| format!("cannot open lock file {}", path.display()))
+    }
+
+    /// Takes the exclusive, non-blocking `flock` on `.lock`.
+    pub fn lock(&self) -> anyhow::Result<Lock> {
+        let path = self.root.join(".lock");
+        let file = self.lock_file()?;
         match file.try_lock() {
             Ok(()) => Ok(Lock { _file: file }),
             Err(TryLockError::WouldBlock) => bail!(

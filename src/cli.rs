@@ -8,16 +8,71 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// Latency and loss measurement daemon (SmokePing-like): probes the targets
 /// of the order files in BASEDIR/orders and writes BASEDIR/output/<id>/main.rrd
 /// and last_result.
+///
+/// Without a subcommand it runs the daemon as the original pingmachine did:
+/// `pingmachine [-d|--debug] [-u|--user USER] [-b|--basedir DIR]
+/// [-t|--telegraf HOST:PORT]` detaches and logs to syslog, or with --debug
+/// stays in the foreground and logs to the terminal. `pingmachine run` is
+/// the foreground form for systemd and containers.
 #[derive(Debug, Parser)]
 #[command(name = "pingmachine", version, propagate_version = true)]
 pub struct Cli {
     /// Base directory holding orders/, output/, archive/ and telegraf/.
-    #[arg(long, global = true, env = "PINGMACHINE_BASEDIR", default_value = crate::basedir::DEFAULT, value_name = "DIR")]
+    #[arg(short = 'b', long, global = true, env = "PINGMACHINE_BASEDIR", default_value = crate::basedir::DEFAULT, value_name = "DIR")]
     pub basedir: PathBuf,
 
-    /// What to do.
+    /// What to do (none: run the daemon as the original did).
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+
+    /// The daemon's options when no subcommand is given.
+    #[command(flatten, next_help_heading = "Daemon, without a subcommand")]
+    pub daemon: RunOpts,
+}
+
+impl Cli {
+    /// Parses `args` like `Cli::parse_from`, and refuses daemon options
+    /// given together with a subcommand (`pingmachine --debug status`):
+    /// they belong after `run`. Exits with clap's message and status 2.
+    pub fn parse_args<I, T>(args: I) -> Cli
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Cli::try_parse_args(args).unwrap_or_else(|e| e.exit())
+    }
+
+    /// [`Cli::parse_args`] returning the error.
+    pub fn try_parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let mut cmd = Cli::command();
+        let m = cmd.try_get_matches_from_mut(args)?;
+        if let Some((sub, _)) = m.subcommand() {
+            let daemon_ids: Vec<String> =
+                <RunOpts as clap::Args>::augment_args(clap::Command::new("run"))
+                    .get_arguments()
+                    .map(|a| a.get_id().to_string())
+                    .collect();
+            for id in m.ids() {
+                let given =
+                    m.value_source(id.as_str()) == Some(clap::parser::ValueSource::CommandLine);
+                if given && daemon_ids.iter().any(|d| d == id.as_str()) {
+                    return Err(cmd.error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        format!(
+                            "the daemon option --{} goes after `run`, or without a subcommand; not with `{sub}`",
+                            id.as_str().replace('_', "-")
+                        ),
+                    ));
+                }
+            }
+        }
+        Cli::from_arg_matches(&m).map_err(|e| e.format(&mut cmd))
+    }
 }
 
 /// Subcommands.
@@ -68,8 +123,15 @@ pub struct StatusOpts {
 #[derive(Debug, Clone, clap::Args)]
 pub struct GraphOpts {
     /// The order: its id or an unambiguous prefix of it.
-    #[arg(value_name = "ID_PREFIX")]
-    pub id_prefix: String,
+    #[arg(
+        value_name = "ID_PREFIX",
+        required_unless_present = "id",
+        conflicts_with = "id"
+    )]
+    pub id_prefix: Option<String>,
+    /// The order, as pingmachine-graph's -i: its id or an unambiguous prefix.
+    #[arg(short = 'i', long = "id", value_name = "ID_PREFIX")]
+    pub id: Option<String>,
     /// Time span: day, week, month, year or a number of seconds.
     #[arg(short, long, default_value = "day")]
     pub period: String,
@@ -85,6 +147,16 @@ pub struct GraphOpts {
     /// Graph title (default: the id and period).
     #[arg(long)]
     pub title: Option<String>,
+}
+
+impl GraphOpts {
+    /// The order id or prefix, from the argument or `-i`.
+    pub fn order(&self) -> &str {
+        self.id_prefix
+            .as_deref()
+            .or(self.id.as_deref())
+            .unwrap_or_default()
+    }
 }
 
 /// `pingmachine order` actions.
@@ -134,8 +206,16 @@ pub struct CheckOpts {
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunOpts {
     /// Log at debug level: one line per order per round with its results.
-    #[arg(long)]
+    /// Without a subcommand, also stay in the foreground and log to the
+    /// terminal instead of detaching and logging to syslog.
+    #[arg(short = 'd', long)]
     pub debug: bool,
+
+    /// Run as this user: after taking the lock and opening the ICMP
+    /// sockets, switch to its uid, primary gid and groups, keeping only
+    /// CAP_NET_RAW. The base directory must be writable by it.
+    #[arg(short = 'u', long, value_name = "USER")]
+    pub user: Option<String>,
 
     /// Kind of ICMP socket: an unprivileged datagram socket where
     /// net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW).
@@ -184,8 +264,8 @@ pub struct RunOpts {
     pub max_parallel_probes: u32,
 
     /// Send results as InfluxDB line protocol over UDP to Telegraf or
-    /// InfluxDB (as the original's --telegraf).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// InfluxDB (as the original's --telegraf); [IPv6]:PORT for IPv6.
+    #[arg(short = 't', long, value_name = "HOST:PORT")]
     pub telegraf: Option<String>,
 
     /// Send results as line protocol to InfluxDB's HTTP write API
@@ -217,6 +297,37 @@ pub struct RunOpts {
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,
+}
+
+/// `pingmachine-status`: the original tool's table (no options but
+/// `--basedir`).
+#[derive(Debug, Parser)]
+#[command(name = "pingmachine-status", version)]
+pub struct ClassicStatusCli {
+    /// Base directory holding orders/ and output/.
+    #[arg(short = 'b', long, env = "PINGMACHINE_BASEDIR", default_value = crate::basedir::DEFAULT, value_name = "DIR")]
+    pub basedir: PathBuf,
+    /// Pretend the time is this (unix seconds); for tests.
+    #[arg(long, hide = true)]
+    pub now: Option<i64>,
+}
+
+/// `pingmachine-graph -i ID -p PERIOD -o FILE`: the original tool's options.
+#[derive(Debug, Parser)]
+#[command(name = "pingmachine-graph", version)]
+pub struct ClassicGraphCli {
+    /// Base directory holding orders/ and output/.
+    #[arg(short = 'b', long, env = "PINGMACHINE_BASEDIR", default_value = crate::basedir::DEFAULT, value_name = "DIR")]
+    pub basedir: PathBuf,
+    /// The order: its id or an unambiguous prefix of it.
+    #[arg(short = 'i', long, value_name = "ID")]
+    pub id: String,
+    /// Time span: day, week, month (30 days), year or a number of seconds.
+    #[arg(short = 'p', long, value_name = "PERIOD")]
+    pub period: String,
+    /// The PNG file to write.
+    #[arg(short = 'o', long, value_name = "FILE.png")]
+    pub out: PathBuf,
 }
 
 /// `--icmp-socket`.
@@ -290,14 +401,93 @@ mod tests {
     #[test]
     fn run_flags() {
         let cli =
-            Cli::try_parse_from(["pingmachine", "--basedir", "/x", "run", "--debug"]).unwrap();
+            Cli::try_parse_args(["pingmachine", "--basedir", "/x", "run", "--debug"]).unwrap();
         assert_eq!(cli.basedir, PathBuf::from("/x"));
-        let Command::Run(o) = cli.command else {
+        let Some(Command::Run(o)) = cli.command else {
             panic!("not run")
         };
         assert!(o.debug);
         assert_eq!(o.icmp_socket, IcmpSocket::Auto);
-        let cli = Cli::try_parse_from(["pingmachine", "run", "--basedir", "/y"]).unwrap();
+        let cli = Cli::try_parse_args(["pingmachine", "run", "--basedir", "/y"]).unwrap();
         assert_eq!(cli.basedir, PathBuf::from("/y"));
+    }
+
+    /// The original's command line: no subcommand, its short and long
+    /// options, `--opt=value` too.
+    #[test]
+    fn the_original_command_line() {
+        let cli = Cli::try_parse_args([
+            "pingmachine",
+            "--debug",
+            "--basedir",
+            "/var/lib/pm",
+            "--telegraf",
+            "127.0.0.1:8094",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert!(cli.daemon.debug);
+        assert_eq!(cli.basedir, PathBuf::from("/var/lib/pm"));
+        assert_eq!(cli.daemon.telegraf.as_deref(), Some("127.0.0.1:8094"));
+        let cli = Cli::try_parse_args([
+            "pingmachine",
+            "-d",
+            "-u",
+            "pingmachine",
+            "-b",
+            "/x",
+            "-t",
+            "[::1]:8094",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none() && cli.daemon.debug);
+        assert_eq!(cli.daemon.user.as_deref(), Some("pingmachine"));
+        assert_eq!(cli.basedir, PathBuf::from("/x"));
+        assert_eq!(cli.daemon.telegraf.as_deref(), Some("[::1]:8094"));
+        let cli = Cli::try_parse_args(["pingmachine", "--user=pm", "--basedir=/y"]).unwrap();
+        assert_eq!(cli.daemon.user.as_deref(), Some("pm"));
+        assert_eq!(cli.basedir, PathBuf::from("/y"));
+        // Nothing at all: the original's daemon, detached.
+        let cli = Cli::try_parse_args(["pingmachine"]).unwrap();
+        assert!(cli.command.is_none() && !cli.daemon.debug);
+        // Daemon options and a subcommand do not mix.
+        assert!(Cli::try_parse_args(["pingmachine", "--debug", "status"]).is_err());
+        // `run` takes --user and -d too; the global -b works with subcommands.
+        let cli =
+            Cli::try_parse_args(["pingmachine", "-b", "/z", "run", "-d", "--user", "pm"]).unwrap();
+        let Some(Command::Run(o)) = cli.command else {
+            panic!("not run")
+        };
+        assert!(o.debug);
+        assert_eq!(o.user.as_deref(), Some("pm"));
+        assert_eq!(cli.basedir, PathBuf::from("/z"));
+        // graph takes -i as well as the positional id.
+        let cli =
+            Cli::try_parse_args(["pingmachine", "graph", "-i", "abc", "-o", "g.png"]).unwrap();
+        let Some(Command::Graph(g)) = cli.command else {
+            panic!("not graph")
+        };
+        assert_eq!(g.order(), "abc");
+        assert!(Cli::try_parse_args(["pingmachine", "graph", "-o", "g.png"]).is_err());
+    }
+
+    #[test]
+    fn the_original_tools_command_lines() {
+        let s = ClassicStatusCli::try_parse_from(["pingmachine-status"]).unwrap();
+        assert_eq!(s.basedir, PathBuf::from(crate::basedir::DEFAULT));
+        let g = ClassicGraphCli::try_parse_from([
+            "pingmachine-graph",
+            "-i",
+            "39a2c4",
+            "-p",
+            "day",
+            "-o",
+            "graph.png",
+        ])
+        .unwrap();
+        assert_eq!((g.id.as_str(), g.period.as_str()), ("39a2c4", "day"));
+        assert_eq!(g.out, PathBuf::from("graph.png"));
+        ClassicStatusCli::command().debug_assert();
+        ClassicGraphCli::command().debug_assert();
     }
 }

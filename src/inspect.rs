@@ -32,14 +32,8 @@ pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
     for f in &mut out {
         f.order = order::read_order_file(&f.path, &f.id).map(|p| p.order);
         if let Ok(o) = &mut f.order {
-            if o.id.is_old_interface() {
-                let side = base.telegraf.join(o.id.as_str());
-                if let Ok(b) = std::fs::read(&side) {
-                    if let Ok(meta) = order::parse_telegraf_sidecar(&side, &b) {
-                        o.telegraf = Some(meta);
-                    }
-                }
-            }
+            let sidecar = order::read_sidecar(&base.telegraf, &o.id);
+            o.apply_sidecar(&sidecar);
         }
     }
     out

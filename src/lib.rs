@@ -24,13 +24,20 @@
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
 //! * [`sink`] — line-protocol output to Telegraf and InfluxDB.
 //! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
+//! * [`logging`] — log lines through a bounded queue: never blocks or stops the daemon.
+//! * [`privilege`] — `--user`: switch to an unprivileged user, keeping `CAP_NET_RAW`.
+//! * [`proctitle`] — the process title `pingmachine [orders: N]`.
+//! * [`supervise`] — a dead thread or task stops the daemon with an error.
 
 pub mod basedir;
 pub mod cli;
 pub mod cmd;
 pub mod inspect;
 pub mod job;
+pub mod logging;
 pub mod order;
+pub mod privilege;
+pub mod proctitle;
 pub mod registry;
 pub mod rejected;
 pub mod result;
@@ -38,4 +45,5 @@ pub mod schedule;
 pub mod sink;
 pub mod stats;
 pub mod store;
+pub mod supervise;
 pub mod watch;

@@ -24,6 +24,7 @@ use crate::rejected;
 use crate::schedule;
 use crate::sink::Sinks;
 use crate::store::{Shape, StoreCmd, StoreHandle};
+use crate::supervise::Supervisor;
 use crate::watch::{OrderWatcher, WatchEvent};
 
 /// Interval of the safety-net full rescan (SPEC B2).
@@ -110,10 +111,15 @@ pub struct Registry {
     max_age: Duration,
     /// Paths already reported as unusable names.
     bad_names: HashSet<PathBuf>,
+    /// Orders whose sidecar overrides their own line-protocol settings
+    /// (logged once).
+    sidecar_wins: HashSet<OrderId>,
     /// False during the first scan (quieter logging).
     initial_scan_done: bool,
     /// Interval of the safety-net rescan.
     rescan_interval: Duration,
+    /// Told when a job task panics.
+    supervisor: Supervisor,
 }
 
 impl Registry {
@@ -148,9 +154,18 @@ impl Registry {
             pending_store: Vec::new(),
             max_age,
             bad_names: HashSet::new(),
+            sidecar_wins: HashSet::new(),
             initial_scan_done: false,
             rescan_interval: RESCAN_INTERVAL,
+            supervisor: Supervisor::new(),
         }
+    }
+
+    /// Reports panicking job tasks to `sup` (default: a supervisor nobody
+    /// watches).
+    pub fn with_supervisor(mut self, sup: Supervisor) -> Registry {
+        self.supervisor = sup;
+        self
     }
 
     /// Sets the interval of the safety-net rescan (default [`RESCAN_INTERVAL`]).
@@ -263,6 +278,7 @@ impl Registry {
     /// new orders.
     fn publish(&mut self) {
         let c = self.counts();
+        crate::proctitle::set(&crate::proctitle::orders_title(c.orders));
         self.deps
             .stats
             .orders
@@ -331,13 +347,13 @@ impl Registry {
             let path = ent.path();
             match ent.file_type() {
                 Ok(ft) if ft.is_dir() => self.walk(&path, depth + 1, out),
-                Ok(ft) if ft.is_file() || ft.is_symlink() => {
-                    match OrderId::from_path(&self.base.orders, &path) {
-                        Ok(id) => out.push((id, path)),
-                        Err(why) => self.warn_bad_name(&path, &why),
-                    }
-                }
-                _ => {}
+                // Files, symlinks, and what cannot be an order (a FIFO, a
+                // socket): load() rejects the latter, at start-up as later.
+                Ok(_) => match OrderId::from_path(&self.base.orders, &path) {
+                    Ok(id) => out.push((id, path)),
+                    Err(why) => self.warn_bad_name(&path, &why),
+                },
+                Err(_) => {}
             }
         }
     }
@@ -351,11 +367,27 @@ impl Registry {
 
     /// A hint that `path` changed.
     fn handle_path(&mut self, path: &Path) {
-        if let Ok(rel) = path.strip_prefix(&self.base.telegraf) {
-            // Old interface sidecar: reload the order of the same name.
-            if let Some(id) = rel.to_str().and_then(|s| OrderId::new(s).ok()) {
+        if path.starts_with(&self.base.telegraf) {
+            // A sidecar changed (any id): reload the order of the same id;
+            // for a new directory, the orders of every sidecar below it.
+            let ids: Vec<OrderId> = if path.is_dir() {
+                walkdir::WalkDir::new(path)
+                    .max_depth(MAX_DEPTH)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .filter(|e| !e.file_type().is_dir())
+                    .filter_map(|e| OrderId::from_path(&self.base.telegraf, e.path()).ok())
+                    .collect()
+            } else {
+                OrderId::from_path(&self.base.telegraf, path)
+                    .ok()
+                    .into_iter()
+                    .collect()
+            };
+            for id in ids {
                 let order_path = id.under(&self.base.orders);
-                if order_path.exists() || self.orders.contains_key(&id) {
+                let is_dir = std::fs::symlink_metadata(&order_path).is_ok_and(|m| m.is_dir());
+                if !is_dir && (order_path.exists() || self.orders.contains_key(&id)) {
                     self.load(&id, &order_path, true);
                 }
             }
@@ -485,12 +517,10 @@ impl Registry {
                 return;
             }
         }
-        let sidecar_path = self.base.telegraf.join(id.as_str());
-        let sidecar = if id.is_old_interface() {
-            std::fs::metadata(&sidecar_path).ok().map(|m| Stamp::of(&m))
-        } else {
-            None
-        };
+        let sidecar = std::fs::metadata(id.under(&self.base.telegraf))
+            .ok()
+            .filter(|m| !m.is_dir())
+            .map(|m| Stamp::of(&m));
         if !force {
             if let Some(e) = self.orders.get(id) {
                 if e.stamp == stamp && e.sidecar == sidecar {
@@ -507,16 +537,20 @@ impl Registry {
                 for w in &p.warnings {
                     warn!(order = %id, "{w}");
                 }
-                if id.is_old_interface() && sidecar.is_some() {
-                    match std::fs::read(&sidecar_path)
-                        .map_err(|e| e.to_string())
-                        .and_then(|b| {
-                            order::parse_telegraf_sidecar(&sidecar_path, &b)
-                                .map_err(|e| e.to_string())
-                        }) {
-                        Ok(meta) => p.order.telegraf = Some(meta),
-                        Err(e) => warn!(order = %id, error = %e, "telegraf sidecar ignored"),
+                if sidecar.is_some() {
+                    let side = order::read_sidecar(&self.base.telegraf, id);
+                    if let order::Sidecar::Broken(e) = &side {
+                        warn!(order = %id, error = %e, "telegraf sidecar ignored");
                     }
+                    if p.order.apply_sidecar(&side) == order::MetaSource::SidecarOverOrder {
+                        if self.sidecar_wins.insert(id.clone()) {
+                            info!(order = %id, "the order file and telegraf/{id} both set measurement_name or tags: the sidecar's are used, the order file's ignored");
+                        }
+                    } else {
+                        self.sidecar_wins.remove(id);
+                    }
+                } else {
+                    self.sidecar_wins.remove(id);
                 }
                 self.invalid.remove(id);
                 self.retry.remove(id);
@@ -573,6 +607,10 @@ impl Registry {
                 Err(e) => Err(err(format!("cannot stat file: {e}"))),
             };
         }
+        if md.is_dir() {
+            // A directory is never an order file (nor rejected as one).
+            return Ok(None);
+        }
         if !md.is_file() {
             return Err(err("not a regular file".into()));
         }
@@ -604,8 +642,9 @@ impl Registry {
         }
     }
 
-    /// Removes an order file not refreshed for longer than `--max-age` (and
-    /// its old-interface sidecar) and archives its output (SPEC A4).
+    /// Removes an order file not refreshed for longer than `--max-age` and
+    /// archives its output (SPEC A4). Its `telegraf/<id>` sidecar is a user
+    /// file and stays, as with the original.
     fn expire(&mut self, id: &OrderId, path: &Path, age: Duration) {
         match std::fs::remove_file(path) {
             Ok(()) => info!(
@@ -617,9 +656,6 @@ impl Registry {
             Err(e) => {
                 warn!(order = %id, error = %e, "order expired but its file cannot be removed")
             }
-        }
-        if id.is_old_interface() {
-            let _ = std::fs::remove_file(self.base.telegraf.join(id.as_str()));
         }
         self.invalid.remove(id);
         self.retry.remove(id);
@@ -795,7 +831,9 @@ impl Registry {
             cancel: cancel.clone(),
             name: format!("job-{job_id} {}", key.label()),
         };
-        self.tracker.spawn(job::run_job(ctx));
+        let name = ctx.name.clone();
+        self.tracker
+            .spawn(self.supervisor.watch(name, job::run_job(ctx)));
         jobs.push(Job {
             id: job_id,
             members,

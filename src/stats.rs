@@ -64,6 +64,15 @@ struct Snapshot {
     icmp: IcmpSnapshot,
     store: StoreSnapshot,
     line_protocol: Vec<SinkSnapshot>,
+    log: LogSnapshot,
+}
+
+#[derive(Serialize)]
+struct LogSnapshot {
+    /// Log lines written.
+    lines_written: u64,
+    /// Log lines that could not be written (queue full, output failing).
+    lines_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -162,6 +171,10 @@ pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &
                 queue_high_water: get(&o.stats.high_water),
             })
             .collect(),
+        log: LogSnapshot {
+            lines_written: crate::logging::written(),
+            lines_dropped: crate::logging::dropped(),
+        },
     };
     serde_json::to_string_pretty(&s).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }

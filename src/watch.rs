@@ -35,8 +35,8 @@ pub struct OrderWatcher {
 }
 
 impl OrderWatcher {
-    /// Starts watching `orders` (recursively) and `telegraf` (flat), sending
-    /// hints to `tx`.
+    /// Starts watching `orders` and `telegraf` (both recursively: sidecars
+    /// mirror order ids), sending hints to `tx`.
     pub fn start(
         orders: &Path,
         telegraf: &Path,
@@ -65,7 +65,7 @@ impl OrderWatcher {
                 }
             })?;
         watcher.watch(orders, RecursiveMode::Recursive)?;
-        watcher.watch(telegraf, RecursiveMode::NonRecursive)?;
+        watcher.watch(telegraf, RecursiveMode::Recursive)?;
         Ok(OrderWatcher {
             _watcher: watcher,
             overflowed,

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use support::{can_ping, is_root, rrd_info, rrdtool, wait_for, Base, Daemon};
+use support::{can_ping, is_root, rrd_info, rrdtool, wait_for, Base, Daemon, Tmpfs};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orders")
@@ -256,6 +256,11 @@ fn expiry_archive_and_restore() {
     base.write_order("app/old", &order("127.0.0.1", 60, 5));
     set_mtime(&base.orders().join("app/old"), Duration::from_secs(200));
     make_rrd(&base.output("app/old").join("main.rrd"), 60);
+    // Its line-protocol sidecar is a user file: expiry keeps it (as the
+    // original did), for a new-interface id as for an md5 one.
+    let sidecar = base.path().join("telegraf/app/old");
+    fs::create_dir_all(sidecar.parent().unwrap()).unwrap();
+    fs::write(&sidecar, "measurement_name: m\n").unwrap();
     // An output directory without an order: archived at start-up.
     fs::create_dir_all(base.output("gone/orphan")).unwrap();
     fs::write(base.output("gone/orphan/last_result"), "time: 1\n").unwrap();
@@ -267,6 +272,10 @@ fn expiry_archive_and_restore() {
     assert!(
         !base.orders().join("app/old").exists(),
         "expired order file removed"
+    );
+    assert!(
+        sidecar.exists(),
+        "the telegraf/ sidecar of an expired order is never deleted"
     );
     let archived = base.path().join("archive/app/old/main.rrd");
     assert!(
@@ -433,60 +442,6 @@ fn kill_9_and_restart_leave_consistent_files() {
     assert_never_both(&base);
 }
 
-/// A tmpfs mounted for one test, unmounted on every exit path.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        ok.then(|| Tmpfs(dir.to_path_buf()))
-    }
-
-    /// Makes `dir` (inside the tmpfs) read-only with a read-only bind mount
-    /// over it; returns a guard that removes it.
-    fn read_only(&self, dir: &Path) -> ReadOnly {
-        let run = |args: &[&str]| {
-            let st = Command::new("mount")
-                .args(args)
-                .arg(dir)
-                .arg(dir)
-                .status()
-                .unwrap();
-            assert!(st.success(), "mount {args:?}");
-        };
-        run(&["--bind"]);
-        let guard = ReadOnly(dir.to_path_buf());
-        let st = Command::new("mount")
-            .args(["-o", "remount,bind,ro"])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "remount read-only");
-        guard
-    }
-}
-
-/// A read-only bind mount, removed on drop.
-struct ReadOnly(PathBuf);
-
-impl Drop for ReadOnly {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn full_disk_read_only_and_deleted_output_recover() {
     if !is_root() || !can_ping("full_disk_read_only_and_deleted_output_recover") {
@@ -523,6 +478,22 @@ fn full_disk_read_only_and_deleted_output_recover() {
         }
     }
     d.wait_log_line(&["cannot write round", "order=f/"], Duration::from_secs(30));
+    // Room for an order file but not for its RRD: the failed create says
+    // why (librrd itself gives no message then).
+    {
+        let f = fs::OpenOptions::new().write(true).open(&filler).unwrap();
+        let len = f.metadata().unwrap().len();
+        f.set_len(len.saturating_sub(64 * 1024)).unwrap();
+    }
+    base.write_order("f/new", &order("127.0.0.3", 10, 2));
+    let line = d.wait_log_line(
+        &["cannot prepare output", "order=f/new"],
+        Duration::from_secs(30),
+    );
+    assert!(
+        line.to_lowercase().contains("no space left") && !line.contains("librrd: \"\""),
+        "a failed create must say why: {line}"
+    );
     // Free it: the daemon recovers by itself.
     fs::remove_file(&filler).unwrap();
     d.wait_log_line(&["writes recovered", "order=f/"], Duration::from_secs(30));
@@ -566,4 +537,34 @@ fn full_disk_read_only_and_deleted_output_recover() {
     assert!(wait_for(Duration::from_secs(30), || base.last_result("f/b")).is_some());
     rrd_info(&base.output("f/b").join("main.rrd"));
     assert!(d.log_text().contains("order=f/a"), "errors name the order");
+}
+
+/// A FIFO (or anything else that is not a regular file) in orders/ is
+/// handled the same at start-up as later: moved to rejected/ with its
+/// reason, and logged.
+#[test]
+fn fifo_in_orders_is_rejected_at_start_up_too() {
+    let base = Base::new();
+    fs::create_dir_all(base.orders().join("app")).unwrap();
+    let fifo = base.orders().join("app/pipe");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    base.write_order("app/good", &order("127.0.0.1", 60, 5));
+    let d = Daemon::start(&base, &[]);
+    let line = d.wait_log_line(
+        &["invalid order", "order=app/pipe"],
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("not a regular file"), "{line}");
+    let moved = base.path().join("rejected/app/pipe");
+    assert!(
+        fs::symlink_metadata(&moved).is_ok_and(|m| !m.is_file()),
+        "the FIFO is moved to rejected/, not deleted"
+    );
+    let error = fs::read_to_string(base.path().join("rejected/app/pipe.error")).unwrap();
+    assert!(error.contains("not a regular file"), "{error}");
+    assert!(!fifo.exists());
+    d.wait_log_line(
+        &["order started", "order=app/good"],
+        Duration::from_secs(10),
+    );
 }

@@ -109,6 +109,24 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
     )
     .unwrap();
     base.write_order(&id, &content);
+    // New interface with a sidecar, as the original reads it for any id;
+    // and an order with both: the sidecar wins.
+    std::fs::create_dir_all(base.path().join("telegraf/lp")).unwrap();
+    std::fs::write(
+        base.path().join("telegraf/lp/side"),
+        "measurement_name: sidecar_new\ntags:\n  via: sidecar\n",
+    )
+    .unwrap();
+    base.write_order("lp/side", &tcp_order(p, ""));
+    std::fs::write(
+        base.path().join("telegraf/lp/both"),
+        "measurement_name: sidecar_wins\n",
+    )
+    .unwrap();
+    base.write_order(
+        "lp/both",
+        &tcp_order(p, "measurement_name: inline_ignored\n"),
+    );
 
     let d = Daemon::start(
         &base,
@@ -185,6 +203,17 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
         })
         .unwrap_or_else(|| panic!("{db}: no tunnel series"));
         assert_eq!(tag(&tun[0].0, "tunnel_id"), "12458");
+        // So is a new-interface order's sidecar.
+        let side = wait_for(Duration::from_secs(30), || {
+            let c = counts(&influx, db, "loss", "sidecar_new");
+            (!c.is_empty()).then_some(c)
+        })
+        .unwrap_or_else(|| panic!("{db}: no series from telegraf/lp/side"));
+        assert_eq!(tag(&side[0].0, "via"), "sidecar");
+        wait_for(Duration::from_secs(30), || {
+            (!counts(&influx, db, "loss", "sidecar_wins").is_empty()).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{db}: no series from telegraf/lp/both"));
         // An order without a measurement name sends nothing.
         let measurements = influx.query(db, "SHOW MEASUREMENTS");
         let v: Value = serde_json::from_str(&measurements).unwrap();
@@ -194,7 +223,11 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
             .iter()
             .map(|r| r[0].as_str().unwrap().to_owned())
             .collect();
-        assert_eq!(names, ["latency", "tunnel"], "{db}");
+        assert_eq!(
+            names,
+            ["latency", "sidecar_new", "sidecar_wins", "tunnel"],
+            "{db}: an order without a measurement sends nothing; a sidecar wins over the order's own"
+        );
     }
     // The stored median equals last_result's for the same round.
     let r = base.last_result("lp/a").unwrap();
@@ -226,6 +259,16 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
     );
     assert!(lines.iter().any(|l| l.contains(" individual_rtt=")));
     assert!(!lines.iter().any(|l| l.contains("NaN")));
+    // The sidecar's precedence is logged once for that order.
+    assert_eq!(
+        d.log_text()
+            .lines()
+            .filter(|l| l.contains("order=lp/both") && l.contains("the sidecar's are used"))
+            .count(),
+        1,
+        "{}",
+        d.log_text()
+    );
 }
 
 #[test]

@@ -502,3 +502,114 @@ fn completions_and_help() {
     let o = Command::new(support::bin()).arg("bogus").output().unwrap();
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
 }
+
+/// A directory holding `pingmachine-status` and `pingmachine-graph` as
+/// symbolic links to the binary, as the install steps create them.
+fn old_names() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["pingmachine-status", "pingmachine-graph"] {
+        std::os::unix::fs::symlink(support::bin(), dir.path().join(name)).unwrap();
+    }
+    dir
+}
+
+/// `pingmachine-status` prints what the original Perl tool prints on the
+/// same base directory, byte for byte: the golden files were produced by
+/// the original (`faketime '@1800000000' perl pingmachine-status`, with its
+/// two paths pointed at the fixture; colours under `script`, i.e. on a
+/// terminal). Several users, fping with interface and source address, a
+/// host name, httping (no host), ssh, tcp, no result yet, 100 % loss, stale
+/// results, an order without user, a file that is not YAML; `wide` adds an
+/// IPv6 host.
+#[test]
+fn pingmachine_status_matches_the_original_byte_for_byte() {
+    let names = old_names();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/classic-status");
+    for v in ["narrow", "wide"] {
+        let base = fixtures.join(v);
+        let out = Command::new(names.path().join("pingmachine-status"))
+            .args(["--basedir", base.to_str().unwrap(), "--now", "1800000000"])
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{v}: {}", err(&out));
+        let want = std::fs::read_to_string(fixtures.join(format!("{v}.expected"))).unwrap();
+        assert_eq!(text(&out), want, "{v}: table");
+        let want_err =
+            std::fs::read_to_string(fixtures.join(format!("{v}.stderr.expected"))).unwrap();
+        assert_eq!(
+            err(&out).replace(base.to_str().unwrap(), "BASE"),
+            want_err,
+            "{v}: warnings"
+        );
+        // On a terminal: the original's colours, escape codes and all.
+        let (colored, _) = pingmachine::cmd::classic_status::render(
+            &pingmachine::basedir::BaseDir::new(&base),
+            1_800_000_000,
+            true,
+        )
+        .unwrap();
+        let want = std::fs::read_to_string(fixtures.join(format!("{v}.color.expected"))).unwrap();
+        assert_eq!(colored, want, "{v}: colours");
+    }
+    // No orders/: the original's error.
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(names.path().join("pingmachine-status"))
+        .args(["--basedir", empty.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(err(&out).starts_with("ERROR: can't open "), "{}", err(&out));
+}
+
+/// `pingmachine-graph -i ID -p PERIOD -o FILE` draws the 510x300 graph and
+/// says so as the original did; `pingmachine graph -i` works too.
+#[test]
+fn pingmachine_graph_takes_the_original_flags() {
+    let names = old_names();
+    let base = Base::new();
+    let rrd = base.output("0123abcd").join("main.rrd");
+    std::fs::create_dir_all(rrd.parent().unwrap()).unwrap();
+    make_rrd(&rrd);
+    base.write_order(
+        "0123abcd",
+        "user: u\nstep: 60\npings: 3\nprobe: fping\nfping: {host: 127.0.0.1}\n",
+    );
+    let png = base.path().join("out.png");
+    let out = Command::new(names.path().join("pingmachine-graph"))
+        .args(["--basedir", base.path().to_str().unwrap()])
+        .args(["-i", "0123", "-p", "day", "-o", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", text(&out), err(&out));
+    assert_eq!(
+        text(&out),
+        format!("image {} successfully created\n", png.display())
+    );
+    let (w, h, _) = decode(&png);
+    assert_eq!((w, h), (510, 300));
+    // An unknown id: an ERROR line on standard output, as the original.
+    let out = Command::new(names.path().join("pingmachine-graph"))
+        .args(["--basedir", base.path().to_str().unwrap()])
+        .args(["-i", "nope", "-p", "week", "-o", png.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).starts_with("ERROR: "), "{}", text(&out));
+    // pingmachine graph -i
+    let png2 = base.path().join("out2.png");
+    let out = pm(
+        base.path(),
+        &[
+            "graph",
+            "-i",
+            "0123abcd",
+            "-p",
+            "3600",
+            "-o",
+            png2.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", err(&out));
+    assert!(png2.exists());
+}

@@ -291,7 +291,7 @@ pub fn render(
 /// Runs `graph`.
 pub fn run(base: &BaseDir, opts: &GraphOpts) -> anyhow::Result<()> {
     let period = parse_period(&opts.period).map_err(|e| anyhow::anyhow!("--period {e}"))?;
-    let id = resolve(&inspect::rrd_ids(base), &opts.id_prefix)?;
+    let id = resolve(&inspect::rrd_ids(base), opts.order())?;
     let rrd: PathBuf = crate::order::OrderId::new(&id)
         .map_err(|e| anyhow::anyhow!(e))?
         .under(&base.output)

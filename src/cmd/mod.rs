@@ -1,6 +1,7 @@
 //! One module per subcommand, each with a `run()`.
 
 pub mod check;
+pub mod classic_status;
 pub mod completions;
 pub mod graph;
 pub mod order;

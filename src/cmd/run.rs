@@ -1,45 +1,210 @@
-//! `pingmachine run`: the daemon.
+//! The daemon: `pingmachine run`, and the original's form without a
+//! subcommand (`pingmachine [--debug] [--user U] [--basedir D] [--telegraf H:P]`).
 //!
-//! Start-up: create the base directory tree, take `.lock`, start the ICMP
-//! engine, the store writers, the watcher and the registry. Signals:
-//! SIGTERM/SIGINT stop (jobs stop, queued writes finish, then exit);
-//! SIGHUP triggers a full rescan.
+//! Start-up, in this order, while the process has a single thread (every
+//! thread started later inherits the result):
+//!
+//! 1. parse every setting, so a bad one is an error on the terminal;
+//! 2. with `--user`, resolve the user and create and check the base
+//!    directory as that user; take `.lock` (exclusive `flock`);
+//! 3. open the ICMP sockets of the default bindings (IPv4, IPv6);
+//! 4. in the original's form without `--debug`, detach (`daemon(3)`: fork,
+//!    new session, `/` as working directory, standard streams on
+//!    `/dev/null`) and log to syslog;
+//! 5. prepare the process title; with `--user`, drop privileges for good,
+//!    keeping only `CAP_NET_RAW` ([`crate::privilege`]);
+//! 6. start the log writer, the async runtime, the store writers, the
+//!    watcher and the registry.
+//!
+//! Signals: SIGTERM/SIGINT stop (jobs stop, queued writes finish, exit 0);
+//! SIGHUP triggers a full rescan. A dead thread or task stops the daemon
+//! with an error (exit 1), see [`crate::supervise`].
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use probes::icmp::{IcmpConfig, IcmpEngine, SocketKind};
+use anyhow::{bail, Context};
+use probes::icmp::{Binding, Family, IcmpConfig, IcmpEngine, PreOpened, SocketKind};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::basedir::BaseDir;
+use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
 use crate::job::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::job::ProbeDeps;
+use crate::logging::{self, Logging, Target};
+use crate::privilege::RunAs;
+use crate::proctitle;
 use crate::registry::Registry;
 use crate::sink::{Destination, Sinks};
 use crate::stats;
 use crate::store::writer::Writers;
+use crate::supervise::Supervisor;
 use crate::watch::{self, OrderWatcher, WatchEvent};
 
 /// How long job tasks get to stop at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How long queued log lines may take to be written at exit.
+const LOG_DRAIN: Duration = Duration::from_secs(2);
+/// How often the watchdog looks at what reports no failure by itself.
+const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
-/// Runs the daemon until SIGTERM/SIGINT.
-pub fn run(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
-    base.create()?;
-    let _lock = base.lock()?;
+/// How the daemon was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// `pingmachine run`: in the foreground, logging to standard error.
+    Foreground,
+    /// No subcommand, as the original: detach and log to syslog, or with
+    /// `--debug` stay in the foreground and log to the terminal.
+    Classic,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (or a dead thread or task).
+pub fn run(base: &BaseDir, opts: &RunOpts, launch: Launch) -> anyhow::Result<()> {
+    let detach = launch == Launch::Classic && !opts.debug;
+    let log = logging::install(
+        if detach {
+            Target::Syslog
+        } else {
+            Target::Stderr
+        },
+        if opts.debug { "debug" } else { "info" },
+    );
+    let mut detached = false;
+    let result = start(base, opts, detach, &log, &mut detached);
+    if let Err(e) = &result {
+        if detached {
+            // Standard error is /dev/null now: say it in syslog.
+            error!("{e:#}");
+        }
+    }
+    log.finish(LOG_DRAIN);
+    result
+}
+
+/// Everything parsed from the command line before anything starts.
+struct Settings {
+    deps: DepsConfig,
+    destinations: Vec<Destination>,
+    tags: BTreeMap<String, String>,
+    icmp: IcmpConfig,
+    run_as: Option<RunAs>,
+}
+
+fn start(
+    base: &BaseDir,
+    opts: &RunOpts,
+    detach: bool,
+    log: &Logging,
+    detached: &mut bool,
+) -> anyhow::Result<()> {
+    let settings = settings(opts)?;
+    // Detaching changes the working directory to /.
+    let base = BaseDir::new(
+        &std::path::absolute(&base.root)
+            .with_context(|| format!("base directory {}", base.root.display()))?,
+    );
+    let lock = prepare_base(&base, settings.run_as.as_ref())?;
+    let (pre, failed) = PreOpened::open(
+        &settings.icmp,
+        &[Binding::any(Family::V4), Binding::any(Family::V6)],
+    );
+    for e in failed {
+        // Opened again when a round needs it; said then if it still fails.
+        debug!("ICMP socket not opened at start-up: {e}");
+    }
+    if detach {
+        nix::unistd::daemon(false, false).context("cannot detach (daemon)")?;
+        *detached = true;
+    }
+    proctitle::init();
+    if let Some(u) = &settings.run_as {
+        u.drop_privileges()
+            .with_context(|| format!("--user {}: cannot switch", u.name))?;
+        info!(
+            user = %u.name,
+            uid = u.uid.as_raw(),
+            gid = u.gid.as_raw(),
+            "running as an unprivileged user, keeping only CAP_NET_RAW"
+        );
+    }
+    log.start();
+    proctitle::set(&proctitle::orders_title(0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pingmachine")
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(daemon(base, opts))
+    rt.block_on(daemon(&base, opts, settings, pre, lock))
+}
+
+/// Parses and checks every setting.
+fn settings(opts: &RunOpts) -> anyhow::Result<Settings> {
+    let socket_kind = match opts.icmp_socket {
+        IcmpSocket::Auto => SocketKind::Auto,
+        IcmpSocket::Datagram => SocketKind::Datagram,
+        IcmpSocket::Raw => SocketKind::Raw,
+    };
+    let (destinations, tags) = sinks_config(opts)?;
+    Ok(Settings {
+        deps: deps_config(opts)?,
+        destinations,
+        tags,
+        icmp: IcmpConfig {
+            socket_kind,
+            // One sender wake-up per millisecond for all jobs (SPEC A5's
+            // 1 ms spacing within a job is kept).
+            send_quantum: Duration::from_millis(1),
+            ..IcmpConfig::default()
+        },
+        run_as: match &opts.user {
+            Some(name) => RunAs::resolve(name)?,
+            None => None,
+        },
+    })
+}
+
+/// Creates the base directory tree and takes its lock. With `--user`, the
+/// base directory must exist; the tree is created and checked for writing
+/// as that user, and the lock taken as root.
+fn prepare_base(base: &BaseDir, run_as: Option<&RunAs>) -> anyhow::Result<Lock> {
+    let Some(u) = run_as else {
+        base.create()?;
+        return base.lock();
+    };
+    let prepare = format!(
+        "prepare it with: install -d -o {user} -g {gid} {dir}",
+        user = u.name,
+        gid = u.gid,
+        dir = base.root.display()
+    );
+    if !base.root.is_dir() {
+        bail!(
+            "--user {}: the base directory {} does not exist; {prepare}",
+            u.name,
+            base.root.display()
+        );
+    }
+    u.as_user(|| -> anyhow::Result<()> {
+        base.create()?;
+        base.check_writable()?;
+        // The lock file belongs to the user too, for later runs as that user.
+        base.lock_file()?;
+        Ok(())
+    })?
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "--user {} cannot use the base directory {}: {e:#}; {prepare}",
+            u.name,
+            base.root.display()
+        )
+    })?;
+    base.lock()
 }
 
 /// Probe settings from the command line, with a clear error for each bad one.
@@ -66,12 +231,8 @@ fn deps_config(opts: &RunOpts) -> anyhow::Result<DepsConfig> {
     })
 }
 
-/// Line-protocol destinations from the command line.
-fn sinks_config(
-    opts: &RunOpts,
-    tracker: &TaskTracker,
-    cancel: &CancellationToken,
-) -> anyhow::Result<Sinks> {
+/// Line-protocol destinations and global tags from the command line.
+fn sinks_config(opts: &RunOpts) -> anyhow::Result<(Vec<Destination>, BTreeMap<String, String>)> {
     let mut dests = Vec::new();
     if let Some(t) = &opts.telegraf {
         dests.push(
@@ -89,39 +250,27 @@ fn sinks_config(
                 .map_err(|e| anyhow::anyhow!("--influx-url {u:?}: {e}"))?,
         );
     }
-    let mut tags = std::collections::BTreeMap::new();
+    let mut tags = BTreeMap::new();
     for t in &opts.tags {
         let (k, v) = crate::sink::parse_tag(t).map_err(|e| anyhow::anyhow!("--tag {t:?}: {e}"))?;
         tags.insert(k, v);
     }
-    Ok(Sinks::start(
-        dests,
-        tags,
-        opts.influx_buffer as usize,
-        tracker,
-        cancel,
-    ))
+    Ok((dests, tags))
 }
 
-async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
-    let socket_kind = match opts.icmp_socket {
-        IcmpSocket::Auto => SocketKind::Auto,
-        IcmpSocket::Datagram => SocketKind::Datagram,
-        IcmpSocket::Raw => SocketKind::Raw,
-    };
+async fn daemon(
+    base: &BaseDir,
+    opts: &RunOpts,
+    settings: Settings,
+    pre: PreOpened,
+    _lock: Lock,
+) -> anyhow::Result<()> {
     let engine = Arc::new(
-        IcmpEngine::new(IcmpConfig {
-            socket_kind,
-            // One sender wake-up per millisecond for all jobs (SPEC A5's
-            // 1 ms spacing within a job is kept).
-            send_quantum: Duration::from_millis(1),
-            ..IcmpConfig::default()
-        })
-        .context("cannot start the ICMP engine")?,
+        IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
     );
-    let deps = Arc::new(ProbeDeps::new(engine, deps_config(opts)?));
-    let deps_stats = deps.clone();
-    let (store, writers) = Writers::start(base, usize::from(opts.writers))
+    let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps));
+    let sup = Supervisor::new();
+    let (store, writers) = Writers::start_supervised(base, usize::from(opts.writers), &sup)
         .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
     let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
@@ -133,7 +282,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
     {
-        let cancel = cancel.clone();
+        let (cancel, sup) = (cancel.clone(), sup.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -143,6 +292,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
                         info!("SIGHUP: rescanning orders");
                         let _ = tx.send(WatchEvent::Rescan("SIGHUP")).await;
                     }
+                    () = sup.failed() => break,
                 }
             }
             cancel.cancel();
@@ -150,27 +300,35 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     }
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
-    let sinks = Arc::new(sinks_config(opts, &tracker, &cancel)?);
+    let sinks = Arc::new(Sinks::start(
+        settings.destinations,
+        settings.tags,
+        opts.influx_buffer as usize,
+        &tracker,
+        &cancel,
+        &sup,
+    ));
     let registry = Registry::new(
         base.clone(),
-        deps,
+        deps.clone(),
         store.clone(),
         sinks.clone(),
         tracker.clone(),
         cancel.clone(),
         Duration::from_secs(opts.max_age),
     )
-    .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
+    .with_rescan_interval(Duration::from_secs(opts.rescan_interval))
+    .with_supervisor(sup.clone());
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
         let (deps, store, sinks, root, cancel) = (
-            deps_stats.clone(),
+            deps.clone(),
             store.clone(),
             sinks.clone(),
             base.root.clone(),
             cancel.clone(),
         );
-        tokio::spawn(async move {
+        tokio::spawn(sup.watch("the stats writer".into(), async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
@@ -181,10 +339,30 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
                     warn!(error = %e, "cannot write {}", stats::FILE);
                 }
             }
+        }))
+    };
+    // The watchdog: what cannot report its own death is looked at.
+    let watchdog = {
+        let (sup, cancel, engine) = (sup.clone(), cancel.clone(), engine.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(WATCHDOG_EVERY) => {}
+                    () = cancel.cancelled() => break,
+                }
+                if let Err(what) = engine.health() {
+                    sup.fail(what);
+                }
+                if sup.failure().is_some() {
+                    cancel.cancel();
+                    break;
+                }
+            }
         })
     };
     registry.run(rx, watcher).await;
     let _ = stats_task.await;
+    let _ = watchdog.await;
 
     tracker.close();
     if tokio::time::timeout(STOP_GRACE, tracker.wait())
@@ -212,7 +390,7 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
         write_errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed),
         "finishing queued writes"
     );
-    let text = stats::snapshot(&deps_stats.stats, &deps_stats.icmp, store.stats(), &sinks);
+    let text = stats::snapshot(&deps.stats, &deps.icmp, store.stats(), &sinks);
     if let Err(e) = stats::write(&base.root, &text) {
         warn!(error = %e, "cannot write {}", stats::FILE);
     }
@@ -220,6 +398,13 @@ async fn daemon(base: &BaseDir, opts: &RunOpts) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || writers.join())
         .await
         .ok();
-    info!("stopped");
+    if let Some(what) = sup.failure() {
+        error!(
+            "{what}: pingmachine stopped so that its service manager restarts it ({} log lines dropped)",
+            logging::dropped()
+        );
+        bail!("{what}; stopped");
+    }
+    info!(log_lines_dropped = logging::dropped(), "stopped");
     Ok(())
 }

@@ -24,6 +24,7 @@ pub use parse::{parse_order, parse_telegraf_sidecar, Parsed};
 /// without reading it whole. Used by the daemon and by `pingmachine check`.
 pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let io_err = |what: &str, e: std::io::Error| OrderError {
         file: path.to_path_buf(),
         field: None,
@@ -31,8 +32,23 @@ pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> 
         reason: format!("cannot {what} file: {e}"),
         line: None,
     };
-    let f = std::fs::File::open(path).map_err(|e| io_err("open", e))?;
-    let len = f.metadata().map_err(|e| io_err("stat", e))?.len();
+    // O_NONBLOCK: a FIFO put here cannot block the reader.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| io_err("open", e))?;
+    let md = f.metadata().map_err(|e| io_err("stat", e))?;
+    if !md.is_file() {
+        return Err(OrderError {
+            file: path.to_path_buf(),
+            field: None,
+            value: None,
+            reason: "not a regular file".into(),
+            line: None,
+        });
+    }
+    let len = md.len();
     if len > parse::MAX_ORDER_BYTES as u64 {
         return Err(OrderError {
             file: path.to_path_buf(),
@@ -52,6 +68,101 @@ pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> 
     parse_order(path, id, &buf)
 }
 
+/// What an order's `telegraf/<id>` sidecar is.
+#[derive(Debug)]
+pub enum Sidecar {
+    /// There is none.
+    Absent,
+    /// Its line-protocol settings.
+    Meta(TelegrafMeta),
+    /// It cannot be used (why).
+    Broken(OrderError),
+}
+
+/// Reads the `telegraf/<id>` sidecar of order `id` below `telegraf_dir`,
+/// for any id (the original read it for new-interface ids too). Only a
+/// regular file (symlinks followed) of at most [`parse::MAX_ORDER_BYTES`]
+/// is read.
+pub fn read_sidecar(telegraf_dir: &Path, id: &OrderId) -> Sidecar {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = id.under(telegraf_dir);
+    let broken = |reason: String| {
+        Sidecar::Broken(OrderError {
+            file: path.clone(),
+            field: None,
+            value: None,
+            reason,
+            line: None,
+        })
+    };
+    let f = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Sidecar::Absent,
+        Err(e) if e.raw_os_error() == Some(nix::libc::ENOTDIR) => return Sidecar::Absent,
+        Err(e) => return broken(format!("cannot open file: {e}")),
+    };
+    match f.metadata() {
+        Ok(md) if md.is_dir() => return Sidecar::Absent,
+        Ok(md) if !md.is_file() => return broken("not a regular file".into()),
+        Ok(md) if md.len() > parse::MAX_ORDER_BYTES as u64 => {
+            return broken(format!(
+                "file is {} bytes; at most {} are read",
+                md.len(),
+                parse::MAX_ORDER_BYTES
+            ))
+        }
+        Ok(_) => {}
+        Err(e) => return broken(format!("cannot stat file: {e}")),
+    }
+    let mut buf = Vec::new();
+    if let Err(e) = f
+        .take(parse::MAX_ORDER_BYTES as u64 + 1)
+        .read_to_end(&mut buf)
+    {
+        return broken(format!("cannot read file: {e}"));
+    }
+    match parse_telegraf_sidecar(&path, &buf) {
+        Ok(m) => Sidecar::Meta(m),
+        Err(e) => Sidecar::Broken(e),
+    }
+}
+
+/// How an order's line-protocol settings were decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetaSource {
+    /// From the order file, or none at all.
+    Order,
+    /// From the sidecar; the order file has none.
+    Sidecar,
+    /// From the sidecar, over the order file's own `measurement_name` or
+    /// `tags`, which are ignored (the original read only the sidecar).
+    SidecarOverOrder,
+}
+
+impl Order {
+    /// Applies `sidecar` (see [`read_sidecar`]): a usable sidecar wins over
+    /// the order's own settings. A broken one changes nothing.
+    pub fn apply_sidecar(&mut self, sidecar: &Sidecar) -> MetaSource {
+        match sidecar {
+            Sidecar::Meta(m) => {
+                let over = self.telegraf.is_some();
+                self.telegraf = Some(m.clone());
+                if over {
+                    MetaSource::SidecarOverOrder
+                } else {
+                    MetaSource::Sidecar
+                }
+            }
+            Sidecar::Absent | Sidecar::Broken(_) => MetaSource::Order,
+        }
+    }
+}
+
 /// A validated order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Order {
@@ -69,8 +180,8 @@ pub struct Order {
     pub probe: ProbeSpec,
     /// Whether a `main.rrd` is kept.
     pub rrd: RrdTemplate,
-    /// Line-protocol metadata: from the order (new interface) or from the
-    /// `telegraf/<id>` sidecar (old interface).
+    /// Line-protocol metadata: from the order, or from its `telegraf/<id>`
+    /// sidecar, which wins when both exist ([`Order::apply_sidecar`]).
     pub telegraf: Option<TelegrafMeta>,
 }
 

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::order::Order;
+use crate::supervise::Supervisor;
 pub use output::{Destination, Output, OutputStats};
 
 /// All configured destinations.
@@ -37,19 +38,22 @@ impl Sinks {
     }
 
     /// Starts one writer task per destination on `tracker`; they stop (after
-    /// a last, bounded flush) when `cancel` fires.
+    /// a last, bounded flush) when `cancel` fires. A task that panics is
+    /// reported to `sup`.
     pub fn start(
         destinations: Vec<Destination>,
         global_tags: BTreeMap<String, String>,
         buffer_lines: usize,
         tracker: &TaskTracker,
         cancel: &CancellationToken,
+        sup: &Supervisor,
     ) -> Sinks {
         let outputs = destinations
             .into_iter()
             .map(|d| {
                 let out = Arc::new(Output::new(d, buffer_lines));
-                tracker.spawn(output::run(out.clone(), cancel.clone()));
+                let name = format!("line-protocol writer {}", out.destination().label());
+                tracker.spawn(sup.watch(name, output::run(out.clone(), cancel.clone())));
                 out
             })
             .collect();

@@ -130,7 +130,12 @@ impl Destination {
 fn host_port(s: &str) -> Result<String, String> {
     let s = s.trim_end_matches('/');
     match s.rsplit_once(':') {
-        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => Ok(s.to_owned()),
+        Some((h, _)) if h.contains(':') && !(h.starts_with('[') && h.ends_with(']')) => {
+            Err(format!(
+                "expected HOST:PORT, got {s:?}; write an IPv6 address in brackets: [ADDR]:PORT"
+            ))
+        }
+        Some((h, p)) if !h.is_empty() && h != "[]" && p.parse::<u16>().is_ok() => Ok(s.to_owned()),
         _ => Err(format!("expected HOST:PORT, got {s:?}")),
     }
 }

@@ -69,13 +69,39 @@ pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let tmp = dir.join(TMP_FILE);
     let fin = dir.join(FILE);
+    // last_result.tmp is the daemon's own file: anything else found there
+    // (a symlink, a FIFO, a directory) is taken away, never followed.
+    if let Ok(md) = std::fs::symlink_metadata(&tmp) {
+        if !md.is_file() {
+            let kind = if md.file_type().is_symlink() {
+                "a symbolic link"
+            } else if md.is_dir() {
+                "a directory"
+            } else {
+                "not a regular file"
+            };
+            if md.is_dir() {
+                std::fs::remove_dir(&tmp)?;
+            } else {
+                std::fs::remove_file(&tmp)?;
+            }
+            tracing::warn!(path = %tmp.display(), "{TMP_FILE} was {kind}; replaced by a regular file (a symlink's target is left alone)");
+        }
+    }
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(false)
         .mode(0o666) // less the umask, as File::create
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        // Never follow a link, never wait on a FIFO planted meanwhile.
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(&tmp)?;
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file",
+            tmp.display()
+        )));
+    }
     let old_len = f.metadata()?.len();
     f.write_all_at(text.as_bytes(), 0)?;
     if old_len > text.len() as u64 {
@@ -157,13 +183,43 @@ mod tests {
         assert_eq!(read(TMP_FILE), "d\n");
     }
 
+    /// A symlink at last_result.tmp is never followed: its target is kept,
+    /// and the link is replaced by the daemon's own regular file, so the
+    /// order still gets its results.
     #[test]
     fn symlinked_temp_file_is_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let victim = dir.path().join("victim");
         std::fs::write(&victim, "keep\n").unwrap();
         std::os::unix::fs::symlink(&victim, dir.path().join(TMP_FILE)).unwrap();
-        assert!(write_atomic(dir.path(), "x\n").is_err());
+        write_atomic(dir.path(), "x\n").unwrap();
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep\n");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
+            "x\n"
+        );
+    }
+
+    /// A FIFO or a directory there is replaced too (a FIFO must not block).
+    #[test]
+    fn fifo_or_directory_at_temp_file_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join(TMP_FILE),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        write_atomic(dir.path(), "a\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
+            "a\n"
+        );
+        std::fs::remove_file(dir.path().join(TMP_FILE)).ok();
+        std::fs::create_dir(dir.path().join(TMP_FILE)).unwrap();
+        write_atomic(dir.path(), "b\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE)).unwrap(),
+            "b\n"
+        );
     }
 }

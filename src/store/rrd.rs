@@ -184,6 +184,9 @@ pub fn create_rrd(
                 .map_err(|e| rrd::error::RrdError::InvalidArgument(e.to_string()))?,
         );
     }
+    // The data alone: 8 bytes per data source per archive row.
+    let rows: u64 = archives(step).iter().map(|r| u64::from(r.rows)).sum();
+    let need = rows * ds.len() as u64 * 8;
     create::create(
         path,
         unix(start),
@@ -194,6 +197,35 @@ pub fn create_rrd(
         &ds,
         &rras,
     )
+    .map_err(|e| with_reason(e, path, need))
+}
+
+/// librrd sometimes fails without a message (a full disk while creating a
+/// file): say why, from the free space of `path`'s file system (against
+/// `need` bytes) or the last OS error.
+fn with_reason(e: rrd::error::RrdError, path: &Path, need: u64) -> rrd::error::RrdError {
+    match e {
+        rrd::error::RrdError::LibRrdError(msg) if msg.trim().is_empty() => {
+            let os = std::io::Error::last_os_error();
+            let dir = path.parent().unwrap_or(path);
+            let free = nix::sys::statvfs::statvfs(dir).ok().map(|v| {
+                (
+                    v.blocks_available() * v.fragment_size(),
+                    v.files_available(),
+                )
+            });
+            rrd::error::RrdError::LibRrdError(match free {
+                Some((bytes, inodes)) if bytes <= need || inodes == 0 => format!(
+                    "no space left on the file system of {} ({} KiB free, {} KiB needed)",
+                    dir.display(),
+                    bytes / 1024,
+                    need.div_ceil(1024)
+                ),
+                _ => format!("librrd gave no reason; last system error: {os}"),
+            })
+        }
+        other => other,
+    }
 }
 
 /// Writes one update at `t`.
@@ -210,6 +242,7 @@ pub fn update_rrd(path: &Path, t: i64, values: &[Option<f64>]) -> Result<(), rrd
         update::Options::default(),
         &[(update::BatchTime::Timestamp(unix(t)), data.as_slice())],
     )
+    .map_err(|e| with_reason(e, path, 0))
 }
 
 /// The step and number of `pingN` data sources of an existing RRD.

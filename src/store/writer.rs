@@ -30,6 +30,7 @@ use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
 use crate::order::OrderId;
 use crate::result::Summary;
+use crate::supervise::Supervisor;
 
 /// Queue length of each writer thread.
 const QUEUE: usize = 4096;
@@ -143,6 +144,16 @@ pub struct Writers {
 impl Writers {
     /// Starts `n` (≥ 1) writer threads for the base directory `base`.
     pub fn start(base: &BaseDir, n: usize) -> std::io::Result<(StoreHandle, Writers)> {
+        Writers::start_supervised(base, n, &Supervisor::new())
+    }
+
+    /// Like [`Writers::start`]; a writer thread that panics is reported to
+    /// `sup`.
+    pub fn start_supervised(
+        base: &BaseDir,
+        n: usize,
+        sup: &Supervisor,
+    ) -> std::io::Result<(StoreHandle, Writers)> {
         let stats = Arc::new(StoreStats::default());
         let mut shards = Vec::new();
         let mut threads = Vec::new();
@@ -155,10 +166,14 @@ impl Writers {
                 active: HashMap::new(),
                 failing: HashMap::new(),
             };
+            let guard = sup.guard(format!("store writer {i}"));
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("store-writer-{i}"))
-                    .spawn(move || w.run(rx))?,
+                    .spawn(move || {
+                        let _guard = guard;
+                        w.run(rx);
+                    })?,
             );
             shards.push(tx);
         }
@@ -244,6 +259,14 @@ impl Writer {
                     summary,
                     queued,
                 } => {
+                    // Test builds only: a writer that dies (the daemon must
+                    // then stop with an error, not run on without writing).
+                    #[cfg(debug_assertions)]
+                    if std::env::var_os("PINGMACHINE_FAILPOINT")
+                        .is_some_and(|v| v == "store-writer-panic")
+                    {
+                        panic!("failpoint store-writer-panic");
+                    }
                     if self.active.get(&id) != Some(&generation) {
                         self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
                         debug!(order = %id, "round result for an ended or changed order dropped");

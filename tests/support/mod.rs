@@ -410,3 +410,57 @@ pub fn md5_hex(b: &[u8]) -> String {
         .unwrap_or("")
         .to_owned()
 }
+
+/// A tmpfs mounted for one test, unmounted on every exit path.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Makes `dir` (inside the tmpfs) read-only with a read-only bind mount
+    /// over it; returns a guard that removes it.
+    pub fn read_only(&self, dir: &Path) -> ReadOnly {
+        let run = |args: &[&str]| {
+            let st = Command::new("mount")
+                .args(args)
+                .arg(dir)
+                .arg(dir)
+                .status()
+                .unwrap();
+            assert!(st.success(), "mount {args:?}");
+        };
+        run(&["--bind"]);
+        let guard = ReadOnly(dir.to_path_buf());
+        let st = Command::new("mount")
+            .args(["-o", "remount,bind,ro"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(st.success(), "remount read-only");
+        guard
+    }
+}
+
+/// A read-only bind mount, removed on drop.
+pub struct ReadOnly(PathBuf);
+
+impl Drop for ReadOnly {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -73,6 +73,23 @@ struct Shared {
     stopping: AtomicBool,
     /// Socket kind opened per family: 0 none, 1 datagram, 2 raw.
     kinds: [AtomicU8; 2],
+    /// Set when a thread of the engine died (panicked): what died.
+    dead: std::sync::Mutex<Option<String>>,
+}
+
+/// Held by each engine thread: records the thread's death if it unwinds.
+struct DeathWatch<'a> {
+    shared: &'a Shared,
+    name: String,
+}
+
+impl Drop for DeathWatch<'_> {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            let mut dead = self.shared.dead.lock().unwrap_or_else(|e| e.into_inner());
+            dead.get_or_insert_with(|| format!("{} panicked", self.name));
+        }
+    }
 }
 
 fn family_index(family: Family) -> usize {
@@ -104,8 +121,19 @@ impl IcmpEngine {
     /// Starts the engine's sender thread. Sockets are opened lazily, one per
     /// [`Binding`], on the first round that uses it, and kept.
     pub fn new(config: IcmpConfig) -> io::Result<IcmpEngine> {
+        IcmpEngine::with_preopened(config, PreOpened::default())
+    }
+
+    /// Like [`IcmpEngine::new`], using the sockets in `pre` for their
+    /// bindings (opened earlier, e.g. before the process gave up its
+    /// privileges) and opening the others lazily.
+    pub fn with_preopened(config: IcmpConfig, pre: PreOpened) -> io::Result<IcmpEngine> {
         let quantum = config.send_quantum;
+        let mut pre = pre.sockets;
         let mut engine = IcmpEngine::with_opener(Box::new(move |binding: &Binding| {
+            if let Some(s) = pre.remove(binding) {
+                return Ok(s);
+            }
             socket::open(binding, &config).map(|s| Arc::new(s) as Arc<dyn Endpoint>)
         }))?;
         engine.set_quantum(quantum);
@@ -125,6 +153,7 @@ impl IcmpEngine {
             matcher: Matcher::new(magic),
             stopping: AtomicBool::new(false),
             kinds: [AtomicU8::new(0), AtomicU8::new(0)],
+            dead: std::sync::Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel();
         let scheduler = Scheduler {
@@ -179,6 +208,25 @@ impl IcmpEngine {
         }
     }
 
+    /// `Err` with what died when a thread of the engine is gone while the
+    /// engine runs (rounds would no longer complete): the caller should stop
+    /// (and be restarted) rather than go on without measuring.
+    pub fn health(&self) -> Result<(), String> {
+        if let Some(what) = self
+            .shared
+            .dead
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(format!("ICMP engine: {what}"));
+        }
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            return Err("ICMP engine: the sender thread stopped".into());
+        }
+        Ok(())
+    }
+
     /// The kind of socket opened for `family` (the last one, if several
     /// bindings of that family exist); `None` if none was opened yet.
     pub fn socket_kind_for(&self, family: Family) -> Option<SocketKind> {
@@ -197,6 +245,50 @@ impl Drop for IcmpEngine {
             let _ = t.join();
         }
         self.shared.stopping.store(true, Ordering::Release);
+    }
+}
+
+/// ICMP sockets opened ahead of the engine (see
+/// [`IcmpEngine::with_preopened`]).
+#[derive(Default)]
+pub struct PreOpened {
+    sockets: HashMap<Binding, Arc<dyn Endpoint>>,
+}
+
+impl std::fmt::Debug for PreOpened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreOpened")
+            .field("bindings", &self.sockets.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl PreOpened {
+    /// Opens a socket for each of `bindings` now, in the calling thread.
+    /// Returns them and a message for each one that could not be opened
+    /// (the engine tries those again when a round needs them).
+    pub fn open(config: &IcmpConfig, bindings: &[Binding]) -> (PreOpened, Vec<String>) {
+        let mut sockets = HashMap::new();
+        let mut errors = Vec::new();
+        for b in bindings {
+            match socket::open(b, config) {
+                Ok(s) => {
+                    sockets.insert(b.clone(), Arc::new(s) as Arc<dyn Endpoint>);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        (PreOpened { sockets }, errors)
+    }
+
+    /// Number of sockets held.
+    pub fn len(&self) -> usize {
+        self.sockets.len()
+    }
+
+    /// True when no socket is held.
+    pub fn is_empty(&self) -> bool {
+        self.sockets.is_empty()
     }
 }
 
@@ -250,6 +342,11 @@ struct Scheduler {
 
 impl Scheduler {
     fn run(mut self, rx: mpsc::Receiver<Command>) {
+        let shared = Arc::clone(&self.shared);
+        let _watch = DeathWatch {
+            shared: &shared,
+            name: "the sender thread".into(),
+        };
         // Wake up on time for sub-millisecond spacings (default slack: 50 µs).
         if let Err(e) = nix::sys::prctl::set_timerslack(1_000) {
             tracing::debug!("cannot lower the sender thread's timer slack: {e}");
@@ -626,6 +723,10 @@ fn receive_loop(
     shared: &Shared,
     commands: &mpsc::Sender<Command>,
 ) {
+    let _watch = DeathWatch {
+        shared,
+        name: format!("the receive thread of socket {}", info.id),
+    };
     let mut buf = vec![0u8; RECV_BUF_LEN];
     let mut errors: u64 = 0;
     // Under load the thread polls instead of sleeping in recvmsg: every

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-pub use engine::IcmpEngine;
+pub use engine::{IcmpEngine, PreOpened};
 
 /// Address family of a binding or target.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

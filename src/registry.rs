@@ -214,9 +214,10 @@ impl Registry {
             self.rescan_interval,
         );
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Nothing ticks while nothing is due: the next retry of a
+            // half-written file or re-walk of a new directory, if any.
+            let next_due = self.next_due();
             tokio::select! {
                 ev = rx.recv() => {
                     let Some(ev) = ev else { break };
@@ -228,13 +229,14 @@ impl Registry {
                     tokio::task::block_in_place(|| self.handle_batch(batch));
                 }
                 _ = rescan.tick() => tokio::task::block_in_place(|| self.full_rescan()),
-                _ = tick.tick() => {
+                () = watcher.overflowed() => {
                     if watcher.take_overflow() {
                         warn!("file watcher hints were dropped (queue full); rescanning");
                         tokio::task::block_in_place(|| self.full_rescan());
-                    } else {
-                        tokio::task::block_in_place(|| self.run_due_retries());
                     }
+                }
+                () = sleep_until_due(next_due) => {
+                    tokio::task::block_in_place(|| self.run_due_retries());
                 }
                 () = self.cancel.cancelled() => break,
             }
@@ -452,6 +454,15 @@ impl Registry {
         for (id, p) in found {
             self.load(&id, &p, false);
         }
+    }
+
+    /// When the next retry or re-walk is due, if any is waiting.
+    fn next_due(&self) -> Option<Instant> {
+        self.retry
+            .values()
+            .copied()
+            .chain(self.rewalk.iter().map(|(at, _)| *at))
+            .min()
     }
 
     fn run_due_retries(&mut self) {
@@ -872,6 +883,14 @@ impl Registry {
                 self.jobs.remove(&key);
             }
         }
+    }
+}
+
+/// Sleeps until `due`, or forever when nothing is due.
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -86,6 +86,9 @@ struct IcmpSnapshot {
     icmp_errors: u64,
     rounds_active: u64,
     pending: u64,
+    tx_stamped: u64,
+    tx_fallbacks: u64,
+    rx_fallbacks: u64,
 }
 
 #[derive(Serialize)]
@@ -145,6 +148,9 @@ pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &
                 icmp_errors: e.icmp_errors,
                 rounds_active: e.rounds_active,
                 pending: e.pending,
+                tx_stamped: e.tx_stamped,
+                tx_fallbacks: e.tx_fallbacks,
+                rx_fallbacks: e.rx_fallbacks,
             }
         },
         store: StoreSnapshot {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tracing::warn;
 
 /// Something the registry should look at.
@@ -32,6 +32,8 @@ pub const QUEUE: usize = 8192;
 pub struct OrderWatcher {
     _watcher: RecommendedWatcher,
     overflowed: Arc<AtomicBool>,
+    /// Woken when hints were dropped.
+    overflow: Arc<Notify>,
 }
 
 impl OrderWatcher {
@@ -44,6 +46,8 @@ impl OrderWatcher {
     ) -> notify::Result<OrderWatcher> {
         let overflowed = Arc::new(AtomicBool::new(false));
         let flag = overflowed.clone();
+        let overflow = Arc::new(Notify::new());
+        let wake = overflow.clone();
         let mut watcher =
             notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
                 let ev = match res {
@@ -62,6 +66,7 @@ impl OrderWatcher {
                 if tx.try_send(ev).is_err() {
                     // The registry is behind: a full rescan will catch up.
                     flag.store(true, Ordering::Relaxed);
+                    wake.notify_one();
                 }
             })?;
         watcher.watch(orders, RecursiveMode::Recursive)?;
@@ -69,7 +74,13 @@ impl OrderWatcher {
         Ok(OrderWatcher {
             _watcher: watcher,
             overflowed,
+            overflow,
         })
+    }
+
+    /// Resolves when hints were dropped (then [`OrderWatcher::take_overflow`]).
+    pub async fn overflowed(&self) {
+        self.overflow.notified().await;
     }
 
     /// True (once) when hints were dropped because the queue was full.

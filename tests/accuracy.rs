@@ -62,6 +62,11 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Bound on the median |daemon − wire| of every ICMP ping of the idle
 /// phase, in µs.
 const ICMP_IDLE_P50_US: f64 = 50.0;
+/// Bounds on the 99th percentile and the largest |daemon − wire| of the
+/// ICMP pings of each phase (idle and one core busy), in µs: the send time
+/// is the kernel's transmit timestamp.
+const ICMP_P99_US: f64 = 50.0;
+const ICMP_MAX_US: f64 = 200.0;
 /// "The simulator roughly did its job": a round's wire median may exceed
 /// the configured delay by this much (ms) before the simulator is blamed.
 /// Its lower bound is exact: nothing answers before its delay.
@@ -171,6 +176,8 @@ struct Case {
     addr: IpAddr,
     /// Measured by fping too.
     fping: bool,
+    /// Probed by the second daemon, on unprivileged ICMP datagram sockets.
+    datagram: bool,
 }
 
 /// `rrdtool lastupdate` values per (order, round time).
@@ -249,6 +256,7 @@ fn setup() -> (SimConfig, Vec<Case>) {
                 expect,
                 addr: h.addr,
                 fping,
+                datagram: id.starts_with("dgram/"),
             });
             hosts.push(h);
         };
@@ -268,6 +276,20 @@ fn setup() -> (SimConfig, Vec<Case>) {
             format!("delay {ms} ms"),
             Expect::Delay { ms },
             true,
+        );
+    }
+    // The same on unprivileged ICMP datagram ("ping") sockets, which a
+    // second daemon uses (--icmp-socket datagram).
+    for (id, addr, ms) in [
+        ("dgram/v4/delay20", "198.18.0.25", 20.0),
+        ("dgram/v6/delay1", "2001:db8::16", 1.0),
+    ] {
+        icmp(
+            id,
+            HostCfg::delay(ip(addr), ms),
+            format!("delay {ms} ms, datagram socket"),
+            Expect::Delay { ms },
+            false,
         );
     }
     let h = |addr: &str, delay_ms: f64, jitter_ms: f64, loss: f64, mode: Mode| HostCfg {
@@ -366,6 +388,7 @@ fn setup() -> (SimConfig, Vec<Case>) {
         expect,
         addr,
         fping: false,
+        datagram: false,
     };
     cases.push(other(
         "http/delay50",
@@ -714,12 +737,12 @@ fn fmt_ms(v: Option<f64>) -> String {
 
 fn table(rows: &[Row]) -> String {
     let mut s = String::new();
-    s.push_str("| case | configured | phase | rounds | loss (daemon / wire) | wire median ms | daemon median ms | round median Δ max µs | daemon − wire µs p50 / p99 / max | fping − wire µs p50 / p99 / max | bound | ok |\n");
-    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("| case | configured | phase | rounds | loss (daemon / wire) | wire median ms | daemon median ms | round median Δ max µs | daemon − wire µs, signed median | \\|daemon − wire\\| µs p50 / p99 / max | \\|fping − wire\\| µs p50 / p99 / max | bound | ok |\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.case,
             r.configured,
             r.phase,
@@ -729,6 +752,7 @@ fn table(rows: &[Row]) -> String {
             fmt_ms(r.wire_median),
             fmt_ms(r.median),
             r.median_diff_us.map_or("–".into(), |d| format!("{d:.0}")),
+            median(&r.errors_us).map_or("–".into(), |m| format!("{m:+.1}")),
             spread(&r.errors_us),
             spread(&r.fping_errors_us),
             r.bound,
@@ -930,11 +954,28 @@ fn timing_daemon_measures_what_the_wire_shows() {
     let (cfg, cases) = setup();
     let sim = Sim::start(cfg).expect("start the simulator");
     let capture = sim.capture().expect("capture the prober's veth");
-    let base = Base::new();
+    let raw_base = Base::new();
+    let dgram_base = Base::new();
+    let base_of = |c: &Case| if c.datagram { &dgram_base } else { &raw_base };
     for c in &cases {
-        base.write_order(c.id, &order_yaml(c));
+        base_of(c).write_order(c.id, &order_yaml(c));
     }
-    let mut daemon = Daemon::start_in_netns(&base, sim.prober_ns(), &[]);
+    let mut daemon = Daemon::start_in_netns(&raw_base, sim.prober_ns(), &["--icmp-socket", "raw"]);
+    // Unprivileged ICMP sockets for every group, in the prober namespace only.
+    let out = sim
+        .prober_exec(
+            &[
+                "sysctl",
+                "-q",
+                "-w",
+                "net.ipv4.ping_group_range=0 2147483647",
+            ],
+            Duration::from_secs(10),
+        )
+        .expect("sysctl in the prober namespace");
+    assert!(out.status.success(), "ping_group_range: {out:?}");
+    let mut dgram_daemon =
+        Daemon::start_in_netns(&dgram_base, sim.prober_ns(), &["--icmp-socket", "datagram"]);
     let fping_targets: Vec<String> = cases
         .iter()
         .filter(|c| c.fping)
@@ -956,6 +997,7 @@ fn timing_daemon_measures_what_the_wire_shows() {
         let deadline = Instant::now() + PHASE_TIMEOUT;
         loop {
             for c in &cases {
+                let base = base_of(c);
                 if let Some(r) = base.last_result(c.id) {
                     let t = r.int("time");
                     if seen.entry(c.id).or_default().insert(t) {
@@ -979,8 +1021,9 @@ fn timing_daemon_measures_what_the_wire_shows() {
             }
             assert!(
                 Instant::now() < deadline,
-                "{phase} phase: not every order completed {ROUNDS_PER_PHASE} rounds in {PHASE_TIMEOUT:?}: {seen:?}\nlog:\n{}",
-                daemon.log_text()
+                "{phase} phase: not every order completed {ROUNDS_PER_PHASE} rounds in {PHASE_TIMEOUT:?}: {seen:?}\nlog:\n{}\ndatagram daemon's log:\n{}",
+                daemon.log_text(),
+                dgram_daemon.log_text()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -1004,6 +1047,18 @@ fn timing_daemon_measures_what_the_wire_shows() {
     drop(burner);
     let status = daemon.stop();
     assert!(status.success(), "daemon exit {status:?}");
+    let status = dgram_daemon.stop();
+    assert!(status.success(), "datagram daemon exit {status:?}");
+    // Both daemons took every send time from the kernel.
+    for (what, base) in [("raw", &raw_base), ("datagram", &dgram_base)] {
+        let t = std::fs::read_to_string(base.path().join(".stats.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+        let icmp = &v["icmp"];
+        assert!(
+            icmp["tx_stamped"].as_u64() > Some(0) && icmp["tx_fallbacks"].as_u64() == Some(0),
+            "{what} sockets: kernel transmit timestamps in use: {icmp}"
+        );
+    }
     // Replies to the last rounds are all in (the daemon stopped after
     // their last_result appeared); give the capture thread a moment.
     std::thread::sleep(Duration::from_millis(300));
@@ -1044,8 +1099,9 @@ fn timing_daemon_measures_what_the_wire_shows() {
     let first = seen.values().flat_map(|s| s.iter()).min().copied().unwrap();
     let last = seen.values().flat_map(|s| s.iter()).max().copied().unwrap();
     for c in &cases {
-        let rounds = read_rounds(&base, c.id, c.pings, first - STEP, last + STEP);
-        check_last_result_and_lastupdate(&base, c, &rounds, &lastupdates, &mut fail);
+        let base = base_of(c);
+        let rounds = read_rounds(base, c.id, c.pings, first - STEP, last + STEP);
+        check_last_result_and_lastupdate(base, c, &rounds, &lastupdates, &mut fail);
         let (idle, load): (Vec<Round>, Vec<Round>) = rounds
             .into_iter()
             .partition(|r| ((r.t + STEP) as f64) < load_start);
@@ -1097,6 +1153,15 @@ fn timing_daemon_measures_what_the_wire_shows() {
                 )),
             }
         }
+        // Every phase: the tail, with kernel transmit timestamps.
+        for (what, p, bound) in [("p99", 0.99, ICMP_P99_US), ("max", 1.0, ICMP_MAX_US)] {
+            match percentile(&abs, p) {
+                Some(v) if v <= bound => {}
+                v => fail.push(format!(
+                    "{phase}: {what} |daemon − wire| of the ICMP pings is {v:?} µs, bound {bound} µs"
+                )),
+            }
+        }
     }
     println!("\n## Measured (pingmachine in the prober namespace; step {STEP}; ICMP delay cases {DELAY_PINGS} pings at {DELAY_INTERVAL_MS} ms, other ICMP cases {PINGS} pings, httping {HTTP_PINGS}, tcp {TCP_PINGS}; fping -C {FPING_COUNT}; truth: the prober veth's capture)\n");
     println!("{}", table(&rows));
@@ -1125,6 +1190,7 @@ fn timing_daemon_measures_what_the_wire_shows() {
         daemon.log_text()
     );
     drop(daemon);
+    drop(dgram_daemon);
     drop(sim);
 }
 

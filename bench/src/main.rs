@@ -6,12 +6,18 @@
 //! * `run`: N fping orders for K steps: pings sent/s, loss, CPU per 100,000
 //!   pings, peak RSS, time until all orders are scheduled, round start
 //!   lateness, RRD updates/s, writer queue high-water; `--fping` adds the
-//!   fping comparison (jobs of 1000 targets, as the original ran it).
+//!   fping comparison on the same targets in the same run: by default its
+//!   most efficient form, one process (`fping -C P -q -p 1000 -i 0.1 -t
+//!   3000 -f FILE`); `--fping-mode jobs` runs jobs of 1000 targets, as the
+//!   original pingmachine did.
 //! * `saturate`: `run` at rising rates until a level loses a ping, abandons
 //!   a round or sends less than asked; prints the highest rate held.
 //! * `pickup`: time from an order file's rename into `orders/` until the
 //!   daemon has scheduled it, p50/p99, over M new orders while N run.
 //! * `writer`: RRD writer throughput with N orders whose files are warm.
+//! * `wakeup`: the CPU one timed sleep and wake-up of a thread costs on
+//!   this machine: the floor under a sender that must wake once per
+//!   millisecond (SPEC A5's spacing).
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -61,6 +67,10 @@ enum Cmd {
         /// Also run fping on the same targets and compare CPU per ping.
         #[arg(long)]
         fping: bool,
+        /// How fping runs: one process for every target (`single`, its
+        /// cheapest per ping), or jobs of 1000 as the original ran it.
+        #[arg(long, value_enum, default_value_t = FpingMode::Single)]
+        fping_mode: FpingMode,
     },
     /// Throughput of the real store writer threads: N RRDs (step 60,
     /// 20 pings) created, then M rounds each written (RRD update +
@@ -96,6 +106,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         steps: u32,
     },
+    /// CPU cost of one sleep and wake-up of a thread on this machine (the
+    /// floor of a sender that must wake once per millisecond): N timed
+    /// sleeps of each length, CPU from /proc/thread-self/schedstat.
+    Wakeup {
+        #[arg(long, default_value_t = 2000)]
+        count: u32,
+    },
     /// Pickup latency of M new orders while N run.
     Pickup {
         #[arg(long, default_value_t = 10_000)]
@@ -103,6 +120,17 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         new: usize,
     },
+}
+
+/// How fping is run for the comparison.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum FpingMode {
+    /// `fping -C P -q -p 1000 -i 0.1 -t 3000 -f FILE`: every target in one
+    /// process, sends 0.1 ms apart.
+    Single,
+    /// `fping -C P -q -p INTERVAL -i 1 -t 3000` per 1000 targets, as the
+    /// original pingmachine ran it.
+    Jobs,
 }
 
 /// The i-th loopback target: 127.A.B.C with A ≥ 1 and C in 1..=254.
@@ -498,7 +526,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     })
 }
 
-fn run(cli: &Cli, load: Load, fping: bool) -> anyhow::Result<()> {
+fn run(cli: &Cli, load: Load, fping: Option<FpingMode>) -> anyhow::Result<()> {
     let Load {
         orders,
         step,
@@ -508,13 +536,24 @@ fn run(cli: &Cli, load: Load, fping: bool) -> anyhow::Result<()> {
     } = load;
     let ours_per_ping = measure(cli, load)?.cpu_per_ping;
 
-    if fping {
+    if let Some(mode) = fping {
         let targets: Vec<String> = (0..orders).map(|i| target(i).to_string()).collect();
         let t = Instant::now();
         let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
         let mut children = Vec::new();
-        for chunk in targets.chunks(1000) {
-            let iv = interval_ms(step, pings, chunk.len(), interval);
+        let chunk_len = match mode {
+            FpingMode::Single => targets.len().max(1),
+            FpingMode::Jobs => 1000,
+        };
+        for chunk in targets.chunks(chunk_len) {
+            let iv = match mode {
+                FpingMode::Single => 1000,
+                FpingMode::Jobs => interval_ms(step, pings, chunk.len(), interval),
+            };
+            let spacing = match mode {
+                FpingMode::Single => "0.1",
+                FpingMode::Jobs => "1",
+            };
             let mut c = Command::new("fping")
                 .args([
                     "-C",
@@ -523,7 +562,7 @@ fn run(cli: &Cli, load: Load, fping: bool) -> anyhow::Result<()> {
                     "-p",
                     &iv.to_string(),
                     "-i",
-                    "1",
+                    spacing,
                     "-t",
                     "3000",
                 ])
@@ -556,7 +595,14 @@ fn run(cli: &Cli, load: Load, fping: bool) -> anyhow::Result<()> {
         };
         let fcpu = secs(&after) - secs(&before);
         let fpings = (orders as u64 * u64::from(pings)) as f64;
-        println!("--- fping -C {pings} -q -p <interval> -i 1 -t 3000, jobs of 1000 targets ---");
+        match mode {
+            FpingMode::Single => println!(
+                "--- fping -C {pings} -q -p 1000 -i 0.1 -t 3000, one process for all {orders} targets ---"
+            ),
+            FpingMode::Jobs => println!(
+                "--- fping -C {pings} -q -p <interval> -i 1 -t 3000, jobs of 1000 targets ---"
+            ),
+        }
         println!(
             "wall time                        {:>10.1} s",
             t.elapsed().as_secs_f64()
@@ -659,6 +705,35 @@ fn parse_ts(s: &str) -> Option<i64> {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     Some(((days * 86_400 + h * 3600 + mi * 60 + se) * 1_000_000) + us)
+}
+
+/// CPU time this thread has run, ns (`/proc/thread-self/schedstat`, the
+/// scheduler's own count, not sampled).
+fn thread_cpu_ns() -> anyhow::Result<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    s.split_whitespace()
+        .next()
+        .and_then(|v| v.parse().ok())
+        .context("cannot read /proc/thread-self/schedstat")
+}
+
+/// Times `count` sleeps of several lengths and prints the CPU each sleep
+/// and wake-up costs this thread.
+fn wakeup(count: u32) -> anyhow::Result<()> {
+    let (_tx, rx) = std::sync::mpsc::channel::<()>();
+    println!("--- CPU per timed sleep and wake-up of one thread ({count} of each) ---");
+    for us in [100u64, 1000, 10_000] {
+        let n = if us >= 10_000 { count / 10 } else { count }.max(1);
+        let c0 = thread_cpu_ns()?;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let _ = rx.recv_timeout(Duration::from_micros(us));
+        }
+        let cpu = (thread_cpu_ns()? - c0) as f64 / f64::from(n) / 1000.0;
+        let wall = t0.elapsed().as_secs_f64() / f64::from(n) * 1e6;
+        println!("sleep {us:>6} µs                     {cpu:>8.2} µs CPU per wake-up (wall {wall:.0} µs)");
+    }
+    Ok(())
 }
 
 fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
@@ -900,6 +975,9 @@ fn timed_per_thread<T: Sync>(
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Cmd::Wakeup { count } = &cli.cmd {
+        return wakeup(*count);
+    }
     if !cli.bin.exists() {
         bail!(
             "{} not found (cargo build --release first, or pass --bin)",
@@ -921,6 +999,7 @@ fn main() -> anyhow::Result<()> {
             steps,
             rrd,
             fping,
+            fping_mode,
         } => run(
             &cli,
             Load {
@@ -931,7 +1010,7 @@ fn main() -> anyhow::Result<()> {
                 steps: *steps,
                 rrd: *rrd,
             },
-            *fping,
+            fping.then_some(*fping_mode),
         ),
         Cmd::Saturate {
             from,
@@ -954,6 +1033,7 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),
+        Cmd::Wakeup { .. } => Ok(()),
         Cmd::Writer {
             orders,
             rounds,

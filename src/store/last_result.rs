@@ -69,40 +69,43 @@ pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let tmp = dir.join(TMP_FILE);
     let fin = dir.join(FILE);
-    // last_result.tmp is the daemon's own file: anything else found there
-    // (a symlink, a FIFO, a directory) is taken away, never followed.
-    if let Ok(md) = std::fs::symlink_metadata(&tmp) {
-        if !md.is_file() {
-            let kind = if md.file_type().is_symlink() {
-                "a symbolic link"
-            } else if md.is_dir() {
-                "a directory"
-            } else {
-                "not a regular file"
-            };
-            if md.is_dir() {
-                std::fs::remove_dir(&tmp)?;
-            } else {
-                std::fs::remove_file(&tmp)?;
-            }
-            tracing::warn!(path = %tmp.display(), "{TMP_FILE} was {kind}; replaced by a regular file (a symlink's target is left alone)");
+    // Never follow a link, never wait on a FIFO: what is not our regular
+    // file (a symlink, a FIFO, a directory, a device) is taken away and the
+    // open retried once.
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o666) // less the umask, as File::create
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
+            .open(&tmp)
+    };
+    let regular = |f: std::fs::File| -> std::io::Result<Option<(std::fs::File, u64)>> {
+        let md = f.metadata()?;
+        Ok(md.is_file().then_some((f, md.len())))
+    };
+    let opened = match open() {
+        Ok(f) => regular(f)?,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ELOOP | nix::libc::EISDIR | nix::libc::ENXIO)
+            ) =>
+        {
+            None
         }
-    }
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o666) // less the umask, as File::create
-        // Never follow a link, never wait on a FIFO planted meanwhile.
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-        .open(&tmp)?;
-    if !f.metadata()?.is_file() {
-        return Err(std::io::Error::other(format!(
-            "{} is not a regular file",
-            tmp.display()
-        )));
-    }
-    let old_len = f.metadata()?.len();
+        Err(e) => return Err(e),
+    };
+    let (f, old_len) = match opened {
+        Some(x) => x,
+        None => {
+            replace_not_regular(&tmp)?;
+            regular(open()?)?.ok_or_else(|| {
+                std::io::Error::other(format!("{} is not a regular file", tmp.display()))
+            })?
+        }
+    };
     f.write_all_at(text.as_bytes(), 0)?;
     if old_len > text.len() as u64 {
         f.set_len(text.len() as u64)?;
@@ -116,6 +119,27 @@ pub fn write_atomic(dir: &Path, text: &str) -> std::io::Result<()> {
         }
         Err(e) => Err(std::io::Error::from(e)),
     }
+}
+
+/// Takes away what is at `last_result.tmp` and is not a regular file (the
+/// daemon's own temporary name): a symlink is removed, not followed; a
+/// directory must be empty. Logged.
+fn replace_not_regular(tmp: &Path) -> std::io::Result<()> {
+    let md = std::fs::symlink_metadata(tmp)?;
+    let kind = if md.file_type().is_symlink() {
+        "a symbolic link"
+    } else if md.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    };
+    if md.is_dir() {
+        std::fs::remove_dir(tmp)?;
+    } else {
+        std::fs::remove_file(tmp)?;
+    }
+    tracing::warn!(path = %tmp.display(), "{TMP_FILE} was {kind}; replaced by a regular file (a symlink's target is left alone)");
+    Ok(())
 }
 
 #[cfg(test)]

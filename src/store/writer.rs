@@ -417,12 +417,19 @@ impl Writer {
         summary: &Summary,
     ) -> Result<(), String> {
         let dir = id.under(&self.output);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        // The directory exists nearly always: it is created (again) only
+        // when something in it is missing, not looked at every round.
+        let mkdir = || {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))
+        };
         let mut result = Ok(());
         if shape.rrd {
             let path = dir.join(RRD_FILE);
-            self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+            if !path.exists() {
+                mkdir()?;
+                self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+            }
             let values = rrd::update_values(summary);
             match rrd::update_rrd(&path, t, &values) {
                 Ok(()) => {
@@ -451,8 +458,14 @@ impl Writer {
             }
         }
         let text = last_result::format(t, now_unix(), shape.step, shape.pings, summary);
-        last_result::write_atomic(&dir, &text)
-            .map_err(|e| format!("cannot write {}/last_result: {e}", dir.display()))?;
+        let written = match last_result::write_atomic(&dir, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                mkdir()?;
+                last_result::write_atomic(&dir, &text)
+            }
+            other => other,
+        };
+        written.map_err(|e| format!("cannot write {}/last_result: {e}", dir.display()))?;
         self.stats.last_results.fetch_add(1, Ordering::Relaxed);
         result
     }

@@ -5,8 +5,18 @@
 //! binary heap of `(next due time, round id)`, one live entry per round, and
 //! sleeps in `recv_timeout` until the earliest due time or a command:
 //! `Submit` (a new round), `Answered` (a receive thread saw a round's last
-//! answer, so it can complete early) or `Shutdown`. Receive threads only
-//! touch the shared [`Matcher`].
+//! answer, so it can complete early) or `Shutdown`. It wakes only when a
+//! send or a round's end is due: nothing ticks while nothing is due. The
+//! sends due at one wake-up are prepared (key, packet, pending entry) and
+//! then sent per socket in one `sendmmsg`.
+//!
+//! A receive thread reads its socket's replies and, on its error queue, the
+//! kernel's transmit timestamps; both only touch the shared [`Matcher`].
+//! When the kernel stamps both directions, reading late changes no RTT, so
+//! while rounds are in progress the thread sleeps and drains both queues
+//! every few milliseconds (see [`DRAIN_MAX`]) instead of waking for every
+//! packet; at a round's end the sender thread drains the socket once more
+//! itself, so nothing that arrived in time is missed.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -25,32 +35,32 @@ use tokio::sync::oneshot;
 use super::matching::{Counters, Matcher, Outcome, Pending, RoundShared, SocketInfo};
 use super::packet::{build_echo_request, Token};
 use super::schedule::{add_capped, Schedule};
-use super::socket::{self, Endpoint};
+use super::socket::{self, Endpoint, RecvBatch};
 use super::{
     Binding, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest, RoundResult,
     SocketKind,
 };
 
-/// How often the sender thread looks for abandoned rounds (dropped handles)
-/// that are only waiting for their deadline.
-const SWEEP_PERIOD: Duration = Duration::from_millis(200);
-
 /// Receive buffer for one packet; ours are under 64 bytes, anything longer is
 /// someone else's and may be truncated.
 const RECV_BUF_LEN: usize = 2048;
-/// The receive thread polls (see `receive_loop`) while it reads at least
-/// this many packets per `POLL_WINDOW`, about 16,000 a second.
-const POLL_THRESHOLD: u64 = 160;
-/// Over how long the receive rate is judged.
-const POLL_WINDOW: Duration = Duration::from_millis(10);
-/// Pause between drains while polling.
-const POLL_INTERVAL: Duration = Duration::from_millis(1);
-/// At most this many packets per drain, so `stopping` is seen promptly.
-const POLL_DRAIN_MAX: usize = 4096;
-/// A round ends this long after its last ping's timeout, so that a reply
-/// that came in time but is still queued (the receive thread polls every
-/// `POLL_INTERVAL` under load) is read before the round's pings are
-/// declared lost. Whether a reply was in time is decided by its kernel
+/// While rounds are in progress on a socket whose kernel stamps sends and
+/// receives, its receive thread drains it every `drain` interval, adapted
+/// between these bounds to the rate it reads at, so that what arrives
+/// between two drains fills at most a quarter of the socket's receive
+/// buffer (a reply the buffer cannot take would be lost): long when little
+/// comes (few wake-ups), short at high rates or with a small buffer.
+const DRAIN_MIN: Duration = Duration::from_millis(1);
+const DRAIN_MAX: Duration = Duration::from_millis(100);
+/// Receive-buffer bytes one queued entry (a reply, or a transmit stamp with
+/// its packet) is counted as: more than a small packet's `truesize`.
+const DRAIN_ENTRY_BYTES: usize = 2048;
+/// At most this many packets per queue per drain, so `stopping` is seen
+/// promptly.
+const DRAIN_CAP: usize = 8192;
+/// A round ends this long after its last ping's timeout (replies in time
+/// but still queued are read first: the sender drains the socket at the
+/// end too). Whether a reply was in time is decided by its kernel
 /// timestamp, not by when it is read.
 const RECEIVE_GRACE: Duration = Duration::from_millis(5);
 
@@ -167,9 +177,11 @@ impl IcmpEngine {
             next_key: rng.random(),
             next_socket_id: rng.random(),
             rng,
-            last_sweep: Instant::now(),
             epoch: Instant::now(),
             quantum: Duration::ZERO,
+            batch: Vec::new(),
+            batch_results: Vec::new(),
+            drain_batch: RecvBatch::new(DRAIN_BATCH, RECV_BUF_LEN),
         };
         let thread = thread::Builder::new()
             .name("icmp-sender".into())
@@ -205,6 +217,9 @@ impl IcmpEngine {
             icmp_errors: get(&c.icmp_errors),
             rounds_active: get(&c.rounds_active),
             pending: get(&c.pending),
+            tx_stamped: get(&c.tx_stamped),
+            tx_fallbacks: get(&c.tx_fallbacks),
+            rx_fallbacks: get(&c.rx_fallbacks),
         }
     }
 
@@ -333,11 +348,27 @@ struct Scheduler {
     next_key: u32,
     next_socket_id: u32,
     rng: StdRng,
-    last_sweep: Instant,
     /// Origin of the send ticks.
     epoch: Instant,
     /// Tick length; zero sends as soon as due.
     quantum: Duration,
+    /// Sends prepared at this wake-up, sent together by `flush`.
+    batch: Vec<Prepared>,
+    /// Scratch for `flush` (kept to reuse its allocation).
+    batch_results: Vec<io::Result<()>>,
+    /// Buffers for draining a socket at a round's end.
+    drain_batch: RecvBatch,
+}
+
+/// A send prepared for this wake-up's batch: its pending entry is in the
+/// table; the packet goes out in `flush`.
+struct Prepared {
+    endpoint: Arc<dyn Endpoint>,
+    socket_id: u32,
+    round: u64,
+    key: u32,
+    target: IpAddr,
+    packet: Vec<u8>,
 }
 
 impl Scheduler {
@@ -365,23 +396,17 @@ impl Scheduler {
                 Err(RecvTimeoutError::Timeout) => {}
             }
             self.run_due();
-            self.sweep();
         }
         self.shutdown();
     }
 
-    /// How long to sleep: until the earliest due round, or the next sweep.
+    /// How long to sleep: until the earliest due send or round end (never
+    /// a periodic tick). An abandoned round is noticed at its next due time.
     fn wait_time(&self, now: Instant) -> Option<Duration> {
-        let due = self
-            .queue
+        self.queue
             .peek()
-            .map(|Reverse((due, _))| quantize(*due, self.epoch, self.quantum));
-        let sweep = (!self.rounds.is_empty()).then(|| add_capped(self.last_sweep, SWEEP_PERIOD));
-        let wake = match (due, sweep) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        wake.map(|w| w.saturating_duration_since(now))
+            .map(|Reverse((due, _))| quantize(*due, self.epoch, self.quantum))
+            .map(|w| w.saturating_duration_since(now))
     }
 
     fn submit(&mut self, req: RoundRequest, reply: Reply) {
@@ -513,22 +538,78 @@ impl Scheduler {
     /// Processes every due queue entry: one send (or the completion) per
     /// entry, re-queued at its next due time, until nothing is due.
     fn run_due(&mut self) {
+        let clock = (SystemTime::now(), Instant::now());
         loop {
             let now = Instant::now();
             let id = match self.queue.peek() {
                 Some(Reverse((due, id))) if *due <= now => *id,
-                _ => return,
+                _ => break,
             };
             self.queue.pop();
             // With a send quantum, the schedule works on the tick we woke
             // for: a wake-up a few µs late must not push the round's next
             // send (due one spacing after this one) past the next tick.
             let sched_now = floor_quantize(now, self.epoch, self.quantum);
-            self.step(id, sched_now);
+            self.step(id, sched_now, clock);
         }
+        self.flush();
     }
 
-    fn step(&mut self, id: u64, now: Instant) {
+    /// Sends the prepared batch: per socket, in one `sendmmsg`. A send that
+    /// fails takes its ping out of the pending table and counts an error.
+    fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        // One group per socket, in send order within each.
+        batch.sort_by_key(|p| p.socket_id);
+        let counters = &self.shared.matcher.counters;
+        let mut start = 0;
+        while start < batch.len() {
+            let sid = batch[start].socket_id;
+            let end = batch[start..]
+                .iter()
+                .position(|p| p.socket_id != sid)
+                .map_or(batch.len(), |n| start + n);
+            let group = &batch[start..end];
+            let packets: Vec<(&[u8], IpAddr)> = group
+                .iter()
+                .map(|p| (p.packet.as_slice(), p.target))
+                .collect();
+            group[0]
+                .endpoint
+                .send_batch(&packets, &mut self.batch_results);
+            for (i, p) in group.iter().enumerate() {
+                match self.batch_results.get(i) {
+                    Some(Ok(())) => Counters::inc(&counters.sent),
+                    failed => {
+                        self.shared.matcher.expire(p.key);
+                        Counters::inc(&counters.send_errors);
+                        if let Some(round) = self.rounds.get_mut(&p.round) {
+                            round.send_errors += 1;
+                            if round.send_errors == 1 {
+                                let why = match failed {
+                                    Some(Err(e)) => e.to_string(),
+                                    _ => "not sent".into(),
+                                };
+                                tracing::debug!(
+                                    "round {}: sending to {} failed: {why}",
+                                    p.round,
+                                    p.target
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            start = end;
+        }
+        batch.clear();
+        self.batch = batch;
+    }
+
+    fn step(&mut self, id: u64, now: Instant, clock: (SystemTime, Instant)) {
         let Some(round) = self.rounds.get_mut(&id) else {
             return; // finished earlier; stale entry
         };
@@ -538,7 +619,11 @@ impl Scheduler {
         }
         match round.schedule.next_due() {
             Some(due) if due <= now => {
-                send_one(&self.shared, &mut self.next_key, round, now);
+                if let Some(p) =
+                    prepare_one(&self.shared, &mut self.next_key, id, round, now, clock)
+                {
+                    self.batch.push(p);
+                }
                 if let Some(next) = round.schedule.next_due() {
                     self.queue.push(Reverse((next, id)));
                 } else {
@@ -560,34 +645,31 @@ impl Scheduler {
         }
     }
 
-    /// Drops rounds whose handle was dropped.
-    fn sweep(&mut self) {
-        let now = Instant::now();
-        if now < add_capped(self.last_sweep, SWEEP_PERIOD) {
-            return;
-        }
-        self.last_sweep = now;
-        let abandoned: Vec<u64> = self
-            .rounds
-            .iter()
-            .filter(|(_, r)| r.reply.is_closed())
-            .map(|(id, _)| *id)
-            .collect();
-        for id in abandoned {
-            self.finish(id, Finish::Abandoned);
-        }
-    }
-
     fn finish(&mut self, id: u64, how: Finish) {
         let Some(round) = self.rounds.remove(&id) else {
             return;
         };
-        // Remove the remaining pending pings (lost) before reading results:
-        // the receive threads store RTTs under the same locks.
+        if matches!(how, Finish::Completed) {
+            // Replies in time may still be queued (the receive thread drains
+            // only every few ms): read them now.
+            let info = SocketInfo {
+                id: round.socket_id,
+                family: round.endpoint.family(),
+                kind: round.endpoint.kind(),
+            };
+            drain(
+                round.endpoint.as_ref(),
+                info,
+                &self.shared,
+                &self.commands,
+                &mut self.drain_batch,
+            );
+        }
+        // Remove the remaining pending pings (lost, or answered without a
+        // transmit timestamp) before reading results: the receive threads
+        // store RTTs under the same locks.
         for key in &round.keys {
-            if self.shared.matcher.remove(*key).is_some() {
-                round.shared.finish_one();
-            }
+            self.shared.matcher.expire(*key);
         }
         Counters::dec(&self.shared.matcher.counters.rounds_active);
         match how {
@@ -651,33 +733,53 @@ fn floor_quantize(t: Instant, epoch: Instant, quantum: Duration) -> Instant {
     add_capped(epoch, Duration::from_nanos(nanos))
 }
 
-/// Allocates a key not in the pending table. Only the sender thread inserts,
-/// so the key stays free until it does.
-fn alloc_key(matcher: &Matcher, next_key: &mut u32) -> Option<u32> {
-    for _ in 0..4096 {
-        let key = *next_key;
-        *next_key = next_key.wrapping_add(1);
-        if !matcher.contains(key) {
-            return Some(key);
-        }
-    }
-    None
-}
-
-/// Makes the next send of `round`.
-fn send_one(shared: &Shared, next_key: &mut u32, round: &mut Round, sched_now: Instant) {
-    let at = Instant::now();
-    let Some(slot) = round.schedule.take(sched_now) else {
-        return;
-    };
+/// Prepares the next send of `round` (id `id`): takes its slot, allocates
+/// a key, builds the packet and enters the ping in the pending table. The
+/// packet is sent by `flush` with the rest of this wake-up's batch.
+fn prepare_one(
+    shared: &Shared,
+    next_key: &mut u32,
+    id: u64,
+    round: &mut Round,
+    sched_now: Instant,
+    clock: (SystemTime, Instant),
+) -> Option<Prepared> {
+    let slot = round.schedule.take(sched_now)?;
     let counters = &shared.matcher.counters;
-    let (Some(&target), Some(key)) = (
-        round.targets.get(slot.target),
-        alloc_key(&shared.matcher, next_key),
-    ) else {
+    let Some(&target) = round.targets.get(slot.target) else {
         Counters::inc(&counters.send_errors);
         round.send_errors += 1;
-        return;
+        return None;
+    };
+    round.shared.add_outstanding();
+    // The user-space send time (read once per wake-up): used only when the
+    // kernel gives no transmit timestamp.
+    let mut pending = Pending::new(
+        Arc::clone(&round.shared),
+        round.shared.slot(slot.target, slot.ping),
+        clock.0,
+        clock.1,
+        round.endpoint.tx_timestamps(),
+    );
+    // The next free key; only the sender thread inserts, so a free key
+    // stays free until then.
+    let mut key = None;
+    for _ in 0..4096 {
+        let k = *next_key;
+        *next_key = next_key.wrapping_add(1);
+        match shared.matcher.insert(k, pending) {
+            Ok(()) => {
+                key = Some(k);
+                break;
+            }
+            Err(p) => pending = p,
+        }
+    }
+    let Some(key) = key else {
+        round.shared.finish_one();
+        Counters::inc(&counters.send_errors);
+        round.send_errors += 1;
+        return None;
     };
     let (ident, seq) = SocketInfo::ident_seq(key);
     let token = Token {
@@ -686,37 +788,102 @@ fn send_one(shared: &Shared, next_key: &mut u32, round: &mut Round, sched_now: I
         key,
     };
     let packet = build_echo_request(round.endpoint.family(), ident, seq, &token.encode());
-    round.shared.add_outstanding();
-    let pending = Pending {
-        round: Arc::clone(&round.shared),
-        slot: round.shared.slot(slot.target, slot.ping),
-        sent_wall: SystemTime::now(),
-        sent_mono: at,
-    };
-    if shared.matcher.insert(key, pending).is_err() {
-        round.shared.finish_one();
-        Counters::inc(&counters.send_errors);
-        round.send_errors += 1;
-        return;
-    }
     round.keys.push(key);
-    match round.endpoint.send_to(&packet, target) {
-        Ok(()) => Counters::inc(&counters.sent),
-        Err(e) => {
-            if shared.matcher.remove(key).is_some() {
-                round.shared.finish_one();
+    Some(Prepared {
+        endpoint: Arc::clone(&round.endpoint),
+        socket_id: round.socket_id,
+        round: id,
+        key,
+        target,
+        packet,
+    })
+}
+
+/// Packets read per system call when draining.
+const DRAIN_BATCH: usize = 64;
+
+/// Reads what is queued on `endpoint` without waiting — transmit
+/// timestamps first, then replies, then stamps that came meanwhile — in
+/// batches (`recvmmsg`), and matches it. Returns the number of entries
+/// read, the number of replies among them, and whether every reply had a
+/// kernel receive timestamp.
+fn drain(
+    endpoint: &dyn Endpoint,
+    info: SocketInfo,
+    shared: &Shared,
+    commands: &mpsc::Sender<Command>,
+    batch: &mut RecvBatch,
+) -> (usize, usize, bool) {
+    let mut got = 0;
+    let mut replies = 0;
+    let mut stamped = true;
+    let notify = |o: Outcome| {
+        if let Outcome::Answered {
+            round_complete: Some(id),
+            ..
+        }
+        | Outcome::Late {
+            round_complete: Some(id),
+        } = o
+        {
+            let _ = commands.send(Command::Answered(id));
+        }
+    };
+    // Transmit stamps, replies, then stamps again.
+    for errqueue in [true, false, true] {
+        if errqueue && !endpoint.tx_timestamps() {
+            continue;
+        }
+        for _ in 0..DRAIN_CAP / DRAIN_BATCH {
+            let n = match endpoint.recv_batch(batch, errqueue) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!("ICMP receive error: {e}");
+                    break;
+                }
+            };
+            let mono = Instant::now();
+            for (r, buf) in batch.got.iter().zip(&batch.bufs) {
+                let data = buf.get(..r.len).unwrap_or(&buf[..]);
+                if errqueue {
+                    notify(shared.matcher.on_tx(info, data, r.timestamp));
+                } else {
+                    replies += 1;
+                    stamped &= r.timestamp.is_some();
+                    notify(shared.matcher.on_packet(info, data, r.timestamp, mono));
+                }
             }
-            Counters::inc(&counters.send_errors);
-            round.send_errors += 1;
-            if round.send_errors == 1 {
-                tracing::debug!("round {}: sending to {target} failed: {e}", round.shared.id);
+            got += n;
+            if n < batch.bufs.len() {
+                break;
             }
         }
     }
+    (got, replies, stamped)
+}
+
+/// The drain interval after a drain that read `got` entries `interval`
+/// after the previous one: what arrives at that rate within the next
+/// interval must fit in a quarter of a receive buffer of `rcvbuf` bytes.
+fn next_drain_interval(interval: Duration, got: usize, rcvbuf: usize) -> Duration {
+    let room = (rcvbuf / DRAIN_ENTRY_BYTES / 4).max(1) as f64;
+    let per_s = got as f64 / interval.as_secs_f64().max(1e-6);
+    if per_s <= 0.0 {
+        return DRAIN_MAX;
+    }
+    Duration::from_secs_f64(room / per_s).clamp(DRAIN_MIN, DRAIN_MAX)
 }
 
 /// A socket's receive thread: receive, match, tell the sender thread when a
 /// round got its last answer; until the engine stops.
+///
+/// When the kernel stamps this socket's sends and receives, reading a
+/// packet late changes no RTT. Then, while rounds are in progress, the
+/// thread sleeps and drains the socket every `drain` interval (adapted
+/// between [`DRAIN_MIN`] and [`DRAIN_MAX`] to the rate): a packet arriving
+/// for a sleeping reader would cost the sender a wake-up of this thread and
+/// this thread a context switch per packet, the largest cost at small scale.
+/// Otherwise (no stamps, or no round in progress) it waits for each packet.
 fn receive_loop(
     endpoint: &dyn Endpoint,
     info: SocketInfo,
@@ -727,72 +894,44 @@ fn receive_loop(
         shared,
         name: format!("the receive thread of socket {}", info.id),
     };
-    let mut buf = vec![0u8; RECV_BUF_LEN];
+    let mut batch = RecvBatch::new(DRAIN_BATCH, RECV_BUF_LEN);
     let mut errors: u64 = 0;
-    // Under load the thread polls instead of sleeping in recvmsg: every
-    // packet queued to a socket with a sleeping reader costs the sending
-    // thread a wake-up (at 100,000 pings/s on loopback, waking the reader
-    // was the largest single item in the sender's profile, about 10 % of
-    // the engine's samples) and this thread a context switch. Kernel
-    // timestamps keep the RTTs exact however late the packet is read;
-    // without them the thread always waits in recvmsg.
-    let mut polling = false;
-    let mut window_start = Instant::now();
-    let mut window_packets: u64 = 0;
-    let mut window_timestamped = true;
+    let mut interval = DRAIN_MAX;
+    // The replies of the last drain that read any came with receive stamps
+    // taken at arrival. Until then (the kernel turns timestamping on for
+    // the system a moment after the first socket asks) every packet is
+    // read as it comes.
+    let mut rx_stamped = false;
+    let lazy_possible = endpoint.tx_timestamps() && endpoint.rx_stamps_at_arrival();
     while !shared.stopping.load(Ordering::Acquire) {
-        if polling {
-            thread::sleep(POLL_INTERVAL);
-        }
-        let mut got = 0usize;
-        let mut wait = !polling;
-        loop {
-            match endpoint.recv(&mut buf, wait) {
-                Ok(None) => break,
-                Ok(Some(r)) => {
-                    got += 1;
-                    window_timestamped &= r.timestamp.is_some();
-                    let mono = Instant::now();
-                    let data = buf.get(..r.len).unwrap_or(&buf[..]);
-                    match shared.matcher.on_packet(info, data, r.timestamp, mono) {
-                        Outcome::Answered {
-                            round_complete: Some(id),
-                            ..
-                        }
-                        | Outcome::Late {
-                            round_complete: Some(id),
-                        } => {
-                            let _ = commands.send(Command::Answered(id));
-                        }
-                        _ => {}
-                    }
-                }
+        // A round in progress: replies are coming (even when none is
+        // pending this instant, between two sends).
+        let active = shared
+            .matcher
+            .counters
+            .rounds_active
+            .load(Ordering::Relaxed)
+            > 0;
+        if lazy_possible && rx_stamped && active {
+            thread::sleep(interval);
+        } else {
+            match endpoint.wait(socket::RECV_TIMEOUT) {
+                Ok(_) => {}
                 Err(e) => {
                     errors += 1;
                     if errors.is_power_of_two() {
-                        tracing::debug!("ICMP receive error ({errors} so far): {e}");
+                        tracing::debug!("ICMP socket wait error ({errors} so far): {e}");
                     }
                     // Do not spin on a persistent error.
                     thread::sleep(Duration::from_millis(10));
-                    break;
                 }
             }
-            // Drain what is queued without waiting, then decide.
-            wait = false;
-            if got >= POLL_DRAIN_MAX {
-                break;
-            }
         }
-        window_packets += got as u64;
-        let elapsed = window_start.elapsed();
-        if elapsed >= POLL_WINDOW {
-            polling = window_timestamped
-                && window_packets * POLL_WINDOW.as_nanos() as u64
-                    >= POLL_THRESHOLD * elapsed.as_nanos() as u64;
-            window_start = Instant::now();
-            window_packets = 0;
-            window_timestamped = true;
+        let (got, replies, stamped) = drain(endpoint, info, shared, commands, &mut batch);
+        if replies > 0 {
+            rx_stamped = stamped;
         }
+        interval = next_drain_interval(interval, got, endpoint.recv_buffer_bytes());
     }
 }
 

@@ -2,12 +2,21 @@
 //! and the engine's counters.
 //!
 //! The sender thread inserts one [`Pending`] entry per ping under a 32-bit key
-//! just before `sendto`; a receive thread that gets a reply carrying our magic,
-//! our socket id and that key removes the entry and stores the RTT into the
-//! round's slot. The first matching reply wins: a duplicate finds no entry
-//! and is only counted. When a round completes, the sender thread removes
-//! its remaining entries (those pings are lost), so a reply arriving after
-//! that is only counted too.
+//! just before the send; a receive thread that gets a reply carrying our
+//! magic, our socket id and that key removes the entry and stores the RTT
+//! into the round's slot. The first matching reply wins: a duplicate finds
+//! no entry (or one already answered) and is only counted. When a round
+//! completes, the sender thread removes its remaining entries (those pings
+//! are lost), so a reply arriving after that is only counted too.
+//!
+//! **Transmit timestamps.** On a socket where the kernel stamps sends, the
+//! RTT is kernel receive time − kernel transmit time. The transmit stamp
+//! comes back on the socket's error queue with the sent packet, whose token
+//! names the entry ([`Matcher::on_tx`]). It nearly always comes before the
+//! reply; when the reply is read first it waits in the entry for the stamp.
+//! Without a stamp (the kernel gave none, or it came too late) the RTT uses
+//! the user-space send time read just before the send, and that fallback is
+//! counted.
 //!
 //! The table is sharded by key so the sender and receive threads rarely
 //! contend; an RTT is stored while the shard lock is held, so once the
@@ -41,6 +50,12 @@ pub(crate) struct Counters {
     pub icmp_errors: AtomicU64,
     pub rounds_active: AtomicU64,
     pub pending: AtomicU64,
+    /// Sends stamped by the kernel (transmit timestamps read).
+    pub tx_stamped: AtomicU64,
+    /// Answered pings whose RTT used the user-space send time.
+    pub tx_fallbacks: AtomicU64,
+    /// Answered pings whose RTT used the user-space receive time.
+    pub rx_fallbacks: AtomicU64,
 }
 
 impl Counters {
@@ -144,10 +159,39 @@ impl RoundShared {
 pub(crate) struct Pending {
     pub round: Arc<RoundShared>,
     pub slot: usize,
-    /// CLOCK_REALTIME read just before `sendto`.
+    /// CLOCK_REALTIME read in user space just before the send (used when
+    /// the kernel gives no transmit timestamp).
     pub sent_wall: SystemTime,
     /// Monotonic time of the send (fallback when the wall clock misbehaves).
     pub sent_mono: Instant,
+    /// The socket stamps its sends: the RTT waits for the stamp.
+    pub wants_tx: bool,
+    /// The kernel's transmit timestamp, once read.
+    pub tx: Option<SystemTime>,
+    /// The reply (kernel receive time, if any; when read), when it was read
+    /// before the transmit timestamp.
+    pub reply: Option<(Option<SystemTime>, Instant)>,
+}
+
+impl Pending {
+    /// A ping sent now-ish (user-space clocks read by the caller).
+    pub fn new(
+        round: Arc<RoundShared>,
+        slot: usize,
+        sent_wall: SystemTime,
+        sent_mono: Instant,
+        wants_tx: bool,
+    ) -> Pending {
+        Pending {
+            round,
+            slot,
+            sent_wall,
+            sent_mono,
+            wants_tx,
+            tx: None,
+            reply: None,
+        }
+    }
 }
 
 /// The socket a packet came in on, as far as matching cares.
@@ -182,6 +226,11 @@ pub(crate) enum Outcome {
         rtt: Duration,
         round_complete: Option<u64>,
     },
+    /// Answer to one of our pings, read before its transmit timestamp: the
+    /// RTT follows with the stamp.
+    AwaitingStamp,
+    /// A transmit timestamp recorded (the reply is still to come).
+    Stamped,
     /// Ours, but later than the round's timeout: the ping counts as lost.
     Late { round_complete: Option<u64> },
     /// Carries our magic but matches no pending ping (duplicate, expired,
@@ -225,6 +274,7 @@ impl Matcher {
         m.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[cfg(test)]
     pub fn contains(&self, key: u32) -> bool {
         self.shard(key).contains_key(&key)
     }
@@ -240,7 +290,8 @@ impl Matcher {
         Ok(())
     }
 
-    /// Removes a pending ping (lost or failed to send).
+    /// Removes a pending ping.
+    #[cfg(test)]
     pub fn remove(&self, key: u32) -> Option<Pending> {
         let removed = self.shard(key).remove(&key);
         if removed.is_some() {
@@ -295,11 +346,87 @@ impl Matcher {
         // Remove the entry and store the RTT under the shard lock (see the
         // module docs).
         let mut shard = self.shard(token.key);
-        let Some(p) = shard.remove(&token.key) else {
+        let Some(entry) = shard.get_mut(&token.key) else {
             drop(shard);
             Counters::inc(&self.counters.unmatched);
             return Outcome::Unmatched;
         };
+        if entry.reply.is_some() {
+            // A duplicate of a reply still waiting for its stamp.
+            drop(shard);
+            Counters::inc(&self.counters.unmatched);
+            return Outcome::Unmatched;
+        }
+        if entry.wants_tx && entry.tx.is_none() {
+            entry.reply = Some((recv_wall, recv_mono));
+            return Outcome::AwaitingStamp;
+        }
+        let Some(p) = shard.remove(&token.key) else {
+            return Outcome::Unmatched;
+        };
+        self.finalize(p, recv_wall, recv_mono, shard)
+    }
+
+    /// Handles one error-queue entry of `socket`: the kernel's transmit
+    /// timestamp `tx` of the packet `data`. Completes the ping when its
+    /// reply was already read.
+    pub fn on_tx(&self, socket: SocketInfo, data: &[u8], tx: Option<SystemTime>) -> Outcome {
+        let Some(tx) = tx else {
+            return Outcome::Ignored;
+        };
+        let Some(token) = Token::find(data, &self.magic) else {
+            return Outcome::Ignored;
+        };
+        if token.socket_id != socket.id {
+            return Outcome::OtherSocket;
+        }
+        let mut shard = self.shard(token.key);
+        let Some(entry) = shard.get_mut(&token.key) else {
+            // Its round ended already.
+            return Outcome::Unmatched;
+        };
+        Counters::inc(&self.counters.tx_stamped);
+        entry.tx = Some(tx);
+        let Some((recv_wall, recv_mono)) = entry.reply else {
+            return Outcome::Stamped;
+        };
+        let Some(p) = shard.remove(&token.key) else {
+            return Outcome::Unmatched;
+        };
+        self.finalize(p, recv_wall, recv_mono, shard)
+    }
+
+    /// Removes the entry of a ping whose round ended: lost, or answered
+    /// without a transmit timestamp (then its RTT uses the user-space send
+    /// time). Returns whether an entry was removed; the round's count of
+    /// outstanding pings is updated either way.
+    pub fn expire(&self, key: u32) -> bool {
+        let mut shard = self.shard(key);
+        let Some(p) = shard.remove(&key) else {
+            return false;
+        };
+        match p.reply {
+            Some((recv_wall, recv_mono)) => {
+                self.finalize(p, recv_wall, recv_mono, shard);
+            }
+            None => {
+                drop(shard);
+                Counters::dec(&self.counters.pending);
+                p.round.finish_one();
+            }
+        }
+        true
+    }
+
+    /// Stores the RTT of a removed entry (under its shard lock, see the
+    /// module docs) and counts it.
+    fn finalize(
+        &self,
+        p: Pending,
+        recv_wall: Option<SystemTime>,
+        recv_mono: Instant,
+        shard: MutexGuard<'_, HashMap<u32, Pending>>,
+    ) -> Outcome {
         Counters::dec(&self.counters.pending);
         let rtt = rtt(&p, recv_wall, recv_mono);
         let late = rtt > p.round.timeout;
@@ -307,7 +434,14 @@ impl Matcher {
             p.round.set_rtt(p.slot, rtt);
         }
         drop(shard);
-
+        if !late {
+            if p.tx.is_none() {
+                Counters::inc(&self.counters.tx_fallbacks);
+            }
+            if recv_wall.is_none() {
+                Counters::inc(&self.counters.rx_fallbacks);
+            }
+        }
         let round_complete = p.round.finish_one().then_some(p.round.id);
         if late {
             Counters::inc(&self.counters.late);
@@ -322,12 +456,15 @@ impl Matcher {
     }
 }
 
-/// RTT of a ping: kernel receive timestamp minus send timestamp, both
-/// CLOCK_REALTIME; the monotonic clock when there is no kernel timestamp or
-/// the wall clock was stepped in between.
+/// RTT of a ping: kernel receive timestamp minus the send time — the
+/// kernel's transmit timestamp when there is one, else the user-space time
+/// read just before the send — both CLOCK_REALTIME; the monotonic clock
+/// when there is no kernel receive timestamp or the wall clock was stepped
+/// in between.
 fn rtt(p: &Pending, recv_wall: Option<SystemTime>, recv_mono: Instant) -> Duration {
     let mono = recv_mono.saturating_duration_since(p.sent_mono);
-    match recv_wall.and_then(|w| w.duration_since(p.sent_wall).ok()) {
+    let sent = p.tx.unwrap_or(p.sent_wall);
+    match recv_wall.and_then(|w| w.duration_since(sent).ok()) {
         Some(wall) if wall <= mono + CLOCK_STEP_TOLERANCE => wall,
         _ => mono,
     }
@@ -388,12 +525,7 @@ mod tests {
         let w0 = SystemTime::now();
         for slot in 0..4 {
             round.add_outstanding();
-            let p = Pending {
-                round: Arc::clone(&round),
-                slot,
-                sent_wall: w0,
-                sent_mono: t0,
-            };
+            let p = Pending::new(Arc::clone(&round), slot, w0, t0, false);
             assert!(m.insert(0x0001_0000 + slot as u32, p).is_ok());
         }
         assert!(!round.mark_all_sent());
@@ -564,14 +696,113 @@ mod tests {
     #[test]
     fn insert_rejects_taken_key() {
         let f = fixture();
-        let p = Pending {
-            round: Arc::clone(&f.round),
-            slot: 0,
-            sent_wall: f.w0,
-            sent_mono: f.t0,
-        };
+        let p = Pending::new(Arc::clone(&f.round), 0, f.w0, f.t0, false);
         assert!(f.m.insert(0x0001_0000, p).is_err());
         assert!(f.m.contains(0x0001_0000));
         assert!(!f.m.contains(0x0002_0000));
+    }
+
+    /// A round of one target x 2 pings on a socket that stamps its sends.
+    fn stamped_fixture() -> Fixture {
+        let m = Matcher::new(MAGIC);
+        let round = Arc::new(RoundShared::new(9, 1, 2, 100 * MS));
+        let t0 = Instant::now();
+        let w0 = SystemTime::now();
+        for slot in 0..2 {
+            round.add_outstanding();
+            let p = Pending::new(Arc::clone(&round), slot, w0, t0, true);
+            assert!(m.insert(0x0001_0000 + slot as u32, p).is_ok());
+        }
+        assert!(!round.mark_all_sent());
+        Fixture { m, round, t0, w0 }
+    }
+
+    /// The packet as the kernel loops it back with a transmit timestamp:
+    /// some link and network header, then the request.
+    fn looped(socket: SocketInfo, key: u32) -> Vec<u8> {
+        let (ident, seq) = SocketInfo::ident_seq(key);
+        let payload = Token {
+            magic: MAGIC,
+            socket_id: socket.id,
+            key,
+        }
+        .encode();
+        let mut v = vec![0u8; 34];
+        v.extend(build_echo_request(socket.family, ident, seq, &payload));
+        v
+    }
+
+    #[test]
+    fn rtt_is_kernel_receive_minus_kernel_transmit() {
+        let f = stamped_fixture();
+        // The user-space send time is 3 ms before the kernel's stamp (the
+        // sender was preempted before the send): it must not count.
+        let tx = f.w0 + 3 * MS;
+        assert_eq!(
+            f.m.on_tx(RAW4, &looped(RAW4, 0x0001_0000), Some(tx)),
+            Outcome::Stamped
+        );
+        let pkt = reply(RAW4, MAGIC, 0x0001_0000);
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, Some(tx + 5 * MS), f.t0 + 9 * MS),
+            Outcome::Answered {
+                rtt: 5 * MS,
+                round_complete: None
+            }
+        );
+        // The reply read before the stamp waits for it.
+        let pkt = reply(RAW4, MAGIC, 0x0001_0001);
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 10 * MS), f.t0 + 11 * MS),
+            Outcome::AwaitingStamp
+        );
+        // A duplicate meanwhile is only counted.
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 11 * MS), f.t0 + 12 * MS),
+            Outcome::Unmatched
+        );
+        assert_eq!(
+            f.m.on_tx(RAW4, &looped(RAW4, 0x0001_0001), Some(f.w0 + 4 * MS)),
+            Outcome::Answered {
+                rtt: 6 * MS,
+                round_complete: Some(9)
+            }
+        );
+        assert_eq!(f.round.results(), vec![vec![Some(5 * MS), Some(6 * MS)]]);
+        let c = &f.m.counters;
+        assert_eq!(c.tx_stamped.load(Ordering::Relaxed), 2);
+        assert_eq!(c.tx_fallbacks.load(Ordering::Relaxed), 0);
+        assert_eq!(c.pending.load(Ordering::Relaxed), 0);
+        // A stamp after its round ended, of another socket, or not ours.
+        assert_eq!(
+            f.m.on_tx(RAW4, &looped(RAW4, 0x0001_0001), Some(f.w0)),
+            Outcome::Unmatched
+        );
+        let other = SocketInfo { id: 5, ..RAW4 };
+        assert_eq!(
+            f.m.on_tx(RAW4, &looped(other, 0x0001_0001), Some(f.w0)),
+            Outcome::OtherSocket
+        );
+        assert_eq!(f.m.on_tx(RAW4, &[0u8; 40], Some(f.w0)), Outcome::Ignored);
+    }
+
+    #[test]
+    fn no_stamp_by_the_round_end_falls_back_to_the_user_space_send_time() {
+        let f = stamped_fixture();
+        let pkt = reply(RAW4, MAGIC, 0x0001_0000);
+        assert_eq!(
+            f.m.on_packet(RAW4, &pkt, Some(f.w0 + 7 * MS), f.t0 + 8 * MS),
+            Outcome::AwaitingStamp
+        );
+        // The round ends: answered without a stamp, and a lost one.
+        assert!(f.m.expire(0x0001_0000));
+        assert!(f.m.expire(0x0001_0001));
+        assert!(!f.m.expire(0x0001_0001));
+        assert_eq!(f.round.results(), vec![vec![Some(7 * MS), None]]);
+        assert!(f.round.is_complete());
+        let c = &f.m.counters;
+        assert_eq!(c.tx_fallbacks.load(Ordering::Relaxed), 1);
+        assert_eq!(c.received.load(Ordering::Relaxed), 1);
+        assert_eq!(c.pending.load(Ordering::Relaxed), 0);
     }
 }

@@ -14,7 +14,10 @@
 //!   timestamps (`SO_TIMESTAMPNS`) and matches replies to pings through a
 //!   shared pending table (identifier, sequence and a payload token carrying
 //!   a per-engine random magic, the socket id and a 32-bit key).
-//! * RTT = kernel receive timestamp − CLOCK_REALTIME read just before `sendto`.
+//! * RTT = kernel receive timestamp − kernel transmit timestamp
+//!   (`SO_TIMESTAMPING`, read from the socket's error queue); the user-space
+//!   time read just before the send only when the kernel gives no stamp
+//!   (counted as a fallback).
 //!
 //! # Schedule of a round
 //!
@@ -88,6 +91,11 @@ pub struct IcmpConfig {
     /// up to one quantum later than its due time; RTTs are measured from the
     /// actual send.
     pub send_quantum: std::time::Duration,
+    /// Ask the kernel for transmit timestamps (`SO_TIMESTAMPING`): an RTT is
+    /// then kernel receive time − kernel transmit time, whatever the
+    /// sending thread did in between. Off: the send time is read in user
+    /// space just before the send (for comparison in benchmarks).
+    pub tx_timestamps: bool,
 }
 
 impl Default for IcmpConfig {
@@ -96,6 +104,7 @@ impl Default for IcmpConfig {
             socket_kind: SocketKind::Auto,
             recv_buffer_bytes: 16 << 20,
             send_quantum: std::time::Duration::ZERO,
+            tx_timestamps: true,
         }
     }
 }
@@ -199,4 +208,12 @@ pub struct EngineStats {
     pub rounds_active: u64,
     /// Gauge: pings waiting for their reply.
     pub pending: u64,
+    /// Sends whose kernel transmit timestamp was read.
+    pub tx_stamped: u64,
+    /// Answered pings whose RTT used the user-space send time (the kernel
+    /// gave no transmit timestamp).
+    pub tx_fallbacks: u64,
+    /// Answered pings whose RTT used the user-space receive time (the
+    /// kernel gave no receive timestamp).
+    pub rx_fallbacks: u64,
 }

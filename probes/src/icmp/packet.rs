@@ -66,6 +66,14 @@ impl Token {
         p
     }
 
+    /// Finds the token carrying `magic` anywhere in `data` (a packet as the
+    /// kernel loops it back with a transmit timestamp: link, network and
+    /// ICMP headers before the payload, maybe padding after it).
+    pub fn find(data: &[u8], magic: &[u8; MAGIC_LEN]) -> Option<Token> {
+        let at = data.windows(MAGIC_LEN).position(|w| w == magic)?;
+        Token::decode(data.get(at..)?)
+    }
+
     /// Decodes a payload; `None` when it is too short to hold a token.
     pub fn decode(payload: &[u8]) -> Option<Token> {
         let magic: [u8; MAGIC_LEN] = payload.get(..MAGIC_LEN)?.try_into().ok()?;

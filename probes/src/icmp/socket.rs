@@ -9,17 +9,24 @@
 //! datagram ("ping") socket or a raw socket as [`SocketKind`] says, bound to
 //! the source address (`bind`) and interface (`SO_BINDTODEVICE`), with a
 //! large receive buffer (`SO_RCVBUFFORCE`, else `SO_RCVBUF`), kernel receive
-//! timestamps (`SO_TIMESTAMPNS`) and a short receive timeout so the receive
-//! thread notices shutdown.
+//! timestamps (`SO_TIMESTAMPNS`), kernel *transmit* timestamps
+//! (`SO_TIMESTAMPING` with `SOF_TIMESTAMPING_TX_SOFTWARE`: the device stamps
+//! each packet as it transmits it, and the stamp comes back on the socket's
+//! error queue together with the packet, from which the engine reads its
+//! token) and a short receive timeout so the receive thread notices
+//! shutdown. Sends of one tick go out in one `sendmmsg`.
 
-use std::io::{self, IoSliceMut};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use nix::errno::Errno;
-use nix::sys::socket::{self as nsock, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage};
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    self as nsock, sockopt, ControlMessageOwned, MsgFlags, SockaddrStorage, TimestampingFlag,
+};
 use nix::sys::time::TimeSpec;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -38,8 +45,28 @@ const SEND_BUFFER_BYTES: usize = 4 << 20;
 pub struct Received {
     /// Bytes written into the buffer.
     pub len: usize,
-    /// Kernel receive timestamp (CLOCK_REALTIME), when the socket gave one.
+    /// Kernel receive timestamp (CLOCK_REALTIME), when the socket gave one;
+    /// for an error-queue entry, the kernel's transmit timestamp.
     pub timestamp: Option<SystemTime>,
+}
+
+/// Buffers for reading several packets with one system call.
+#[derive(Debug)]
+pub struct RecvBatch {
+    /// One buffer per packet.
+    pub bufs: Vec<Vec<u8>>,
+    /// What the last read put into `bufs[i]`.
+    pub got: Vec<Received>,
+}
+
+impl RecvBatch {
+    /// `n` buffers of `len` bytes.
+    pub fn new(n: usize, len: usize) -> RecvBatch {
+        RecvBatch {
+            bufs: vec![vec![0u8; len]; n.max(1)],
+            got: Vec::with_capacity(n.max(1)),
+        }
+    }
 }
 
 /// The socket I/O the engine needs. One endpoint per [`Binding`]; one thread
@@ -49,12 +76,62 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
     fn family(&self) -> Family;
     /// [`SocketKind::Datagram`] or [`SocketKind::Raw`] (never `Auto`).
     fn kind(&self) -> SocketKind;
+    /// True when the kernel stamps this socket's sends: every send then
+    /// gets a transmit timestamp on the error queue ([`Endpoint::recv_tx`]).
+    fn tx_timestamps(&self) -> bool {
+        false
+    }
+    /// True when a receive timestamp, if present, was taken as the packet
+    /// arrived (`SO_TIMESTAMPING`), never when it was read: then a packet
+    /// may be read late without changing its RTT.
+    fn rx_stamps_at_arrival(&self) -> bool {
+        false
+    }
+    /// The socket's receive buffer, bytes (as the kernel counts it).
+    fn recv_buffer_bytes(&self) -> usize {
+        16 << 20
+    }
     /// Sends one ICMP message (starting at the ICMP header) to `dest`.
     fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()>;
+    /// Sends `packets` in order, in as few system calls as the socket
+    /// allows; `results` gets one entry per packet.
+    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+        results.clear();
+        for (p, dest) in packets {
+            results.push(self.send_to(p, *dest));
+        }
+    }
     /// Receives one packet; `Ok(None)` when nothing came. With `wait` it
     /// waits at most a short time (timeout or interrupt give `None`);
     /// without, it returns at once.
     fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<Received>>;
+    /// Reads one error-queue entry without waiting: a transmit timestamp
+    /// (in `timestamp`) and the packet it stamps, as the kernel returns it
+    /// (from the link-layer header on). `Ok(None)` when the queue is empty.
+    fn recv_tx(&self, _buf: &mut [u8]) -> io::Result<Option<Received>> {
+        Ok(None)
+    }
+    /// Waits until a packet or an error-queue entry can be read, at most
+    /// `timeout`; false when nothing came.
+    fn wait(&self, timeout: Duration) -> io::Result<bool>;
+    /// Reads what is queued, without waiting, into `batch` (as many as it
+    /// holds): error-queue entries if `errqueue`, else packets. Returns how
+    /// many were read (`batch.got`); a short read means the queue is empty.
+    fn recv_batch(&self, batch: &mut RecvBatch, errqueue: bool) -> io::Result<usize> {
+        batch.got.clear();
+        for buf in &mut batch.bufs {
+            let r = if errqueue {
+                self.recv_tx(buf)?
+            } else {
+                self.recv(buf, false)?
+            };
+            match r {
+                Some(r) => batch.got.push(r),
+                None => break,
+            }
+        }
+        Ok(batch.got.len())
+    }
 }
 
 /// A real ICMP socket.
@@ -63,6 +140,14 @@ pub struct IcmpSocket {
     socket: Socket,
     family: Family,
     kind: SocketKind,
+    /// The kernel stamps sends (`SO_TIMESTAMPING`).
+    tx_stamps: bool,
+    /// Receive stamps come from `SO_TIMESTAMPING` (taken at arrival; a
+    /// packet that arrived before timestamping was on has none) rather
+    /// than `SO_TIMESTAMPNS` (which stamps such a packet when it is read).
+    rx_at_arrival: bool,
+    /// `SO_RCVBUF` as the kernel reports it.
+    rcvbuf: usize,
     /// Control-message buffer for `recvmsg` (only the receive thread uses it).
     cmsg: Mutex<Vec<u8>>,
 }
@@ -76,41 +161,183 @@ impl Endpoint for IcmpSocket {
         self.kind
     }
 
+    fn tx_timestamps(&self) -> bool {
+        self.tx_stamps
+    }
+
+    fn rx_stamps_at_arrival(&self) -> bool {
+        self.rx_at_arrival
+    }
+
+    fn recv_buffer_bytes(&self) -> usize {
+        self.rcvbuf
+    }
+
     fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()> {
         let addr = SockAddr::from(SocketAddr::new(dest, 0));
         self.socket.send_to(packet, &addr).map(|_| ())
     }
 
+    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+        results.clear();
+        if packets.len() < 2 {
+            // One packet: sendto is cheaper than setting up sendmmsg.
+            for (p, dest) in packets {
+                results.push(self.send_to(p, *dest));
+            }
+            return;
+        }
+        let addrs: Vec<Option<SockaddrStorage>> = packets
+            .iter()
+            .map(|(_, d)| Some(SockaddrStorage::from(SocketAddr::new(*d, 0))))
+            .collect();
+        let iovs: Vec<[IoSlice<'_>; 1]> = packets.iter().map(|(p, _)| [IoSlice::new(p)]).collect();
+        let mut done = 0;
+        // sendmmsg sends a prefix of the batch; an error is reported for the
+        // first packet that could not be sent, which is then skipped.
+        while done < packets.len() {
+            let n = packets.len() - done;
+            let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+            match nsock::sendmmsg(
+                self.socket.as_raw_fd(),
+                &mut headers,
+                &iovs[done..],
+                &addrs[done..],
+                [],
+                MsgFlags::empty(),
+            ) {
+                Ok(sent) => {
+                    let sent = sent.count();
+                    if sent == 0 {
+                        // Nothing sent and no error: try them one by one.
+                        for (p, dest) in &packets[done..] {
+                            results.push(self.send_to(p, *dest));
+                        }
+                        return;
+                    }
+                    results.extend((0..sent).map(|_| Ok(())));
+                    done += sent;
+                }
+                Err(Errno::EINTR) => {}
+                Err(e) => {
+                    results.push(Err(io::Error::from(e)));
+                    done += 1;
+                }
+            }
+        }
+    }
+
     fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<Option<Received>> {
+        self.recv_from_queue(
+            buf,
+            if wait {
+                MsgFlags::empty()
+            } else {
+                MsgFlags::MSG_DONTWAIT
+            },
+        )
+    }
+
+    fn recv_tx(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        if !self.tx_stamps {
+            return Ok(None);
+        }
+        self.recv_from_queue(buf, MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_ERRQUEUE)
+    }
+
+    fn recv_batch(&self, batch: &mut RecvBatch, errqueue: bool) -> io::Result<usize> {
+        batch.got.clear();
+        if errqueue && !self.tx_stamps {
+            return Ok(0);
+        }
+        let flags = if errqueue {
+            MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_ERRQUEUE
+        } else {
+            MsgFlags::MSG_DONTWAIT
+        };
+        let n = batch.bufs.len();
+        let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(
+            n,
+            Some(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8])),
+        );
+        let mut slices: Vec<[IoSliceMut<'_>; 1]> = batch
+            .bufs
+            .iter_mut()
+            .map(|b| [IoSliceMut::new(b)])
+            .collect();
+        let results = match nsock::recvmmsg(
+            self.socket.as_raw_fd(),
+            &mut headers,
+            slices.iter_mut(),
+            flags,
+            None,
+        ) {
+            Ok(r) => r,
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(0),
+            Err(e) => return Err(io::Error::from(e)),
+        };
+        for msg in results {
+            let timestamp = msg.cmsgs().ok().and_then(kernel_stamp);
+            batch.got.push(Received {
+                len: msg.bytes,
+                timestamp,
+            });
+        }
+        Ok(batch.got.len())
+    }
+
+    fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [PollFd::new(
+            self.socket.as_fd(),
+            PollFlags::POLLIN | PollFlags::POLLERR,
+        )];
+        match nix::poll::poll(&mut fds, PollTimeout::from(ms)) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::EINTR) => Ok(false),
+            Err(e) => Err(io::Error::from(e)),
+        }
+    }
+}
+
+impl IcmpSocket {
+    /// One `recvmsg` with `flags`; the kernel timestamp from
+    /// `SO_TIMESTAMPING` (error queue) or `SO_TIMESTAMPNS` (data).
+    fn recv_from_queue(&self, buf: &mut [u8], flags: MsgFlags) -> io::Result<Option<Received>> {
         let mut cmsg = self.cmsg.lock().unwrap_or_else(|e| e.into_inner());
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match nsock::recvmsg::<SockaddrStorage>(
             self.socket.as_raw_fd(),
             &mut iov,
             Some(&mut cmsg),
-            if wait {
-                MsgFlags::empty()
-            } else {
-                MsgFlags::MSG_DONTWAIT
-            },
+            flags,
         ) {
             Ok(m) => m,
             Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
             Err(e) => return Err(io::Error::from(e)),
         };
-        let mut timestamp = None;
-        if let Ok(cmsgs) = msg.cmsgs() {
-            for c in cmsgs {
-                if let ControlMessageOwned::ScmTimestampns(ts) = c {
-                    timestamp = timespec_to_system_time(ts);
-                }
-            }
-        }
         Ok(Some(Received {
             len: msg.bytes,
-            timestamp,
+            timestamp: msg.cmsgs().ok().and_then(kernel_stamp),
         }))
     }
+}
+
+/// The kernel timestamp among a message's control messages: the software
+/// time of `SCM_TIMESTAMPING` (zero, i.e. absent, when the packet was not
+/// stamped), else `SCM_TIMESTAMPNS`.
+fn kernel_stamp(cmsgs: nsock::CmsgIterator<'_>) -> Option<SystemTime> {
+    let mut ns = None;
+    for c in cmsgs {
+        match c {
+            ControlMessageOwned::ScmTimestampsns(ts) => {
+                return timespec_to_system_time(ts.system).filter(|t| *t > SystemTime::UNIX_EPOCH);
+            }
+            ControlMessageOwned::ScmTimestampns(ts) => ns = timespec_to_system_time(ts),
+            _ => {}
+        }
+    }
+    ns
 }
 
 fn timespec_to_system_time(ts: TimeSpec) -> Option<SystemTime> {
@@ -298,11 +525,26 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
         }
     }
     let _ = socket.set_send_buffer_size(SEND_BUFFER_BYTES);
-    if let Err(e) = nsock::setsockopt(&socket, sockopt::ReceiveTimestampns, &true) {
-        tracing::debug!(
-            "SO_TIMESTAMPNS unavailable on ICMP socket for {fam} ({e}); RTTs use user-space receive times"
-        );
+    // Receive stamps taken at arrival and, if asked for, transmit stamps
+    // (SO_TIMESTAMPING); else SO_TIMESTAMPNS receive stamps only.
+    let mut flags = TimestampingFlag::SOF_TIMESTAMPING_RX_SOFTWARE
+        | TimestampingFlag::SOF_TIMESTAMPING_SOFTWARE;
+    if config.tx_timestamps {
+        flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE;
     }
+    let (rx_at_arrival, tx_stamps) = match nsock::setsockopt(&socket, sockopt::Timestamping, &flags)
+    {
+        Ok(()) => (true, config.tx_timestamps),
+        Err(e) => {
+            tracing::info!("SO_TIMESTAMPING unavailable on the ICMP socket for {fam} ({e}); send times are taken in user space");
+            if let Err(e) = nsock::setsockopt(&socket, sockopt::ReceiveTimestampns, &true) {
+                tracing::debug!(
+                    "SO_TIMESTAMPNS unavailable on ICMP socket for {fam} ({e}); RTTs use user-space receive times"
+                );
+            }
+            (false, false)
+        }
+    };
     let rcvbuf = socket.recv_buffer_size().unwrap_or(0);
     tracing::info!(
         "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, receive buffer {} bytes)",
@@ -319,7 +561,12 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
         socket,
         family,
         kind,
-        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [u64; 4])),
+        tx_stamps,
+        rx_at_arrival,
+        rcvbuf,
+        // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs) and an
+        // extended error from the error queue.
+        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8])),
     })
 }
 
@@ -366,9 +613,15 @@ mod tests {
         );
     }
 
-    /// A real socket on loopback delivers kernel receive timestamps.
+    /// A real socket on loopback delivers kernel receive and transmit
+    /// timestamps, taken when the packet arrived and left: the transmit
+    /// stamp comes back on the error queue with the packet (its token
+    /// inside), and the reply's receive stamp is later than it. The first
+    /// packets of a process may come without a receive stamp (the kernel
+    /// turns timestamping on a moment after the first socket asks), so
+    /// pings are repeated until one has both, bounded.
     #[test]
-    fn loopback_echo_has_kernel_timestamp() {
+    fn loopback_echo_has_kernel_timestamps() {
         let sock = match open(&Binding::any(Family::V4), &IcmpConfig::default()) {
             Ok(s) => s,
             Err(e) => {
@@ -376,41 +629,57 @@ mod tests {
                 return;
             }
         };
+        assert!(sock.tx_timestamps() && sock.rx_stamps_at_arrival());
         let magic = *b"tstamp!!";
-        let token = super::super::packet::Token {
-            magic,
-            socket_id: 1,
-            key: 0x5151_0001,
-        };
-        let req =
-            super::super::packet::build_echo_request(Family::V4, 0x5151, 0x0001, &token.encode());
-        let before = SystemTime::now();
-        sock.send_to(&req, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
-            .expect("send to 127.0.0.1");
         let mut buf = [0u8; 2048];
-        // Bounded: at most 50 packets or 2 s.
-        let give_up = std::time::Instant::now() + Duration::from_secs(2);
-        for _ in 0..50 {
+        let give_up = std::time::Instant::now() + Duration::from_secs(5);
+        for seq in 1..=50u16 {
             if std::time::Instant::now() > give_up {
                 break;
             }
-            let Ok(Some(r)) = sock.recv(&mut buf, true) else {
-                continue;
+            let key = 0x5151_0000 | u32::from(seq);
+            let token = super::super::packet::Token {
+                magic,
+                socket_id: 1,
+                key,
             };
-            let with_hdr = sock.kind() == SocketKind::Raw;
-            let data = &buf[..r.len];
-            if let Ok(super::super::packet::Message::EchoReply { payload, .. }) =
-                super::super::packet::parse(Family::V4, with_hdr, data)
-            {
-                if super::super::packet::Token::decode(payload).is_some_and(|t| t.magic == magic) {
-                    let ts = r.timestamp.expect("kernel timestamp");
-                    let rtt = ts.duration_since(before).expect("after send");
+            let req =
+                super::super::packet::build_echo_request(Family::V4, 0x5151, seq, &token.encode());
+            sock.send_to(&req, IpAddr::V4(std::net::Ipv4Addr::LOCALHOST))
+                .expect("send to 127.0.0.1");
+            std::thread::sleep(Duration::from_millis(20));
+            // The transmit stamp, with the sent packet.
+            let mut tx = None;
+            while let Ok(Some(r)) = sock.recv_tx(&mut buf) {
+                if super::super::packet::Token::find(&buf[..r.len], &magic)
+                    .is_some_and(|t| t.key == key)
+                {
+                    tx = r.timestamp;
+                }
+            }
+            let tx = tx.expect("a transmit timestamp for every send");
+            // The reply, with its receive stamp (maybe none at first).
+            let mut rx = None;
+            while let Ok(Some(r)) = sock.recv(&mut buf, false) {
+                let with_hdr = sock.kind() == SocketKind::Raw;
+                if let Ok(super::super::packet::Message::EchoReply { payload, .. }) =
+                    super::super::packet::parse(Family::V4, with_hdr, &buf[..r.len])
+                {
+                    if super::super::packet::Token::decode(payload).is_some_and(|t| t.key == key) {
+                        rx = Some(r.timestamp);
+                    }
+                }
+            }
+            match rx.expect("an echo reply from 127.0.0.1") {
+                Some(rx) => {
+                    let rtt = rx.duration_since(tx).expect("received after sent");
                     assert!(rtt < Duration::from_millis(50), "{rtt:?}");
                     return;
                 }
+                None => continue,
             }
         }
-        panic!("no echo reply from 127.0.0.1");
+        panic!("no reply with a receive timestamp from 127.0.0.1");
     }
 
     #[test]

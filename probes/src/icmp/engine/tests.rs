@@ -27,6 +27,10 @@ struct Behaviour {
     delay: Duration,
     /// Receive timestamps from the "kernel".
     timestamps: bool,
+    /// Transmit timestamps from the "kernel", on the error queue: the wall
+    /// time of the send plus this (as if the send left the device later
+    /// than the user-space clock read).
+    tx_stamps: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -39,6 +43,10 @@ struct Fake {
     queue: Mutex<VecDeque<(Instant, SystemTime, Vec<u8>)>>,
     cv: Condvar,
     sends: Mutex<Vec<(Instant, IpAddr)>>,
+    /// Error queue: transmit timestamps with the looped packet.
+    errq: Mutex<VecDeque<(SystemTime, Vec<u8>)>>,
+    /// Sends per `send_batch` call.
+    batches: Mutex<Vec<usize>>,
 }
 
 impl Fake {
@@ -50,6 +58,8 @@ impl Fake {
             queue: Mutex::new(VecDeque::new()),
             cv: Condvar::new(),
             sends: Mutex::new(Vec::new()),
+            errq: Mutex::new(VecDeque::new()),
+            batches: Mutex::new(Vec::new()),
         })
     }
 
@@ -67,6 +77,61 @@ impl Endpoint for Fake {
         self.kind
     }
 
+    fn tx_timestamps(&self) -> bool {
+        self.behaviour.tx_stamps.is_some()
+    }
+
+    fn rx_stamps_at_arrival(&self) -> bool {
+        self.behaviour.timestamps
+    }
+
+    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+        if let Ok(mut b) = self.batches.lock() {
+            b.push(packets.len());
+        }
+        results.clear();
+        for (p, dest) in packets {
+            results.push(self.send_to(p, *dest));
+        }
+    }
+
+    fn recv_tx(&self, buf: &mut [u8]) -> io::Result<Option<Received>> {
+        let mut q = self.errq.lock().map_err(|_| io::Error::other("poisoned"))?;
+        Ok(q.pop_front().map(|(at, pkt)| {
+            let n = pkt.len().min(buf.len());
+            buf[..n].copy_from_slice(&pkt[..n]);
+            Received {
+                len: n,
+                timestamp: Some(at),
+            }
+        }))
+    }
+
+    fn wait(&self, timeout: Duration) -> io::Result<bool> {
+        let give_up = Instant::now() + timeout.min(20 * MS);
+        let mut q = self
+            .queue
+            .lock()
+            .map_err(|_| io::Error::other("poisoned"))?;
+        loop {
+            let now = Instant::now();
+            let due = q.front().is_some_and(|(at, _, _)| *at <= now);
+            let stamps = self.errq.lock().is_ok_and(|e| !e.is_empty());
+            if due || stamps {
+                return Ok(true);
+            }
+            if now >= give_up {
+                return Ok(false);
+            }
+            let until = q.front().map_or(give_up, |(at, _, _)| (*at).min(give_up));
+            let (guard, _) = self
+                .cv
+                .wait_timeout(q, until.saturating_duration_since(now))
+                .map_err(|_| io::Error::other("poisoned"))?;
+            q = guard;
+        }
+    }
+
     fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()> {
         let now = Instant::now();
         if let Ok(mut s) = self.sends.lock() {
@@ -75,6 +140,15 @@ impl Endpoint for Fake {
         let b = &self.behaviour;
         if b.fail.contains(&dest) {
             return Err(io::Error::from_raw_os_error(113)); // EHOSTUNREACH
+        }
+        if let Some(late) = b.tx_stamps {
+            // The device stamps the packet; the kernel loops it back with a
+            // link-layer header in front.
+            let mut looped = vec![0u8; 14];
+            looped.extend_from_slice(packet);
+            if let Ok(mut q) = self.errq.lock() {
+                q.push_back((SystemTime::now() + late, looped));
+            }
         }
         if b.drop.contains(&dest) {
             return Ok(());
@@ -496,4 +570,103 @@ fn quantize_rounds_up_to_ticks() {
         super::floor_quantize(at(2001), epoch, Duration::ZERO),
         at(2001)
     );
+}
+
+/// With kernel transmit timestamps the RTT starts when the "device" sent
+/// the packet, not when the sender thread read its clock: here the stamp is
+/// 2 ms after the user-space time, so every RTT is 2 ms shorter than the
+/// fake's 10 ms delay. The receive thread drains lazily meanwhile, and
+/// every round still completes with every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernel_transmit_timestamps_make_the_rtt() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            delay: 10 * MS,
+            timestamps: true,
+            tx_stamps: Some(2 * MS),
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(Arc::clone(&fake));
+    let engine = Arc::new(engine);
+    let mut set = tokio::task::JoinSet::new();
+    // All four rounds start at the same instant.
+    let start = Instant::now() + 50 * MS;
+    for r in 0..4u8 {
+        let engine = Arc::clone(&engine);
+        set.spawn(async move {
+            let targets = (1..=5).map(|i| v4(r * 10 + i)).collect();
+            let mut req = request(Family::V4, targets, 3);
+            req.start = start;
+            engine.submit(req).await
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        let r = r.expect("task").expect("round");
+        for rtt in r.rtts.iter().flatten() {
+            let rtt = rtt.expect("answered");
+            assert!(
+                rtt >= 8 * MS - Duration::from_micros(200)
+                    && rtt <= 8 * MS + Duration::from_micros(200),
+                "{rtt:?}"
+            );
+        }
+    }
+    let s = wait_for(&engine, |s| s.rounds_active == 0).await;
+    assert_eq!((s.sent, s.received, s.tx_stamped), (60, 60, 60));
+    assert_eq!((s.tx_fallbacks, s.rx_fallbacks, s.pending), (0, 0, 0));
+    // Rounds that start together send their first pings in one batch.
+    let batches = fake.batches.lock().unwrap().clone();
+    assert!(
+        batches.iter().any(|n| *n >= 4),
+        "sends of one wake-up go out together: {batches:?}"
+    );
+}
+
+/// Without stamps from the kernel the RTT uses the user-space send time,
+/// and every such ping is counted as a fallback.
+#[tokio::test]
+async fn missing_stamps_are_counted_as_fallbacks() {
+    let fake = Fake::new(
+        Family::V4,
+        SocketKind::Raw,
+        Behaviour {
+            delay: 3 * MS,
+            timestamps: true,
+            ..Behaviour::default()
+        },
+    );
+    let (engine, _) = engine_with(fake);
+    let r = engine
+        .submit(request(Family::V4, vec![v4(1), v4(2)], 2))
+        .await
+        .expect("round");
+    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    let s = wait_for(&engine, |s| s.rounds_active == 0).await;
+    assert_eq!((s.received, s.tx_stamped, s.tx_fallbacks), (4, 0, 4));
+}
+
+#[test]
+fn drains_are_spaced_to_fit_the_receive_buffer() {
+    let ms = |n| Duration::from_millis(n);
+    // 16 MiB: room for 2048 entries per interval.
+    let big = 16 << 20;
+    // Nothing read: the longest interval.
+    assert_eq!(next_drain_interval(ms(10), 0, big), DRAIN_MAX);
+    // 100 entries in 100 ms (1,000/s): 2 s of room, capped at 100 ms.
+    assert_eq!(next_drain_interval(ms(100), 100, big), DRAIN_MAX);
+    // 200,000 entries/s: 10 ms.
+    assert_eq!(
+        next_drain_interval(ms(10), 2000, big),
+        ms(10) + Duration::from_micros(240)
+    );
+    // A small (unprivileged) buffer, 425,984 bytes: 52 entries of room;
+    // at 10,000 entries/s that is 5.2 ms.
+    let small = 425_984;
+    let i = next_drain_interval(ms(10), 100, small);
+    assert!(i > ms(5) && i < ms(6), "{i:?}");
+    // Never below 1 ms.
+    assert_eq!(next_drain_interval(ms(1), 100_000, small), DRAIN_MIN);
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use crate::basedir::BaseDir;
-use crate::order::id::is_ignored_name;
 use crate::order::{self, Order, OrderError, OrderId};
+use crate::registry::scan;
 use crate::rejected;
 
 /// One order file.
@@ -26,55 +26,25 @@ pub struct OrderFile {
 /// The order files below `orders/`, sorted by id. Names the daemon ignores
 /// (hidden, temporary, not a valid id) are skipped.
 pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
-    let mut out = Vec::new();
-    walk(&base.orders, &base.orders, 0, &mut out);
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    for f in &mut out {
-        f.order = order::read_order_file(&f.path, &f.id).map(|p| p.order);
-        if let Ok(o) = &mut f.order {
-            let sidecar = order::read_sidecar(&base.telegraf, &o.id);
-            o.apply_sidecar(&sidecar);
-        }
-    }
-    out
-}
-
-fn walk(root: &Path, dir: &Path, depth: usize, out: &mut Vec<OrderFile>) {
-    if depth > 32 {
-        return;
-    }
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for ent in rd.flatten() {
-        let name = ent.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if is_ignored_name(name) {
-            continue;
-        }
-        let path = ent.path();
-        match ent.file_type() {
-            Ok(ft) if ft.is_dir() => walk(root, &path, depth + 1, out),
-            Ok(ft) if ft.is_file() || ft.is_symlink() => {
-                if let Ok(id) = OrderId::from_path(root, &path) {
-                    let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                    out.push(OrderFile {
-                        id,
-                        path,
-                        mtime,
-                        order: Err(OrderError {
-                            file: PathBuf::new(),
-                            field: None,
-                            value: None,
-                            reason: String::new(),
-                            line: None,
-                        }),
-                    });
-                }
+    let mut found = scan::walk_orders(&base.orders, &base.orders).orders;
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found
+        .into_iter()
+        .map(|(id, path)| {
+            let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            let order = order::read_order_file(&path, &id).map(|p| {
+                let mut o = p.order;
+                order::merge_sidecar(&mut o, &base.telegraf);
+                o
+            });
+            OrderFile {
+                id,
+                path,
+                mtime,
+                order,
             }
-            _ => {}
-        }
-    }
+        })
+        .collect()
 }
 
 /// A parsed `last_result` file.
@@ -197,53 +167,32 @@ pub fn rejected(base: &BaseDir) -> Vec<Rejected> {
 
 /// Ids with files below `archive/`.
 pub fn archived(base: &BaseDir) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![base.archive.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut files = false;
-        for ent in rd.flatten() {
-            if ent.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(ent.path());
-            } else {
-                files = true;
-            }
-        }
-        if files && dir != base.archive {
-            if let Some(rel) = dir
-                .strip_prefix(&base.archive)
-                .ok()
-                .and_then(|r| r.to_str())
-            {
-                out.push(rel.to_owned());
-            }
-        }
-    }
-    out.sort();
-    out
+    ids(scan::dirs_with_files(&base.archive), &base.archive)
 }
 
 /// Ids with an `output/<id>/main.rrd`, sorted.
 pub fn rrd_ids(base: &BaseDir) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![base.output.clone()];
-    while let Some(dir) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for ent in rd.flatten() {
-            if ent.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(ent.path());
-            }
-        }
-        if dir.join(crate::store::writer::RRD_FILE).is_file() {
-            if let Some(rel) = dir.strip_prefix(&base.output).ok().and_then(|r| r.to_str()) {
-                out.push(rel.to_owned());
-            }
-        }
-    }
+    ids(
+        scan::dirs_below(&base.output, |dir, _| {
+            dir.join(crate::store::writer::RRD_FILE).is_file()
+        }),
+        &base.output,
+    )
+}
+
+/// Ids as text, including directories whose name cannot be an order id.
+fn ids(dirs: Vec<Result<OrderId, PathBuf>>, root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = dirs
+        .into_iter()
+        .filter_map(|d| match d {
+            Ok(id) => Some(id.as_str().to_owned()),
+            Err(dir) => dir
+                .strip_prefix(root)
+                .ok()
+                .and_then(|r| r.to_str())
+                .map(str::to_owned),
+        })
+        .collect();
     out.sort();
     out
 }

@@ -31,12 +31,14 @@
 
 pub mod basedir;
 pub mod cli;
+pub mod clock;
 pub mod cmd;
 pub mod inspect;
 pub mod job;
 pub mod logging;
 pub mod order;
 pub mod privilege;
+pub mod probe;
 pub mod proctitle;
 pub mod registry;
 pub mod rejected;

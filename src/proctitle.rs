@@ -60,10 +60,23 @@ pub fn init() {
     }
 }
 
-fn try_init() -> Result<(), String> {
-    let stat = std::fs::read_to_string("/proc/self/stat").map_err(|e| e.to_string())?;
-    let [arg_start, arg_end, env_start, env_end] =
-        stat_fields(&stat).ok_or("cannot read the argument area from /proc/self/stat")?;
+/// Why the title area is not available.
+#[derive(Debug, thiserror::Error)]
+enum TitleError {
+    #[error("{0}: {1}")]
+    Io(&'static str, std::io::Error),
+    #[error("cannot read the argument area from /proc/self/stat")]
+    Stat,
+    #[error("empty argument area")]
+    Empty,
+    #[error("argument area larger than memory")]
+    TooLarge,
+}
+
+fn try_init() -> Result<(), TitleError> {
+    let stat = std::fs::read_to_string("/proc/self/stat")
+        .map_err(|e| TitleError::Io("/proc/self/stat", e))?;
+    let [arg_start, arg_end, env_start, env_end] = stat_fields(&stat).ok_or(TitleError::Stat)?;
     // The environment must follow the arguments to be usable as well.
     let end = if env_start == arg_end {
         env_end
@@ -71,7 +84,7 @@ fn try_init() -> Result<(), String> {
         arg_end
     };
     if end <= arg_start {
-        return Err("empty argument area".into());
+        return Err(TitleError::Empty);
     }
     if end == env_end {
         for (k, v) in std::env::vars_os() {
@@ -81,8 +94,8 @@ fn try_init() -> Result<(), String> {
     let mem = File::options()
         .write(true)
         .open("/proc/self/mem")
-        .map_err(|e| format!("/proc/self/mem: {e}"))?;
-    let len = usize::try_from(end - arg_start).map_err(|e| e.to_string())?;
+        .map_err(|e| TitleError::Io("/proc/self/mem", e))?;
+    let len = usize::try_from(end - arg_start).map_err(|_| TitleError::TooLarge)?;
     *AREA.lock().unwrap_or_else(|e| e.into_inner()) = Some(Area {
         mem,
         start: arg_start,

@@ -1,13 +1,107 @@
-//! Step boundaries, per-job offsets, round start times and RRD timestamps
-//! (SPEC A5, A6). Pure functions of time values so they are unit-tested
-//! without clocks.
+//! The timing rules, in one place (SPEC A5, A6, A9): timeouts, the fping
+//! interval formula, how many orders fit in a job, step boundaries, per-job
+//! offsets, round start times and RRD timestamps. The order parser
+//! validates by calling these, and jobs run by them. Pure functions of time
+//! values so they are unit-tested without clocks.
+
+use std::time::Duration;
 
 use rand::Rng;
 
-use crate::order::parse::{fping_interval_ms, FPING_MIN_INTERVAL_MS};
+/// Reply timeout of the fping probe (SPEC A5), in ms.
+pub const FPING_TIMEOUT_MS: u64 = 3000;
+/// Reply timeout of the fping probe (SPEC A5).
+pub const FPING_TIMEOUT: Duration = Duration::from_millis(FPING_TIMEOUT_MS);
+/// Smallest computed interval between two pings to one target (SPEC A5).
+pub const FPING_MIN_INTERVAL_MS: u64 = 1000;
+/// Minimum gap between two sends of one fping job (SPEC A5).
+pub const FPING_SPACING: Duration = Duration::from_millis(1);
+/// Per-ping timeout of the tcp, ssh and dns probes, in ms.
+pub const CONNECT_TIMEOUT_MS: u64 = 3000;
+/// Per-ping timeout of the tcp, ssh and dns probes.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(CONNECT_TIMEOUT_MS);
+/// Per-request timeout of the httping probe (SPEC A9), cut short at the
+/// round's deadline.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default `interval` of the series probes (tcp, ssh, dns, exec, SCION), ms.
+pub const DEFAULT_INTERVAL_MS: u32 = 1000;
+/// Largest `interval` accepted, ms (one hour).
+pub const MAX_INTERVAL_MS: u32 = 3_600_000;
+/// Largest `httping.interval` accepted, s.
+pub const MAX_HTTP_INTERVAL_S: u32 = 3600;
+/// Probes other than ICMP stop this long before the next round's start, so
+/// their partial results are still stored.
+pub const ROUND_STOP_MARGIN_MS: i64 = 200;
 
 /// Largest number of orders in one fping job (SPEC A5).
 pub const MAX_JOB_ORDERS: usize = 1000;
+/// Largest number of orders in one httping job (as the original).
+pub const HTTPING_JOB_ORDERS: usize = 15;
+/// Largest number of orders in one job of the other probes.
+pub const OTHER_JOB_ORDERS: usize = 100;
+
+/// The interval the fping probe uses between two pings to one target for a
+/// job of `targets` targets (SPEC A5):
+/// `floor((step*800 - targets - 3000) / pings)`, before the 1000 ms floor
+/// is checked.
+pub fn fping_interval_ms(step: u32, pings: u32, targets: usize) -> i64 {
+    let budget = i64::from(step) * 800 - targets as i64 - FPING_TIMEOUT_MS as i64;
+    budget / i64::from(pings.max(1))
+}
+
+/// How long a round of `pings` probes `interval_ms` apart lasts when the
+/// last one may take `timeout_ms`: `(pings-1) * interval + timeout`. A round
+/// must end within its step.
+pub fn series_round_ms(pings: u32, interval_ms: u32, timeout_ms: u64) -> u64 {
+    u64::from(pings.saturating_sub(1)) * u64::from(interval_ms) + timeout_ms
+}
+
+/// Why a round of the fping probe does not fit in its step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FpingFit {
+    /// The computed interval is below [`FPING_MIN_INTERVAL_MS`].
+    IntervalTooShort {
+        /// The computed interval, ms.
+        computed: i64,
+    },
+    /// The round (with its reply timeout) does not end within the step.
+    RoundTooLong {
+        /// Length of the round, ms.
+        round_ms: u64,
+    },
+}
+
+/// The interval an fping order of one target uses (its own `interval`, or
+/// the SPEC A5 formula), or why its rounds do not fit in the step.
+pub fn fping_fit(step: u32, pings: u32, interval_ms: Option<u32>) -> Result<u64, FpingFit> {
+    let interval = match interval_ms {
+        Some(i) => u64::from(i),
+        None if pings >= 2 => {
+            let computed = fping_interval_ms(step, pings, 1);
+            if computed < FPING_MIN_INTERVAL_MS as i64 {
+                return Err(FpingFit::IntervalTooShort { computed });
+            }
+            computed as u64
+        }
+        None => 0,
+    };
+    let round_ms = u64::from(pings.saturating_sub(1)) * interval + FPING_TIMEOUT_MS;
+    if round_ms >= u64::from(step) * 1000 {
+        return Err(FpingFit::RoundTooLong { round_ms });
+    }
+    Ok(interval)
+}
+
+/// The last httping request of a round must start within the step:
+/// `(pings-1) * interval < step`. `Err` carries `(pings-1) * interval`.
+pub fn httping_fit(step: u32, pings: u32, interval_s: u32) -> Result<(), u64> {
+    let last = u64::from(pings.saturating_sub(1)) * u64::from(interval_s);
+    if last >= u64::from(step) {
+        Err(last)
+    } else {
+        Ok(())
+    }
+}
 
 /// Unix seconds → the RRD timestamp of a round collected at that time:
 /// `floor(now/step)*step - step` (SPEC A6).
@@ -60,7 +154,9 @@ pub fn job_capacity(step: u32, pings: u32, explicit_interval: bool) -> usize {
     if explicit_interval || pings < 2 {
         return MAX_JOB_ORDERS;
     }
-    let budget = i64::from(step) * 800 - 3000 - FPING_MIN_INTERVAL_MS as i64 * i64::from(pings);
+    let budget = i64::from(step) * 800
+        - FPING_TIMEOUT_MS as i64
+        - FPING_MIN_INTERVAL_MS as i64 * i64::from(pings);
     budget.clamp(1, MAX_JOB_ORDERS as i64) as usize
 }
 
@@ -108,6 +204,36 @@ mod tests {
         assert_eq!(job_interval_ms(10, 4, 1000, None), 1000);
         assert_eq!(job_interval_ms(10, 4, 2000, None), 1000);
         assert_eq!(job_interval_ms(10, 4, 1, Some(250)), 250);
+    }
+
+    #[test]
+    fn interval_formula() {
+        // SPEC A5: floor((step*1000*0.8 - targets*1 - 3000) / pings)
+        assert_eq!(fping_interval_ms(60, 20, 1000), 2200);
+        assert_eq!(fping_interval_ms(300, 20, 1), 11849);
+        assert_eq!(fping_interval_ms(10, 5, 1), 999);
+    }
+
+    #[test]
+    fn fit_rules() {
+        assert_eq!(fping_fit(300, 20, None), Ok(11849));
+        assert_eq!(
+            fping_fit(10, 5, None),
+            Err(FpingFit::IntervalTooShort { computed: 999 })
+        );
+        assert_eq!(
+            fping_fit(3, 1, None),
+            Err(FpingFit::RoundTooLong { round_ms: 3000 })
+        );
+        assert_eq!(
+            fping_fit(10, 5, Some(2000)),
+            Err(FpingFit::RoundTooLong { round_ms: 11000 })
+        );
+        assert_eq!(fping_fit(10, 5, Some(1000)), Ok(1000));
+        assert_eq!(series_round_ms(5, 1000, CONNECT_TIMEOUT_MS), 7000);
+        assert_eq!(series_round_ms(1, 1000, 0), 0);
+        assert_eq!(httping_fit(60, 30, 3), Err(87));
+        assert_eq!(httping_fit(60, 20, 3), Ok(()));
     }
 
     #[test]

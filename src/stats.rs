@@ -123,9 +123,7 @@ fn get(a: &AtomicU64) -> u64 {
 pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &Sinks) -> String {
     let starts = get(&jobs.starts).max(1);
     let s = Snapshot {
-        time: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64),
+        time: crate::clock::unix_s(),
         pid: std::process::id(),
         orders: get(&jobs.orders),
         jobs: get(&jobs.jobs),

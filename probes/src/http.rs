@@ -74,7 +74,7 @@ impl HttpProber {
     /// Builds the client: loads the system root certificates and the extra
     /// ones. Errors (bad proxy URL, unparsable extra certificate) are
     /// readable messages.
-    pub fn new(cfg: HttpConfig) -> Result<HttpProber, String> {
+    pub fn new(cfg: HttpConfig) -> Result<HttpProber, SetupError> {
         let tls = tls_config(&cfg.extra_root_certs_pem)?;
         let user_agent = cfg.user_agent.as_deref().unwrap_or(DEFAULT_USER_AGENT);
         let builder = reqwest::Client::builder()
@@ -88,13 +88,11 @@ impl HttpProber {
         let builder = match &cfg.proxy {
             Some(proxy) => builder.proxy(
                 reqwest::Proxy::all(proxy.as_str())
-                    .map_err(|e| format!("invalid proxy {proxy:?}: {}", chain(&e)))?,
+                    .map_err(|e| SetupError::Proxy(proxy.clone(), chain(&e)))?,
             ),
             None => builder.no_proxy(),
         };
-        let client = builder
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {}", chain(&e)))?;
+        let client = builder.build().map_err(|e| SetupError::Client(chain(&e)))?;
         Ok(HttpProber {
             client,
             timeout: cfg.timeout,
@@ -106,6 +104,17 @@ impl HttpProber {
     pub async fn ping(&self, url: &str, method: Method, fail_codes: &[u16]) -> PingResult {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| Lost::Io(format!("invalid URL {url:?}: {e}")))?;
+        self.ping_url(&parsed, method, fail_codes).await
+    }
+
+    /// [`HttpProber::ping`] with a URL parsed once by the caller.
+    pub async fn ping_url(
+        &self,
+        url: &reqwest::Url,
+        method: Method,
+        fail_codes: &[u16],
+    ) -> PingResult {
+        let parsed = url.clone();
         let method = match method {
             Method::Head => reqwest::Method::HEAD,
             Method::Get => reqwest::Method::GET,
@@ -136,10 +145,30 @@ impl HttpProber {
     }
 }
 
+/// Why an HTTP client could not be set up.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SetupError {
+    /// The proxy URL is refused (the URL, why).
+    #[error("invalid proxy {0:?}: {1}")]
+    Proxy(String, String),
+    /// The client could not be built (why, with its causes).
+    #[error("cannot build HTTP client: {0}")]
+    Client(String),
+    /// An extra root certificate (1-based) is unusable.
+    #[error("extra root certificate #{0}: {1}")]
+    Certificate(usize, String),
+    /// An extra root certificate file holds no certificate.
+    #[error("extra root certificate #{0}: no PEM certificate found")]
+    NoCertificate(usize),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+}
+
 /// A rustls client configuration (ring provider) trusting the system roots
 /// plus `extra` PEM certificates; also used by pingmachine's line-protocol
 /// HTTP writer.
-pub fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+pub fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, SetupError> {
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {
@@ -150,17 +179,14 @@ pub fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     for (i, pem) in extra.iter().enumerate() {
         let mut found = 0usize;
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| format!("extra root certificate #{}: {e}", i + 1))?;
+            let cert = cert.map_err(|e| SetupError::Certificate(i + 1, e.to_string()))?;
             roots
                 .add(cert)
-                .map_err(|e| format!("extra root certificate #{}: {e}", i + 1))?;
+                .map_err(|e| SetupError::Certificate(i + 1, e.to_string()))?;
             found += 1;
         }
         if found == 0 {
-            return Err(format!(
-                "extra root certificate #{}: no PEM certificate found",
-                i + 1
-            ));
+            return Err(SetupError::NoCertificate(i + 1));
         }
     }
     if roots.is_empty() {
@@ -169,7 +195,7 @@ pub fn tls_config(extra: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
+        .map_err(|e| SetupError::Tls(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -280,7 +306,7 @@ mod tests {
             extra_root_certs_pem: vec![b"not a certificate".to_vec()],
             ..HttpConfig::default()
         };
-        let err = HttpProber::new(cfg).unwrap_err();
+        let err = HttpProber::new(cfg).unwrap_err().to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 
@@ -290,7 +316,7 @@ mod tests {
             proxy: Some("::not a url::".into()),
             ..HttpConfig::default()
         };
-        let err = HttpProber::new(cfg).unwrap_err();
+        let err = HttpProber::new(cfg).unwrap_err().to_string();
         assert!(err.contains("invalid proxy"), "{err}");
     }
 

@@ -5,11 +5,12 @@
 use std::io::Write;
 use std::path::{Component, Path};
 
+use crate::order::id::IdError;
 use crate::order::{self, OrderId};
 
 /// The id the daemon would give `path`: the part after an `orders`
 /// directory, or else the file name.
-pub fn id_for(path: &Path) -> Result<OrderId, String> {
+pub fn id_for(path: &Path) -> Result<OrderId, IdError> {
     let comps: Vec<&str> = path
         .components()
         .filter_map(|c| match c {
@@ -25,7 +26,7 @@ pub fn id_for(path: &Path) -> Result<OrderId, String> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .ok_or_else(|| format!("{}: no usable file name", path.display()))?;
+        .ok_or_else(|| IdError::NotUtf8(path.to_path_buf()))?;
     OrderId::new(name).or_else(|_| Ok(OrderId::new("order").expect("constant id is valid")))
 }
 

@@ -269,9 +269,11 @@ fn scan(dir: &Path, prefix: &str, depth: usize, rows: &mut Vec<Row>, warnings: &
 }
 
 /// The table and the warnings (for standard error) for `base` at `now`.
-pub fn render(base: &BaseDir, now: i64, color: bool) -> Result<(String, Vec<String>), String> {
-    std::fs::read_dir(&base.orders)
-        .map_err(|e| format!("ERROR: can't open {}: {e}\n", base.orders.display()))?;
+pub fn render(base: &BaseDir, now: i64, color: bool) -> Result<(String, Vec<String>), NoOrdersDir> {
+    std::fs::read_dir(&base.orders).map_err(|source| NoOrdersDir {
+        path: base.orders.clone(),
+        source,
+    })?;
     let mut rows = Vec::new();
     let mut warnings = Vec::new();
     scan(&base.orders, "", 0, &mut rows, &mut warnings);
@@ -430,15 +432,20 @@ pub fn use_color() -> bool {
         && std::env::var_os("ANSI_COLORS_DISABLED").is_none_or(|v| v.is_empty())
 }
 
+/// `orders/` cannot be read; shown as the original showed it.
+#[derive(Debug, thiserror::Error)]
+#[error("ERROR: can't open {}: {source}\n", path.display())]
+pub struct NoOrdersDir {
+    /// The `orders/` directory.
+    pub path: std::path::PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 /// Runs `pingmachine-status`: the table on standard output, warnings on
-/// standard error. `Err` carries the message for a base directory without
-/// `orders/`.
-pub fn run(base: &BaseDir, now: Option<i64>) -> Result<(), String> {
-    let now = now.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
-    });
+/// standard error. `Err` is a base directory without `orders/`.
+pub fn run(base: &BaseDir, now: Option<i64>) -> Result<(), NoOrdersDir> {
+    let now = now.unwrap_or_else(crate::clock::unix_s);
     let (out, warnings) = render(base, now, use_color())?;
     for w in warnings {
         eprint!("{w}");

@@ -42,16 +42,23 @@ const LOSS_COLOURS: &[(f64, &str, &str)] = &[
     (1.0, "#FF0000", ">50%"),
 ];
 
+/// A `--period` that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected day, week, month, year or a number of seconds (at least 60)")]
+pub struct PeriodError(String);
+
 /// `day`, `week`, `month`, `year` or a number of seconds.
-pub fn parse_period(s: &str) -> Result<Duration, String> {
+pub fn parse_period(s: &str) -> Result<Duration, PeriodError> {
     let secs = match s {
         "day" => 86_400,
         "week" => 7 * 86_400,
         "month" => 30 * 86_400,
         "year" => 365 * 86_400,
-        n => n.parse::<u64>().ok().filter(|n| *n >= 60).ok_or_else(|| {
-            format!("{s:?}: expected day, week, month, year or a number of seconds (at least 60)")
-        })?,
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 60)
+            .ok_or_else(|| PeriodError(s.to_owned()))?,
     };
     Ok(Duration::from_secs(secs))
 }

@@ -34,12 +34,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
-use crate::job::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
-use crate::job::ProbeDeps;
 use crate::logging::{self, Logging, Target};
 use crate::privilege::RunAs;
+use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
+use crate::probe::ProbeDeps;
 use crate::proctitle;
-use crate::registry::Registry;
+use crate::registry::{Registry, Spawner};
 use crate::sink::{Destination, Sinks};
 use crate::stats;
 use crate::store::writer::Writers;
@@ -308,17 +308,22 @@ async fn daemon(
         &cancel,
         &sup,
     ));
+    let launcher = Spawner {
+        deps: deps.clone(),
+        store: store.clone(),
+        sinks: sinks.clone(),
+        tracker: tracker.clone(),
+        supervisor: sup.clone(),
+    };
     let registry = Registry::new(
         base.clone(),
-        deps.clone(),
+        launcher,
         store.clone(),
-        sinks.clone(),
-        tracker.clone(),
+        deps.stats.clone(),
         cancel.clone(),
         Duration::from_secs(opts.max_age),
     )
-    .with_rescan_interval(Duration::from_secs(opts.rescan_interval))
-    .with_supervisor(sup.clone());
+    .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
         let (deps, store, sinks, root, cancel) = (
@@ -351,7 +356,7 @@ async fn daemon(
                     () = cancel.cancelled() => break,
                 }
                 if let Err(what) = engine.health() {
-                    sup.fail(what);
+                    sup.fail(what.to_string());
                 }
                 if sup.failure().is_some() {
                     cancel.cancel();

@@ -12,12 +12,7 @@ use tracing::error;
 use super::{resolve_hosts, JobCtx, Member, MemberResult};
 use crate::order::{Host, Interface, ProbeSpec};
 use crate::result::RoundOutcome;
-use crate::schedule;
-
-/// Reply timeout of the fping probe (SPEC A5).
-pub const FPING_TIMEOUT: Duration = Duration::from_millis(3000);
-/// Minimum gap between two sends of one job (SPEC A5).
-pub const FPING_SPACING: Duration = Duration::from_millis(1);
+use crate::schedule::{self, FPING_SPACING, FPING_TIMEOUT};
 
 /// What orders must share to be in one fping job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,7 +122,7 @@ mod tests {
     use std::sync::Arc;
 
     fn member(id: &str, host: &str) -> Member {
-        let host = crate::order::parse::parse_host(host).unwrap();
+        let host = crate::order::fields::parse_host(host).unwrap();
         Member {
             order: Arc::new(Order {
                 id: OrderId::new(id).unwrap(),

@@ -7,35 +7,36 @@
 //! * [`fping`] — ICMP rounds through the shared engine: one ping series per
 //!   distinct target, fanned out to every order of that target.
 //! * [`other`] — httping, tcp, ssh, dns, sping, pping and exec rounds: one
-//!   series per order, run as futures inside the job task, bounded per probe
-//!   type by a semaphore.
-//! * [`deps`] — what rounds share: the ICMP engine, HTTP clients, external
-//!   command templates, concurrency limits.
+//!   round per order (each probe's own, in `crate::probe`), run as futures
+//!   inside the job task, bounded per probe type by a semaphore.
+//!
+//! What rounds share (the ICMP engine, HTTP clients, command templates,
+//! limits) is `crate::probe::deps`; the timing rules are `crate::schedule`.
 //!
 //! The registry owns membership and publishes it through a `watch` channel;
 //! the job reads it at the start of a round and again when results arrive,
 //! so results for orders removed or changed during the round are dropped.
 
-pub mod deps;
 pub mod fping;
 pub mod other;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::order::{Host, Order, OrderId};
+use crate::clock::{instant_at, unix_ms};
+use crate::order::{Host, Order, OrderId, ProbeSpec};
 use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
 use crate::sink::{lineproto, Sinks};
 use crate::store::{Shape, StoreCmd, StoreHandle};
 
-pub use deps::ProbeDeps;
+pub use crate::probe::ProbeDeps;
 pub use fping::FpingKey;
 pub use other::OtherKey;
 
@@ -52,6 +53,26 @@ pub enum JobKey {
 }
 
 impl JobKey {
+    /// The job key of `order`: what it must share with the other orders of
+    /// its job.
+    pub fn of(order: &Order) -> JobKey {
+        match &order.probe {
+            ProbeSpec::Fping(f) => JobKey::Fping(FpingKey {
+                step: order.step,
+                pings: order.pings,
+                ipv6: f.ipv6,
+                interface: f.interface.clone(),
+                source_ip: f.source_ip,
+                interval_ms: f.interval_ms,
+            }),
+            other => JobKey::Other(OtherKey {
+                probe: other.kind(),
+                step: order.step,
+                pings: order.pings,
+            }),
+        }
+    }
+
     /// Seconds between rounds.
     pub fn step(&self) -> u32 {
         match self {
@@ -72,7 +93,7 @@ impl JobKey {
     pub fn capacity(&self) -> usize {
         match self {
             JobKey::Fping(k) => schedule::job_capacity(k.step, k.pings, k.interval_ms.is_some()),
-            JobKey::Other(k) => k.capacity(),
+            JobKey::Other(k) => k.probe.job_capacity(),
         }
     }
 
@@ -127,23 +148,6 @@ pub struct JobCtx {
     pub name: String,
 }
 
-pub(crate) fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-/// The `Instant` at unix time `ms` (clamped to now when in the past).
-pub(crate) fn instant_at(ms: i64) -> Instant {
-    let now_ms = unix_ms();
-    let now = Instant::now();
-    if ms <= now_ms {
-        now
-    } else {
-        now + Duration::from_millis((ms - now_ms) as u64)
-    }
-}
-
 /// Runs the job until cancelled.
 pub async fn run_job(mut ctx: JobCtx) {
     let (step, pings) = (ctx.key.step(), ctx.key.pings());
@@ -173,7 +177,7 @@ pub async fn run_job(mut ctx: JobCtx) {
         if !members.is_empty() {
             // Probes that are not ICMP stop just before the next round, so
             // their partial results are still stored.
-            let deadline = instant_at(next_ms - 200);
+            let deadline = instant_at(next_ms - schedule::ROUND_STOP_MARGIN_MS);
             let round = async {
                 match &ctx.key {
                     JobKey::Fping(k) => fping::round(&ctx, k, &members).await,
@@ -322,4 +326,52 @@ pub(crate) async fn resolve_hosts<'h>(
         out.insert((Host::Name(name), ipv6), addr);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{parse_order, OrderId};
+
+    fn key(yaml: &str) -> JobKey {
+        let id = OrderId::new("x").unwrap();
+        JobKey::of(
+            &parse_order(std::path::Path::new("x"), &id, yaml.as_bytes())
+                .unwrap()
+                .order,
+        )
+    }
+
+    #[test]
+    fn job_keys_capacities_and_labels() {
+        let fping = key(
+            "user: u\nstep: 60\npings: 20\nprobe: fping\nfping: {host: '::1', interval: 1500}\n",
+        );
+        let JobKey::Fping(f) = &fping else {
+            panic!("{fping:?}")
+        };
+        assert!(f.ipv6);
+        assert_eq!(f.interval_ms, Some(1500));
+        assert_eq!(fping.capacity(), 1000);
+        assert_eq!(fping.label(), "fping step=60 pings=20 ipv6");
+        let dns = key("user: u\nstep: 60\npings: 5\nprobe: dns\ndns: {server: 127.0.0.1, name: example.com}\n");
+        assert_eq!(
+            dns,
+            JobKey::Other(OtherKey {
+                probe: crate::probe::ProbeKind::Dns,
+                step: 60,
+                pings: 5
+            })
+        );
+        assert_eq!((dns.capacity(), dns.step(), dns.pings()), (100, 60, 5));
+        assert_eq!(dns.label(), "dns step=60 pings=5");
+        let http =
+            key("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://h/'}\n");
+        assert_eq!(http.capacity(), 15);
+        // Other probes share a job whatever their targets.
+        let tcp_a =
+            key("user: u\nstep: 60\npings: 5\nprobe: tcp\ntcp: {host: 127.0.0.1, port: 1}\n");
+        let tcp_b = key("user: u\nstep: 60\npings: 5\nprobe: tcp\ntcp: {host: '::1', port: 2}\n");
+        assert_eq!(tcp_a, tcp_b);
+    }
 }

@@ -8,6 +8,43 @@ use std::path::{Component, Path, PathBuf};
 /// Longest id accepted, in bytes (well below `PATH_MAX` once prefixed).
 const MAX_ID_LEN: usize = 1024;
 
+/// Why text or a path is not an order id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    /// The path is not below the directory.
+    #[error("{} is not below {}", path.display(), dir.display())]
+    NotBelow {
+        /// The path.
+        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A component is not UTF-8.
+    #[error("{}: name is not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+    /// `..`, `.` or a root in the path.
+    #[error("{}: not a plain relative path", .0.display())]
+    NotPlain(PathBuf),
+    /// Nothing.
+    #[error("empty order id")]
+    Empty,
+    /// Too long.
+    #[error("order id longer than {MAX_ID_LEN} bytes")]
+    TooLong,
+    /// Starts with `/`.
+    #[error("order id {0:?} is absolute")]
+    Absolute(String),
+    /// An empty, `.` or `..` component.
+    #[error("order id {0:?} has an empty, `.` or `..` component")]
+    BadComponent(String),
+    /// A control character.
+    #[error("order id {0:?} contains a control character")]
+    Control(String),
+    /// A hidden or temporary name.
+    #[error("order id {0:?} has a hidden or temporary name component")]
+    Ignored(String),
+}
+
 /// The relative path of an order below `orders/` (`app1/target1`), using `/`.
 ///
 /// Valid by construction: no empty, `.` or `..` components, no absolute path,
@@ -18,49 +55,48 @@ pub struct OrderId(String);
 
 impl OrderId {
     /// The id of the file at `path` below `orders_dir`, or why it has none.
-    pub fn from_path(orders_dir: &Path, path: &Path) -> Result<OrderId, String> {
+    pub fn from_path(orders_dir: &Path, path: &Path) -> Result<OrderId, IdError> {
         let rel = path
             .strip_prefix(orders_dir)
-            .map_err(|_| format!("{} is not below {}", path.display(), orders_dir.display()))?;
+            .map_err(|_| IdError::NotBelow {
+                path: path.to_path_buf(),
+                dir: orders_dir.to_path_buf(),
+            })?;
         let mut parts = Vec::new();
         for comp in rel.components() {
             match comp {
                 Component::Normal(s) => {
                     let s = s
                         .to_str()
-                        .ok_or_else(|| format!("{}: name is not UTF-8", path.display()))?;
+                        .ok_or_else(|| IdError::NotUtf8(path.to_path_buf()))?;
                     parts.push(s);
                 }
-                _ => return Err(format!("{}: not a plain relative path", path.display())),
+                _ => return Err(IdError::NotPlain(path.to_path_buf())),
             }
         }
         OrderId::new(&parts.join("/"))
     }
 
     /// Checks `s` (components separated by `/`).
-    pub fn new(s: &str) -> Result<OrderId, String> {
+    pub fn new(s: &str) -> Result<OrderId, IdError> {
         if s.is_empty() {
-            return Err("empty order id".into());
+            return Err(IdError::Empty);
         }
         if s.len() > MAX_ID_LEN {
-            return Err(format!("order id longer than {MAX_ID_LEN} bytes"));
+            return Err(IdError::TooLong);
         }
         if s.starts_with('/') {
-            return Err(format!("order id {s:?} is absolute"));
+            return Err(IdError::Absolute(s.to_owned()));
         }
         for part in s.split('/') {
             if part.is_empty() || part == "." || part == ".." {
-                return Err(format!(
-                    "order id {s:?} has an empty, `.` or `..` component"
-                ));
+                return Err(IdError::BadComponent(s.to_owned()));
             }
             if part.chars().any(char::is_control) {
-                return Err(format!("order id {s:?} contains a control character"));
+                return Err(IdError::Control(s.to_owned()));
             }
             if is_ignored_name(part) {
-                return Err(format!(
-                    "order id {s:?} has a hidden or temporary name component"
-                ));
+                return Err(IdError::Ignored(s.to_owned()));
             }
         }
         Ok(OrderId(s.to_owned()))
@@ -103,20 +139,29 @@ pub fn is_ignored_name(name: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Interface(String);
 
+/// Why text is not an interface name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InterfaceError {
+    /// Empty or longer than 15 bytes.
+    #[error("an interface name has 1 to 15 characters")]
+    Length,
+    /// A character Linux does not allow.
+    #[error("an interface name has no `/`, `:`, white space or control characters")]
+    Character,
+}
+
 impl Interface {
     /// Checks `s`.
-    pub fn new(s: &str) -> Result<Interface, String> {
+    pub fn new(s: &str) -> Result<Interface, InterfaceError> {
         if s.is_empty() || s.len() > 15 {
-            return Err("an interface name has 1 to 15 characters".into());
+            return Err(InterfaceError::Length);
         }
         if s == "."
             || s == ".."
             || s.chars()
                 .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
         {
-            return Err(
-                "an interface name has no `/`, `:`, white space or control characters".into(),
-            );
+            return Err(InterfaceError::Character);
         }
         Ok(Interface(s.to_owned()))
     }

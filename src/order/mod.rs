@@ -6,10 +6,15 @@
 //! Every error names the file, the field, the offending value and the rule.
 //!
 //! * [`id`] — [`OrderId`], the order's path relative to `orders/`.
-//! * [`parse`] — YAML → [`Order`], one small function per rule.
+//! * [`parse`] — YAML → [`Order`]: the top-level fields, then the probe's
+//!   section, parsed by its module in `crate::probe`.
+//! * [`fields`] — reading one field: the helpers every rule uses.
+//! * [`url`] — [`HttpUrl`], a URL checked as the HTTP client checks it.
 
+pub mod fields;
 pub mod id;
 pub mod parse;
+pub mod url;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,6 +23,12 @@ use std::path::{Path, PathBuf};
 
 pub use id::{Interface, OrderId};
 pub use parse::{parse_order, parse_telegraf_sidecar, Parsed};
+pub use url::HttpUrl;
+
+pub use crate::probe::{
+    DnsSpec, ExecSpec, FpingSpec, HttpMethod, HttpingSpec, ProbeKind, ProbeSpec, ScionSpec,
+    SshSpec, TcpSpec,
+};
 
 /// Reads and validates the order file at `path` with id `id`: at most
 /// [`parse::MAX_ORDER_BYTES`] are read, so an oversized file is refused
@@ -144,6 +155,30 @@ pub enum MetaSource {
     SidecarOverOrder,
 }
 
+/// What [`merge_sidecar`] did.
+#[derive(Debug)]
+pub struct SidecarMerge {
+    /// How the order's line-protocol settings were decided.
+    pub source: MetaSource,
+    /// Why the sidecar was not used, when it is broken.
+    pub broken: Option<OrderError>,
+}
+
+/// Reads order `order`'s `telegraf/<id>` sidecar below `telegraf_dir` and
+/// applies it ([`Order::apply_sidecar`]): the one merge used by the daemon
+/// and the operator tools.
+pub fn merge_sidecar(order: &mut Order, telegraf_dir: &Path) -> SidecarMerge {
+    let sidecar = read_sidecar(telegraf_dir, &order.id);
+    let source = order.apply_sidecar(&sidecar);
+    SidecarMerge {
+        source,
+        broken: match sidecar {
+            Sidecar::Broken(e) => Some(e),
+            Sidecar::Absent | Sidecar::Meta(_) => None,
+        },
+    }
+}
+
 impl Order {
     /// Applies `sidecar` (see [`read_sidecar`]): a usable sidecar wins over
     /// the order's own settings. A broken one changes nothing.
@@ -220,176 +255,6 @@ impl fmt::Display for Host {
             Host::Name(n) => f.write_str(n),
         }
     }
-}
-
-/// The probe of an order, with its section's options.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ProbeSpec {
-    /// ICMP echo, like `fping` (probed natively).
-    Fping(FpingSpec),
-    /// HTTP(S) request round trips, like `httping`.
-    Httping(HttpingSpec),
-    /// SCION SCMP echo (`sping`), through an external command.
-    Sping(ScionSpec),
-    /// SCION ping-pong (`pping`), through an external command.
-    Pping(ScionSpec),
-    /// TCP connect to an SSH server, checking its banner.
-    Ssh(SshSpec),
-    /// TCP connect time.
-    Tcp(TcpSpec),
-    /// DNS query time.
-    Dns(DnsSpec),
-    /// An operator-configured external command printing fping `-C` output.
-    Exec(ExecSpec),
-}
-
-impl ProbeSpec {
-    /// The probe's name as written in `probe:`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            ProbeSpec::Fping(_) => "fping",
-            ProbeSpec::Httping(_) => "httping",
-            ProbeSpec::Sping(_) => "sping",
-            ProbeSpec::Pping(_) => "pping",
-            ProbeSpec::Ssh(_) => "ssh",
-            ProbeSpec::Tcp(_) => "tcp",
-            ProbeSpec::Dns(_) => "dns",
-            ProbeSpec::Exec(_) => "exec",
-        }
-    }
-
-    /// The target as shown to operators (host or URL).
-    pub fn target(&self) -> String {
-        match self {
-            ProbeSpec::Fping(s) => s.host.to_string(),
-            ProbeSpec::Httping(s) => s.url.clone(),
-            ProbeSpec::Sping(s) | ProbeSpec::Pping(s) => s.host.clone(),
-            ProbeSpec::Ssh(s) => format!("{}:{}", s.host, s.port),
-            ProbeSpec::Tcp(s) => format!("{}:{}", s.host, s.port),
-            ProbeSpec::Dns(s) => format!("{} {} @{}", s.name, s.record_type, s.server),
-            ProbeSpec::Exec(s) => format!("{} {}", s.probe, s.host),
-        }
-    }
-}
-
-/// The `fping:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FpingSpec {
-    /// Target host.
-    pub host: Host,
-    /// Send through this interface (`SO_BINDTODEVICE`).
-    pub interface: Option<Interface>,
-    /// Send from this address.
-    pub source_ip: Option<IpAddr>,
-    /// Milliseconds between two pings to the target; `None` = computed (SPEC A5).
-    pub interval_ms: Option<u32>,
-    /// Probe over IPv6 (default: true for IPv6 literals, false otherwise).
-    pub ipv6: bool,
-}
-
-/// The `httping:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpingSpec {
-    /// `http://` or `https://` URL.
-    pub url: String,
-    /// Seconds between two requests (default 1).
-    pub interval_s: u32,
-    /// `User-Agent` header.
-    pub user_agent: Option<String>,
-    /// Proxy URL.
-    pub proxy: Option<String>,
-    /// HTTP status codes that count as a lost ping.
-    pub http_codes_as_failure: Vec<u16>,
-    /// Request method (default HEAD).
-    pub method: HttpMethod,
-}
-
-/// `httping.method`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum HttpMethod {
-    /// HEAD (default): no body.
-    #[default]
-    Head,
-    /// GET: the whole body is read.
-    Get,
-}
-
-/// The `sping:` / `pping:` sections (SCION).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScionSpec {
-    /// SCION address of the target (`ISD-AS,IP`), passed to the tool as is.
-    pub host: String,
-    /// Interface option passed to the tool.
-    pub interface: Option<Interface>,
-    /// Source address option passed to the tool.
-    pub source_ip: Option<IpAddr>,
-    /// Extra flags passed to the tool, split on whitespace (no shell).
-    pub flags: Vec<String>,
-    /// Milliseconds between pings, when given.
-    pub interval_ms: Option<u32>,
-    /// Whether IPv6 is used.
-    pub ipv6: bool,
-}
-
-/// The `ssh:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SshSpec {
-    /// Target host.
-    pub host: Host,
-    /// TCP port (default 22).
-    pub port: u16,
-    /// Key type the original passed to its scanner (kept for compatibility).
-    pub key_type: Option<String>,
-    /// Milliseconds between two pings (default 1000).
-    pub interval_ms: u32,
-    /// Use IPv6 for a host name.
-    pub ipv6: bool,
-}
-
-/// The `tcp:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TcpSpec {
-    /// Target host.
-    pub host: Host,
-    /// TCP port.
-    pub port: u16,
-    /// Connect from this address.
-    pub source_ip: Option<IpAddr>,
-    /// Milliseconds between two pings (default 1000).
-    pub interval_ms: u32,
-    /// Use IPv6 for a host name.
-    pub ipv6: bool,
-}
-
-/// The `dns:` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DnsSpec {
-    /// The DNS server queried.
-    pub server: IpAddr,
-    /// Its UDP port (default 53).
-    pub port: u16,
-    /// The name queried.
-    pub name: String,
-    /// Record type (default `A`), upper case.
-    pub record_type: String,
-    /// Response code that counts as an answer (any when `None`), upper case.
-    pub expect_rcode: Option<String>,
-    /// Milliseconds between two queries (default 1000).
-    pub interval_ms: u32,
-}
-
-/// The `exec:` section: an external probe command configured by the
-/// operator (`--exec-probe NAME=COMMAND`), chosen by name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExecSpec {
-    /// Name of the configured command.
-    pub probe: String,
-    /// Target, passed to the command as its last argument.
-    pub host: String,
-    /// Extra arguments, before the host.
-    pub args: Vec<String>,
-    /// Milliseconds between pings, passed to the command (default 1000).
-    pub interval_ms: u32,
 }
 
 /// Why an order file was not accepted: file, field, value and rule.

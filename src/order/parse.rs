@@ -8,29 +8,23 @@
 //! * a file is at most [`MAX_ORDER_BYTES`] and must be UTF-8.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{
-    DnsSpec, ExecSpec, FpingSpec, Host, HttpMethod, HttpingSpec, Interface, Order, OrderError,
-    OrderId, ProbeSpec, RrdTemplate, ScionSpec, SshSpec, TcpSpec, TelegrafMeta,
-};
+use super::fields::{opt_string, req_string, req_uint, scalar_text, show_value, Ctx, Section};
+use super::{Order, OrderError, OrderId, RrdTemplate, TelegrafMeta};
+use crate::probe::{ProbeKind, ProbeSpec};
 
 /// Largest order file accepted.
 pub const MAX_ORDER_BYTES: usize = 64 * 1024;
-/// Reply timeout of the fping probe (SPEC A5), used in the fit rules.
-pub const FPING_TIMEOUT_MS: u64 = 3000;
-/// Smallest computed interval between two pings to one target (SPEC A5).
-pub const FPING_MIN_INTERVAL_MS: u64 = 1000;
 /// Largest `step` accepted (one day).
 pub const MAX_STEP: u32 = 86_400;
 /// Largest `pings` accepted (each ping is a data source in `main.rrd`).
 pub const MAX_PINGS: u32 = 1000;
 
-/// Every top-level field an order may have.
-pub const TOP_LEVEL_KEYS: &[&str] = &[
+/// The top-level fields of an order other than the probe sections.
+pub const ORDER_KEYS: [&str; 8] = [
     "user",
     "task",
     "step",
@@ -39,15 +33,24 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "rrd_template",
     "measurement_name",
     "tags",
-    "fping",
-    "httping",
-    "sping",
-    "pping",
-    "ssh",
-    "tcp",
-    "dns",
-    "exec",
 ];
+
+/// Every top-level field an order may have: [`ORDER_KEYS`], then one
+/// section per probe type ([`ProbeKind::ALL`]).
+pub const TOP_LEVEL_KEYS: [&str; ORDER_KEYS.len() + ProbeKind::COUNT] = {
+    let mut out = [""; ORDER_KEYS.len() + ProbeKind::COUNT];
+    let mut i = 0;
+    while i < ORDER_KEYS.len() {
+        out[i] = ORDER_KEYS[i];
+        i += 1;
+    }
+    let mut j = 0;
+    while j < ProbeKind::COUNT {
+        out[i + j] = ProbeKind::ALL[j].name();
+        j += 1;
+    }
+    out
+};
 
 /// A parsed order and the warnings found on the way (unknown keys).
 #[derive(Debug)]
@@ -56,43 +59,6 @@ pub struct Parsed {
     pub order: Order,
     /// Things worth a log line that do not make the order invalid.
     pub warnings: Vec<String>,
-}
-
-/// Error-building context: the file being parsed.
-struct Ctx<'a> {
-    file: &'a Path,
-}
-
-impl Ctx<'_> {
-    fn err(&self, field: &str, value: Option<&Value>, reason: impl Into<String>) -> OrderError {
-        OrderError {
-            file: self.file.to_path_buf(),
-            field: (!field.is_empty()).then(|| field.to_owned()),
-            value: value.map(show_value),
-            reason: reason.into(),
-            line: None,
-        }
-    }
-}
-
-/// Short text form of a YAML value for error messages.
-fn show_value(v: &Value) -> String {
-    let s = match v {
-        Value::Null => "~".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => s.clone(),
-        Value::Sequence(_) => "[a list]".to_owned(),
-        Value::Mapping(_) => "{a mapping}".to_owned(),
-        Value::Tagged(t) => format!("!{} …", t.tag),
-    };
-    if s.chars().count() > 80 {
-        let mut short: String = s.chars().take(77).collect();
-        short.push('…');
-        short
-    } else {
-        s
-    }
 }
 
 /// Parses `bytes`, the content of order file `file` with id `id`.
@@ -127,38 +93,32 @@ pub fn parse_order(file: &Path, id: &OrderId, bytes: &[u8]) -> Result<Parsed, Or
         ));
     }
     let probe_name = req_string(&cx, map, "probe", "probe")?;
-    let section = |name: &str| -> Result<&Mapping, OrderError> {
-        match map.get(name) {
-            Some(Value::Mapping(m)) => Ok(m),
-            Some(other) => Err(cx.err(
+    let kind = ProbeKind::from_name(&probe_name).ok_or_else(|| {
+        cx.err(
+            "probe",
+            map.get("probe"),
+            format!("unknown probe; expected one of {}", ProbeKind::names()),
+        )
+    })?;
+    let name = kind.name();
+    let section = match map.get(name) {
+        Some(Value::Mapping(m)) => Section::new(cx, name, m),
+        Some(other) => {
+            return Err(cx.err(
                 name,
                 Some(other),
                 "the probe section is a mapping of options",
-            )),
-            None => Err(cx.err(
+            ))
+        }
+        None => {
+            return Err(cx.err(
                 name,
                 None,
                 format!("missing section `{name}:` for `probe: {name}`"),
-            )),
-        }
-    };
-    let probe = match probe_name.as_str() {
-        "fping" => ProbeSpec::Fping(fping_section(&cx, section("fping")?, step, pings)?),
-        "httping" => ProbeSpec::Httping(httping_section(&cx, section("httping")?, step, pings)?),
-        "sping" => ProbeSpec::Sping(scion_section(&cx, section("sping")?, "sping")?),
-        "pping" => ProbeSpec::Pping(scion_section(&cx, section("pping")?, "pping")?),
-        "ssh" => ProbeSpec::Ssh(ssh_section(&cx, section("ssh")?, step, pings)?),
-        "tcp" => ProbeSpec::Tcp(tcp_section(&cx, section("tcp")?, step, pings)?),
-        "dns" => ProbeSpec::Dns(dns_section(&cx, section("dns")?, step, pings)?),
-        "exec" => ProbeSpec::Exec(exec_section(&cx, section("exec")?, step, pings)?),
-        _ => {
-            return Err(cx.err(
-                "probe",
-                map.get("probe"),
-                "unknown probe; expected one of fping, httping, sping, pping, ssh, tcp, dns, exec",
             ))
         }
     };
+    let probe = ProbeSpec::parse(kind, &section, step, pings)?;
     let rrd = match opt_string(&cx, map, "rrd_template", "rrd_template")?.as_deref() {
         None | Some("smokeping") => RrdTemplate::Smokeping,
         Some("norrd") => RrdTemplate::NoRrd,
@@ -292,635 +252,10 @@ fn telegraf_fields(cx: &Ctx<'_>, map: &Mapping) -> Result<Option<TelegrafMeta>, 
     }))
 }
 
-fn fping_section(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    step: u32,
-    pings: u32,
-) -> Result<FpingSpec, OrderError> {
-    let host = req_host(cx, m, "fping.host")?;
-    let interface = opt_interface(cx, m, "fping.interface")?;
-    let source_ip = opt_ip(cx, m, "fping.source_ip")?;
-    let interval_ms = opt_uint(cx, m, "interval", "fping.interval", 1, 3_600_000)?;
-    let ipv6 = family_rule(cx, m, "fping", &host, source_ip)?;
-    check_fping_fit(cx, m, step, pings, interval_ms)?;
-    Ok(FpingSpec {
-        host,
-        interface,
-        source_ip,
-        interval_ms,
-        ipv6,
-    })
-}
-
-/// The `ipv6` flag and its agreement with the host and source address.
-fn family_rule(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    section: &str,
-    host: &Host,
-    source_ip: Option<IpAddr>,
-) -> Result<bool, OrderError> {
-    let field = format!("{section}.ipv6");
-    let given = opt_bool(cx, m, "ipv6", &field)?;
-    let ipv6 = match (host, given) {
-        (Host::Ip(ip), Some(flag)) if ip.is_ipv6() != flag => {
-            return Err(cx.err(
-                &field,
-                m.get("ipv6"),
-                format!("does not match the address family of host {ip}"),
-            ))
-        }
-        (Host::Ip(ip), _) => ip.is_ipv6(),
-        (Host::Name(_), flag) => flag.unwrap_or(false),
-    };
-    if let Some(src) = source_ip {
-        if src.is_ipv6() != ipv6 {
-            return Err(cx.err(
-                &format!("{section}.source_ip"),
-                m.get("source_ip"),
-                format!(
-                    "source address family differs from the probed family (IPv{})",
-                    if ipv6 { 6 } else { 4 }
-                ),
-            ));
-        }
-    }
-    Ok(ipv6)
-}
-
-/// The interval the fping probe uses between two pings to one target for a
-/// job of `targets` targets (SPEC A5), before the 1000 ms floor is checked.
-pub fn fping_interval_ms(step: u32, pings: u32, targets: usize) -> i64 {
-    let budget = i64::from(step) * 800 - targets as i64 - FPING_TIMEOUT_MS as i64;
-    budget / i64::from(pings.max(1))
-}
-
-/// A round of `pings` pings must fit in the step with its reply timeout.
-fn check_fping_fit(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    step: u32,
-    pings: u32,
-    interval_ms: Option<u32>,
-) -> Result<(), OrderError> {
-    let step_ms = u64::from(step) * 1000;
-    let interval = match interval_ms {
-        Some(i) => u64::from(i),
-        None if pings >= 2 => {
-            let computed = fping_interval_ms(step, pings, 1);
-            if computed < FPING_MIN_INTERVAL_MS as i64 {
-                return Err(cx.err(
-                    "pings",
-                    None,
-                    format!(
-                        "{pings} pings do not fit in a step of {step} s: the computed interval \
-                         floor((step*800 - targets - 3000) / pings) is {computed} ms, below \
-                         the {FPING_MIN_INTERVAL_MS} ms minimum; use fewer pings, a longer \
-                         step, or set fping.interval"
-                    ),
-                ));
-            }
-            computed as u64
-        }
-        None => 0,
-    };
-    let round = u64::from(pings - 1) * interval + FPING_TIMEOUT_MS;
-    if round >= step_ms {
-        let (field, value) = if interval_ms.is_some() {
-            ("fping.interval", m.get("interval"))
-        } else {
-            ("step", None)
-        };
-        return Err(cx.err(
-            field,
-            value,
-            format!(
-                "a round ((pings-1) * interval + {FPING_TIMEOUT_MS} ms reply timeout = {round} ms) \
-                 must end within the step ({step_ms} ms)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn httping_section(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    step: u32,
-    pings: u32,
-) -> Result<HttpingSpec, OrderError> {
-    let url = req_string(cx, m, "url", "httping.url")?;
-    check_url(&url).map_err(|why| cx.err("httping.url", m.get("url"), why))?;
-    let interval_s = opt_uint(cx, m, "interval", "httping.interval", 1, 3600)?.unwrap_or(1);
-    // The last request must start within the step; a request's timeout is
-    // 15 s, cut short at the next round's start.
-    if u64::from(pings - 1) * u64::from(interval_s) >= u64::from(step) {
-        return Err(cx.err(
-            "httping.interval",
-            m.get("interval"),
-            format!(
-                "the last request ((pings-1) * interval = {} s) must start within the step ({step} s)",
-                u64::from(pings - 1) * u64::from(interval_s)
-            ),
-        ));
-    }
-    let method = match opt_string(cx, m, "method", "httping.method")?
-        .map(|s| s.to_ascii_uppercase())
-        .as_deref()
-    {
-        None | Some("HEAD") => HttpMethod::Head,
-        Some("GET") => HttpMethod::Get,
-        Some(_) => return Err(cx.err("httping.method", m.get("method"), "expected HEAD or GET")),
-    };
-    let user_agent = opt_string(cx, m, "user_agent", "httping.user_agent")?;
-    if let Some(ua) = &user_agent {
-        if ua.chars().any(char::is_control) {
-            return Err(cx.err(
-                "httping.user_agent",
-                m.get("user_agent"),
-                "contains a control character",
-            ));
-        }
-    }
-    let proxy = opt_string(cx, m, "proxy", "httping.proxy")?;
-    if let Some(p) = &proxy {
-        check_url(p).map_err(|why| cx.err("httping.proxy", m.get("proxy"), why))?;
-    }
-    let http_codes_as_failure = match m.get("http_codes_as_failure") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(v) => parse_status_list(v)
-            .map_err(|why| cx.err("httping.http_codes_as_failure", Some(v), why))?,
-    };
-    Ok(HttpingSpec {
-        url,
-        interval_s,
-        user_agent,
-        proxy,
-        http_codes_as_failure,
-        method,
-    })
-}
-
-/// `403,407,503` (string), `403` (number) or `[403, 407]` (list).
-fn parse_status_list(v: &Value) -> Result<Vec<u16>, String> {
-    let items: Vec<String> = match v {
-        Value::Sequence(seq) => seq
-            .iter()
-            .map(|x| scalar_text(x).ok_or_else(|| "list items are status codes".to_owned()))
-            .collect::<Result<_, _>>()?,
-        other => scalar_text(other)
-            .ok_or_else(|| "expected status codes like \"403,407,503\"".to_owned())?
-            .split(',')
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
-            .collect(),
-    };
-    items
-        .iter()
-        .map(|s| match s.parse::<u16>() {
-            Ok(code) if (100..=599).contains(&code) => Ok(code),
-            _ => Err(format!("{s:?} is not an HTTP status code (100-599)")),
-        })
-        .collect()
-}
-
-fn check_url(url: &str) -> Result<(), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"))
-        .ok_or("expected an http:// or https:// URL")?;
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a URL contains no white space or control characters".into());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or("");
-    if host_port.is_empty() || host_port.starts_with(':') {
-        return Err("the URL has no host".into());
-    }
-    Ok(())
-}
-
-fn scion_section(cx: &Ctx<'_>, m: &Mapping, name: &str) -> Result<ScionSpec, OrderError> {
-    let field = |f: &str| format!("{name}.{f}");
-    let host = req_string(cx, m, "host", &field("host"))?;
-    if host.is_empty()
-        || host.chars().any(|c| c.is_whitespace() || c.is_control())
-        || host.starts_with('-')
-    {
-        return Err(cx.err(
-            &field("host"),
-            m.get("host"),
-            "a SCION address is non-empty, without white space, and does not start with `-`",
-        ));
-    }
-    let interface = opt_interface(cx, m, &field("interface"))?;
-    let source_ip = opt_ip(cx, m, &field("source_ip"))?;
-    let flags = match m.get("flags") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(seq)) => seq
-            .iter()
-            .map(|x| {
-                scalar_text(x).ok_or_else(|| cx.err(&field("flags"), Some(x), "flags are text"))
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => scalar_text(v)
-            .ok_or_else(|| cx.err(&field("flags"), Some(v), "flags are text or a list of text"))?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-    };
-    let interval_ms = opt_uint(cx, m, "interval", &field("interval"), 1, 3_600_000)?;
-    let ipv6 = opt_bool(cx, m, "ipv6", &field("ipv6"))?.unwrap_or(false);
-    Ok(ScionSpec {
-        host,
-        interface,
-        source_ip,
-        flags,
-        interval_ms,
-        ipv6,
-    })
-}
-
-/// Per-ping timeout of the tcp, ssh and dns probes.
-pub const CONNECT_TIMEOUT_MS: u64 = 3000;
-/// Per-request timeout of the httping probe (SPEC A9).
-pub const HTTP_TIMEOUT_MS: u64 = 15_000;
-
-/// `interval` in ms (default 1000), and a round —
-/// `(pings-1) * interval + timeout_ms` — must end within the step.
-fn interval_fit(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    section: &str,
-    step: u32,
-    pings: u32,
-    timeout_ms: u64,
-) -> Result<u32, OrderError> {
-    let field = format!("{section}.interval");
-    let interval = opt_uint(cx, m, "interval", &field, 1, 3_600_000)?.unwrap_or(1000);
-    let round = u64::from(pings - 1) * u64::from(interval) + timeout_ms;
-    if round >= u64::from(step) * 1000 {
-        return Err(cx.err(
-            &field,
-            m.get("interval"),
-            format!(
-                "a round ((pings-1) * interval + {timeout_ms} ms timeout = {round} ms) must end \
-                 within the step ({} ms)",
-                u64::from(step) * 1000
-            ),
-        ));
-    }
-    Ok(interval)
-}
-
-fn port(cx: &Ctx<'_>, m: &Mapping, field: &str, default: Option<u16>) -> Result<u16, OrderError> {
-    match (opt_uint(cx, m, "port", field, 1, 65_535)?, default) {
-        (Some(p), _) => Ok(p as u16),
-        (None, Some(d)) => Ok(d),
-        (None, None) => Err(cx.err(field, None, "missing required field `port`")),
-    }
-}
-
-/// The `ipv6` flag of a connect-style probe: agrees with an IP literal,
-/// chooses the family of a host name.
-fn ipv6_flag(cx: &Ctx<'_>, m: &Mapping, section: &str, host: &Host) -> Result<bool, OrderError> {
-    family_rule(cx, m, section, host, None)
-}
-
-fn ssh_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<SshSpec, OrderError> {
-    let host = req_host(cx, m, "ssh.host")?;
-    let port = port(cx, m, "ssh.port", Some(22))?;
-    let key_type = opt_string(cx, m, "key_type", "ssh.key_type")?;
-    if let Some(k) = &key_type {
-        if k.is_empty()
-            || !k
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '@' || c == '.')
-        {
-            return Err(cx.err(
-                "ssh.key_type",
-                m.get("key_type"),
-                "a key type is a word like rsa or ed25519",
-            ));
-        }
-    }
-    let ipv6 = ipv6_flag(cx, m, "ssh", &host)?;
-    let interval_ms = interval_fit(cx, m, "ssh", step, pings, CONNECT_TIMEOUT_MS)?;
-    Ok(SshSpec {
-        host,
-        port,
-        key_type,
-        interval_ms,
-        ipv6,
-    })
-}
-
-fn tcp_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<TcpSpec, OrderError> {
-    let host = req_host(cx, m, "tcp.host")?;
-    let port = port(cx, m, "tcp.port", None)?;
-    let source_ip = opt_ip(cx, m, "tcp.source_ip")?;
-    let ipv6 = family_rule(cx, m, "tcp", &host, source_ip)?;
-    let interval_ms = interval_fit(cx, m, "tcp", step, pings, CONNECT_TIMEOUT_MS)?;
-    Ok(TcpSpec {
-        host,
-        port,
-        source_ip,
-        interval_ms,
-        ipv6,
-    })
-}
-
-fn dns_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<DnsSpec, OrderError> {
-    let server = match req_host(cx, m, "dns.server")? {
-        Host::Ip(ip) => ip,
-        Host::Name(_) => {
-            return Err(cx.err(
-                "dns.server",
-                m.get("server"),
-                "the DNS server is an IP address",
-            ))
-        }
-    };
-    let port = port(cx, m, "dns.port", Some(53))?;
-    let name = req_string(cx, m, "name", "dns.name")?;
-    if name != "." {
-        parse_host(&name)
-            .ok()
-            .filter(|h| matches!(h, Host::Name(_)))
-            .ok_or_else(|| cx.err("dns.name", m.get("name"), "not a valid DNS name"))?;
-    }
-    let record_type = opt_string(cx, m, "type", "dns.type")?
-        .unwrap_or_else(|| "A".to_owned())
-        .to_ascii_uppercase();
-    if !probes::dns::valid_record_type(&record_type) {
-        return Err(cx.err(
-            "dns.type",
-            m.get("type"),
-            "unknown record type (A, AAAA, MX, TXT, NS, SOA, CNAME, PTR, SRV, …)",
-        ));
-    }
-    let expect_rcode =
-        opt_string(cx, m, "expect_rcode", "dns.expect_rcode")?.map(|r| r.to_ascii_uppercase());
-    if let Some(r) = &expect_rcode {
-        if !probes::dns::valid_rcode(r) {
-            return Err(cx.err(
-                "dns.expect_rcode",
-                m.get("expect_rcode"),
-                "unknown response code (NOERROR, NXDOMAIN, SERVFAIL, REFUSED, …)",
-            ));
-        }
-    }
-    let interval_ms = interval_fit(cx, m, "dns", step, pings, CONNECT_TIMEOUT_MS)?;
-    Ok(DnsSpec {
-        server,
-        port,
-        name,
-        record_type,
-        expect_rcode,
-        interval_ms,
-    })
-}
-
-fn exec_section(cx: &Ctx<'_>, m: &Mapping, step: u32, pings: u32) -> Result<ExecSpec, OrderError> {
-    let probe = req_string(cx, m, "probe", "exec.probe")?;
-    if probe.is_empty()
-        || !probe
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(cx.err(
-            "exec.probe",
-            m.get("probe"),
-            "an exec probe name is letters, digits, `-` and `_` (configured with --exec-probe NAME=COMMAND)",
-        ));
-    }
-    let host = req_string(cx, m, "host", "exec.host")?;
-    check_tool_arg(&host).map_err(|why| cx.err("exec.host", m.get("host"), why))?;
-    let args = string_list(cx, m, "args", "exec.args")?;
-    let interval_ms = interval_fit(cx, m, "exec", step, pings, 0)?;
-    Ok(ExecSpec {
-        probe,
-        host,
-        args,
-        interval_ms,
-    })
-}
-
-/// A target passed to an external tool: non-empty, no white space or
-/// control characters, and not an option (`-x`).
-fn check_tool_arg(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() || s.starts_with('-') || s.chars().any(|c| c.is_whitespace() || c.is_control())
-    {
-        Err("a target is non-empty, without white space, and does not start with `-`")
-    } else {
-        Ok(())
-    }
-}
-
-/// A list of strings, or one string split on white space.
-fn string_list(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    key: &str,
-    field: &str,
-) -> Result<Vec<String>, OrderError> {
-    let v: Vec<String> = match m.get(key) {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Sequence(seq)) => seq
-            .iter()
-            .map(|x| scalar_text(x).ok_or_else(|| cx.err(field, Some(x), "list items are text")))
-            .collect::<Result<_, _>>()?,
-        Some(v) => scalar_text(v)
-            .ok_or_else(|| cx.err(field, Some(v), "text or a list of text"))?
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect(),
-    };
-    if let Some(bad) = v.iter().find(|a| a.chars().any(char::is_control)) {
-        return Err(cx.err(
-            field,
-            Some(&Value::String(bad.clone())),
-            "arguments contain no control characters",
-        ));
-    }
-    Ok(v)
-}
-
-// ---- field helpers ---------------------------------------------------------
-
-/// Text of a scalar (string, number, bool); `None` for null, lists, maps.
-fn scalar_text(v: &Value) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-fn leaf(field: &str) -> &str {
-    field.rsplit('.').next().unwrap_or(field)
-}
-
-fn req_string(cx: &Ctx<'_>, m: &Mapping, key: &str, field: &str) -> Result<String, OrderError> {
-    opt_string(cx, m, key, field)?.ok_or_else(|| {
-        cx.err(
-            field,
-            None,
-            format!("missing required field `{}`", leaf(field)),
-        )
-    })
-}
-
-fn opt_string(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    key: &str,
-    field: &str,
-) -> Result<Option<String>, OrderError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(v @ Value::Number(_)) => Ok(scalar_text(v)),
-        Some(v) => Err(cx.err(field, Some(v), "expected text")),
-    }
-}
-
-fn opt_uint(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    key: &str,
-    field: &str,
-    min: u32,
-    max: u32,
-) -> Result<Option<u32>, OrderError> {
-    let v = match m.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(v) => v,
-    };
-    let n: Option<u64> = match v {
-        Value::Number(n) => n.as_u64(),
-        Value::String(s) => s.trim().parse::<u64>().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n >= u64::from(min) && n <= u64::from(max) => Ok(Some(n as u32)),
-        Some(_) => Err(cx.err(
-            field,
-            Some(v),
-            format!("must be an integer from {min} to {max}"),
-        )),
-        None => Err(cx.err(
-            field,
-            Some(v),
-            format!("expected an integer from {min} to {max}"),
-        )),
-    }
-}
-
-fn req_uint(
-    cx: &Ctx<'_>,
-    m: &Mapping,
-    key: &str,
-    field: &str,
-    min: u32,
-    max: u32,
-) -> Result<u32, OrderError> {
-    opt_uint(cx, m, key, field, min, max)?.ok_or_else(|| {
-        cx.err(
-            field,
-            None,
-            format!("missing required field `{}`", leaf(field)),
-        )
-    })
-}
-
-fn opt_bool(cx: &Ctx<'_>, m: &Mapping, key: &str, field: &str) -> Result<Option<bool>, OrderError> {
-    match m.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Bool(b)) => Ok(Some(*b)),
-        Some(v @ Value::Number(n)) => match n.as_u64() {
-            Some(0) => Ok(Some(false)),
-            Some(1) => Ok(Some(true)),
-            _ => Err(cx.err(field, Some(v), "expected true or false")),
-        },
-        Some(v @ Value::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" | "1" => Ok(Some(true)),
-            "false" | "no" | "0" | "" => Ok(Some(false)),
-            _ => Err(cx.err(field, Some(v), "expected true or false")),
-        },
-        Some(v) => Err(cx.err(field, Some(v), "expected true or false")),
-    }
-}
-
-fn opt_ip(cx: &Ctx<'_>, m: &Mapping, field: &str) -> Result<Option<IpAddr>, OrderError> {
-    let key = leaf(field);
-    match opt_string(cx, m, key, field)? {
-        None => Ok(None),
-        Some(s) => s
-            .trim()
-            .parse::<IpAddr>()
-            .map(Some)
-            .map_err(|_| cx.err(field, m.get(key), "not an IPv4 or IPv6 address")),
-    }
-}
-
-fn opt_interface(cx: &Ctx<'_>, m: &Mapping, field: &str) -> Result<Option<Interface>, OrderError> {
-    let key = leaf(field);
-    match opt_string(cx, m, key, field)? {
-        None => Ok(None),
-        Some(s) => Interface::new(&s)
-            .map(Some)
-            .map_err(|why| cx.err(field, m.get(key), why)),
-    }
-}
-
-fn req_host(cx: &Ctx<'_>, m: &Mapping, field: &str) -> Result<Host, OrderError> {
-    let key = leaf(field);
-    let s = req_string(cx, m, key, field)?;
-    parse_host(&s).map_err(|why| cx.err(field, m.get(key), why))
-}
-
-/// An IP literal (IPv6 optionally in brackets) or a DNS name (RFC 1123).
-pub fn parse_host(s: &str) -> Result<Host, String> {
-    let t = s.trim();
-    let unbracketed = t
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(t);
-    if let Ok(ip) = unbracketed.parse::<IpAddr>() {
-        return Ok(Host::Ip(ip));
-    }
-    let name = t.strip_suffix('.').unwrap_or(t);
-    let why = "not an IP address or a valid host name";
-    if name.is_empty() || name.len() > 253 {
-        return Err(why.into());
-    }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && !label.starts_with('-')
-            && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !ok {
-            return Err(why.into());
-        }
-    }
-    // All-numeric dotted names are malformed addresses, not host names.
-    if name
-        .split('.')
-        .all(|l| l.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(why.into());
-    }
-    Ok(Host::Name(name.to_ascii_lowercase()))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::fields::parse_host;
+    use super::super::Host;
     use super::*;
     use std::path::PathBuf;
 
@@ -1080,6 +415,8 @@ mod tests {
             ("user: u\nstep: 60\npings: 5\nprobe: fping\nmeasurement_name: ''\nfping: {host: 127.0.0.1}\n", Some("measurement_name"), "empty"),
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'ftp://x'}\n", Some("httping.url"), "http://"),
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://'}\n", Some("httping.url"), "no host"),
+            ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://h:99999/'}\n", Some("httping.url"), "port is not a number from 1 to 65535"),
+            ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://h/', proxy: 'http://p:0'}\n", Some("httping.proxy"), "port"),
             ("user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://x', http_codes_as_failure: '403,abc'}\n", Some("httping.http_codes_as_failure"), "not an HTTP status"),
             ("user: u\nstep: 60\npings: 30\nprobe: httping\nhttping: {url: 'http://x', interval: 3}\n", Some("httping.interval"), "must start within the step"),
             ("user: u\nstep: 60\npings: 5\nprobe: sping\nsping: {host: '-rf'}\n", Some("sping.host"), "SCION address"),
@@ -1184,13 +521,5 @@ mod tests {
             }
         }
         assert!(n >= 8, "only {n} fixtures");
-    }
-
-    #[test]
-    fn interval_formula() {
-        // SPEC A5: floor((step*1000*0.8 - targets*1 - 3000) / pings)
-        assert_eq!(fping_interval_ms(60, 20, 1000), 2200);
-        assert_eq!(fping_interval_ms(300, 20, 1), 11849);
-        assert_eq!(fping_interval_ms(10, 5, 1), 999);
     }
 }

@@ -89,14 +89,28 @@ impl Sinks {
     }
 }
 
+/// Why a `--tag` is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TagError {
+    /// No `=`.
+    #[error("expected KEY=VALUE")]
+    NoEquals,
+    /// `=VALUE` or `KEY=`.
+    #[error("tag key and value must not be empty")]
+    Empty,
+    /// A control character.
+    #[error("tags contain no control characters")]
+    Control,
+}
+
 /// Parses `KEY=VALUE` of `--tag`.
-pub fn parse_tag(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+pub fn parse_tag(s: &str) -> Result<(String, String), TagError> {
+    let (k, v) = s.split_once('=').ok_or(TagError::NoEquals)?;
     if k.is_empty() || v.is_empty() {
-        return Err("tag key and value must not be empty".into());
+        return Err(TagError::Empty);
     }
     if s.chars().any(char::is_control) {
-        return Err("tags contain no control characters".into());
+        return Err(TagError::Control);
     }
     Ok((k.to_owned(), v.to_owned()))
 }

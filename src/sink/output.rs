@@ -59,6 +59,32 @@ pub enum Destination {
     Tcp(String),
 }
 
+/// Why a destination is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestinationError {
+    /// Not one of the supported schemes.
+    #[error("expected http://, https://, tcp:// or udp://")]
+    Scheme,
+    /// An HTTP URL that is not a write endpoint.
+    #[error("the path must be /write?db=NAME (v1) or /api/v2/write?org=…&bucket=… (v2)")]
+    Path,
+    /// A v2 URL without `org=` and `bucket=`.
+    #[error("a v2 write URL needs org= and bucket= parameters")]
+    V2Params,
+    /// A v1 URL without `db=`.
+    #[error("a v1 write URL needs a db= parameter")]
+    V1Db,
+    /// A v2 URL without a token in the environment.
+    #[error("a v2 write URL needs the token in PINGMACHINE_INFLUX_TOKEN")]
+    V2Token,
+    /// An unbracketed IPv6 address.
+    #[error("expected HOST:PORT, got {0:?}; write an IPv6 address in brackets: [ADDR]:PORT")]
+    Ipv6Brackets(String),
+    /// Not `HOST:PORT`.
+    #[error("expected HOST:PORT, got {0:?}")]
+    HostPort(String),
+}
+
 impl Destination {
     /// Parses `--influx-url` (`http(s)://…/write?db=…`,
     /// `http(s)://…/api/v2/write?org=…&bucket=…`, `tcp://HOST:PORT`,
@@ -69,7 +95,7 @@ impl Destination {
         url: &str,
         env: impl Fn(&str) -> Option<String>,
         ca: &[Vec<u8>],
-    ) -> Result<Destination, String> {
+    ) -> Result<Destination, DestinationError> {
         if let Some(hp) = url.strip_prefix("udp://") {
             return Ok(Destination::Udp(host_port(hp)?));
         }
@@ -77,25 +103,23 @@ impl Destination {
             return Ok(Destination::Tcp(host_port(hp)?));
         }
         if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err("expected http://, https://, tcp:// or udp://".into());
+            return Err(DestinationError::Scheme);
         }
         let path = url.split_once("://").map(|(_, r)| r).unwrap_or("");
         let path = path.find('/').map(|i| &path[i..]).unwrap_or("");
         let v2 = path.starts_with("/api/v2/write");
         if !v2 && !path.starts_with("/write") {
-            return Err(
-                "the path must be /write?db=NAME (v1) or /api/v2/write?org=…&bucket=… (v2)".into(),
-            );
+            return Err(DestinationError::Path);
         }
         if v2 && !(path.contains("bucket=") && path.contains("org=")) {
-            return Err("a v2 write URL needs org= and bucket= parameters".into());
+            return Err(DestinationError::V2Params);
         }
         if !v2 && !path.contains("db=") {
-            return Err("a v1 write URL needs a db= parameter".into());
+            return Err(DestinationError::V1Db);
         }
         let token = env("PINGMACHINE_INFLUX_TOKEN");
         if v2 && token.is_none() {
-            return Err("a v2 write URL needs the token in PINGMACHINE_INFLUX_TOKEN".into());
+            return Err(DestinationError::V2Token);
         }
         let basic = match (
             env("PINGMACHINE_INFLUX_USER"),
@@ -127,16 +151,14 @@ impl Destination {
     }
 }
 
-fn host_port(s: &str) -> Result<String, String> {
+fn host_port(s: &str) -> Result<String, DestinationError> {
     let s = s.trim_end_matches('/');
     match s.rsplit_once(':') {
         Some((h, _)) if h.contains(':') && !(h.starts_with('[') && h.ends_with(']')) => {
-            Err(format!(
-                "expected HOST:PORT, got {s:?}; write an IPv6 address in brackets: [ADDR]:PORT"
-            ))
+            Err(DestinationError::Ipv6Brackets(s.to_owned()))
         }
         Some((h, p)) if !h.is_empty() && h != "[]" && p.parse::<u16>().is_ok() => Ok(s.to_owned()),
-        _ => Err(format!("expected HOST:PORT, got {s:?}")),
+        _ => Err(DestinationError::HostPort(s.to_owned())),
     }
 }
 
@@ -384,7 +406,8 @@ async fn send(dest: &Destination, conn: &mut Conn, batch: &[String]) -> Result<(
             Conn::Http(client),
         ) => {
             if client.is_none() {
-                let tls = probes::http::tls_config(ca).map_err(SendError::Retry)?;
+                let tls =
+                    probes::http::tls_config(ca).map_err(|e| SendError::Retry(e.to_string()))?;
                 let c = reqwest::Client::builder()
                     .tls_backend_preconfigured(tls)
                     .timeout(Duration::from_secs(30))
@@ -537,6 +560,7 @@ mod tests {
         assert!(
             Destination::parse("http://h/api/v2/write?org=o&bucket=b", &none, &[])
                 .unwrap_err()
+                .to_string()
                 .contains("PINGMACHINE_INFLUX_TOKEN")
         );
     }

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rrd::ops::{create, update};
 use rrd::ConsolidationFn;
 
+pub use ::rrd::error::RrdError;
+
 use crate::result::Summary;
 
 /// Largest RTT stored, in seconds (data source maximum).

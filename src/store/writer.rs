@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
+use crate::clock::unix_s as now_unix;
 use crate::order::OrderId;
 use crate::result::Summary;
 use crate::supervise::Supervisor;
@@ -39,6 +40,50 @@ const QUEUE: usize = 4096;
 pub const RRD_FILE: &str = "main.rrd";
 /// Name a non-RRD `main.rrd` is renamed to (SPEC A6).
 pub const CORRUPTED_FILE: &str = "corrupted_main.rrd";
+
+/// Why a write of an order's output failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A file-system operation on `path`.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        /// What was being done (`create`, `rename` …).
+        action: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// librrd refused to read or create `path`.
+    #[error("cannot {action} {}: {source}", path.display())]
+    Rrd {
+        /// `read` or `create`.
+        action: &'static str,
+        /// The RRD.
+        path: PathBuf,
+        /// librrd's error.
+        source: rrd::RrdError,
+    },
+    /// librrd refused an update.
+    #[error("RRD update {update} failed: {source}")]
+    Update {
+        /// The update string (`t:v:v…`).
+        update: String,
+        /// librrd's error.
+        source: rrd::RrdError,
+    },
+}
+
+impl StoreError {
+    fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io {
+            action,
+            path,
+            source,
+        }
+    }
+}
 
 /// The shape of an order's output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,12 +262,20 @@ impl StoreHandle {
     pub fn stats(&self) -> &StoreStats {
         &self.stats
     }
-}
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    /// A handle whose commands arrive on the returned receiver instead of
+    /// at writer threads (for unit tests of what sends to the store).
+    #[cfg(test)]
+    pub(crate) fn capture(capacity: usize) -> (StoreHandle, mpsc::Receiver<StoreCmd>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            StoreHandle {
+                shards: Arc::new(vec![tx]),
+                stats: Arc::new(StoreStats::default()),
+            },
+            rx,
+        )
+    }
 }
 
 /// One writer thread's state.
@@ -305,7 +358,7 @@ impl Writer {
     }
 
     /// Logs a failure once per order until it recovers; counts every one.
-    fn outcome(&mut self, id: &OrderId, what: &str, r: Result<(), String>) {
+    fn outcome(&mut self, id: &OrderId, what: &str, r: Result<(), StoreError>) {
         match r {
             Ok(()) => {
                 if let Some(n) = self.failing.remove(id) {
@@ -325,7 +378,7 @@ impl Writer {
         }
     }
 
-    fn prepare(&mut self, id: &OrderId, shape: Shape, rrd_start: i64) -> Result<(), String> {
+    fn prepare(&mut self, id: &OrderId, shape: Shape, rrd_start: i64) -> Result<(), StoreError> {
         let dir = id.under(&self.output);
         let arch = id.under(&self.archive);
         match archive::move_files(&arch, &dir, &self.archive, now_unix()) {
@@ -334,10 +387,9 @@ impl Writer {
                 self.stats.restored.fetch_add(1, Ordering::Relaxed);
                 info!(order = %id, files = n, "output restored from archive");
             }
-            Err(e) => return Err(format!("cannot restore {}: {e}", arch.display())),
+            Err(e) => return Err(StoreError::io("restore", &arch)(e)),
         }
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
         if shape.rrd {
             let path = dir.join(RRD_FILE);
             self.check_existing(id, &path, shape)?;
@@ -348,15 +400,15 @@ impl Writer {
 
     /// Sets aside an existing `main.rrd` of another step or pings (B7) or
     /// that is not an RRD (A6).
-    fn check_existing(&self, id: &OrderId, path: &Path, shape: Shape) -> Result<(), String> {
+    fn check_existing(&self, id: &OrderId, path: &Path, shape: Shape) -> Result<(), StoreError> {
         if !path.exists() {
             return Ok(());
         }
         match rrd::shape(path) {
             Ok((step, pings)) if step == shape.step && pings == shape.pings => Ok(()),
             Ok((step, pings)) => {
-                let to = archive::set_aside(path, now_unix())
-                    .map_err(|e| format!("cannot rename {}: {e}", path.display()))?;
+                let to =
+                    archive::set_aside(path, now_unix()).map_err(StoreError::io("rename", path))?;
                 info!(
                     order = %id,
                     old_step = step,
@@ -369,16 +421,20 @@ impl Writer {
                 Ok(())
             }
             Err(e) if rrd::is_corruption(&e) => self.set_corrupted_aside(id, path, &e.to_string()),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => Err(StoreError::Rrd {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
         }
     }
 
-    fn set_corrupted_aside(&self, id: &OrderId, path: &Path, why: &str) -> Result<(), String> {
+    fn set_corrupted_aside(&self, id: &OrderId, path: &Path, why: &str) -> Result<(), StoreError> {
         let mut to = path.with_file_name(CORRUPTED_FILE);
         if to.exists() {
             to = archive::aside_name(&to, now_unix());
         }
-        std::fs::rename(path, &to).map_err(|e| format!("cannot rename {}: {e}", path.display()))?;
+        std::fs::rename(path, &to).map_err(StoreError::io("rename", path))?;
         warn!(order = %id, error = %why, renamed_to = %to.display(), "main.rrd is not a valid RRD; kept aside, new one created");
         Ok(())
     }
@@ -390,7 +446,7 @@ impl Writer {
         path: &Path,
         shape: Shape,
         start: i64,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         if path.exists() {
             return Ok(());
         }
@@ -404,7 +460,11 @@ impl Writer {
                 // A partial file (disk full) is ours: remove it so the next
                 // attempt starts clean instead of seeing a corrupt RRD.
                 let _ = std::fs::remove_file(path);
-                Err(format!("cannot create {}: {e}", path.display()))
+                Err(StoreError::Rrd {
+                    action: "create",
+                    path: path.to_path_buf(),
+                    source: e,
+                })
             }
         }
     }
@@ -415,14 +475,11 @@ impl Writer {
         shape: Shape,
         t: i64,
         summary: &Summary,
-    ) -> Result<(), String> {
+    ) -> Result<(), StoreError> {
         let dir = id.under(&self.output);
         // The directory exists nearly always: it is created (again) only
         // when something in it is missing, not looked at every round.
-        let mkdir = || {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))
-        };
+        let mkdir = || std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir));
         let mut result = Ok(());
         if shape.rrd {
             let path = dir.join(RRD_FILE);
@@ -438,8 +495,9 @@ impl Writer {
                 Err(e) if rrd::is_corruption(&e) => {
                     self.set_corrupted_aside(id, &path, &e.to_string())?;
                     self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
-                    rrd::update_rrd(&path, t, &values).map_err(|e| {
-                        format!("RRD update {} failed: {e}", rrd::update_string(t, &values))
+                    rrd::update_rrd(&path, t, &values).map_err(|source| StoreError::Update {
+                        update: rrd::update_string(t, &values),
+                        source,
                     })?;
                     self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
                 }
@@ -450,10 +508,10 @@ impl Writer {
                 }
                 Err(e) => {
                     // Still write last_result: it is independent of the RRD.
-                    result = Err(format!(
-                        "RRD update {} failed: {e}",
-                        rrd::update_string(t, &values)
-                    ));
+                    result = Err(StoreError::Update {
+                        update: rrd::update_string(t, &values),
+                        source: e,
+                    });
                 }
             }
         }
@@ -465,8 +523,138 @@ impl Writer {
             }
             other => other,
         };
-        written.map_err(|e| format!("cannot write {}/last_result: {e}", dir.display()))?;
+        written.map_err(StoreError::io("write", &dir.join(last_result::FILE)))?;
         self.stats.last_results.fetch_add(1, Ordering::Relaxed);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::LastResult;
+    use crate::result::RoundOutcome;
+    use std::time::Duration;
+
+    fn summary(rtts_ms: &[Option<u64>]) -> Summary {
+        Summary::of(&RoundOutcome {
+            rtts: rtts_ms
+                .iter()
+                .map(|r| r.map(Duration::from_millis))
+                .collect(),
+        })
+    }
+
+    fn run(base: &BaseDir, cmds: Vec<StoreCmd>) {
+        let (handle, writers) = Writers::start(base, 2).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for c in cmds {
+                handle.send(c).await;
+            }
+        });
+        drop(handle);
+        writers.join();
+    }
+
+    #[test]
+    fn prepare_round_and_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = BaseDir::new(dir.path());
+        base.create().unwrap();
+        let id = OrderId::new("app/t").unwrap();
+        let shape = Shape {
+            step: 60,
+            pings: 3,
+            rrd: true,
+        };
+        let t = crate::schedule::rrd_time(now_unix(), 60);
+        let round = |generation, rtts: &[Option<u64>]| StoreCmd::Round {
+            id: id.clone(),
+            generation,
+            shape,
+            t,
+            summary: summary(rtts),
+            queued: std::time::Instant::now(),
+        };
+        run(
+            &base,
+            vec![
+                StoreCmd::Prepare {
+                    id: id.clone(),
+                    generation: 2,
+                    shape,
+                    rrd_start: t - 60,
+                },
+                round(2, &[Some(3), None, Some(1)]),
+                // A round of an older generation of the order is dropped.
+                round(1, &[None, None, None]),
+            ],
+        );
+        let out = id.under(&base.output);
+        assert!(out.join(RRD_FILE).is_file());
+        let text = std::fs::read_to_string(out.join(last_result::FILE)).unwrap();
+        let r = LastResult::parse(&text).unwrap();
+        assert_eq!((r.time, r.step, r.pings, r.loss), (t, 60, 3, 1));
+        assert_eq!(r.median, Some(0.003));
+
+        run(&base, vec![StoreCmd::Archive { id: id.clone() }]);
+        assert!(!out.exists(), "output moved away");
+        let archived = id.under(&base.archive);
+        assert!(archived.join(RRD_FILE).is_file());
+        assert!(archived.join(last_result::FILE).is_file());
+
+        // Preparing the order again restores its archive.
+        run(
+            &base,
+            vec![StoreCmd::Prepare {
+                id: id.clone(),
+                generation: 3,
+                shape,
+                rrd_start: t - 60,
+            }],
+        );
+        assert!(out.join(RRD_FILE).is_file());
+        assert!(!archived.exists());
+    }
+
+    #[test]
+    fn a_norrd_order_writes_only_last_result() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = BaseDir::new(dir.path());
+        base.create().unwrap();
+        let id = OrderId::new("n").unwrap();
+        let shape = Shape {
+            step: 20,
+            pings: 2,
+            rrd: false,
+        };
+        let t = crate::schedule::rrd_time(now_unix(), 20);
+        run(
+            &base,
+            vec![
+                StoreCmd::Prepare {
+                    id: id.clone(),
+                    generation: 1,
+                    shape,
+                    rrd_start: t - 20,
+                },
+                StoreCmd::Round {
+                    id: id.clone(),
+                    generation: 1,
+                    shape,
+                    t,
+                    summary: summary(&[None, None]),
+                    queued: std::time::Instant::now(),
+                },
+            ],
+        );
+        let out = id.under(&base.output);
+        assert!(!out.join(RRD_FILE).exists());
+        let r = LastResult::parse(&std::fs::read_to_string(out.join(last_result::FILE)).unwrap())
+            .unwrap();
+        assert_eq!((r.loss, r.median), (2, None));
     }
 }

@@ -127,6 +127,17 @@ impl std::fmt::Debug for IcmpEngine {
     }
 }
 
+/// Why the engine no longer measures.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineDown {
+    /// A thread of the engine died (what it was doing).
+    #[error("ICMP engine: {0}")]
+    Thread(String),
+    /// The sender thread has stopped.
+    #[error("ICMP engine: the sender thread stopped")]
+    SenderStopped,
+}
+
 impl IcmpEngine {
     /// Starts the engine's sender thread. Sockets are opened lazily, one per
     /// [`Binding`], on the first round that uses it, and kept.
@@ -144,7 +155,9 @@ impl IcmpEngine {
             if let Some(s) = pre.remove(binding) {
                 return Ok(s);
             }
-            socket::open(binding, &config).map(|s| Arc::new(s) as Arc<dyn Endpoint>)
+            socket::open(binding, &config)
+                .map(|s| Arc::new(s) as Arc<dyn Endpoint>)
+                .map_err(|e| e.to_string())
         }))?;
         engine.set_quantum(quantum);
         Ok(engine)
@@ -226,7 +239,7 @@ impl IcmpEngine {
     /// `Err` with what died when a thread of the engine is gone while the
     /// engine runs (rounds would no longer complete): the caller should stop
     /// (and be restarted) rather than go on without measuring.
-    pub fn health(&self) -> Result<(), String> {
+    pub fn health(&self) -> Result<(), EngineDown> {
         if let Some(what) = self
             .shared
             .dead
@@ -234,10 +247,10 @@ impl IcmpEngine {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
         {
-            return Err(format!("ICMP engine: {what}"));
+            return Err(EngineDown::Thread(what));
         }
         if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
-            return Err("ICMP engine: the sender thread stopped".into());
+            return Err(EngineDown::SenderStopped);
         }
         Ok(())
     }
@@ -290,7 +303,7 @@ impl PreOpened {
                 Ok(s) => {
                     sockets.insert(b.clone(), Arc::new(s) as Arc<dyn Endpoint>);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => errors.push(e.to_string()),
             }
         }
         (PreOpened { sockets }, errors)

@@ -419,34 +419,89 @@ pub(crate) fn open_error_message(
     msg
 }
 
-/// Opens the socket for `binding` as `config` says. The error is a message
-/// for the user saying what failed and why.
-pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String> {
+/// Why an ICMP socket could not be opened; its text says what failed and
+/// why, for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The socket could not be created (with what would allow it).
+    #[error("{}", open_error_message(*family, *requested, datagram.as_ref(), raw.as_ref(), *gid))]
+    Create {
+        /// IPv4 or IPv6.
+        family: Family,
+        /// The kind asked for.
+        requested: SocketKind,
+        /// Why a datagram socket failed, if one was tried.
+        datagram: Option<io::Error>,
+        /// Why a raw socket failed, if one was tried.
+        raw: Option<io::Error>,
+        /// The effective group id (for `ping_group_range`).
+        gid: u32,
+    },
+    /// The source address is of the other family.
+    #[error("cannot bind ICMP socket for {} to source {address}: address family mismatch", family_name(*family))]
+    SourceFamily {
+        /// The socket's family.
+        family: Family,
+        /// The source address.
+        address: IpAddr,
+    },
+    /// Binding to the source address failed.
+    #[error("cannot bind ICMP socket for {} to source {address}: {error}", family_name(*family))]
+    Bind {
+        /// The socket's family.
+        family: Family,
+        /// The source address.
+        address: IpAddr,
+        /// Why.
+        error: io::Error,
+    },
+    /// Binding to the interface failed.
+    #[error("cannot bind ICMP socket for {} to interface {interface:?}: {error}", family_name(*family))]
+    Device {
+        /// The socket's family.
+        family: Family,
+        /// The interface.
+        interface: String,
+        /// Why.
+        error: io::Error,
+    },
+    /// The receive timeout could not be set.
+    #[error("cannot set receive timeout on ICMP socket for {}: {error}", family_name(*family))]
+    Timeout {
+        /// The socket's family.
+        family: Family,
+        /// Why.
+        error: io::Error,
+    },
+}
+
+/// Opens the socket for `binding` as `config` says.
+pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenError> {
     let family = binding.family;
     let fam = family_name(family);
     let (socket, kind) = match config.socket_kind {
         SocketKind::Raw => match create(family, SocketKind::Raw) {
             Ok(s) => (s, SocketKind::Raw),
             Err(e) => {
-                return Err(open_error_message(
+                return Err(OpenError::Create {
                     family,
-                    SocketKind::Raw,
-                    None,
-                    Some(&e),
-                    nix::unistd::getegid().as_raw(),
-                ))
+                    requested: SocketKind::Raw,
+                    datagram: None,
+                    raw: Some(e),
+                    gid: nix::unistd::getegid().as_raw(),
+                })
             }
         },
         SocketKind::Datagram => match create(family, SocketKind::Datagram) {
             Ok(s) => (s, SocketKind::Datagram),
             Err(e) => {
-                return Err(open_error_message(
+                return Err(OpenError::Create {
                     family,
-                    SocketKind::Datagram,
-                    Some(&e),
-                    None,
-                    nix::unistd::getegid().as_raw(),
-                ))
+                    requested: SocketKind::Datagram,
+                    datagram: Some(e),
+                    raw: None,
+                    gid: nix::unistd::getegid().as_raw(),
+                })
             }
         },
         SocketKind::Auto => match create(family, SocketKind::Datagram) {
@@ -460,24 +515,24 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
                         (s, SocketKind::Raw)
                     }
                     Err(re) => {
-                        return Err(open_error_message(
+                        return Err(OpenError::Create {
                             family,
-                            SocketKind::Auto,
-                            Some(&de),
-                            Some(&re),
-                            nix::unistd::getegid().as_raw(),
-                        ))
+                            requested: SocketKind::Auto,
+                            datagram: Some(de),
+                            raw: Some(re),
+                            gid: nix::unistd::getegid().as_raw(),
+                        })
                     }
                 }
             }
             Err(de) => {
-                return Err(open_error_message(
+                return Err(OpenError::Create {
                     family,
-                    SocketKind::Auto,
-                    Some(&de),
-                    None,
-                    nix::unistd::getegid().as_raw(),
-                ))
+                    requested: SocketKind::Auto,
+                    datagram: Some(de),
+                    raw: None,
+                    gid: nix::unistd::getegid().as_raw(),
+                })
             }
         },
     };
@@ -488,19 +543,26 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
             IpAddr::V6(_) => Family::V6,
         };
         if source_family != family {
-            return Err(format!(
-                "cannot bind ICMP socket for {fam} to source {source}: address family mismatch"
-            ));
+            return Err(OpenError::SourceFamily {
+                family,
+                address: source,
+            });
         }
         socket
             .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-            .map_err(|e| format!("cannot bind ICMP socket for {fam} to source {source}: {e}"))?;
+            .map_err(|error| OpenError::Bind {
+                family,
+                address: source,
+                error,
+            })?;
     }
     if let Some(interface) = &binding.interface {
         socket
             .bind_device(Some(interface.as_bytes()))
-            .map_err(|e| {
-                format!("cannot bind ICMP socket for {fam} to interface {interface:?}: {e}")
+            .map_err(|error| OpenError::Device {
+                family,
+                interface: interface.clone(),
+                error,
             })?;
     }
     if kind == SocketKind::Raw {
@@ -510,7 +572,7 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, String
     }
     socket
         .set_read_timeout(Some(RECV_TIMEOUT))
-        .map_err(|e| format!("cannot set receive timeout on ICMP socket for {fam}: {e}"))?;
+        .map_err(|error| OpenError::Timeout { family, error })?;
 
     // Large receive buffer: SO_RCVBUFFORCE ignores rmem_max (needs
     // CAP_NET_ADMIN); SO_RCVBUF is capped by it.

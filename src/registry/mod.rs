@@ -5,75 +5,53 @@
 //! and orders whose file vanished or turned invalid are out of their job.
 //! Nothing else mutates this state; jobs see their membership through a
 //! `watch` channel that the registry republishes after each batch.
+//!
+//! * this module — the event loop (hints, retries, rescans) and each
+//!   order's lifecycle: load, refresh, change, reject, expire, stop;
+//! * [`scan`] — stamps and walks of the file system;
+//! * [`jobs`] — the job pool: placement, capacity, membership, and
+//!   starting job tasks through a [`jobs::Launcher`].
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+pub mod jobs;
+pub mod scan;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::basedir::BaseDir;
-use crate::job::{self, FpingKey, JobCtx, JobKey, Member, Members, OtherKey, ProbeDeps};
+use crate::job::{JobKey, Member};
 use crate::order::id::is_ignored_name;
-use crate::order::{self, Order, OrderError, OrderId, ProbeSpec};
+use crate::order::{self, Order, OrderError, OrderId};
 use crate::rejected;
 use crate::schedule;
-use crate::sink::Sinks;
+use crate::stats::JobStats;
 use crate::store::{Shape, StoreCmd, StoreHandle};
-use crate::supervise::Supervisor;
 use crate::watch::{OrderWatcher, WatchEvent};
+pub use jobs::{JobPool, Launcher, Slot, Spawner};
+use scan::{Found, Stamp, MAX_DEPTH};
 
 /// Interval of the safety-net full rescan (SPEC B2).
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// A file that fails to parse and was modified this recently is retried
 /// rather than reported: its writer may not be done yet.
 pub const HALF_WRITTEN_GRACE: Duration = Duration::from_secs(5);
-/// Deepest directory nesting scanned below `orders/`.
-const MAX_DEPTH: usize = 32;
 /// A new directory under `orders/` is walked when its hint arrives, and
 /// again this long after: the file watcher reports a new directory before
 /// it watches it, so a file created in between raises no event of its own.
 const NEW_DIR_REWALKS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
-
-/// Identity of a file version: a rewrite or rename-over changes it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    mtime: Option<SystemTime>,
-    len: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(md: &std::fs::Metadata) -> Stamp {
-        use std::os::unix::fs::MetadataExt;
-        Stamp {
-            mtime: md.modified().ok(),
-            len: md.len(),
-            ino: md.ino(),
-        }
-    }
-}
 
 #[derive(Debug)]
 struct Entry {
     order: Arc<Order>,
     stamp: Stamp,
     sidecar: Option<Stamp>,
-    job: Option<(JobKey, u64)>,
-}
-
-#[derive(Debug)]
-struct Job {
-    id: u64,
-    members: BTreeMap<OrderId, Member>,
-    tx: watch::Sender<Members>,
-    cancel: CancellationToken,
-    capacity: usize,
-    dirty: bool,
+    job: Slot,
 }
 
 /// Counts for logs and tests.
@@ -87,24 +65,22 @@ pub struct Counts {
     pub jobs: usize,
 }
 
-/// The registry; see the module docs.
+/// The registry; see the module docs. `L` starts job tasks: [`Spawner`]
+/// in the daemon.
 #[derive(Debug)]
-pub struct Registry {
+pub struct Registry<L = Spawner> {
     base: BaseDir,
     orders_canon: PathBuf,
-    deps: Arc<ProbeDeps>,
     store: StoreHandle,
-    sinks: Arc<Sinks>,
-    tracker: TaskTracker,
+    stats: Arc<JobStats>,
+    pool: JobPool<L>,
     cancel: CancellationToken,
     orders: HashMap<OrderId, Entry>,
     invalid: HashMap<OrderId, Stamp>,
     retry: HashMap<OrderId, Instant>,
     /// New directories to walk again, and when.
     rewalk: Vec<(Instant, PathBuf)>,
-    jobs: HashMap<JobKey, Vec<Job>>,
     next_generation: u64,
-    next_job: u64,
     /// Store commands produced while processing, sent after the batch.
     pending_store: Vec<StoreCmd>,
     /// Order files older than this are expired.
@@ -118,58 +94,44 @@ pub struct Registry {
     initial_scan_done: bool,
     /// Interval of the safety-net rescan.
     rescan_interval: Duration,
-    /// Told when a job task panics.
-    supervisor: Supervisor,
 }
 
-impl Registry {
-    /// A registry for `base`; job tasks are spawned on `tracker` and stop
-    /// with `cancel`.
+impl<L: Launcher> Registry<L> {
+    /// A registry for `base`: jobs are started by `launcher` and stop with
+    /// `cancel`; store commands go to `store`; counts go to `stats`.
     pub fn new(
         base: BaseDir,
-        deps: Arc<ProbeDeps>,
+        launcher: L,
         store: StoreHandle,
-        sinks: Arc<Sinks>,
-        tracker: TaskTracker,
+        stats: Arc<JobStats>,
         cancel: CancellationToken,
         max_age: Duration,
-    ) -> Registry {
+    ) -> Registry<L> {
         let orders_canon =
             std::fs::canonicalize(&base.orders).unwrap_or_else(|_| base.orders.clone());
         Registry {
             base,
             orders_canon,
-            deps,
             store,
-            sinks,
-            tracker,
+            stats,
+            pool: JobPool::new(launcher, cancel.clone()),
             cancel,
             orders: HashMap::new(),
             invalid: HashMap::new(),
             retry: HashMap::new(),
             rewalk: Vec::new(),
-            jobs: HashMap::new(),
             next_generation: 0,
-            next_job: 0,
             pending_store: Vec::new(),
             max_age,
             bad_names: HashSet::new(),
             sidecar_wins: HashSet::new(),
             initial_scan_done: false,
             rescan_interval: RESCAN_INTERVAL,
-            supervisor: Supervisor::new(),
         }
     }
 
-    /// Reports panicking job tasks to `sup` (default: a supervisor nobody
-    /// watches).
-    pub fn with_supervisor(mut self, sup: Supervisor) -> Registry {
-        self.supervisor = sup;
-        self
-    }
-
     /// Sets the interval of the safety-net rescan (default [`RESCAN_INTERVAL`]).
-    pub fn with_rescan_interval(mut self, every: Duration) -> Registry {
+    pub fn with_rescan_interval(mut self, every: Duration) -> Registry<L> {
         self.rescan_interval = every;
         self
     }
@@ -179,7 +141,7 @@ impl Registry {
         Counts {
             orders: self.orders.len(),
             invalid: self.invalid.len(),
-            jobs: self.jobs.values().map(Vec::len).sum(),
+            jobs: self.pool.len(),
         }
     }
 
@@ -197,8 +159,7 @@ impl Registry {
         self.flush().await;
         self.initial_scan_done = true;
         let c = self.counts();
-        self.deps
-            .stats
+        self.stats
             .initial_scan_ms
             .store(scheduled_ms, std::sync::atomic::Ordering::Relaxed);
         info!(
@@ -242,11 +203,7 @@ impl Registry {
             }
             self.flush().await;
         }
-        for jobs in self.jobs.values() {
-            for j in jobs {
-                j.cancel.cancel();
-            }
-        }
+        self.pool.stop_all();
     }
 
     fn handle_batch(&mut self, batch: Vec<WatchEvent>) {
@@ -281,29 +238,20 @@ impl Registry {
     fn publish(&mut self) {
         let c = self.counts();
         crate::proctitle::set(&crate::proctitle::orders_title(c.orders));
-        self.deps
-            .stats
+        self.stats
             .orders
             .store(c.orders as u64, std::sync::atomic::Ordering::Relaxed);
-        self.deps
-            .stats
+        self.stats
             .jobs
             .store(c.jobs as u64, std::sync::atomic::Ordering::Relaxed);
-        for jobs in self.jobs.values_mut() {
-            for j in jobs.iter_mut().filter(|j| j.dirty) {
-                j.tx.send_replace(Arc::new(j.members.values().cloned().collect()));
-                j.dirty = false;
-            }
-        }
+        self.pool.publish();
     }
 
     // ---- scanning ----------------------------------------------------------
 
     /// Reconciles with everything under `orders/`.
     pub fn full_rescan(&mut self) {
-        let mut found = Vec::new();
-        let orders_dir = self.base.orders.clone();
-        self.walk(&orders_dir, 0, &mut found);
+        let found = self.walk(&self.base.orders.clone());
         let present: HashSet<OrderId> = found.iter().map(|(id, _)| id.clone()).collect();
         for (id, path) in found {
             self.load(&id, &path, false);
@@ -322,42 +270,25 @@ impl Registry {
         self.retry.retain(|id, _| present.contains(id));
     }
 
-    /// Collects `(id, path)` of every candidate order file below `dir`.
-    fn walk(&mut self, dir: &Path, depth: usize, out: &mut Vec<(OrderId, PathBuf)>) {
-        if depth > MAX_DEPTH {
+    /// Collects `(id, path)` of every candidate order file below `dir`,
+    /// reporting what cannot be scanned.
+    fn walk(&mut self, dir: &Path) -> Vec<(OrderId, PathBuf)> {
+        let Found {
+            orders,
+            bad_names,
+            too_deep,
+            unreadable,
+        } = scan::walk_orders(&self.base.orders, dir);
+        for (path, why) in bad_names {
+            self.warn_bad_name(&path, &why);
+        }
+        for dir in too_deep {
             warn!(dir = %dir.display(), "directory nesting deeper than {MAX_DEPTH} levels is not scanned");
-            return;
         }
-        let rd = match std::fs::read_dir(dir) {
-            Ok(rd) => rd,
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    warn!(dir = %dir.display(), error = %e, "cannot read directory");
-                }
-                return;
-            }
-        };
-        for ent in rd.flatten() {
-            let name = ent.file_name();
-            let Some(name) = name.to_str() else {
-                self.warn_bad_name(&ent.path(), "its name is not UTF-8");
-                continue;
-            };
-            if is_ignored_name(name) {
-                continue;
-            }
-            let path = ent.path();
-            match ent.file_type() {
-                Ok(ft) if ft.is_dir() => self.walk(&path, depth + 1, out),
-                // Files, symlinks, and what cannot be an order (a FIFO, a
-                // socket): load() rejects the latter, at start-up as later.
-                Ok(_) => match OrderId::from_path(&self.base.orders, &path) {
-                    Ok(id) => out.push((id, path)),
-                    Err(why) => self.warn_bad_name(&path, &why),
-                },
-                Err(_) => {}
-            }
+        for (dir, e) in unreadable {
+            warn!(dir = %dir.display(), error = %e, "cannot read directory");
         }
+        orders
     }
 
     /// A file whose name cannot be an order id is left alone; say so once.
@@ -449,9 +380,7 @@ impl Registry {
 
     /// Loads every order file below a new directory.
     fn walk_new_dir(&mut self, dir: &Path) {
-        let mut found = Vec::new();
-        self.walk(dir, 0, &mut found);
-        for (id, p) in found {
+        for (id, p) in self.walk(dir) {
             self.load(&id, &p, false);
         }
     }
@@ -494,7 +423,7 @@ impl Registry {
     /// Reads and validates the order `id` at `path` (unless unchanged and not
     /// `force`d), then activates, replaces or stops it.
     fn load(&mut self, id: &OrderId, path: &Path, force: bool) {
-        let md = match self.order_metadata(path) {
+        let md = match scan::order_metadata(path, &self.orders_canon) {
             Ok(Some(md)) => md,
             Ok(None) => {
                 if self.orders.contains_key(id) {
@@ -506,32 +435,18 @@ impl Registry {
                 return;
             }
             Err(e) => {
-                self.reject(
-                    id,
-                    Stamp {
-                        mtime: None,
-                        len: 0,
-                        ino: 0,
-                    },
-                    e,
-                );
+                self.reject(id, Stamp::unknown(), e);
                 return;
             }
         };
         let stamp = Stamp::of(&md);
-        if let Some(age) = stamp
-            .mtime
-            .and_then(|m| SystemTime::now().duration_since(m).ok())
-        {
+        if let Some(age) = stamp.age() {
             if age > self.max_age {
                 self.expire(id, path, age);
                 return;
             }
         }
-        let sidecar = std::fs::metadata(id.under(&self.base.telegraf))
-            .ok()
-            .filter(|m| !m.is_dir())
-            .map(|m| Stamp::of(&m));
+        let sidecar = scan::sidecar_stamp(&self.base.telegraf, id);
         if !force {
             if let Some(e) = self.orders.get(id) {
                 if e.stamp == stamp && e.sidecar == sidecar {
@@ -548,20 +463,19 @@ impl Registry {
                 for w in &p.warnings {
                     warn!(order = %id, "{w}");
                 }
-                if sidecar.is_some() {
-                    let side = order::read_sidecar(&self.base.telegraf, id);
-                    if let order::Sidecar::Broken(e) = &side {
+                let source = if sidecar.is_some() {
+                    let merged = order::merge_sidecar(&mut p.order, &self.base.telegraf);
+                    if let Some(e) = &merged.broken {
                         warn!(order = %id, error = %e, "telegraf sidecar ignored");
                     }
-                    if p.order.apply_sidecar(&side) == order::MetaSource::SidecarOverOrder {
-                        if self.sidecar_wins.insert(id.clone()) {
-                            info!(order = %id, "the order file and telegraf/{id} both set measurement_name or tags: the sidecar's are used, the order file's ignored");
-                        }
-                    } else {
-                        self.sidecar_wins.remove(id);
-                    }
+                    merged.source
                 } else {
+                    order::MetaSource::Order
+                };
+                if source != order::MetaSource::SidecarOverOrder {
                     self.sidecar_wins.remove(id);
+                } else if self.sidecar_wins.insert(id.clone()) {
+                    info!(order = %id, "the order file and telegraf/{id} both set measurement_name or tags: the sidecar's are used, the order file's ignored");
                 }
                 self.invalid.remove(id);
                 self.retry.remove(id);
@@ -571,10 +485,7 @@ impl Registry {
                 self.upsert(p.order, stamp, sidecar);
             }
             Err(e) => {
-                let recent = stamp
-                    .mtime
-                    .and_then(|m| SystemTime::now().duration_since(m).ok())
-                    .is_some_and(|age| age < HALF_WRITTEN_GRACE);
+                let recent = stamp.age().is_some_and(|age| age < HALF_WRITTEN_GRACE);
                 if recent && !self.retry.contains_key(id) {
                     debug!(order = %id, error = %e, "order does not parse yet; retrying shortly");
                     self.retry
@@ -586,48 +497,6 @@ impl Registry {
         }
     }
 
-    /// Metadata of an order file, following a symlink only when it stays
-    /// inside `orders/`. `Ok(None)` when the file does not exist.
-    fn order_metadata(&self, path: &Path) -> Result<Option<std::fs::Metadata>, OrderError> {
-        let err = |reason: String| OrderError {
-            file: path.to_path_buf(),
-            field: None,
-            value: None,
-            reason,
-            line: None,
-        };
-        let md = match std::fs::symlink_metadata(path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(err(format!("cannot stat file: {e}"))),
-        };
-        if md.file_type().is_symlink() {
-            let target = match std::fs::canonicalize(path) {
-                Ok(t) => t,
-                Err(_) => return Err(err("symlink points to nothing".into())),
-            };
-            if !target.starts_with(&self.orders_canon) {
-                return Err(err(format!(
-                    "symlink leads outside orders/ (to {})",
-                    target.display()
-                )));
-            }
-            return match std::fs::metadata(path) {
-                Ok(md) if md.is_file() => Ok(Some(md)),
-                Ok(_) => Err(err("symlink does not point to a regular file".into())),
-                Err(e) => Err(err(format!("cannot stat file: {e}"))),
-            };
-        }
-        if md.is_dir() {
-            // A directory is never an order file (nor rejected as one).
-            return Ok(None);
-        }
-        if !md.is_file() {
-            return Err(err("not a regular file".into()));
-        }
-        Ok(Some(md))
-    }
-
     /// Moves an invalid order file to `rejected/<id>` with an explanation,
     /// logs it once, and stops the order if it was running. If the file
     /// cannot be moved it stays in place and is remembered, so it is still
@@ -635,7 +504,7 @@ impl Registry {
     fn reject(&mut self, id: &OrderId, stamp: Stamp, e: OrderError) {
         self.retry.remove(id);
         let path = id.under(&self.base.orders);
-        match rejected::reject(&self.base, id, &path, &e, unix_now()) {
+        match rejected::reject(&self.base, id, &path, &e, crate::clock::unix_s()) {
             Ok(dst) => {
                 error!(order = %id, moved_to = %dst.display(), "invalid order: {e}");
                 self.invalid.remove(id);
@@ -681,31 +550,16 @@ impl Registry {
     /// Archives every directory below `output/` that holds files but has no
     /// active order (run at start-up, after the first scan).
     fn archive_orphans(&mut self) {
-        let mut stack = vec![self.base.output.clone()];
         let mut n = 0;
-        while let Some(dir) = stack.pop() {
-            let Ok(rd) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            let mut has_files = false;
-            for ent in rd.flatten() {
-                match ent.file_type() {
-                    Ok(ft) if ft.is_dir() => stack.push(ent.path()),
-                    Ok(_) => has_files = true,
-                    Err(_) => {}
-                }
-            }
-            if !has_files || dir == self.base.output {
-                continue;
-            }
-            match OrderId::from_path(&self.base.output, &dir) {
+        for dir in scan::dirs_with_files(&self.base.output) {
+            match dir {
                 Ok(id) if !self.orders.contains_key(&id) => {
                     self.pending_store.push(StoreCmd::Archive { id });
                     n += 1;
                 }
                 Ok(_) => {}
-                Err(e) => {
-                    warn!(dir = %dir.display(), error = %e, "output directory with an impossible id left alone")
+                Err(dir) => {
+                    warn!(dir = %dir.display(), "output directory with an impossible id left alone")
                 }
             }
         }
@@ -767,44 +621,25 @@ impl Registry {
         let order = Arc::new(order);
         // One clock reading for both: the order joins rounds from the first
         // boundary after it, and its new main.rrd starts one step before.
-        let started_ms = SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        let key = match &order.probe {
-            ProbeSpec::Fping(f) => JobKey::Fping(FpingKey {
-                step: order.step,
-                pings: order.pings,
-                ipv6: f.ipv6,
-                interface: f.interface.clone(),
-                source_ip: f.source_ip,
-                interval_ms: f.interval_ms,
-            }),
-            other => JobKey::Other(OtherKey {
-                probe: other.name(),
-                step: order.step,
-                pings: order.pings,
-            }),
-        };
-        let job = Some(self.place(
-            key,
+        let started_ms = crate::clock::unix_ms();
+        let job = self.pool.place(
+            JobKey::of(&order),
             Member {
                 order: order.clone(),
                 generation,
                 active_from_ms: schedule::next_round_start_ms(started_ms, order.step, 0),
             },
-        ));
-        if job.is_some() {
-            self.pending_store.push(StoreCmd::Prepare {
-                id: order.id.clone(),
-                generation,
-                shape: Shape {
-                    step: order.step,
-                    pings: order.pings,
-                    rrd: order.rrd == order::RrdTemplate::Smokeping,
-                },
-                rrd_start: schedule::rrd_create_start(started_ms.div_euclid(1000), order.step),
-            });
-        }
+        );
+        self.pending_store.push(StoreCmd::Prepare {
+            id: order.id.clone(),
+            generation,
+            shape: Shape {
+                step: order.step,
+                pings: order.pings,
+                rrd: order.rrd == order::RrdTemplate::Smokeping,
+            },
+            rrd_start: schedule::rrd_create_start(started_ms.div_euclid(1000), order.step),
+        });
         self.orders.insert(
             order.id.clone(),
             Entry {
@@ -814,46 +649,6 @@ impl Registry {
                 job,
             },
         );
-    }
-
-    /// Puts `member` in a job with room, starting a new job when none has.
-    fn place(&mut self, key: JobKey, member: Member) -> (JobKey, u64) {
-        let id = member.order.id.clone();
-        let jobs = self.jobs.entry(key.clone()).or_default();
-        if let Some(j) = jobs.iter_mut().find(|j| j.members.len() < j.capacity) {
-            j.members.insert(id, member);
-            j.dirty = true;
-            return (key, j.id);
-        }
-        self.next_job += 1;
-        let job_id = self.next_job;
-        let offset_ms = schedule::random_offset_ms(key.step(), key.pings(), &mut rand::rng());
-        let mut members = BTreeMap::new();
-        members.insert(id, member);
-        let (tx, rx) = watch::channel(Arc::new(members.values().cloned().collect::<Vec<_>>()));
-        let cancel = self.cancel.child_token();
-        let ctx = JobCtx {
-            key: key.clone(),
-            offset_ms,
-            deps: self.deps.clone(),
-            store: self.store.clone(),
-            sinks: self.sinks.clone(),
-            members: rx,
-            cancel: cancel.clone(),
-            name: format!("job-{job_id} {}", key.label()),
-        };
-        let name = ctx.name.clone();
-        self.tracker
-            .spawn(self.supervisor.watch(name, job::run_job(ctx)));
-        jobs.push(Job {
-            id: job_id,
-            members,
-            tx,
-            cancel,
-            capacity: key.capacity(),
-            dirty: false,
-        });
-        (key, job_id)
     }
 
     /// Takes an order out of its job (stopping the job when it empties) and,
@@ -866,23 +661,7 @@ impl Registry {
             self.pending_store
                 .push(StoreCmd::Archive { id: id.clone() });
         }
-        let Some((key, job_id)) = entry.job else {
-            return;
-        };
-        if let Some(jobs) = self.jobs.get_mut(&key) {
-            if let Some(pos) = jobs.iter().position(|j| j.id == job_id) {
-                let j = &mut jobs[pos];
-                j.members.remove(id);
-                j.dirty = true;
-                if j.members.is_empty() {
-                    j.cancel.cancel();
-                    jobs.remove(pos);
-                }
-            }
-            if jobs.is_empty() {
-                self.jobs.remove(&key);
-            }
-        }
+        self.pool.remove(&entry.job, id);
     }
 }
 
@@ -894,8 +673,217 @@ async fn sleep_until_due(due: Option<Instant>) {
     }
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+#[cfg(test)]
+mod tests {
+    use super::jobs::tests::Recorder;
+    use super::*;
+    use std::time::SystemTime;
+
+    const FPING: &str = "user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1}\n";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        base: BaseDir,
+        reg: Registry<Recorder>,
+    }
+
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let base = BaseDir::new(dir.path());
+        base.create().unwrap();
+        let (store, _rx) = StoreHandle::capture(16);
+        let reg = Registry::new(
+            base.clone(),
+            Recorder::default(),
+            store,
+            Arc::new(JobStats::default()),
+            CancellationToken::new(),
+            Duration::from_secs(3600),
+        );
+        Fixture {
+            _dir: dir,
+            base,
+            reg,
+        }
+    }
+
+    impl Fixture {
+        fn write(&self, id: &str, yaml: &str) -> PathBuf {
+            let path = self.base.orders.join(id);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, yaml).unwrap();
+            path
+        }
+
+        /// Store commands queued so far, as `prepare <id> <generation>
+        /// <step>` and `archive <id>`.
+        fn store_cmds(&mut self) -> Vec<String> {
+            std::mem::take(&mut self.reg.pending_store)
+                .into_iter()
+                .map(|c| match c {
+                    StoreCmd::Prepare {
+                        id,
+                        generation,
+                        shape,
+                        ..
+                    } => format!("prepare {id} {generation} {}", shape.step),
+                    StoreCmd::Archive { id } => format!("archive {id}"),
+                    StoreCmd::Round { id, .. } => format!("round {id}"),
+                })
+                .collect()
+        }
+
+        /// Published members of the running jobs.
+        fn running(&mut self) -> Vec<(String, Vec<String>)> {
+            self.reg.publish();
+            let mut r = self.reg.pool.launcher().running();
+            r.sort();
+            r
+        }
+    }
+
+    #[test]
+    fn places_orders_in_jobs_by_key_and_capacity() {
+        let mut f = fixture();
+        f.write("app/a", FPING);
+        f.write("app/b", &FPING.replace("127.0.0.1", "127.0.0.2"));
+        f.write(
+            "app/c",
+            "user: u\nstep: 60\npings: 5\nprobe: tcp\ntcp: {host: 127.0.0.1, port: 1}\n",
+        );
+        for i in 0..16 {
+            f.write(
+                &format!("web/h{i:02}"),
+                "user: u\nstep: 60\npings: 5\nprobe: httping\nhttping: {url: 'http://127.0.0.1:1/'}\n",
+            );
+        }
+        f.reg.full_rescan();
+        assert_eq!(
+            f.reg.counts(),
+            Counts {
+                orders: 19,
+                invalid: 0,
+                jobs: 4
+            }
+        );
+        let running = f.running();
+        let mut sizes: Vec<(String, usize)> = running
+            .iter()
+            .map(|(name, m)| (name.split_once(' ').unwrap().1.to_owned(), m.len()))
+            .collect();
+        sizes.sort();
+        assert_eq!(
+            sizes,
+            [
+                ("fping step=60 pings=5 ipv4".to_owned(), 2),
+                ("httping step=60 pings=5".to_owned(), 1),
+                ("httping step=60 pings=5".to_owned(), 15),
+                ("tcp step=60 pings=5".to_owned(), 1),
+            ]
+        );
+        let cmds = f.store_cmds();
+        assert_eq!(cmds.len(), 19);
+        assert!(cmds.iter().all(|c| c.starts_with("prepare ")), "{cmds:?}");
+        // A rescan of unchanged files changes nothing.
+        f.reg.full_rescan();
+        assert!(f.store_cmds().is_empty());
+        assert_eq!(f.reg.pool.launcher().jobs.len(), 4);
+    }
+
+    #[test]
+    fn a_change_of_shape_moves_the_order_to_another_job() {
+        let mut f = fixture();
+        let path = f.write("app/a", FPING);
+        f.reg.full_rescan();
+        assert_eq!(f.store_cmds(), ["prepare app/a 1 60"]);
+        f.write("app/a", &FPING.replace("step: 60", "step: 300"));
+        f.reg.handle_path(&path);
+        // Changed, not ended: no archive; a new generation with the new shape.
+        assert_eq!(f.store_cmds(), ["prepare app/a 2 300"]);
+        let running = f.running();
+        assert_eq!(running.len(), 1, "the emptied job stopped: {running:?}");
+        assert!(running[0].0.contains("step=300"), "{running:?}");
+        assert_eq!(f.reg.pool.launcher().jobs.len(), 2);
+        assert!(f.reg.pool.launcher().jobs[0].cancel.is_cancelled());
+    }
+
+    #[test]
+    fn an_old_order_file_expires_and_its_output_is_archived() {
+        let mut f = fixture();
+        let path = f.write("app/a", FPING);
+        let sidecar = f.base.telegraf.join("app/a");
+        std::fs::create_dir_all(sidecar.parent().unwrap()).unwrap();
+        std::fs::write(&sidecar, "measurement_name: m\n").unwrap();
+        f.reg.full_rescan();
+        assert_eq!(f.reg.counts().orders, 1);
+        f.store_cmds();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        f.reg.full_rescan();
+        assert_eq!(f.reg.counts(), Counts::default());
+        assert!(!path.exists(), "the expired order file is removed");
+        assert!(sidecar.exists(), "the sidecar is a user file and stays");
+        assert_eq!(f.store_cmds(), ["archive app/a"]);
+        assert!(f.running().is_empty());
+    }
+
+    #[test]
+    fn a_sidecar_change_reloads_the_order() {
+        let mut f = fixture();
+        f.write("app/a", FPING);
+        f.reg.full_rescan();
+        f.store_cmds();
+        let telegraf = |f: &Fixture| {
+            f.reg.orders[&OrderId::new("app/a").unwrap()]
+                .order
+                .telegraf
+                .clone()
+        };
+        assert_eq!(telegraf(&f), None);
+        let sidecar = f.base.telegraf.join("app/a");
+        std::fs::create_dir_all(sidecar.parent().unwrap()).unwrap();
+        std::fs::write(&sidecar, "measurement_name: tunnel\ntags: {id: 7}\n").unwrap();
+        f.reg.handle_path(&sidecar);
+        let meta = telegraf(&f).expect("the sidecar's settings are used");
+        assert_eq!(meta.measurement_name.as_deref(), Some("tunnel"));
+        assert_eq!(meta.tags["id"], "7");
+        assert_eq!(f.store_cmds(), ["prepare app/a 2 60"], "a new generation");
+        let running = f.running();
+        assert_eq!(running[0].1, ["app/a"]);
+        std::fs::remove_file(&sidecar).unwrap();
+        f.reg.handle_path(&sidecar);
+        assert_eq!(telegraf(&f), None);
+        assert_eq!(f.store_cmds(), ["prepare app/a 3 60"]);
+        // A sidecar without an order file starts nothing.
+        std::fs::write(f.base.telegraf.join("app/b"), "measurement_name: x\n").unwrap();
+        f.reg.handle_path(&f.base.telegraf.join("app/b"));
+        assert_eq!(f.reg.counts().orders, 1);
+    }
+
+    #[test]
+    fn invalid_orders_are_retried_while_fresh_then_rejected() {
+        let mut f = fixture();
+        let path = f.write("app/bad", "user: u\nstep: 60\n");
+        f.reg.full_rescan();
+        assert!(path.exists(), "a fresh file may be half-written: retried");
+        assert!(f.reg.next_due().is_some());
+        let old = SystemTime::now() - Duration::from_secs(60);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        f.reg.retry.clear();
+        f.reg.full_rescan();
+        assert!(!path.exists());
+        assert!(f.base.rejected.join("app/bad").exists());
+        assert_eq!(f.reg.counts(), Counts::default());
+        assert!(f.store_cmds().is_empty());
+    }
 }

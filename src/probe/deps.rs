@@ -1,21 +1,19 @@
 //! What probe rounds share: the ICMP engine, HTTP clients (one per proxy and
 //! user agent), the external command templates, per-probe-type concurrency
-//! limits, and once-per-order error reporting.
+//! limits (one per [`ProbeKind`]), and once-per-order error reporting.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use probes::http::{HttpConfig, HttpProber};
+use probes::http::{HttpConfig, HttpProber, SetupError};
 use probes::icmp::IcmpEngine;
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::ProbeKind;
 use crate::order::OrderId;
-
-/// Per-request timeout of the httping probe (SPEC A9).
-pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
+use crate::schedule::HTTP_TIMEOUT;
 
 /// An HTTP client per (proxy, user agent).
 type HttpKey = (Option<String>, Option<String>);
@@ -33,10 +31,10 @@ pub struct ProbeDeps {
     pub pping: CommandTemplate,
     /// Commands of `exec` probes by name.
     pub exec: HashMap<String, CommandTemplate>,
-    limits: HashMap<&'static str, Arc<Semaphore>>,
+    /// Concurrency limit of each probe type, by [`ProbeKind::index`].
+    limits: [Arc<Semaphore>; ProbeKind::COUNT],
     /// Job and registry counters.
     pub stats: Arc<crate::stats::JobStats>,
-    default_limit: Arc<Semaphore>,
     warned: Mutex<HashSet<(OrderId, String)>>,
 }
 
@@ -59,10 +57,7 @@ impl ProbeDeps {
     /// Shared resources around `icmp`.
     pub fn new(icmp: Arc<IcmpEngine>, cfg: DepsConfig) -> ProbeDeps {
         let n = cfg.max_parallel.max(1);
-        let limits = ["httping", "tcp", "ssh", "dns", "sping", "pping", "exec"]
-            .into_iter()
-            .map(|p| (p, Arc::new(Semaphore::new(n))))
-            .collect();
+        let limits = std::array::from_fn(|_| Arc::new(Semaphore::new(n)));
         ProbeDeps {
             icmp,
             http: Mutex::new(HashMap::new()),
@@ -72,7 +67,6 @@ impl ProbeDeps {
             exec: cfg.exec,
             limits,
             stats: Arc::new(crate::stats::JobStats::default()),
-            default_limit: Arc::new(Semaphore::new(n)),
             warned: Mutex::new(HashSet::new()),
         }
     }
@@ -82,12 +76,9 @@ impl ProbeDeps {
         &self,
         proxy: Option<&str>,
         user_agent: Option<&str>,
-    ) -> Result<Arc<HttpProber>, String> {
+    ) -> Result<Arc<HttpProber>, SetupError> {
         let key = (proxy.map(str::to_owned), user_agent.map(str::to_owned));
-        let mut map = self
-            .http
-            .lock()
-            .map_err(|_| "HTTP client cache poisoned".to_owned())?;
+        let mut map = self.http.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
@@ -102,11 +93,8 @@ impl ProbeDeps {
     }
 
     /// The concurrency limit of a probe type.
-    pub fn limit(&self, probe: &str) -> Arc<Semaphore> {
-        self.limits
-            .get(probe)
-            .unwrap_or(&self.default_limit)
-            .clone()
+    pub fn limit(&self, kind: ProbeKind) -> Arc<Semaphore> {
+        self.limits[kind.index()].clone()
     }
 
     /// Logs `msg` for `id` at warn the first time, at debug afterwards.
@@ -122,6 +110,20 @@ impl ProbeDeps {
             debug!(order = %id, "{msg}");
         }
     }
+}
+
+/// Why a command template or `--exec-probe` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// Nothing but white space.
+    #[error("empty command")]
+    Empty,
+    /// `--exec-probe` without `=`.
+    #[error("expected NAME=COMMAND")]
+    NoName,
+    /// A name with other characters.
+    #[error("bad exec probe name {0:?}: letters, digits, `-`, `_`")]
+    BadName(String),
 }
 
 /// Values substituted into command templates.
@@ -150,9 +152,9 @@ pub struct CommandTemplate {
 
 impl CommandTemplate {
     /// Parses `"PROGRAM ARG ARG…"`.
-    pub fn parse(s: &str) -> Result<CommandTemplate, String> {
+    pub fn parse(s: &str) -> Result<CommandTemplate, CommandError> {
         let mut it = s.split_whitespace();
-        let program = it.next().ok_or("empty command")?;
+        let program = it.next().ok_or(CommandError::Empty)?;
         Ok(CommandTemplate {
             program: PathBuf::from(program),
             args: it.map(str::to_owned).collect(),
@@ -176,16 +178,14 @@ impl CommandTemplate {
 }
 
 /// `NAME=COMMAND` of `--exec-probe`.
-pub fn parse_exec_probe(s: &str) -> Result<(String, CommandTemplate), String> {
-    let (name, cmd) = s.split_once('=').ok_or("expected NAME=COMMAND")?;
+pub fn parse_exec_probe(s: &str) -> Result<(String, CommandTemplate), CommandError> {
+    let (name, cmd) = s.split_once('=').ok_or(CommandError::NoName)?;
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "bad exec probe name {name:?}: letters, digits, `-`, `_`"
-        ));
+        return Err(CommandError::BadName(name.to_owned()));
     }
     Ok((name.to_owned(), CommandTemplate::parse(cmd)?))
 }

@@ -1,0 +1,283 @@
+//! Looking at the file system: version stamps of files, the walk over
+//! `orders/` (shared by the daemon and the operator tools), the symlink
+//! policy for order files, and walks over `output/` and `archive/`.
+//! Nothing here keeps state or logs; callers decide what to report.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use walkdir::WalkDir;
+
+use crate::order::id::is_ignored_name;
+use crate::order::{OrderError, OrderId};
+
+/// Deepest directory nesting scanned below `orders/`.
+pub const MAX_DEPTH: usize = 32;
+
+/// Identity of a file version: a rewrite or rename-over changes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    /// Modification time.
+    pub mtime: Option<SystemTime>,
+    /// Size.
+    pub len: u64,
+    /// Inode.
+    pub ino: u64,
+}
+
+impl Stamp {
+    /// The stamp of a file's metadata.
+    pub fn of(md: &std::fs::Metadata) -> Stamp {
+        use std::os::unix::fs::MetadataExt;
+        Stamp {
+            mtime: md.modified().ok(),
+            len: md.len(),
+            ino: md.ino(),
+        }
+    }
+
+    /// The stamp of a file that could not be looked at.
+    pub fn unknown() -> Stamp {
+        Stamp {
+            mtime: None,
+            len: 0,
+            ino: 0,
+        }
+    }
+
+    /// How long ago the file was modified (`None`: unknown or in the future).
+    pub fn age(&self) -> Option<std::time::Duration> {
+        self.mtime
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+    }
+}
+
+/// What a walk over (part of) `orders/` found.
+#[derive(Debug, Default)]
+pub struct Found {
+    /// Candidate order files (regular files, symlinks, and whatever else
+    /// is not a directory: loading rejects what cannot be an order).
+    pub orders: Vec<(OrderId, PathBuf)>,
+    /// Files whose name cannot be an order id, and why.
+    pub bad_names: Vec<(PathBuf, String)>,
+    /// Directories not walked: nested deeper than [`MAX_DEPTH`].
+    pub too_deep: Vec<PathBuf>,
+    /// Directories that could not be read, and why.
+    pub unreadable: Vec<(PathBuf, std::io::Error)>,
+}
+
+/// Walks `dir` (`orders/` or a directory below it) for order files, ids
+/// relative to `orders`. Hidden and temporary names are skipped, with
+/// everything below them; symlinks are not followed into directories.
+pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
+    let mut found = Found::default();
+    let walk = WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(MAX_DEPTH + 1)
+        .follow_links(false)
+        .into_iter()
+        .filter_entry(|e| {
+            e.file_name()
+                .to_str()
+                .is_none_or(|name| !is_ignored_name(name))
+        });
+    for ent in walk {
+        let ent = match ent {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().map(Path::to_path_buf).unwrap_or_default();
+                match e.into_io_error() {
+                    Some(io) if io.kind() == std::io::ErrorKind::NotFound => {}
+                    Some(io) => found.unreadable.push((path, io)),
+                    None => {}
+                }
+                continue;
+            }
+        };
+        let path = ent.path();
+        if ent.file_name().to_str().is_none() {
+            found
+                .bad_names
+                .push((path.to_path_buf(), "its name is not UTF-8".into()));
+            continue;
+        }
+        if ent.file_type().is_dir() {
+            if ent.depth() > MAX_DEPTH {
+                found.too_deep.push(path.to_path_buf());
+            }
+            continue;
+        }
+        match OrderId::from_path(orders, path) {
+            Ok(id) => found.orders.push((id, path.to_path_buf())),
+            Err(why) => found.bad_names.push((path.to_path_buf(), why.to_string())),
+        }
+    }
+    found
+}
+
+/// Metadata of an order file, following a symlink only when it stays
+/// inside `orders_canon` (the canonical `orders/`). `Ok(None)` when the
+/// file does not exist or is a directory.
+pub fn order_metadata(
+    path: &Path,
+    orders_canon: &Path,
+) -> Result<Option<std::fs::Metadata>, OrderError> {
+    let err = |reason: String| OrderError {
+        file: path.to_path_buf(),
+        field: None,
+        value: None,
+        reason,
+        line: None,
+    };
+    let md = match std::fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(format!("cannot stat file: {e}"))),
+    };
+    if md.file_type().is_symlink() {
+        let target = match std::fs::canonicalize(path) {
+            Ok(t) => t,
+            Err(_) => return Err(err("symlink points to nothing".into())),
+        };
+        if !target.starts_with(orders_canon) {
+            return Err(err(format!(
+                "symlink leads outside orders/ (to {})",
+                target.display()
+            )));
+        }
+        return match std::fs::metadata(path) {
+            Ok(md) if md.is_file() => Ok(Some(md)),
+            Ok(_) => Err(err("symlink does not point to a regular file".into())),
+            Err(e) => Err(err(format!("cannot stat file: {e}"))),
+        };
+    }
+    if md.is_dir() {
+        // A directory is never an order file (nor rejected as one).
+        return Ok(None);
+    }
+    if !md.is_file() {
+        return Err(err("not a regular file".into()));
+    }
+    Ok(Some(md))
+}
+
+/// The stamp of order `id`'s `telegraf/<id>` sidecar, if it has one.
+pub fn sidecar_stamp(telegraf: &Path, id: &OrderId) -> Option<Stamp> {
+    std::fs::metadata(id.under(telegraf))
+        .ok()
+        .filter(|m| !m.is_dir())
+        .map(|m| Stamp::of(&m))
+}
+
+/// Ids of the directories below `root` (not `root` itself) for which
+/// `wanted` holds, given the directory and whether it directly holds
+/// anything but directories. Sorted by id; ids that cannot be order ids
+/// are returned as `Err` with the directory.
+pub fn dirs_below(
+    root: &Path,
+    wanted: impl Fn(&Path, bool) -> bool,
+) -> Vec<Result<OrderId, PathBuf>> {
+    let mut out = Vec::new();
+    for ent in WalkDir::new(root)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_dir())
+    {
+        let dir = ent.path();
+        let has_files = std::fs::read_dir(dir).is_ok_and(|rd| {
+            rd.flatten()
+                .any(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+        });
+        if wanted(dir, has_files) {
+            out.push(OrderId::from_path(root, dir).map_err(|_| dir.to_path_buf()));
+        }
+    }
+    out.sort_by(|a, b| match (a, b) {
+        (Ok(a), Ok(b)) => a.cmp(b),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        (Err(a), Err(b)) => a.cmp(b),
+    });
+    out
+}
+
+/// Ids of the directories below `root` that directly hold files.
+pub fn dirs_with_files(root: &Path) -> Vec<Result<OrderId, PathBuf>> {
+    dirs_below(root, |_, has_files| has_files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walk_finds_orders_and_skips_what_is_not() {
+        let t = tempfile::tempdir().unwrap();
+        let o = t.path().join("orders");
+        std::fs::create_dir_all(o.join("app/sub")).unwrap();
+        std::fs::create_dir_all(o.join(".hidden")).unwrap();
+        for f in ["a", "app/b", "app/sub/c", ".hidden/x", "app/.tmp", "app/d~"] {
+            std::fs::write(o.join(f), "x").unwrap();
+        }
+        std::os::unix::fs::symlink("a", o.join("link")).unwrap();
+        let found = walk_orders(&o, &o);
+        let mut ids: Vec<&str> = found.orders.iter().map(|(id, _)| id.as_str()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, ["a", "app/b", "app/sub/c", "link"]);
+        assert!(found.bad_names.is_empty() && found.too_deep.is_empty());
+        let sub = walk_orders(&o, &o.join("app"));
+        assert_eq!(sub.orders.len(), 2, "ids stay relative to orders/");
+        assert!(sub.orders.iter().any(|(id, _)| id.as_str() == "app/sub/c"));
+    }
+
+    #[test]
+    fn walk_reports_deep_nesting() {
+        let t = tempfile::tempdir().unwrap();
+        let mut d = t.path().to_path_buf();
+        for i in 0..=MAX_DEPTH + 1 {
+            d.push(format!("d{i}"));
+        }
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("f"), "x").unwrap();
+        let found = walk_orders(t.path(), t.path());
+        assert!(found.orders.is_empty());
+        assert_eq!(found.too_deep.len(), 1, "{:?}", found.too_deep);
+    }
+
+    #[test]
+    fn symlinks_stay_inside_orders() {
+        let t = tempfile::tempdir().unwrap();
+        let o = t.path().join("orders");
+        std::fs::create_dir_all(&o).unwrap();
+        std::fs::write(t.path().join("outside"), "x").unwrap();
+        std::fs::write(o.join("inside"), "x").unwrap();
+        std::os::unix::fs::symlink(t.path().join("outside"), o.join("out")).unwrap();
+        std::os::unix::fs::symlink(o.join("inside"), o.join("in")).unwrap();
+        std::os::unix::fs::symlink(o.join("nothing"), o.join("dangling")).unwrap();
+        let canon = std::fs::canonicalize(&o).unwrap();
+        assert!(order_metadata(&o.join("in"), &canon).unwrap().is_some());
+        let e = order_metadata(&o.join("out"), &canon).unwrap_err();
+        assert!(e.reason.contains("outside orders/"), "{e}");
+        let e = order_metadata(&o.join("dangling"), &canon).unwrap_err();
+        assert!(e.reason.contains("points to nothing"), "{e}");
+        assert!(order_metadata(&o.join("gone"), &canon).unwrap().is_none());
+        assert!(order_metadata(&o, &canon).unwrap().is_none(), "a directory");
+    }
+
+    #[test]
+    fn directories_with_files() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        std::fs::create_dir_all(r.join("a/b")).unwrap();
+        std::fs::create_dir_all(r.join("empty")).unwrap();
+        std::fs::write(r.join("a/b/main.rrd"), "x").unwrap();
+        std::fs::write(r.join("top-level-file"), "x").unwrap();
+        let ids: Vec<String> = dirs_with_files(r)
+            .into_iter()
+            .map(|r| r.unwrap().as_str().to_owned())
+            .collect();
+        assert_eq!(ids, ["a/b"]);
+    }
+}

@@ -19,7 +19,10 @@
 //! * [`registry`] — owns the active orders; reconciles files with jobs; lifecycle.
 //! * [`rejected`] — invalid order files moved to `rejected/` with the reason.
 //! * [`job`] — one task per probing job: rounds, fan-out of results.
-//! * [`schedule`] — step boundaries, offsets, intervals, RRD timestamps.
+//! * [`probe`] — one module per probe type: its order section and its round.
+//! * [`schedule`] — every timing rule: timeouts, intervals, job capacity,
+//!   step boundaries, offsets, RRD timestamps.
+//! * [`clock`] — Unix time and the `Instant` at a Unix time.
 //! * [`result`] — a round's outcome and its statistics.
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
 //! * [`sink`] — line-protocol output to Telegraf and InfluxDB.

@@ -6,6 +6,14 @@
 //! (percent) at the round's RRD time, and one `individual_rtt` line per
 //! answered ping at `time + step*i/pings` (i = the ping's index in send
 //! order). Timestamps in nanoseconds; all fields are floats.
+//!
+//! The encoder is written here rather than with `influxdb-line-protocol`'s
+//! `LineProtocolBuilder`: the builder escapes `\` as `\\` in measurement
+//! names and tags, which InfluxDB 1.x (checked with influxd 1.6) stores as
+//! two backslashes, so every series whose name or tags hold a backslash
+//! would get a new key, unlike the original's. Everywhere else the two
+//! agree byte for byte, which a test checks with the builder as the
+//! reference (ARCHITECTURE.md, "Line protocol").
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -272,6 +280,61 @@ mod tests {
         assert!((fields[3].1 - 100.0 / 3.0).abs() < 1e-9, "{fields:?}");
         assert_eq!(first.timestamp, Some(1_700_000_000_000_000_000));
         assert_eq!(parsed[2].timestamp, Some(1_700_000_040_000_000_000));
+    }
+
+    /// The builder of `influxdb-line-protocol` is the reference encoder:
+    /// for every name and tag without a backslash our lines are the same
+    /// bytes. With a backslash the builder writes `\\` (InfluxDB 1.x would
+    /// store both), we write it as the original did.
+    #[test]
+    fn lines_match_the_reference_builder_except_for_backslashes() {
+        use influxdb_line_protocol::LineProtocolBuilder;
+        let texts = [
+            "plain",
+            "a b",
+            "a,b",
+            "a=b",
+            "say \"hi\"",
+            "Zürich ✓",
+            " lead",
+            "trail ",
+            "=,= ,",
+            "#comment",
+            "ends,",
+            "x=",
+        ];
+        let none = BTreeMap::new();
+        let reference = |name: &str, tags: &[(&str, &str)], v: f64, ts: i64| {
+            let mut sorted = tags.to_vec();
+            sorted.sort();
+            let mut b = LineProtocolBuilder::new().measurement(name);
+            for (k, val) in sorted {
+                b = b.tag(k, val);
+            }
+            let bytes = b
+                .field("individual_rtt", v)
+                .timestamp(ts)
+                .close_line()
+                .build();
+            String::from_utf8(bytes).unwrap().trim_end().to_owned()
+        };
+        for name in texts {
+            for value in texts {
+                let tags = [("k", value), (value, "v")];
+                let series = series_key(Some(&meta(name, &tags)), &none).unwrap();
+                let ours = round_lines(&series, 1, 10, &[ms(2)]);
+                assert_eq!(
+                    ours[1],
+                    reference(name, &tags, 0.002, 1_000_000_000),
+                    "name {name:?}, tag {value:?}"
+                );
+            }
+        }
+        let series = series_key(Some(&meta("m", &[("path", "C:\\x")])), &none).unwrap();
+        let ours = &round_lines(&series, 1, 10, &[ms(2)])[1];
+        let theirs = reference("m", &[("path", "C:\\x")], 0.002, 1_000_000_000);
+        assert_eq!(ours, "m,path=C:\\x individual_rtt=0.002 1000000000");
+        assert_eq!(theirs, "m,path=C:\\\\x individual_rtt=0.002 1000000000");
     }
 
     #[test]

@@ -4,18 +4,16 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, SystemTime};
 
+use crate::support::Base;
 use pingmachine::result::{RoundOutcome, Summary};
 use pingmachine::store::rrd::{create_rrd, update_rrd, update_values};
-use support::Base;
 
 fn pm(base: &Path, args: &[&str]) -> Output {
-    Command::new(support::bin())
+    Command::new(crate::support::bin())
         .arg("--basedir")
         .arg(base)
         .args(args)
@@ -362,7 +360,7 @@ fn order_put_touch_rm_ls() {
         .unwrap();
     assert!(m > old + Duration::from_secs(2000));
     // From stdin, old interface: the id is the md5 of the content.
-    let mut child = Command::new(support::bin())
+    let mut child = Command::new(crate::support::bin())
         .arg("--basedir")
         .arg(base.path())
         .args(["order", "put", "-"])
@@ -380,7 +378,7 @@ fn order_put_touch_rm_ls() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    assert_eq!(id, support::md5_hex(ORDER.as_bytes()));
+    assert_eq!(id, crate::support::md5_hex(ORDER.as_bytes()));
     assert!(base.orders().join(&id).is_file());
     // Invalid orders are refused with the check message; nothing is written.
     std::fs::write(
@@ -495,11 +493,17 @@ fn completions_and_help() {
     let base = Base::new();
     let o = pm(base.path(), &["completions", "bash"]);
     assert!(o.status.success() && text(&o).contains("pingmachine") && text(&o).contains("graph"));
-    let o = Command::new(support::bin()).arg("--help").output().unwrap();
+    let o = Command::new(crate::support::bin())
+        .arg("--help")
+        .output()
+        .unwrap();
     for sub in ["run", "check", "status", "graph", "order", "completions"] {
         assert!(text(&o).contains(sub), "--help lists {sub}");
     }
-    let o = Command::new(support::bin()).arg("bogus").output().unwrap();
+    let o = Command::new(crate::support::bin())
+        .arg("bogus")
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
 }
 
@@ -508,7 +512,7 @@ fn completions_and_help() {
 fn old_names() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for name in ["pingmachine-status", "pingmachine-graph"] {
-        std::os::unix::fs::symlink(support::bin(), dir.path().join(name)).unwrap();
+        std::os::unix::fs::symlink(crate::support::bin(), dir.path().join(name)).unwrap();
     }
     dir
 }

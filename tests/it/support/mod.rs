@@ -2,8 +2,6 @@
 //! temporary base directory, write orders the way clients do, poll with
 //! bounded waits, and read RRD files back with the real `rrdtool`.
 
-#![allow(dead_code)]
-
 pub mod influx;
 
 use std::collections::HashMap;
@@ -70,7 +68,8 @@ pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Optio
 
 /// A temporary base directory.
 pub struct Base {
-    pub dir: Option<tempfile::TempDir>,
+    /// The temporary directory, removed on drop (`None`: owned elsewhere).
+    _dir: Option<tempfile::TempDir>,
     pub root: PathBuf,
 }
 
@@ -79,7 +78,7 @@ impl Base {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().to_path_buf();
         Base {
-            dir: Some(dir),
+            _dir: Some(dir),
             root,
         }
     }
@@ -87,7 +86,7 @@ impl Base {
     /// A base directory at `root`, owned (and removed) by the caller.
     pub fn at(root: &Path) -> Base {
         Base {
-            dir: None,
+            _dir: None,
             root: root.to_path_buf(),
         }
     }

@@ -5,12 +5,10 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use support::{
+use crate::support::{
     can_ping, has_ipv6_loopback, rrd_fetch, rrd_info, rrd_lastupdate, wait_for, Base, Daemon,
 };
 
@@ -428,7 +426,7 @@ fn second_instance_is_refused_and_sigterm_stops_cleanly() {
     for sub in ["orders", "output", "archive", "telegraf", ".lock"] {
         assert!(base.path().join(sub).exists(), "{sub} not created");
     }
-    let out = Command::new(support::bin())
+    let out = Command::new(crate::support::bin())
         .arg("--basedir")
         .arg(base.path())
         .arg("run")

@@ -7,15 +7,13 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::influx::{influxd, Influx};
+use crate::support::{wait_for, Base, Daemon};
 use serde_json::Value;
-use support::influx::{influxd, Influx};
-use support::{wait_for, Base, Daemon};
 use testkit::TcpListenerServer;
 
 fn tcp_order(port: u16, extra: &str) -> String {
@@ -101,7 +99,7 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
     base.write_order("lp/none", &tcp_order(p, ""));
     // Old interface: md5-named order with a telegraf/ sidecar.
     let content = tcp_order(p, "");
-    let id = support::md5_hex(content.as_bytes());
+    let id = crate::support::md5_hex(content.as_bytes());
     std::fs::create_dir_all(base.path().join("telegraf")).unwrap();
     std::fs::write(
         base.path().join("telegraf").join(&id),

@@ -16,11 +16,9 @@
 //! timing-sensitive alongside: their names start with `timing_`, which
 //! scripts/test.sh runs after the rest of the suite with
 //! `--test-threads=1` (and a lock here keeps them apart anyway):
-//! `sudo cargo test --test accuracy -- --nocapture --test-threads=1`.
+//! `sudo cargo test --test it accuracy:: -- --nocapture --test-threads=1`.
 
 #![allow(clippy::unwrap_used)]
-
-mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -30,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{rrd_fetch, rrd_lastupdate, Base, Daemon};
+use crate::support::{rrd_fetch, rrd_lastupdate, Base, Daemon};
 use testkit::impair::wire::{self, Echo, TcpConn, WirePacket};
 use testkit::impair::{
     self, Fate, HostCfg, HttpCfg, Mode, Request, Sim, SimConfig, TcpDelayCfg, DUPLICATE_GAP,

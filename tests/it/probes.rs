@@ -6,11 +6,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::time::Duration;
 
-use support::{rrd_lastupdate, wait_for, Base, Daemon, LastResult};
+use crate::support::{rrd_lastupdate, wait_for, Base, Daemon, LastResult};
 use testkit::{DnsServer, HttpServer, SshBannerServer, TcpListenerServer};
 
 const HEAD: &str = "user: test\nstep: 10\npings: 2\n";

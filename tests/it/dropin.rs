@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::fs;
 use std::io::Read;
 use std::net::UdpSocket;
@@ -15,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{bin, can_ping, is_root, wait_for, Base, Tmpfs};
+use crate::support::{bin, can_ping, is_root, wait_for, Base, Tmpfs};
 use testkit::TcpListenerServer;
 
 fn fping_order(host: &str, extra: &str) -> String {
@@ -94,7 +92,7 @@ fn timing_original_debug_form_runs_in_the_foreground() {
     udp.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let old = fping_order("127.0.0.1", "");
-    let md5 = support::md5_hex(old.as_bytes());
+    let md5 = crate::support::md5_hex(old.as_bytes());
     base.write_order(&md5, &old);
     base.write_order("app/t1", &fping_order("127.0.0.2", ""));
     fs::create_dir_all(base.path().join("telegraf/app")).unwrap();

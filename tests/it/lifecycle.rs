@@ -5,14 +5,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod support;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use support::{can_ping, is_root, rrd_info, rrdtool, wait_for, Base, Daemon, Tmpfs};
+use crate::support::{can_ping, is_root, rrd_info, rrdtool, wait_for, Base, Daemon, Tmpfs};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orders")
@@ -44,7 +42,7 @@ fn set_mtime(path: &Path, ago: Duration) {
 }
 
 fn check(files: &[PathBuf]) -> (bool, String) {
-    let out = Command::new(support::bin())
+    let out = Command::new(crate::support::bin())
         .arg("check")
         .args(files)
         .output()

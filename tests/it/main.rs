@@ -1,0 +1,27 @@
+//! The integration tests: one test crate, so the shared support code is
+//! compiled once. Each module runs the real `pingmachine` binary (or the
+//! library) against real parts at its boundary: ICMP sockets, rrdtool,
+//! HTTP, DNS and SSH servers, InfluxDB, network namespaces.
+//!
+//! Tests named `timing_*` depend on timeliness; `scripts/test.sh` runs them
+//! after the rest, one at a time (docs/ACCURACY.md).
+//!
+//! * [`accuracy`] — what the daemon records against the wire (root).
+//! * [`daemon`] — rounds, pickup, `.stats.json`, signals.
+//! * [`dropin`] — the Perl original's command line, tools and sidecars.
+//! * [`lifecycle`] — orders that change, expire, break and come back.
+//! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
+//! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
+//! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+mod accuracy;
+mod daemon;
+mod dropin;
+mod lifecycle;
+mod lineproto;
+mod probes;
+mod tools;

@@ -257,13 +257,16 @@ pub(crate) fn req_string(
     key: &str,
     field: &str,
 ) -> Result<String, OrderError> {
-    opt_string(cx, m, key, field)?.ok_or_else(|| {
-        cx.err(
-            field,
-            None,
-            format!("missing required field `{}`", leaf(field)),
-        )
-    })
+    opt_string(cx, m, key, field)?.ok_or_else(|| missing(cx, field))
+}
+
+/// The error of a required field that is absent.
+fn missing(cx: &Ctx<'_>, field: &str) -> OrderError {
+    cx.err(
+        field,
+        None,
+        format!("missing required field `{}`", leaf(field)),
+    )
 }
 
 pub(crate) fn opt_string(
@@ -320,13 +323,7 @@ pub(crate) fn req_uint(
     min: u32,
     max: u32,
 ) -> Result<u32, OrderError> {
-    opt_uint(cx, m, key, field, min, max)?.ok_or_else(|| {
-        cx.err(
-            field,
-            None,
-            format!("missing required field `{}`", leaf(field)),
-        )
-    })
+    opt_uint(cx, m, key, field, min, max)?.ok_or_else(|| missing(cx, field))
 }
 
 pub(crate) fn opt_bool(

@@ -679,6 +679,16 @@ mod tests {
     use super::*;
     use std::time::SystemTime;
 
+    /// Sets the mtime of `path` `secs` seconds into the past.
+    fn age(path: &Path, secs: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .unwrap();
+    }
+
     const FPING: &str = "user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1}\n";
 
     struct Fixture {
@@ -817,13 +827,7 @@ mod tests {
         f.reg.full_rescan();
         assert_eq!(f.reg.counts().orders, 1);
         f.store_cmds();
-        let old = SystemTime::now() - Duration::from_secs(7200);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age(&path, 7200);
         f.reg.full_rescan();
         assert_eq!(f.reg.counts(), Counts::default());
         assert!(!path.exists(), "the expired order file is removed");
@@ -872,13 +876,7 @@ mod tests {
         f.reg.full_rescan();
         assert!(path.exists(), "a fresh file may be half-written: retried");
         assert!(f.reg.next_due().is_some());
-        let old = SystemTime::now() - Duration::from_secs(60);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        age(&path, 60);
         f.reg.retry.clear();
         f.reg.full_rescan();
         assert!(!path.exists());

@@ -71,15 +71,20 @@ pub struct Found {
 /// everything below them; symlinks are not followed into directories.
 pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
     let mut found = Found::default();
+    // Names that are not UTF-8 cannot be ids: reported, and a directory of
+    // that name is not walked.
+    let mut not_utf8 = Vec::new();
     let walk = WalkDir::new(dir)
         .min_depth(1)
         .max_depth(MAX_DEPTH + 1)
         .follow_links(false)
         .into_iter()
-        .filter_entry(|e| {
-            e.file_name()
-                .to_str()
-                .is_none_or(|name| !is_ignored_name(name))
+        .filter_entry(|e| match e.file_name().to_str() {
+            Some(name) => !is_ignored_name(name),
+            None => {
+                not_utf8.push((e.path().to_path_buf(), "its name is not UTF-8".to_owned()));
+                false
+            }
         });
     for ent in walk {
         let ent = match ent {
@@ -95,12 +100,6 @@ pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
             }
         };
         let path = ent.path();
-        if ent.file_name().to_str().is_none() {
-            found
-                .bad_names
-                .push((path.to_path_buf(), "its name is not UTF-8".into()));
-            continue;
-        }
         if ent.file_type().is_dir() {
             if ent.depth() > MAX_DEPTH {
                 found.too_deep.push(path.to_path_buf());
@@ -112,6 +111,7 @@ pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
             Err(why) => found.bad_names.push((path.to_path_buf(), why.to_string())),
         }
     }
+    found.bad_names.append(&mut not_utf8);
     found
 }
 
@@ -230,6 +230,20 @@ mod tests {
         let sub = walk_orders(&o, &o.join("app"));
         assert_eq!(sub.orders.len(), 2, "ids stay relative to orders/");
         assert!(sub.orders.iter().any(|(id, _)| id.as_str() == "app/sub/c"));
+    }
+
+    #[test]
+    fn names_that_are_not_utf8_are_reported_and_not_walked() {
+        use std::os::unix::ffi::OsStrExt;
+        let t = tempfile::tempdir().unwrap();
+        let bad = t.path().join(std::ffi::OsStr::from_bytes(b"d\xff"));
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::write(bad.join("inside"), "x").unwrap();
+        std::fs::write(t.path().join(std::ffi::OsStr::from_bytes(b"f\xfe")), "x").unwrap();
+        let found = walk_orders(t.path(), t.path());
+        assert!(found.orders.is_empty());
+        assert_eq!(found.bad_names.len(), 2, "{:?}", found.bad_names);
+        assert!(found.bad_names.iter().all(|(_, why)| why.contains("UTF-8")));
     }
 
     #[test]

@@ -294,6 +294,23 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 30, hide = true, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub rescan_interval: u64,
 
+    /// Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP
+    /// on [ADDR:]PORT. A bare port listens on loopback only; any other
+    /// address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::serve::parse_listen)]
+    pub listen: Option<std::net::SocketAddr>,
+
+    /// Upper bounds (seconds, comma-separated, increasing) of the
+    /// smokeping_response_duration_seconds histogram; smokeping_prober's by
+    /// default.
+    #[arg(
+        long,
+        value_name = "SECONDS,...",
+        default_value = "5e-05,0.0001,0.0002,0.0004,0.0008,0.0016,0.0032,0.0064,0.0128,0.0256,0.0512,0.1024,0.2048,0.4096,0.8192,1.6384,3.2768,6.5536,13.1072,26.2144",
+        value_parser = crate::sink::prometheus::parse_buckets
+    )]
+    pub metrics_buckets: crate::sink::prometheus::Buckets,
+
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,

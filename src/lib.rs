@@ -25,7 +25,10 @@
 //! * [`clock`] — Unix time and the `Instant` at a Unix time.
 //! * [`result`] — a round's outcome and its statistics.
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
-//! * [`sink`] — line-protocol output to Telegraf and InfluxDB.
+//! * [`sink`] — where finished rounds go besides the store: line protocol
+//!   to Telegraf and InfluxDB, Prometheus series.
+//! * [`serve`] — the HTTP server of `--listen`: `/metrics`, `/-/healthy`, `/-/ready`.
+//! * [`health`] — the daemon's own health as Prometheus metrics.
 //! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
 //! * [`logging`] — log lines through a bounded queue: never blocks or stops the daemon.
 //! * [`privilege`] — `--user`: switch to an unprivileged user, keeping `CAP_NET_RAW`.
@@ -36,6 +39,7 @@ pub mod basedir;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod health;
 pub mod inspect;
 pub mod job;
 pub mod logging;
@@ -47,6 +51,7 @@ pub mod registry;
 pub mod rejected;
 pub mod result;
 pub mod schedule;
+pub mod serve;
 pub mod sink;
 pub mod stats;
 pub mod store;

@@ -37,7 +37,19 @@ pub struct JobStats {
     /// Milliseconds from start-up until every order of the first scan was
     /// scheduled (0 until then).
     pub initial_scan_ms: AtomicU64,
+    /// Round starts by lateness: `[i]` counts those at most
+    /// [`LATENESS_BUCKETS_S`]`[i]` late (not cumulative); the last, later.
+    pub start_late_buckets: [AtomicU64; LATENESS_BUCKETS_S.len() + 1],
+    /// Full rescans of `orders/` (periodic, SIGHUP, after lost hints).
+    pub rescans: AtomicU64,
+    /// Times the file watcher's hint queue overflowed.
+    pub watcher_overflows: AtomicU64,
 }
+
+/// Upper bounds of the round start lateness histogram, seconds.
+pub const LATENESS_BUCKETS_S: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 5.0,
+];
 
 impl JobStats {
     /// Records a round start `late_us` after its scheduled time.
@@ -45,6 +57,9 @@ impl JobStats {
         self.starts.fetch_add(1, Ordering::Relaxed);
         self.start_late_us_sum.fetch_add(late_us, Ordering::Relaxed);
         self.start_late_us_max.fetch_max(late_us, Ordering::Relaxed);
+        let late_s = late_us as f64 / 1e6;
+        let i = LATENESS_BUCKETS_S.partition_point(|b| *b < late_s);
+        self.start_late_buckets[i].fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -72,6 +72,23 @@ enum Cmd {
         #[arg(long, value_enum, default_value_t = FpingMode::Single)]
         fping_mode: FpingMode,
     },
+    /// Cost of Prometheus metrics: N orders run twice for the same window,
+    /// without `--listen`, then with it and a scrape of /metrics every
+    /// `--every` seconds: render time, size, CPU and RSS of both runs.
+    Scrape {
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+        #[arg(long, default_value_t = 20)]
+        pings: u32,
+        /// Steps to measure after the first round of every job.
+        #[arg(long, default_value_t = 2)]
+        steps: u32,
+        /// Seconds between scrapes.
+        #[arg(long, default_value_t = 15)]
+        every: u64,
+    },
     /// Throughput of the real store writer threads: N RRDs (step 60,
     /// 20 pings) created, then M rounds each written (RRD update +
     /// last_result) on a warm cache.
@@ -175,7 +192,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(bin: &Path, base: &Path) -> anyhow::Result<Daemon> {
+    fn start(bin: &Path, base: &Path, extra: &[String]) -> anyhow::Result<Daemon> {
         let log = base.join("daemon.log");
         let f = std::fs::File::create(&log)?;
         let child = Command::new(bin)
@@ -183,6 +200,7 @@ impl Daemon {
             .arg(base)
             .arg("run")
             .args(["--stats-interval", "1"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(f.try_clone()?)
             .stderr(f)
@@ -354,7 +372,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         t0.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let d = Daemon::start(&cli.bin, &base)?;
+    let d = Daemon::start(&cli.bin, &base, &[])?;
     let mut scheduled_after = 0.0;
     let ok = wait(Duration::from_secs(180), || {
         scheduled_after = started.elapsed().as_secs_f64();
@@ -624,6 +642,132 @@ fn run(cli: &Cli, load: Load, fping: Option<FpingMode>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One GET of `/metrics` on `port`: time to the whole body, and its size.
+fn scrape_once(port: u16) -> anyhow::Result<(f64, usize)> {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    Ok((t.elapsed().as_secs_f64(), body.len()))
+}
+
+/// The daemon's CPU seconds and RSS over `secs` seconds after every job's
+/// first round, scraping `/metrics` every `every` seconds when `port` is
+/// set: (CPU % of one core, peak RSS MiB, scrape times s, last size).
+fn scrape_window(
+    cli: &Cli,
+    base: &Path,
+    step: u32,
+    secs: u64,
+    port: Option<(u16, u64)>,
+) -> anyhow::Result<(f64, f64, Vec<f64>, usize)> {
+    let extra: Vec<String> = port
+        .map(|(p, _)| vec!["--listen".to_owned(), p.to_string()])
+        .unwrap_or_default();
+    let d = Daemon::start(&cli.bin, base, &extra)?;
+    wait(Duration::from_secs(180), || {
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    });
+    let mut jobs = 0.0;
+    wait(Duration::from_secs(15), || {
+        jobs = d.stats().map_or(0.0, |s| n(&s, &["jobs"]));
+        jobs > 0.0
+    });
+    wait(Duration::from_secs(u64::from(step) * 2 + 30), || {
+        d.stats()
+            .is_some_and(|s| n(&s, &["rounds"]) >= jobs.max(1.0))
+    });
+    let (cpu0, _) = d.cpu_rss();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    let mut size = 0;
+    let mut peak_rss = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Some((p, every)) = port {
+            let (t, len) = scrape_once(p)?;
+            times.push(t);
+            size = len;
+            peak_rss = peak_rss.max(d.cpu_rss().1);
+            let next = Duration::from_secs(every * times.len() as u64);
+            std::thread::sleep(
+                next.saturating_sub(start.elapsed())
+                    .min(Duration::from_secs(secs).saturating_sub(start.elapsed())),
+            );
+        } else {
+            peak_rss = peak_rss.max(d.cpu_rss().1);
+            std::thread::sleep(
+                Duration::from_secs(1)
+                    .min(Duration::from_secs(secs).saturating_sub(start.elapsed())),
+            );
+        }
+    }
+    let (cpu1, rss) = d.cpu_rss();
+    let window = start.elapsed().as_secs_f64();
+    d.stop()?;
+    Ok((
+        (cpu1 - cpu0) * 100.0 / window,
+        peak_rss.max(rss) as f64 / 1024.0,
+        times,
+        size,
+    ))
+}
+
+fn scrape(
+    cli: &Cli,
+    orders: usize,
+    step: u32,
+    pings: u32,
+    steps: u32,
+    every: u64,
+) -> anyhow::Result<()> {
+    let base = tempbase(&cli.dir, "scrape")?;
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, step, pings, None, false)
+    })?;
+    let secs = u64::from(step) * u64::from(steps);
+    println!("{orders} orders (step {step}, pings {pings}, norrd), {secs} s windows after every job's first round");
+    let (cpu_off, rss_off, _, _) = scrape_window(cli, &base, step, secs, None)?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let (cpu_on, rss_on, times, size) = scrape_window(cli, &base, step, secs, Some((port, every)))?;
+    std::fs::remove_dir_all(&base).ok();
+    let max = times.iter().copied().fold(0.0, f64::max);
+    let avg = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    println!("--- without --listen ---");
+    println!("CPU                              {cpu_off:>10.2} % of one core");
+    println!("peak RSS                         {rss_off:>10.1} MB");
+    println!("--- with --listen, a scrape every {every} s ---");
+    println!(
+        "scrapes                          {:>10} (render and transfer: avg {:.3} s, max {:.3} s)",
+        times.len(),
+        avg,
+        max
+    );
+    println!(
+        "body                             {:>10.1} MB",
+        size as f64 / 1e6
+    );
+    println!(
+        "CPU                              {cpu_on:>10.2} % of one core (+{:.2})",
+        cpu_on - cpu_off
+    );
+    println!(
+        "peak RSS                         {rss_on:>10.1} MB (+{:.1})",
+        rss_on - rss_off
+    );
+    Ok(())
+}
+
 /// Rounds starting later than this on average in the window mean the
 /// engine is behind, even if nothing is lost yet.
 const HELD_LATE_START_MS: f64 = 100.0;
@@ -741,7 +885,7 @@ fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
     write_orders(&base.join("orders"), 0..running, |i| {
         order(i, 60, 20, None, false)
     })?;
-    let d = Daemon::start(&cli.bin, &base)?;
+    let d = Daemon::start(&cli.bin, &base, &[])?;
     if !wait(Duration::from_secs(120), || {
         std::fs::read_to_string(&d.log)
             .unwrap_or_default()
@@ -1012,6 +1156,13 @@ fn main() -> anyhow::Result<()> {
             },
             fping.then_some(*fping_mode),
         ),
+        Cmd::Scrape {
+            orders,
+            step,
+            pings,
+            steps,
+            every,
+        } => scrape(&cli, *orders, *step, *pings, *steps, *every),
         Cmd::Saturate {
             from,
             by,

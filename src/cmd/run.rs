@@ -34,12 +34,15 @@ use tracing::{debug, error, info, warn};
 
 use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
+use crate::health::DirCounts;
 use crate::logging::{self, Logging, Target};
 use crate::privilege::RunAs;
 use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::probe::ProbeDeps;
 use crate::proctitle;
 use crate::registry::{Registry, Spawner};
+use crate::serve::ServeCtx;
+use crate::sink::Metrics;
 use crate::sink::{Destination, Sinks};
 use crate::stats;
 use crate::store::writer::Writers;
@@ -109,6 +112,9 @@ fn start(
             .with_context(|| format!("base directory {}", base.root.display()))?,
     );
     let lock = prepare_base(&base, settings.run_as.as_ref())?;
+    // Bound before detaching and dropping privileges: a taken port is a
+    // start-up error on the terminal, and a port below 1024 works.
+    let listener = opts.listen.map(crate::serve::bind).transpose()?;
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
         &[Binding::any(Family::V4), Binding::any(Family::V6)],
@@ -140,7 +146,7 @@ fn start(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(daemon(&base, opts, settings, pre, lock))
+    rt.block_on(daemon(&base, opts, settings, pre, lock, listener))
 }
 
 /// Parses and checks every setting.
@@ -264,6 +270,7 @@ async fn daemon(
     settings: Settings,
     pre: PreOpened,
     _lock: Lock,
+    listener: Option<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     let engine = Arc::new(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
@@ -300,14 +307,41 @@ async fn daemon(
     }
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
-    let sinks = Arc::new(Sinks::start(
+    let metrics = listener
+        .as_ref()
+        .map(|_| Arc::new(Metrics::new(opts.metrics_buckets.0.clone())));
+    let mut sinks = Sinks::start(
         settings.destinations,
         settings.tags,
         opts.influx_buffer as usize,
         &tracker,
         &cancel,
         &sup,
-    ));
+    );
+    if let Some(m) = &metrics {
+        sinks = sinks.with_metrics(m.clone());
+    }
+    let sinks = Arc::new(sinks);
+    if let (Some(listener), Some(metrics)) = (listener, metrics) {
+        let addr = listener.local_addr().ok();
+        let ctx = Arc::new(ServeCtx {
+            metrics,
+            deps: deps.clone(),
+            store: store.clone(),
+            sinks: sinks.clone(),
+            base: base.clone(),
+            dir_counts: DirCounts::default(),
+        });
+        let cancel = cancel.clone();
+        tracker.spawn(sup.watch("the HTTP server".into(), async move {
+            if let Err(e) = crate::serve::run(listener, ctx, cancel).await {
+                error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        if let Some(a) = addr {
+            info!(address = %a, "serving /metrics, /-/healthy and /-/ready");
+        }
+    }
     let launcher = Spawner {
         deps: deps.clone(),
         store: store.clone(),

@@ -57,8 +57,8 @@ pub(super) async fn round<'m>(
         .copied()
         .filter(|a| seen.insert(*a))
         .collect();
-    let rtts: Vec<Vec<Option<Duration>>> = if targets.is_empty() {
-        Vec::new()
+    let (rtts, send_errors): (Vec<Vec<Option<Duration>>>, Vec<u32>) = if targets.is_empty() {
+        (Vec::new(), Vec::new())
     } else {
         let interval =
             schedule::job_interval_ms(key.step, key.pings, targets.len(), key.interval_ms);
@@ -76,7 +76,7 @@ pub(super) async fn round<'m>(
             start: Instant::now(),
         };
         match ctx.deps.icmp.submit(req).await {
-            Ok(result) => result.rtts,
+            Ok(result) => (result.rtts, result.send_errors),
             Err(e) => {
                 // Nothing was measured: store nothing rather than fake 100 % loss.
                 error!(job = %ctx.name, orders = members.len(), error = %e, "ICMP round failed; no results stored for this round");
@@ -84,7 +84,17 @@ pub(super) async fn round<'m>(
             }
         }
     };
-    Some(fan_out(members, &addrs, &targets, &rtts, key.pings))
+    let mut out = fan_out(members, &addrs, &targets, &rtts, key.pings);
+    // Pings to a target that could not be sent, for each of its orders.
+    let index: HashMap<IpAddr, usize> = targets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    for (r, addr) in out.iter_mut().zip(&addrs) {
+        r.3 = addr
+            .and_then(|a| index.get(&a))
+            .and_then(|&i| send_errors.get(i))
+            .copied()
+            .unwrap_or(0);
+    }
+    Some(out)
 }
 
 /// Distributes a round's results: each member gets the series of its
@@ -110,7 +120,7 @@ fn fan_out<'m>(
                 .cloned()
                 .unwrap_or_else(|| vec![None; pings]);
             let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
-            (member, shown, RoundOutcome { rtts: values })
+            (member, shown, RoundOutcome { rtts: values }, 0)
         })
         .collect()
 }

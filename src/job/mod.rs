@@ -33,7 +33,7 @@ use crate::clock::{instant_at, unix_ms};
 use crate::order::{Host, Order, OrderId, ProbeSpec};
 use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
-use crate::sink::{lineproto, Sinks};
+use crate::sink::{RoundReport, Sinks};
 use crate::store::{Shape, StoreCmd, StoreHandle};
 
 pub use crate::probe::ProbeDeps;
@@ -215,9 +215,9 @@ pub async fn run_job(mut ctx: JobCtx) {
     }
 }
 
-/// A member's result: the member, what it was probed at (for logs), and
-/// its RTTs in send order.
-pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome);
+/// A member's result: the member, what it was probed at (for logs), its
+/// RTTs in send order, and how many of its pings could not be sent.
+pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome, u32);
 
 /// Stamps the results with the round's RRD time and sends those of orders
 /// still present and unchanged to the store.
@@ -239,17 +239,23 @@ async fn deliver(
         .iter()
         .map(|m| (m.order.id.clone(), m.generation))
         .collect();
-    for (member, addr, outcome) in results {
+    for (member, addr, outcome, send_errors) in results {
         if current.get(&member.order.id) != Some(&member.generation) {
             debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
             continue;
         }
         let summary = Summary::of(&outcome);
         log_round(member, &addr, t, &summary);
-        if let Some(series) = ctx.sinks.series_key(&member.order) {
-            ctx.sinks
-                .push(&lineproto::round_lines(&series, t, step, &outcome.rtts));
-        }
+        ctx.sinks.report(&RoundReport {
+            order: &member.order,
+            generation: member.generation,
+            t,
+            step,
+            rtts: &outcome.rtts,
+            summary: &summary,
+            addr: &addr,
+            send_errors,
+        });
         ctx.store
             .send(StoreCmd::Round {
                 id: member.order.id.clone(),

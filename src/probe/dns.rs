@@ -76,6 +76,10 @@ impl Probe for DnsSpec {
         format!("{} {} @{}", self.name, self.record_type, self.server)
     }
 
+    fn label_host(&self) -> String {
+        self.server.to_string()
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         let server = SocketAddr::new(self.server, self.port);
         let interval = Duration::from_millis(u64::from(self.interval_ms));

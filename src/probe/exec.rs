@@ -50,6 +50,10 @@ impl Probe for ExecSpec {
         format!("{} {}", self.probe, self.host)
     }
 
+    fn label_host(&self) -> String {
+        self.host.clone()
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         let Some(template) = cx.deps.exec.get(&self.probe) else {
             cx.deps.warn_once(

@@ -48,6 +48,10 @@ impl Probe for FpingSpec {
     fn host(&self) -> Option<(&Host, bool)> {
         Some((&self.host, self.ipv6))
     }
+
+    fn source(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
 }
 
 /// A round of `pings` pings must fit in the step with its reply timeout

@@ -91,6 +91,10 @@ impl Probe for HttpingSpec {
         self.url.as_str().to_owned()
     }
 
+    fn label_host(&self) -> String {
+        self.url.url().host_str().unwrap_or_default().to_owned()
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         let prober = match cx.deps.http(
             self.proxy.as_ref().map(HttpUrl::as_str),

@@ -54,6 +54,17 @@ pub trait Probe: Sized {
     /// The target as shown to operators (host, URL, `host:port` …).
     fn target(&self) -> String;
 
+    /// The `host` label of its Prometheus series: the host as the order
+    /// names it (default: the target).
+    fn label_host(&self) -> String {
+        self.target()
+    }
+
+    /// The source address it sends from, if the order sets one.
+    fn source(&self) -> Option<IpAddr> {
+        None
+    }
+
     /// The host to resolve before a round, and whether over IPv6; `None`
     /// when the probe resolves nothing itself.
     fn host(&self) -> Option<(&Host, bool)> {
@@ -246,6 +257,20 @@ macro_rules! probe_kinds {
             pub fn target(&self) -> String {
                 match self {
                     $(ProbeSpec::$variant(s) => Probe::target(s),)*
+                }
+            }
+
+            /// The `host` label of its Prometheus series.
+            pub fn label_host(&self) -> String {
+                match self {
+                    $(ProbeSpec::$variant(s) => Probe::label_host(s),)*
+                }
+            }
+
+            /// The source address it sends from, if set.
+            pub fn source(&self) -> Option<IpAddr> {
+                match self {
+                    $(ProbeSpec::$variant(s) => Probe::source(s),)*
                 }
             }
 

@@ -71,6 +71,10 @@ impl Probe for ScionSpec {
         self.host.clone()
     }
 
+    fn source(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         let template = if cx.kind == ProbeKind::Sping {
             &cx.deps.sping

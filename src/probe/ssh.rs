@@ -54,6 +54,10 @@ impl Probe for SshSpec {
         Some((&self.host, self.ipv6))
     }
 
+    fn label_host(&self) -> String {
+        self.host.to_string()
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         Some(
             cx.connect_series(self.port, self.interval_ms, probes::ssh::banner_ping)

@@ -47,6 +47,14 @@ impl Probe for TcpSpec {
         Some((&self.host, self.ipv6))
     }
 
+    fn label_host(&self) -> String {
+        self.host.to_string()
+    }
+
+    fn source(&self) -> Option<IpAddr> {
+        self.source_ip
+    }
+
     async fn round<'a>(&'a self, cx: &'a RoundCx<'a>) -> Option<Probed> {
         let source = self.source_ip;
         Some(

@@ -192,6 +192,7 @@ impl<L: Launcher> Registry<L> {
                 _ = rescan.tick() => tokio::task::block_in_place(|| self.full_rescan()),
                 () = watcher.overflowed() => {
                     if watcher.take_overflow() {
+                        self.stats.watcher_overflows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         warn!("file watcher hints were dropped (queue full); rescanning");
                         tokio::task::block_in_place(|| self.full_rescan());
                     }
@@ -251,6 +252,9 @@ impl<L: Launcher> Registry<L> {
 
     /// Reconciles with everything under `orders/`.
     pub fn full_rescan(&mut self) {
+        self.stats
+            .rescans
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let found = self.walk(&self.base.orders.clone());
         let present: HashSet<OrderId> = found.iter().map(|(id, _)| id.clone()).collect();
         for (id, path) in found {

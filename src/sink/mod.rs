@@ -1,18 +1,22 @@
-//! Line-protocol output (SPEC A8, B6): results sent to Telegraf or InfluxDB.
+//! Where results go besides the store: every finished round becomes one
+//! [`RoundReport`], handed to [`Sinks::report`], which gives it to each
+//! sink. A new sink is a new file here and a line in `report`.
 //!
-//! * [`lineproto`] — the encoder (pure functions, table-tested).
-//! * [`output`] — one bounded queue and one writer task per destination:
+//! * Line protocol (SPEC A8, B6), to Telegraf or InfluxDB:
+//!   [`lineproto`] is the encoder (pure functions, table-tested);
+//!   [`output`] is one bounded queue and one writer task per destination:
 //!   UDP (`--telegraf HOST:PORT`, `udp://`), InfluxDB's HTTP write API (v1
 //!   `/write?db=`, v2 `/api/v2/write`), and TCP (`tcp://`, Telegraf's
-//!   socket listener).
-//!
-//! Jobs hand lines over with [`Sinks::push`], which never waits: each queue
-//! holds at most `--influx-buffer` lines and drops the oldest when full
-//! (counted and logged), so probing and RRD writing never wait on the
-//! network and memory stays bounded while an endpoint is down.
+//!   socket listener). Queuing never waits: each queue holds at most
+//!   `--influx-buffer` lines and drops the oldest when full (counted and
+//!   logged), so probing and RRD writing never wait on the network and
+//!   memory stays bounded while an endpoint is down.
+//! * Prometheus ([`prometheus`]): smokeping_prober's series per order, kept
+//!   in memory for `/metrics` (`--listen`).
 
 pub mod lineproto;
 pub mod output;
+pub mod prometheus;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,14 +25,38 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::order::Order;
+use crate::result::Summary;
 use crate::supervise::Supervisor;
 pub use output::{Destination, Output, OutputStats};
+pub use prometheus::Metrics;
 
-/// All configured destinations.
+/// One order's finished round, as every sink sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct RoundReport<'a> {
+    /// The order (as it was when the round ran).
+    pub order: &'a Order,
+    /// Its generation.
+    pub generation: u64,
+    /// The round's RRD time (Unix s).
+    pub t: i64,
+    /// Step, s.
+    pub step: u32,
+    /// RTTs in send order; `None` = lost.
+    pub rtts: &'a [Option<std::time::Duration>],
+    /// Loss and the sorted RTTs.
+    pub summary: &'a Summary,
+    /// What was probed: an address, `address:port`, a URL, or `unresolved`.
+    pub addr: &'a str,
+    /// Pings that could not be sent (ICMP; counted as lost too).
+    pub send_errors: u32,
+}
+
+/// All configured sinks.
 #[derive(Debug, Default)]
 pub struct Sinks {
     outputs: Vec<Arc<Output>>,
     global_tags: BTreeMap<String, String>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Sinks {
@@ -60,6 +88,23 @@ impl Sinks {
         Sinks {
             outputs,
             global_tags,
+            metrics: None,
+        }
+    }
+
+    /// Also keeps every round for Prometheus in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Sinks {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Hands one finished round to every sink; never waits.
+    pub fn report(&self, r: &RoundReport<'_>) {
+        if let Some(series) = self.series_key(r.order) {
+            self.push(&lineproto::round_lines(&series, r.t, r.step, r.rtts));
+        }
+        if let Some(m) = &self.metrics {
+            m.record(r);
         }
     }
 

@@ -251,7 +251,8 @@ impl Output {
         }
     }
 
-    fn queued(&self) -> usize {
+    /// Lines waiting in the queue now.
+    pub fn queued(&self) -> usize {
         self.queue.lock().map(|q| q.len()).unwrap_or(0)
     }
 }

@@ -11,6 +11,7 @@
 //! * [`dropin`] — the Perl original's command line, tools and sidecars.
 //! * [`lifecycle`] — orders that change, expire, break and come back.
 //! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
+//! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
 //! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
 
@@ -23,5 +24,6 @@ mod daemon;
 mod dropin;
 mod lifecycle;
 mod lineproto;
+mod metrics;
 mod probes;
 mod tools;

@@ -223,6 +223,7 @@ impl IcmpEngine {
         EngineStats {
             sent: get(&c.sent),
             send_errors: get(&c.send_errors),
+            recv_errors: get(&c.recv_errors),
             received: get(&c.received),
             late: get(&c.late),
             unmatched: get(&c.unmatched),
@@ -340,6 +341,8 @@ struct Round {
     timeout: Duration,
     deadline: Option<Instant>,
     send_errors: u64,
+    /// Pings that could not be sent, by target index.
+    target_send_errors: Vec<u32>,
 }
 
 enum Finish {
@@ -381,6 +384,8 @@ struct Prepared {
     round: u64,
     key: u32,
     target: IpAddr,
+    /// Index of `target` in its round.
+    target_index: usize,
     packet: Vec<u8>,
 }
 
@@ -430,6 +435,7 @@ impl Scheduler {
         if n == 0 || req.pings == 0 {
             let _ = reply.send(Ok(RoundResult {
                 rtts: vec![Vec::new(); n],
+                send_errors: vec![0; n],
             }));
             return;
         }
@@ -477,6 +483,7 @@ impl Scheduler {
             timeout: req.timeout,
             deadline: None,
             send_errors: 0,
+            target_send_errors: vec![0; n],
         };
         Counters::inc(&self.shared.matcher.counters.rounds_active);
         self.rounds.insert(id, round);
@@ -601,6 +608,9 @@ impl Scheduler {
                         Counters::inc(&counters.send_errors);
                         if let Some(round) = self.rounds.get_mut(&p.round) {
                             round.send_errors += 1;
+                            if let Some(e) = round.target_send_errors.get_mut(p.target_index) {
+                                *e += 1;
+                            }
                             if round.send_errors == 1 {
                                 let why = match failed {
                                     Some(Err(e)) => e.to_string(),
@@ -696,6 +706,7 @@ impl Scheduler {
                 }
                 let _ = round.reply.send(Ok(RoundResult {
                     rtts: round.shared.results(),
+                    send_errors: round.target_send_errors,
                 }));
             }
             Finish::Abandoned => {
@@ -764,6 +775,7 @@ fn prepare_one(
         round.send_errors += 1;
         return None;
     };
+    let target_index = slot.target;
     round.shared.add_outstanding();
     // The user-space send time (read once per wake-up): used only when the
     // kernel gives no transmit timestamp.
@@ -792,6 +804,9 @@ fn prepare_one(
         round.shared.finish_one();
         Counters::inc(&counters.send_errors);
         round.send_errors += 1;
+        if let Some(e) = round.target_send_errors.get_mut(target_index) {
+            *e += 1;
+        }
         return None;
     };
     let (ident, seq) = SocketInfo::ident_seq(key);
@@ -808,6 +823,7 @@ fn prepare_one(
         round: id,
         key,
         target,
+        target_index,
         packet,
     })
 }
@@ -851,6 +867,7 @@ fn drain(
             let n = match endpoint.recv_batch(batch, errqueue) {
                 Ok(n) => n,
                 Err(e) => {
+                    Counters::inc(&shared.matcher.counters.recv_errors);
                     tracing::debug!("ICMP receive error: {e}");
                     break;
                 }
@@ -931,6 +948,7 @@ fn receive_loop(
             match endpoint.wait(socket::RECV_TIMEOUT) {
                 Ok(_) => {}
                 Err(e) => {
+                    Counters::inc(&shared.matcher.counters.recv_errors);
                     errors += 1;
                     if errors.is_power_of_two() {
                         tracing::debug!("ICMP socket wait error ({errors} so far): {e}");

@@ -43,6 +43,7 @@ const CLOCK_STEP_TOLERANCE: Duration = Duration::from_millis(10);
 pub(crate) struct Counters {
     pub sent: AtomicU64,
     pub send_errors: AtomicU64,
+    pub recv_errors: AtomicU64,
     pub received: AtomicU64,
     pub late: AtomicU64,
     pub unmatched: AtomicU64,

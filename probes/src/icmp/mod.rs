@@ -155,6 +155,9 @@ pub struct RoundRequest {
 pub struct RoundResult {
     /// `[target index][ping index in send order]`; `None` = lost.
     pub rtts: Vec<Vec<Option<Duration>>>,
+    /// `[target index]`: pings that could not be sent (lost, and counted
+    /// in [`EngineStats::send_errors`] too).
+    pub send_errors: Vec<u32>,
 }
 
 /// Why a round has no result.
@@ -192,6 +195,8 @@ pub struct EngineStats {
     /// Pings not sent: `sendto` failed, or the target's family does not match
     /// the binding's.
     pub send_errors: u64,
+    /// Failed reads of a socket (receive or wait errors).
+    pub recv_errors: u64,
     /// Matched answers in time.
     pub received: u64,
     /// Matched answers later than the round's timeout (counted as lost).

@@ -527,9 +527,21 @@ async fn open_failure_and_stop() {
     );
     // Empty and zero-ping rounds resolve at once with the right shape.
     let r = engine.submit(request(Family::V4, vec![], 3)).await;
-    assert_eq!(r, Ok(RoundResult { rtts: vec![] }));
+    assert_eq!(
+        r,
+        Ok(RoundResult {
+            rtts: vec![],
+            send_errors: vec![]
+        })
+    );
     let r = engine.submit(request(Family::V4, vec![v4(1)], 0)).await;
-    assert_eq!(r, Ok(RoundResult { rtts: vec![vec![]] }));
+    assert_eq!(
+        r,
+        Ok(RoundResult {
+            rtts: vec![vec![]],
+            send_errors: vec![0]
+        })
+    );
 
     // A round outstanding when the engine is dropped resolves to Stopped.
     let mut req = request(Family::V4, vec![v4(1)], 1);

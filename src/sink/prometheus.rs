@@ -1,0 +1,756 @@
+//! Prometheus: every order's results as smokeping_prober exports them, plus
+//! gauges of each order's latest round, kept in memory and rendered on
+//! scrape (`/metrics`, see `crate::serve`).
+//!
+//! Per order, with the labels `ip`, `host`, `source`, `tos` (as
+//! smokeping_prober sets them), `order`, `user`, `probe` and the order's own
+//! tags (sanitised, see [`label_names`]):
+//! * `smokeping_requests_total` — pings sent;
+//! * `smokeping_response_duration_seconds` — a histogram of the RTTs of
+//!   the replies (buckets from `--metrics-buckets`, by default
+//!   smokeping_prober's 5e-05 doubling to 26.2144);
+//! * `smokeping_send_errors_total` — pings the kernel refused to send.
+//!
+//! Both advance when a round's results are delivered, together, so
+//! `requests − count` is exactly the pings lost, and a round that was
+//! abandoned adds to neither. With labels `order`, `user`, `probe`, the
+//! latest round: `pingmachine_last_loss_ratio`,
+//! `pingmachine_last_rtt_{median,min,max}_seconds` and
+//! `pingmachine_last_round_timestamp_seconds`.
+//!
+//! An order's series disappear once it has had no round for three steps
+//! (it ended or changed its labels).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+
+use super::RoundReport;
+use crate::order::OrderId;
+
+/// smokeping_prober's default buckets: 5e-05 doubling, 20 of them.
+pub const DEFAULT_BUCKETS: [f64; 20] = [
+    5e-05, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024,
+    0.2048, 0.4096, 0.8192, 1.6384, 3.2768, 6.5536, 13.1072, 26.2144,
+];
+
+/// Labels every per-order series has; an order tag of one of these names is
+/// renamed `tag_<name>`.
+pub const RESERVED_LABELS: [&str; 8] = [
+    "ip", "host", "source", "tos", "order", "user", "probe", "le",
+];
+
+/// Why `--metrics-buckets` is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BucketsError {
+    /// Not a number.
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    /// Zero, negative, infinite or NaN.
+    #[error("{0} is not a positive finite number of seconds")]
+    NotPositive(String),
+    /// Not strictly increasing.
+    #[error("buckets must be strictly increasing ({0} after {1})")]
+    NotIncreasing(String, String),
+    /// Nothing given.
+    #[error("no buckets given")]
+    Empty,
+}
+
+/// Histogram bucket bounds, seconds, increasing (`--metrics-buckets`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Buckets(pub Vec<f64>);
+
+/// Parses `--metrics-buckets` (see [`parse_bucket_list`]).
+pub fn parse_buckets(s: &str) -> Result<Buckets, BucketsError> {
+    parse_bucket_list(s).map(Buckets)
+}
+
+/// Parses upper bounds in seconds, comma-separated, strictly increasing
+/// (`+Inf` is implied).
+pub fn parse_bucket_list(s: &str) -> Result<Vec<f64>, BucketsError> {
+    let mut out: Vec<f64> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let v: f64 = part
+            .parse()
+            .map_err(|_| BucketsError::NotANumber(part.to_owned()))?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(BucketsError::NotPositive(part.to_owned()));
+        }
+        if let Some(&last) = out.last() {
+            if v <= last {
+                return Err(BucketsError::NotIncreasing(go_float(v), go_float(last)));
+            }
+        }
+        out.push(v);
+    }
+    if out.is_empty() {
+        return Err(BucketsError::Empty);
+    }
+    Ok(out)
+}
+
+/// One order's series.
+#[derive(Debug, Clone)]
+struct OrderSeries {
+    /// The rendered label set of the smokeping_* series.
+    labels: Arc<str>,
+    /// The rendered label set of the gauges.
+    gauge_labels: Arc<str>,
+    requests: u64,
+    send_errors: u64,
+    /// Replies per bucket (not cumulative), the last one above every bound.
+    buckets: Vec<u64>,
+    count: u64,
+    sum: f64,
+    last: LastRound,
+    /// Unix time of the last delivery, and the order's step.
+    updated: i64,
+    step: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LastRound {
+    t: i64,
+    loss_ratio: f64,
+    median: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+/// The Prometheus sink; see the module docs.
+#[derive(Debug)]
+pub struct Metrics {
+    buckets: Vec<f64>,
+    series: Mutex<HashMap<OrderId, OrderSeries>>,
+}
+
+impl Metrics {
+    /// A sink with these histogram bucket bounds (seconds, increasing).
+    pub fn new(buckets: Vec<f64>) -> Metrics {
+        Metrics {
+            buckets,
+            series: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one delivered round.
+    pub fn record(&self, r: &RoundReport<'_>) {
+        let labels = series_labels(r);
+        let gauge_labels = gauge_labels(r);
+        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let s = map
+            .entry(r.order.id.clone())
+            .or_insert_with(|| OrderSeries {
+                labels: Arc::from(""),
+                gauge_labels: Arc::from(""),
+                requests: 0,
+                send_errors: 0,
+                buckets: vec![0; self.buckets.len() + 1],
+                count: 0,
+                sum: 0.0,
+                last: LastRound {
+                    t: 0,
+                    loss_ratio: 0.0,
+                    median: None,
+                    min: None,
+                    max: None,
+                },
+                updated: 0,
+                step: r.step,
+            });
+        if *s.labels != *labels {
+            // New labels are a new series: its counters start at zero.
+            s.labels = Arc::from(labels);
+            s.requests = 0;
+            s.send_errors = 0;
+            s.buckets.iter_mut().for_each(|b| *b = 0);
+            s.count = 0;
+            s.sum = 0.0;
+        }
+        if *s.gauge_labels != *gauge_labels {
+            s.gauge_labels = Arc::from(gauge_labels);
+        }
+        s.requests += r.rtts.len() as u64;
+        s.send_errors += u64::from(r.send_errors);
+        for rtt in r.rtts.iter().flatten() {
+            let v = rtt.as_secs_f64();
+            let i = self.buckets.partition_point(|b| *b < v);
+            s.buckets[i] += 1;
+            s.count += 1;
+            s.sum += v;
+        }
+        let pings = r.summary.pings.max(1);
+        s.last = LastRound {
+            t: r.t,
+            loss_ratio: r.summary.lost as f64 / pings as f64,
+            median: r.summary.median(),
+            min: r.summary.min(),
+            max: r.summary.max(),
+        };
+        s.updated = crate::clock::unix_s();
+        s.step = r.step;
+    }
+
+    /// Number of orders with series.
+    pub fn len(&self) -> usize {
+        self.series.lock().map_or(0, |m| m.len())
+    }
+
+    /// True without any order's series.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes the per-order families to `out`, dropping the series of
+    /// orders without a round for three steps (as of `now`, Unix s).
+    pub fn render(&self, out: &mut Exposition, now: i64) {
+        // A copy taken under the lock (labels are shared, not copied), so
+        // rounds delivered meanwhile never wait for the formatting.
+        let snapshot: Vec<OrderSeries> = {
+            let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            map.retain(|_, s| now - s.updated <= 3 * i64::from(s.step));
+            map.values().cloned().collect()
+        };
+        let mut all: Vec<&OrderSeries> = snapshot.iter().collect();
+        all.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        let bounds: Vec<String> = self.buckets.iter().map(|b| go_float(*b)).collect();
+
+        out.family(
+            "smokeping_requests",
+            Kind::Counter,
+            "Number of ping requests sent",
+        );
+        for s in &all {
+            out.sample("smokeping_requests_total", &s.labels, "", s.requests as f64);
+        }
+        out.family(
+            "smokeping_response_duration_seconds",
+            Kind::Histogram,
+            "A histogram of latencies for ping responses.",
+        );
+        for s in &all {
+            let mut cumulative = 0;
+            for (i, le) in bounds.iter().enumerate() {
+                cumulative += s.buckets[i];
+                out.bucket(
+                    "smokeping_response_duration_seconds_bucket",
+                    &s.labels,
+                    le,
+                    cumulative,
+                );
+            }
+            out.bucket(
+                "smokeping_response_duration_seconds_bucket",
+                &s.labels,
+                "+Inf",
+                s.count,
+            );
+            out.sample(
+                "smokeping_response_duration_seconds_sum",
+                &s.labels,
+                "",
+                s.sum,
+            );
+            out.sample(
+                "smokeping_response_duration_seconds_count",
+                &s.labels,
+                "",
+                s.count as f64,
+            );
+        }
+        out.family(
+            "smokeping_send_errors",
+            Kind::Counter,
+            "The number of errors when Pinger attempts to send packets.",
+        );
+        for s in &all {
+            out.sample(
+                "smokeping_send_errors_total",
+                &s.labels,
+                "",
+                s.send_errors as f64,
+            );
+        }
+        all.sort_unstable_by(|a, b| a.gauge_labels.cmp(&b.gauge_labels));
+        type Get = fn(&LastRound) -> Option<f64>;
+        let gauges: [(&str, &str, Get); 5] = [
+            (
+                "pingmachine_last_loss_ratio",
+                "Share of the pings of the order's latest round that were lost (0 to 1).",
+                |l| Some(l.loss_ratio),
+            ),
+            (
+                "pingmachine_last_rtt_median_seconds",
+                "Median RTT of the order's latest round (absent when every ping was lost).",
+                |l| l.median,
+            ),
+            (
+                "pingmachine_last_rtt_min_seconds",
+                "Smallest RTT of the order's latest round.",
+                |l| l.min,
+            ),
+            (
+                "pingmachine_last_rtt_max_seconds",
+                "Largest RTT of the order's latest round.",
+                |l| l.max,
+            ),
+            (
+                "pingmachine_last_round_timestamp_seconds",
+                "RRD time of the order's latest round (Unix seconds).",
+                |l| Some(l.t as f64),
+            ),
+        ];
+        for (name, help, get) in gauges {
+            out.family(name, Kind::Gauge, help);
+            for s in &all {
+                if let Some(v) = get(&s.last) {
+                    out.sample(name, &s.gauge_labels, "", v);
+                }
+            }
+        }
+    }
+}
+
+/// The label set of an order's smokeping_* series.
+fn series_labels(r: &RoundReport<'_>) -> String {
+    let ip = ip_of(r.addr);
+    let mut labels = vec![
+        ("ip".to_owned(), ip),
+        ("host".to_owned(), r.order.probe.label_host()),
+        (
+            "source".to_owned(),
+            r.order
+                .probe
+                .source()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        ),
+        ("tos".to_owned(), "0".to_owned()),
+        ("order".to_owned(), r.order.id.as_str().to_owned()),
+        ("user".to_owned(), r.order.user.clone()),
+        ("probe".to_owned(), r.order.probe.name().to_owned()),
+    ];
+    if let Some(meta) = &r.order.telegraf {
+        for (name, key) in label_names(&meta.tags) {
+            labels.push((name, meta.tags[key].clone()));
+        }
+    }
+    render_labels(&labels)
+}
+
+fn gauge_labels(r: &RoundReport<'_>) -> String {
+    render_labels(&[
+        ("order".to_owned(), r.order.id.as_str().to_owned()),
+        ("user".to_owned(), r.order.user.clone()),
+        ("probe".to_owned(), r.order.probe.name().to_owned()),
+    ])
+}
+
+/// The IP address in what a round probed (`192.0.2.1`, `[::1]:22`,
+/// `127.0.0.1:53`), else empty (`unresolved`, a URL).
+fn ip_of(addr: &str) -> String {
+    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
+    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
+        return sa.ip().to_string();
+    }
+    String::new()
+}
+
+/// Label names for an order's tags: characters other than `[A-Za-z0-9_]`
+/// become `_`, a leading digit gets a `_` in front, a leading `__`
+/// (reserved by Prometheus) becomes `tag__`, and a name equal to one of
+/// [`RESERVED_LABELS`] becomes `tag_<name>`. When two tags end up with the
+/// same name, the first in key order keeps it and the next get `_2`, `_3` …
+/// Returns `(label name, tag key)` pairs in tag-key order.
+pub fn label_names(tags: &BTreeMap<String, String>) -> Vec<(String, &str)> {
+    let mut used: Vec<String> = RESERVED_LABELS.iter().map(|s| (*s).to_owned()).collect();
+    let mut out = Vec::new();
+    for key in tags.keys() {
+        let mut name: String = key
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if name.starts_with(|c: char| c.is_ascii_digit()) {
+            name.insert(0, '_');
+        }
+        if name.starts_with("__") {
+            name.insert_str(0, "tag");
+        }
+        if RESERVED_LABELS.contains(&name.as_str()) {
+            name.insert_str(0, "tag_");
+        }
+        let mut unique = name.clone();
+        let mut n = 2;
+        while used.contains(&unique) {
+            unique = format!("{name}_{n}");
+            n += 1;
+        }
+        used.push(unique.clone());
+        out.push((unique, key.as_str()));
+    }
+    out
+}
+
+/// `name="value",…` with values escaped; empty values are left out (an
+/// empty label is the same as none).
+fn render_labels(labels: &[(String, String)]) -> String {
+    let mut out = String::new();
+    for (k, v) in labels {
+        if v.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push_str("=\"");
+        escape_label_value(&mut out, v);
+        out.push('"');
+    }
+    out
+}
+
+fn escape_label_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` writes it, which
+/// is how smokeping_prober's `le` labels and values read (`5e-05`,
+/// `0.0001`, `26.2144`, `1e+06`).
+pub fn go_float(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
+    }
+    if f == 0.0 {
+        return "0".into();
+    }
+    // Rust's `{:e}` gives the shortest digits that read back exactly.
+    let e = format!("{f:e}");
+    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    // Go uses the exponent form below 1e-4 and from 1e6 on.
+    if (-4..6).contains(&exp) {
+        return format!("{f}");
+    }
+    let sign = if exp < 0 { '-' } else { '+' };
+    format!("{mantissa}e{sign}{:02}", exp.abs())
+}
+
+/// A metric family's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only goes up.
+    Counter,
+    /// Any value.
+    Gauge,
+    /// Buckets, sum and count.
+    Histogram,
+    /// Labels with the value 1 (`_info`).
+    Info,
+}
+
+/// The text of a scrape: the Prometheus text format (0.0.4), or
+/// OpenMetrics 1.0 when the scraper asked for it.
+#[derive(Debug)]
+pub struct Exposition {
+    /// The text so far.
+    pub text: String,
+    open_metrics: bool,
+}
+
+/// Content type of the Prometheus text format.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of OpenMetrics.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+impl Exposition {
+    /// An empty scrape; `open_metrics` chooses the format.
+    pub fn new(open_metrics: bool) -> Exposition {
+        Exposition {
+            text: String::with_capacity(64 * 1024),
+            open_metrics,
+        }
+    }
+
+    /// Its content type.
+    pub fn content_type(&self) -> &'static str {
+        if self.open_metrics {
+            OPENMETRICS_CONTENT_TYPE
+        } else {
+            TEXT_CONTENT_TYPE
+        }
+    }
+
+    /// Starts a family. `name` is without `_total` (counters) or `_info`
+    /// (info): the samples carry the suffix.
+    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
+        let (shown, ty) = match (kind, self.open_metrics) {
+            (Kind::Counter, true) => (name.to_owned(), "counter"),
+            (Kind::Counter, false) => (format!("{name}_total"), "counter"),
+            (Kind::Info, true) => (name.to_owned(), "info"),
+            (Kind::Info, false) => (format!("{name}_info"), "gauge"),
+            (Kind::Gauge, _) => (name.to_owned(), "gauge"),
+            (Kind::Histogram, _) => (name.to_owned(), "histogram"),
+        };
+        let _ = writeln!(self.text, "# HELP {shown} {help}");
+        let _ = writeln!(self.text, "# TYPE {shown} {ty}");
+    }
+
+    /// One sample: `name{labels,extra} value`.
+    pub fn sample(&mut self, name: &str, labels: &str, extra: &str, value: f64) {
+        self.text.push_str(name);
+        if !labels.is_empty() || !extra.is_empty() {
+            self.text.push('{');
+            self.text.push_str(labels);
+            if !labels.is_empty() && !extra.is_empty() {
+                self.text.push(',');
+            }
+            self.text.push_str(extra);
+            self.text.push('}');
+        }
+        self.text.push(' ');
+        self.text.push_str(&go_float(value));
+        self.text.push('\n');
+    }
+
+    /// One histogram bucket.
+    pub fn bucket(&mut self, name: &str, labels: &str, le: &str, cumulative: u64) {
+        self.text.push_str(name);
+        self.text.push('{');
+        if !labels.is_empty() {
+            self.text.push_str(labels);
+            self.text.push(',');
+        }
+        let _ = write!(self.text, "le=\"{le}\"}} {cumulative}");
+        self.text.push('\n');
+    }
+
+    /// Finishes the scrape (OpenMetrics needs `# EOF`).
+    pub fn finish(mut self) -> String {
+        if self.open_metrics {
+            self.text.push_str("# EOF\n");
+        }
+        self.text
+    }
+}
+
+/// Renders `labels` (pairs) for a health metric.
+pub fn labels(pairs: &[(&str, &str)]) -> String {
+    render_labels(
+        &pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{parse_order, OrderId};
+    use crate::result::{RoundOutcome, Summary};
+    use std::time::Duration;
+
+    #[test]
+    fn floats_read_as_go_writes_them() {
+        let want = "5e-05,0.0001,0.0002,0.0004,0.0008,0.0016,0.0032,0.0064,0.0128,0.0256,0.0512,0.1024,0.2048,0.4096,0.8192,1.6384,3.2768,6.5536,13.1072,26.2144";
+        let got: Vec<String> = DEFAULT_BUCKETS.iter().map(|b| go_float(*b)).collect();
+        assert_eq!(got.join(","), want);
+        for (f, s) in [
+            (0.0, "0"),
+            (1.0, "1"),
+            (100_000.0, "100000"),
+            (1_000_000.0, "1e+06"),
+            (1_234_567.0, "1.234567e+06"),
+            (0.5, "0.5"),
+            (1.5e-7, "1.5e-07"),
+            (-2.0, "-2"),
+            (f64::INFINITY, "+Inf"),
+        ] {
+            assert_eq!(go_float(f), s, "{f}");
+        }
+        assert_eq!(parse_bucket_list(want).unwrap(), DEFAULT_BUCKETS.to_vec());
+    }
+
+    #[test]
+    fn bad_buckets_are_refused() {
+        assert_eq!(
+            parse_bucket_list("0.1,x"),
+            Err(BucketsError::NotANumber("x".into()))
+        );
+        assert!(matches!(
+            parse_bucket_list("0.1,-1"),
+            Err(BucketsError::NotPositive(_))
+        ));
+        assert!(matches!(
+            parse_bucket_list("0.1,inf"),
+            Err(BucketsError::NotPositive(_))
+        ));
+        assert!(matches!(
+            parse_bucket_list("0.2,0.1"),
+            Err(BucketsError::NotIncreasing(..))
+        ));
+        assert_eq!(parse_bucket_list(" , "), Err(BucketsError::Empty));
+        assert_eq!(
+            parse_bucket_list("0.001, 0.01,1").unwrap(),
+            vec![0.001, 0.01, 1.0]
+        );
+    }
+
+    #[test]
+    fn tag_names_are_sanitised_and_clashes_resolved() {
+        let tags: BTreeMap<String, String> = [
+            ("1st", "a"),
+            ("a-b", "b"),
+            ("a_b", "c"),
+            ("host", "d"),
+            ("__x", "e"),
+            ("zürich", "f"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        let names: Vec<(String, &str)> = label_names(&tags);
+        assert_eq!(
+            names,
+            vec![
+                ("_1st".to_owned(), "1st"),
+                ("tag__x".to_owned(), "__x"),
+                ("a_b".to_owned(), "a-b"),
+                ("a_b_2".to_owned(), "a_b"),
+                ("tag_host".to_owned(), "host"),
+                ("z_rich".to_owned(), "zürich"),
+            ]
+        );
+    }
+
+    fn report_for<'a>(
+        order: &'a crate::order::Order,
+        rtts: &'a [Option<Duration>],
+        summary: &'a Summary,
+        addr: &'a str,
+    ) -> RoundReport<'a> {
+        RoundReport {
+            order,
+            generation: 1,
+            t: 1_700_000_000,
+            step: 60,
+            rtts,
+            summary,
+            addr,
+            send_errors: 0,
+        }
+    }
+
+    #[test]
+    fn rounds_become_smokeping_series_and_gauges() {
+        let id = OrderId::new("app/t1").unwrap();
+        let order = parse_order(
+            std::path::Path::new("x"),
+            &id,
+            b"user: tmon\nstep: 60\npings: 4\nprobe: fping\nmeasurement_name: m\ntags: {site: \"z\\\"rh\", host: h2}\nfping: {host: example.net, source_ip: 192.0.2.1}\n",
+        )
+        .unwrap()
+        .order;
+        let ms = |v| Some(Duration::from_micros(v));
+        let rtts = vec![ms(70), None, ms(300), ms(30_000_000)];
+        let summary = Summary::of(&RoundOutcome { rtts: rtts.clone() });
+        let m = Metrics::new(DEFAULT_BUCKETS.to_vec());
+        m.record(&report_for(&order, &rtts, &summary, "203.0.113.7"));
+        m.record(&report_for(&order, &rtts, &summary, "203.0.113.7"));
+        let mut e = Exposition::new(false);
+        m.render(&mut e, crate::clock::unix_s());
+        let text = e.finish();
+        let labels = r#"ip="203.0.113.7",host="example.net",source="192.0.2.1",tos="0",order="app/t1",user="tmon",probe="fping",tag_host="h2",site="z\"rh""#;
+        assert!(
+            text.contains(&format!("smokeping_requests_total{{{labels}}} 8\n")),
+            "{text}"
+        );
+        let bucket = |le: &str| {
+            let key =
+                format!("smokeping_response_duration_seconds_bucket{{{labels},le=\"{le}\"}} ");
+            let line = text.lines().find(|l| l.starts_with(&key)).unwrap();
+            line[key.len()..].parse::<u64>().unwrap()
+        };
+        assert_eq!(bucket("5e-05"), 0);
+        assert_eq!(bucket("0.0001"), 2, "70 µs twice");
+        assert_eq!(bucket("0.0004"), 4);
+        assert_eq!(bucket("26.2144"), 4, "30 s is above every bound");
+        assert_eq!(bucket("+Inf"), 6);
+        assert!(text.contains(&format!(
+            "smokeping_response_duration_seconds_count{{{labels}}} 6\n"
+        )));
+        // requests - count = lost, exactly.
+        let g = r#"order="app/t1",user="tmon",probe="fping""#;
+        assert!(
+            text.contains(&format!("pingmachine_last_loss_ratio{{{g}}} 0.25\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "pingmachine_last_rtt_median_seconds{{{g}}} 0.0003\n"
+        )));
+        assert!(text.contains(&format!(
+            "pingmachine_last_round_timestamp_seconds{{{g}}} 1.7e+09\n"
+        )));
+        assert!(text.contains("# TYPE smokeping_requests_total counter\n"));
+
+        // OpenMetrics: counter family without _total, and # EOF.
+        let mut e = Exposition::new(true);
+        m.render(&mut e, crate::clock::unix_s());
+        let om = e.finish();
+        assert!(om.contains("# TYPE smokeping_requests counter\n"));
+        assert!(om.ends_with("# EOF\n"));
+
+        // Three steps without a round: the series are gone.
+        let mut e = Exposition::new(false);
+        m.render(&mut e, crate::clock::unix_s() + 181);
+        assert!(!e.finish().contains("app/t1"));
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn new_labels_start_a_new_series() {
+        let id = OrderId::new("t").unwrap();
+        let order = parse_order(
+            std::path::Path::new("x"),
+            &id,
+            b"user: u\nstep: 60\npings: 2\nprobe: fping\nfping: {host: example.net}\n",
+        )
+        .unwrap()
+        .order;
+        let rtts = vec![Some(Duration::from_millis(1)), None];
+        let summary = Summary::of(&RoundOutcome { rtts: rtts.clone() });
+        let m = Metrics::new(vec![0.01]);
+        m.record(&report_for(&order, &rtts, &summary, "192.0.2.1"));
+        m.record(&report_for(&order, &rtts, &summary, "192.0.2.2"));
+        let mut e = Exposition::new(false);
+        m.render(&mut e, crate::clock::unix_s());
+        let text = e.finish();
+        assert!(!text.contains("192.0.2.1"));
+        assert!(text.contains(r#"smokeping_requests_total{ip="192.0.2.2",host="example.net",tos="0",order="t",user="u",probe="fping"} 2"#), "{text}");
+    }
+}

@@ -1,0 +1,439 @@
+//! `--listen`: `/metrics` read by `promtool` and by a real Prometheus
+//! (Debian's `prometheus` package) scraping the daemon, `/-/healthy`,
+//! `/-/ready`, and the start-up errors of bad settings.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{bin, can_ping, wait_for, Base, Daemon};
+use testkit::impair::{self, HostCfg, Mode, Sim, SimConfig};
+use testkit::{HttpServer, TcpListenerServer};
+
+/// A GET over a new connection: status, content type and body.
+fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n{accept}\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
+}
+
+/// Samples of `name` by their `order` label.
+fn by_order(text: &str, name: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let Some(rest) = rest.strip_prefix('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Some(order) = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("order=\""))
+            .and_then(|o| o.strip_suffix('"'))
+        else {
+            continue;
+        };
+        out.insert(order.to_owned(), value.parse().unwrap());
+    }
+    out
+}
+
+fn promtool_check(text: &str) {
+    if !Path::new("/usr/bin/promtool").exists() {
+        eprintln!("promtool not installed (apt-get install prometheus); lint skipped");
+        return;
+    }
+    let mut child = Command::new("/usr/bin/promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_export_every_probe_and_pass_promtool() {
+    let base = Base::new();
+    let open = TcpListenerServer::start(None);
+    let closed = testkit::free_tcp_port();
+    let http = HttpServer::start(false);
+    let mut expected = vec!["tcp-open", "tcp-closed", "http"];
+    base.write_order(
+        "tcp-open",
+        &format!(
+            "user: u\nstep: 10\npings: 3\nprobe: tcp\nmeasurement_name: m\ntags: {{site: zrh, 'bad key': x, host: h}}\ntcp: {{host: 127.0.0.1, port: {}}}\n",
+            open.addr().port()
+        ),
+    );
+    base.write_order(
+        "tcp-closed",
+        &format!(
+            "user: u\nstep: 10\npings: 3\nprobe: tcp\ntcp: {{host: 127.0.0.1, port: {closed}}}\n"
+        ),
+    );
+    base.write_order(
+        "http",
+        &format!(
+            "user: web\nstep: 10\npings: 2\nprobe: httping\nhttping: {{url: '{}'}}\n",
+            http.url("/")
+        ),
+    );
+    if can_ping("metrics_export_every_probe_and_pass_promtool (fping part)") {
+        base.write_order(
+            "icmp",
+            "user: u\nstep: 10\npings: 3\nprobe: fping\nfping: {host: 127.0.0.1}\n",
+        );
+        expected.push("icmp");
+    }
+    let port = testkit::free_tcp_port();
+    let daemon = Daemon::start(&base, &["--listen", &port.to_string()]);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+
+    assert_eq!(get(addr, "/-/healthy", None).0, 200);
+    assert_eq!(
+        get(addr, "/-/ready", None).0,
+        200,
+        "ready after the first scan"
+    );
+    for junk in [
+        "/nope",
+        "/metrics/../etc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/api/v1/orders/..%2f..%2fx",
+    ] {
+        let (status, _, body) = get(addr, junk, None);
+        assert_eq!(status, 404, "{junk}");
+        assert!(!body.contains("root:"), "{junk}: {body}");
+    }
+
+    // Every order has at least one round in the series.
+    let text = wait_for(Duration::from_secs(60), || {
+        let (_, _, body) = get(addr, "/metrics", None);
+        let req = by_order(&body, "smokeping_requests_total");
+        expected
+            .iter()
+            .all(|o| req.get(*o).is_some_and(|v| *v > 0.0))
+            .then_some(body)
+    })
+    .unwrap_or_else(|| panic!("not every order in /metrics; log:\n{}", daemon.log_text()));
+    let (_, content_type, _) = get(addr, "/metrics", None);
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+
+    let requests = by_order(&text, "smokeping_requests_total");
+    let count = by_order(&text, "smokeping_response_duration_seconds_count");
+    let loss = by_order(&text, "pingmachine_last_loss_ratio");
+    for o in &expected {
+        let pings = if *o == "http" { 2.0 } else { 3.0 };
+        assert_eq!(requests[*o] % pings, 0.0, "{o}: whole rounds only: {text}");
+        if *o == "tcp-closed" {
+            assert_eq!(count[*o], 0.0, "{o}: nothing answers");
+            assert_eq!(loss[*o], 1.0);
+        } else {
+            assert_eq!(count[*o], requests[*o], "{o}: requests - count = lost = 0");
+            assert_eq!(loss[*o], 0.0);
+        }
+    }
+    // Labels as smokeping_prober sets them, plus order, user, probe and the
+    // order's tags, renamed where they clash or are not label names.
+    assert!(
+        text.contains(&format!(
+            "smokeping_requests_total{{ip=\"127.0.0.1\",host=\"127.0.0.1\",tos=\"0\",order=\"tcp-open\",user=\"u\",probe=\"tcp\",bad_key=\"x\",tag_host=\"h\",site=\"zrh\"}} {}",
+            requests["tcp-open"]
+        )),
+        "{text}"
+    );
+    assert!(text.contains("probe=\"httping\""));
+    for family in [
+        "pingmachine_build_info{version=",
+        "pingmachine_orders{state=\"active\"} ",
+        "pingmachine_rounds_total ",
+        "pingmachine_round_start_lateness_seconds_bucket{le=\"+Inf\"} ",
+        "pingmachine_icmp_timestamp_fallbacks_total{direction=\"transmit\"} ",
+        "pingmachine_writer_queue_high_water ",
+        "pingmachine_rescans_total ",
+        "process_resident_memory_bytes ",
+        "process_open_fds ",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert_eq!(
+        by_order(&text, "pingmachine_last_round_timestamp_seconds").len(),
+        expected.len()
+    );
+    promtool_check(&text);
+
+    let (status, content_type, om) = get(
+        addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(om.contains("# TYPE smokeping_requests counter\n"), "{om}");
+    assert!(om.contains("# TYPE pingmachine_build info\n"));
+    assert!(om.ends_with("# EOF\n"));
+    drop(daemon);
+}
+
+#[test]
+fn bad_listen_settings_are_clear_errors() {
+    let base = Base::new();
+    let run = |args: &[&str]| {
+        let out = Command::new(bin())
+            .arg("--basedir")
+            .arg(base.path())
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--listen", "localhost:9374"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("--listen") && err.contains("IP address"),
+        "{err}"
+    );
+    let (code, err) = run(&["--listen", "0"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["--metrics-buckets", "0.1,0.05"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("strictly increasing"), "{err}");
+    let (code, err) = run(&["--metrics-buckets", "0.1,abc"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("\"abc\" is not a number"), "{err}");
+    // A port in use: the daemon does not start, and says why.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let (code, err) = run(&["--listen", &port.to_string()]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("already in use"), "{err}");
+}
+
+/// A real Prometheus in a network namespace.
+struct Prometheus {
+    child: Child,
+    netns: String,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    fn start(netns: &str, target: SocketAddr) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = testkit::free_tcp_port();
+        let cfg = dir.path().join("prometheus.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: pingmachine\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("ip")
+            .args(["netns", "exec", netns, "/usr/bin/prometheus"])
+            .arg(format!("--config.file={}", cfg.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
+            .spawn()
+            .unwrap();
+        Prometheus {
+            child,
+            netns: netns.to_owned(),
+            port,
+            _dir: dir,
+        }
+    }
+
+    /// An instant query through the HTTP API: the values by `order` label.
+    fn query(&self, q: &str) -> BTreeMap<String, f64> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.netns, "curl", "-s", "-G"])
+            .arg(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .arg("--data-urlencode")
+            .arg(format!("query={q}"))
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let mut res = BTreeMap::new();
+        for r in v["data"]["result"].as_array().cloned().unwrap_or_default() {
+            let order = r["metric"]["order"].as_str().unwrap_or("").to_owned();
+            let value = r["value"][1].as_str().and_then(|s| s.parse().ok());
+            if let Some(value) = value {
+                res.insert(order, value);
+            }
+        }
+        res
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Index of the bucket (smokeping_prober's default bounds) holding `v`.
+fn bucket_of(v: f64) -> usize {
+    pingmachine::sink::prometheus::DEFAULT_BUCKETS.partition_point(|b| *b < v)
+}
+
+#[test]
+fn timing_prometheus_scrapes_smokeping_series() {
+    if let Err(why) = impair::available() {
+        eprintln!("skipping timing_prometheus_scrapes_smokeping_series: needs root (network namespaces): {why}; CI runs it as root");
+        return;
+    }
+    if !Path::new("/usr/bin/prometheus").exists() || !Path::new("/usr/bin/curl").exists() {
+        eprintln!("skipping timing_prometheus_scrapes_smokeping_series: prometheus or curl not installed (scripts/deps.sh installs them)");
+        return;
+    }
+    let host = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let sim = Sim::start(SimConfig {
+        hosts: vec![
+            HostCfg::delay(host("198.18.0.10"), 1.0),
+            HostCfg {
+                addr: host("198.18.0.11"),
+                delay_ms: 0.0,
+                jitter_ms: 0.0,
+                loss: 1.0,
+                mode: Mode::Normal,
+            },
+        ],
+        max_lifetime: Some(Duration::from_secs(300)),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    const STEP: f64 = 10.0;
+    const PINGS: f64 = 4.0;
+    let base = Base::new();
+    for (id, ip) in [("ok", "198.18.0.10"), ("dead", "198.18.0.11")] {
+        base.write_order(
+            id,
+            &format!("user: u\nstep: 10\npings: 4\nprobe: fping\nfping: {{host: {ip}}}\n"),
+        );
+    }
+    let port = testkit::free_tcp_port();
+    let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let daemon = Daemon::start_in_netns(&base, sim.prober_ns(), &["--listen", &target.to_string()]);
+    let prom = Prometheus::start(sim.prober_ns(), target);
+
+    // rate() over a minute wants a minute of samples after the first round.
+    let started = Instant::now();
+    let first = wait_for(Duration::from_secs(60), || {
+        let r = prom.query("smokeping_requests_total");
+        (r.len() == 2).then_some(())
+    });
+    assert!(
+        first.is_some(),
+        "Prometheus never saw the series\nprometheus log:\n{}\ndaemon log:\n{}",
+        prom.log(),
+        daemon.log_text()
+    );
+    std::thread::sleep(
+        Duration::from_secs(70).saturating_sub(started.elapsed().min(Duration::from_secs(10))),
+    );
+
+    // The true rate is pings/step. A one-minute window holds either
+    // floor(60/step) or ceil(60/step) rounds' increments of `pings`, and
+    // Prometheus extrapolates to the window's edges by at most one scrape
+    // interval (1 s of 60): the estimate is within one round's increment
+    // over the window of the truth, plus that extrapolation.
+    let truth = PINGS / STEP;
+    let bound = PINGS / 60.0 + truth * (1.0 / 60.0);
+    let rate = prom.query("rate(smokeping_requests_total[1m])");
+    for order in ["ok", "dead"] {
+        let r = rate.get(order).copied().unwrap_or(f64::NAN);
+        assert!(
+            (r - truth).abs() <= bound,
+            "{order}: rate {r}/s, expected {truth} ± {bound:.3}; all: {rate:?}"
+        );
+    }
+
+    // Loss: requests - count, 0 for the host that answers, every ping for
+    // the one that never does.
+    let lost = prom.query("smokeping_requests_total - smokeping_response_duration_seconds_count");
+    let requests = prom.query("smokeping_requests_total");
+    assert_eq!(lost.get("ok"), Some(&0.0), "{lost:?}");
+    assert!(requests["dead"] >= PINGS);
+    assert_eq!(
+        lost.get("dead"),
+        requests.get("dead"),
+        "{lost:?} of {requests:?}"
+    );
+
+    // The median from the histogram lies within a bucket of last_result's.
+    let q = prom.query(
+        "histogram_quantile(0.5, sum by (le, order) (rate(smokeping_response_duration_seconds_bucket[1m])))",
+    );
+    let from_histogram = q.get("ok").copied().unwrap_or(f64::NAN);
+    let text = std::fs::read_to_string(base.output("ok").join("last_result")).unwrap();
+    let last = pingmachine::inspect::LastResult::parse(&text).expect("last_result of ok");
+    let median = last.median.expect("ok has replies");
+    assert!(
+        bucket_of(from_histogram).abs_diff(bucket_of(median)) <= 1,
+        "histogram median {from_histogram} s vs last_result median {median} s"
+    );
+    drop(prom);
+    drop(daemon);
+}

@@ -189,6 +189,9 @@ pub async fn run_job(mut ctx: JobCtx) {
                 () = tokio::time::sleep_until(instant_at(next_ms).into()) => {
                     ctx.deps.stats.rounds_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(job = %ctx.name, orders = members.len(), "round still running at the next round's start: abandoned");
+                    for m in members.iter() {
+                        ctx.sinks.abandoned(&m.order, pings);
+                    }
                     None
                 }
                 () = ctx.cancel.cancelled() => return,

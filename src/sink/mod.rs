@@ -98,6 +98,16 @@ impl Sinks {
         self
     }
 
+    /// An order's round was abandoned at the next round's start: its
+    /// `pings` were sent and their results thrown away. Only Prometheus
+    /// counts them (as sent, unanswered); line protocol and the store have
+    /// no row for such a round, as the original.
+    pub fn abandoned(&self, order: &Order, pings: u32) {
+        if let Some(m) = &self.metrics {
+            m.abandoned(order, pings);
+        }
+    }
+
     /// Hands one finished round to every sink; never waits.
     pub fn report(&self, r: &RoundReport<'_>) {
         if let Some(series) = self.series_key(r.order) {

@@ -12,8 +12,9 @@
 //! * `smokeping_send_errors_total` — pings the kernel refused to send.
 //!
 //! Both advance when a round's results are delivered, together, so
-//! `requests − count` is exactly the pings lost, and a round that was
-//! abandoned adds to neither. With labels `order`, `user`, `probe`, the
+//! `requests − count` is exactly the pings lost. A round abandoned at the
+//! next round's start adds its pings to `requests` and nothing to the
+//! histogram: they were sent, and their results thrown away. With labels `order`, `user`, `probe`, the
 //! latest round: `pingmachine_last_loss_ratio`,
 //! `pingmachine_last_rtt_{median,min,max}_seconds` and
 //! `pingmachine_last_round_timestamp_seconds`.
@@ -190,6 +191,16 @@ impl Metrics {
         };
         s.updated = crate::clock::unix_s();
         s.step = r.step;
+    }
+
+    /// Counts `pings` sent and unanswered for `order` (an abandoned round),
+    /// if it has series already.
+    pub fn abandoned(&self, order: &crate::order::Order, pings: u32) {
+        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = map.get_mut(&order.id) {
+            s.requests += u64::from(pings);
+            s.updated = crate::clock::unix_s();
+        }
     }
 
     /// Number of orders with series.
@@ -724,6 +735,19 @@ mod tests {
         let om = e.finish();
         assert!(om.contains("# TYPE smokeping_requests counter\n"));
         assert!(om.ends_with("# EOF\n"));
+
+        // An abandoned round: its pings count as sent and unanswered.
+        m.abandoned(&order, 4);
+        let mut e = Exposition::new(false);
+        m.render(&mut e, crate::clock::unix_s());
+        let text = e.finish();
+        assert!(
+            text.contains(&format!("smokeping_requests_total{{{labels}}} 12\n")),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "smokeping_response_duration_seconds_count{{{labels}}} 6\n"
+        )));
 
         // Three steps without a round: the series are gone.
         let mut e = Exposition::new(false);

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs the system packages pingmachine needs to build, run and test,
 # when they are missing (Debian/Ubuntu: apt-get). Safe to run repeatedly.
-# With --test, also what the test suite needs (influxdb).
+# With --test, also what the test suite needs (influxdb, prometheus,
+# chromium, fping, curl).
 set -euo pipefail
 
 need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
 pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
-# The test suite also needs a real InfluxDB (Debian's influxdb: influxd).
+# The test suite also needs a real InfluxDB (Debian's influxdb: influxd),
+# a real Prometheus (and promtool), and a headless browser for the web page.
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(influxdb fping)
+  pkgs+=(influxdb fping prometheus chromium curl)
 fi
 for pkg in "${pkgs[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")

@@ -88,6 +88,9 @@ pub enum Command {
     Status(StatusOpts),
     /// Draw a SmokePing-style graph (PNG) of an order's main.rrd.
     Graph(GraphOpts),
+    /// Serve the read-only web page (status, graphs, JSON) without probing,
+    /// e.g. as another user or beside a daemon that runs without --listen.
+    Serve(ServeOpts),
     /// Write, refresh, remove or list order files (validated, atomic).
     Order {
         /// What to do.
@@ -100,6 +103,14 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// Options of `pingmachine serve`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeOpts {
+    /// Listen on [ADDR:]PORT; a bare port is loopback only.
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::serve::parse_listen)]
+    pub listen: std::net::SocketAddr,
 }
 
 /// Options of `pingmachine status`.

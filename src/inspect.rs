@@ -2,6 +2,7 @@
 //! `order ls`, `graph`): the order files with their parsed content, their
 //! `last_result`, the rejected orders and the archive. Never writes.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -23,20 +24,64 @@ pub struct OrderFile {
     pub order: Result<Order, OrderError>,
 }
 
+/// Parsed order files kept between reports (the web page's): a file is
+/// read and parsed again only when its stamp or its sidecar's changed.
+#[derive(Debug, Default)]
+pub struct OrderCache {
+    entries: HashMap<OrderId, CachedOrder>,
+}
+
+#[derive(Debug)]
+struct CachedOrder {
+    stamp: scan::Stamp,
+    sidecar: Option<scan::Stamp>,
+    order: Result<Order, OrderError>,
+}
+
 /// The order files below `orders/`, sorted by id. Names the daemon ignores
 /// (hidden, temporary, not a valid id) are skipped.
 pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
+    order_files_cached(base, &mut OrderCache::default())
+}
+
+/// [`order_files`], reusing what `cache` holds for unchanged files.
+pub fn order_files_cached(base: &BaseDir, cache: &mut OrderCache) -> Vec<OrderFile> {
     let mut found = scan::walk_orders(&base.orders, &base.orders).orders;
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    found
+    let mut seen = HashMap::with_capacity(found.len());
+    let files: Vec<OrderFile> = found
         .into_iter()
         .map(|(id, path)| {
-            let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-            let order = order::read_order_file(&path, &id).map(|p| {
-                let mut o = p.order;
-                order::merge_sidecar(&mut o, &base.telegraf);
-                o
-            });
+            let md = std::fs::metadata(&path).ok();
+            let mtime = md.as_ref().and_then(|m| m.modified().ok());
+            let stamp = md.as_ref().map(scan::Stamp::of);
+            let sidecar = scan::sidecar_stamp(&base.telegraf, &id);
+            let hit = cache
+                .entries
+                .get(&id)
+                .filter(|c| stamp.is_some_and(|s| s == c.stamp) && c.sidecar == sidecar);
+            let order = match hit {
+                Some(c) => c.order.clone(),
+                None => {
+                    let order = order::read_order_file(&path, &id).map(|p| {
+                        let mut o = p.order;
+                        order::merge_sidecar(&mut o, &base.telegraf);
+                        o
+                    });
+                    if let Some(stamp) = stamp {
+                        cache.entries.insert(
+                            id.clone(),
+                            CachedOrder {
+                                stamp,
+                                sidecar,
+                                order: order.clone(),
+                            },
+                        );
+                    }
+                    order
+                }
+            };
+            seen.insert(id.clone(), ());
             OrderFile {
                 id,
                 path,
@@ -44,7 +89,9 @@ pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
                 order,
             }
         })
-        .collect()
+        .collect();
+    cache.entries.retain(|id, _| seen.contains_key(id));
+    files
 }
 
 /// A parsed `last_result` file.

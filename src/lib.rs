@@ -29,6 +29,7 @@
 //!   to Telegraf and InfluxDB, Prometheus series.
 //! * [`serve`] — the HTTP server of `--listen`: `/metrics`, `/-/healthy`, `/-/ready`.
 //! * [`health`] — the daemon's own health as Prometheus metrics.
+//! * [`web`] — the web page: status, one order with SmokePing's graphs, JSON.
 //! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
 //! * [`logging`] — log lines through a bounded queue: never blocks or stops the daemon.
 //! * [`privilege`] — `--user`: switch to an unprivileged user, keeping `CAP_NET_RAW`.
@@ -57,3 +58,4 @@ pub mod stats;
 pub mod store;
 pub mod supervise;
 pub mod watch;
+pub mod web;

@@ -1,8 +1,10 @@
-//! The daemon's HTTP server (`--listen`): `/metrics` for Prometheus
-//! (the text format, or OpenMetrics when the scraper asks for it),
-//! `/-/healthy` and `/-/ready`. It runs on the daemon's runtime; a scrape
-//! is rendered on a blocking thread, so it never delays probing. Anything
-//! else is 404.
+//! The HTTP server (`--listen`, and `pingmachine serve`): `/metrics` for
+//! Prometheus (the text format, or OpenMetrics when the scraper asks for
+//! it), `/-/healthy`, `/-/ready`, and the web page (`crate::web`). In the
+//! daemon it runs on the daemon's runtime; scrapes, pages and graphs are
+//! rendered on blocking threads, so they never delay probing. Anything
+//! else is 404. `pingmachine serve` has the page without probing (no
+//! `/metrics`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -63,9 +65,9 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// What the handlers read.
+/// What the metrics handler reads in the daemon.
 #[derive(Debug)]
-pub struct ServeCtx {
+pub struct DaemonView {
     /// Per-order series.
     pub metrics: Arc<Metrics>,
     /// Job and engine counters.
@@ -74,10 +76,31 @@ pub struct ServeCtx {
     pub store: StoreHandle,
     /// Line-protocol outputs.
     pub sinks: Arc<Sinks>,
+}
+
+/// What the handlers read.
+#[derive(Debug)]
+pub struct ServeCtx {
     /// The base directory.
     pub base: BaseDir,
+    /// The daemon's parts; `None` in `pingmachine serve`.
+    pub daemon: Option<DaemonView>,
     /// Cached counts of rejected and archived orders.
     pub dir_counts: DirCounts,
+    /// The web page's caches.
+    pub web: crate::web::WebState,
+}
+
+impl ServeCtx {
+    /// A context for `base`; `daemon` is `None` without probing.
+    pub fn new(base: BaseDir, daemon: Option<DaemonView>) -> ServeCtx {
+        ServeCtx {
+            web: crate::web::WebState::new(&base),
+            base,
+            daemon,
+            dir_counts: DirCounts::default(),
+        }
+    }
 }
 
 /// Serves on `listener` until `cancel` fires.
@@ -87,11 +110,21 @@ pub async fn run(
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::from_std(listener)?;
+    // Parse every order file once now, so the first page is not the one
+    // that pays for it.
+    {
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || crate::web::warm_up(&ctx));
+    }
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
+        .merge(crate::web::routes())
         .fallback(not_found)
+        .layer(axum::middleware::map_response(
+            crate::web::defensive_headers,
+        ))
         .with_state(ctx);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { cancel.cancelled().await })
@@ -107,7 +140,11 @@ async fn healthy() -> Response {
 }
 
 async fn ready(State(ctx): State<Arc<ServeCtx>>) -> Response {
-    if ctx.deps.stats.initial_scan_ms.load(Ordering::Relaxed) > 0 {
+    let ready = ctx
+        .daemon
+        .as_ref()
+        .is_none_or(|d| d.deps.stats.initial_scan_ms.load(Ordering::Relaxed) > 0);
+    if ready {
         (StatusCode::OK, "pingmachine is ready.\n").into_response()
     } else {
         (
@@ -128,30 +165,36 @@ fn wants_openmetrics(headers: &HeaderMap) -> bool {
 }
 
 async fn metrics(State(ctx): State<Arc<ServeCtx>>, headers: HeaderMap) -> Response {
+    if ctx.daemon.is_none() {
+        return not_found().await;
+    }
     let open_metrics = wants_openmetrics(&headers);
     let rendered = tokio::task::spawn_blocking(move || render(&ctx, open_metrics)).await;
     match rendered {
-        Ok((content_type, body)) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
+        Ok(Some((content_type, body))) => {
+            ([(header::CONTENT_TYPE, content_type)], body).into_response()
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
 }
 
-/// The whole scrape.
-pub fn render(ctx: &ServeCtx, open_metrics: bool) -> (&'static str, String) {
+/// The whole scrape (`None` without a daemon).
+pub fn render(ctx: &ServeCtx, open_metrics: bool) -> Option<(&'static str, String)> {
+    let d = ctx.daemon.as_ref()?;
     let mut out = Exposition::new(open_metrics);
-    ctx.metrics.render(&mut out, crate::clock::unix_s());
+    d.metrics.render(&mut out, crate::clock::unix_s());
     health::render(
         &mut out,
         &health::Sources {
-            jobs: &ctx.deps.stats,
-            icmp: ctx.deps.icmp.stats(),
-            store: ctx.store.stats(),
-            sinks: &ctx.sinks,
+            jobs: &d.deps.stats,
+            icmp: d.deps.icmp.stats(),
+            store: d.store.stats(),
+            sinks: &d.sinks,
             dir_counts: ctx.dir_counts.get(&ctx.base),
         },
     );
     let ct = out.content_type();
-    (ct, out.finish())
+    Some((ct, out.finish()))
 }
 
 #[cfg(test)]

@@ -89,6 +89,23 @@ enum Cmd {
         #[arg(long, default_value_t = 15)]
         every: u64,
     },
+    /// The web page: server time of `/` with N orders, of a 30-hour graph,
+    /// and round start lateness with and without `--clients` fetching
+    /// graphs in a loop.
+    Web {
+        /// Orders on the status page (norrd, step 60, 20 pings).
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        /// Orders with a main.rrd whose graphs are fetched (step 10, 4 pings).
+        #[arg(long, default_value_t = 20)]
+        rrd_orders: usize,
+        /// Clients fetching graphs at once.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Seconds of each lateness window.
+        #[arg(long, default_value_t = 120)]
+        window: u64,
+    },
     /// Throughput of the real store writer threads: N RRDs (step 60,
     /// 20 pings) created, then M rounds each written (RRD update +
     /// last_result) on a warm cache.
@@ -642,6 +659,219 @@ fn run(cli: &Cli, load: Load, fping: Option<FpingMode>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One GET of `path` on `port`: seconds to the whole response, status.
+fn http_get(port: u16, path: &str) -> anyhow::Result<(f64, u16, usize)> {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    let status = String::from_utf8_lossy(&body[..body.len().min(16)])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok((t.elapsed().as_secs_f64(), status, body.len()))
+}
+
+/// Round start lateness so far, from the daemon's histogram: (count, sum
+/// s, cumulative bucket counts by bound).
+type Lateness = (f64, f64, Vec<(String, f64)>);
+
+fn lateness(port: u16) -> anyhow::Result<Lateness> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    let mut count = 0.0;
+    let mut sum = 0.0;
+    let mut buckets = Vec::new();
+    for l in text.lines() {
+        let v = |l: &str| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        if let Some(rest) = l.strip_prefix("pingmachine_round_start_lateness_seconds_bucket{le=\"")
+        {
+            let le = rest.split('"').next().unwrap_or("").to_owned();
+            buckets.push((le, v(l)));
+        } else if l.starts_with("pingmachine_round_start_lateness_seconds_count ") {
+            count = v(l);
+        } else if l.starts_with("pingmachine_round_start_lateness_seconds_sum ") {
+            sum = v(l);
+        }
+    }
+    Ok((count, sum, buckets))
+}
+
+/// Prints a lateness window: starts, average, and the bucket bounds that
+/// hold the 99th percentile and the latest start.
+fn print_lateness(
+    name: &str,
+    a: &(f64, f64, Vec<(String, f64)>),
+    b: &(f64, f64, Vec<(String, f64)>),
+) {
+    let n = b.0 - a.0;
+    let avg_ms = if n > 0.0 {
+        (b.1 - a.1) / n * 1000.0
+    } else {
+        0.0
+    };
+    let delta: Vec<(String, f64)> =
+        b.2.iter()
+            .zip(&a.2)
+            .map(|((le, x), (_, y))| (le.clone(), x - y))
+            .collect();
+    let bound = |q: f64| {
+        delta
+            .iter()
+            .find(|(_, c)| *c >= (q * n).ceil())
+            .map_or("-".to_owned(), |(le, _)| le.clone())
+    };
+    println!(
+        "{name:<34} {n:>6.0} starts, avg {avg_ms:.2} ms, p99 <= {} s, max <= {} s",
+        bound(0.99),
+        bound(1.0)
+    );
+}
+
+fn web(
+    cli: &Cli,
+    orders: usize,
+    rrd_orders: usize,
+    clients: usize,
+    window: u64,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let base = tempbase(&cli.dir, "web")?;
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, 60, 20, None, false)
+    })?;
+    write_orders(&base.join("orders"), orders..orders + rrd_orders, |i| {
+        order(i, 10, 4, None, true)
+    })?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let d = Daemon::start(&cli.bin, &base, &["--listen".to_owned(), port.to_string()])?;
+    wait(Duration::from_secs(180), || {
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    });
+    // Every job's first round, and a few rounds of the RRD orders.
+    std::thread::sleep(Duration::from_secs(75));
+    println!(
+        "{orders} orders on the page, {rrd_orders} with graphs (step 10), {clients} graph clients"
+    );
+
+    // `/`: each request after the 5 s report cache expired (server time
+    // of a fresh report), then cached.
+    let mut fresh = Vec::new();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(5200));
+        let (t, status, len) = http_get(port, "/")?;
+        anyhow::ensure!(status == 200, "/ returned {status}");
+        fresh.push((t, len));
+    }
+    let (cached, _, _) = http_get(port, "/")?;
+    let max = fresh.iter().map(|f| f.0).fold(0.0, f64::max);
+    let avg = fresh.iter().map(|f| f.0).sum::<f64>() / fresh.len() as f64;
+    println!(
+        "/ with a fresh report              avg {:.0} ms, max {:.0} ms ({:.1} MB of HTML, first page of 500 rows); from the cache {:.0} ms",
+        avg * 1000.0,
+        max * 1000.0,
+        fresh[0].1 as f64 / 1e6,
+        cached * 1000.0
+    );
+    // 30-hour graphs, each of another range so none comes from the cache.
+    let id = format!("bench/o{orders:06}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let mut times = Vec::new();
+    for k in 0..10 {
+        let end = now - 60 * k;
+        let (t, status, _) = http_get(
+            port,
+            &format!("/graph/{id}?start={}&end={end}", end - 108_000),
+        )?;
+        anyhow::ensure!(status == 200, "graph returned {status}");
+        times.push(t);
+    }
+    println!(
+        "30-hour graph (800x260 PNG)        avg {:.0} ms, max {:.0} ms",
+        times.iter().sum::<f64>() / times.len() as f64 * 1000.0,
+        times.iter().copied().fold(0.0, f64::max) * 1000.0
+    );
+
+    let a = lateness(port)?;
+    std::thread::sleep(Duration::from_secs(window));
+    let b = lateness(port)?;
+    print_lateness("round start lateness, idle", &a, &b);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let fetched = std::sync::Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let (stop, fetched) = (stop.clone(), fetched.clone());
+        let ids: Vec<String> = (orders..orders + rrd_orders)
+            .map(|i| format!("bench/o{i:06}"))
+            .collect();
+        threads.push(std::thread::spawn(move || {
+            let mut k = c as i64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = &ids[k as usize % ids.len()];
+                // Another range each time: nothing from the cache.
+                let end = now - (k % 1000) * 7;
+                let range = [10_800, 108_000, 864_000][k as usize % 3];
+                if http_get(
+                    port,
+                    &format!("/graph/{id}?start={}&end={end}", end - range),
+                )
+                .is_ok()
+                {
+                    fetched.fetch_add(1, Ordering::Relaxed);
+                }
+                k += clients as i64;
+            }
+        }));
+    }
+    let c0 = lateness(port)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(window));
+    let c1 = lateness(port)?;
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    print_lateness(
+        &format!("round start lateness, {clients} clients"),
+        &c0,
+        &c1,
+    );
+    println!(
+        "graphs drawn meanwhile             {} ({:.1}/s)",
+        fetched.load(Ordering::Relaxed),
+        fetched.load(Ordering::Relaxed) as f64 / secs
+    );
+    d.stop()?;
+    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
 /// One GET of `/metrics` on `port`: time to the whole body, and its size.
 fn scrape_once(port: u16) -> anyhow::Result<(f64, usize)> {
     use std::io::{Read, Write};
@@ -1156,6 +1386,12 @@ fn main() -> anyhow::Result<()> {
             },
             fping.then_some(*fping_mode),
         ),
+        Cmd::Web {
+            orders,
+            rrd_orders,
+            clients,
+            window,
+        } => web(&cli, *orders, *rrd_orders, *clients, *window),
         Cmd::Scrape {
             orders,
             step,

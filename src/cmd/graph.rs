@@ -123,9 +123,11 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
     let mut e = vec![def("loss", "loss")?, def("median", "median")?];
     for i in 1..=pings {
         e.push(def(&format!("ping{i}"), &format!("ping{i}"))?);
-        e.push(cdef(&format!("p{i}"), format!("ping{i},1000,*"))?);
+        // Seconds, as stored: librrd's SI prefixes then read "5 m" for
+        // 5 ms, SmokePing's convention (the axis says "seconds").
+        e.push(cdef(&format!("p{i}"), format!("ping{i}"))?);
     }
-    e.push(cdef("med", "median,1000,*".into())?);
+    e.push(cdef("med", "median".into())?);
     e.push(cdef("lf", format!("loss,{pings},/"))?);
     e.push(cdef("lp", "lf,100,*".into())?);
 
@@ -206,9 +208,9 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
         }
         .into())
     };
-    e.push(gp("mednow", "median RTT  now %7.2lf ms")?);
-    e.push(gp("medmax", "max %7.2lf ms")?);
-    e.push(gp("medavg", "avg %7.2lf ms\\n")?);
+    e.push(gp("mednow", "median RTT  now %6.2lf %ss")?);
+    e.push(gp("medmax", "max %6.2lf %ss")?);
+    e.push(gp("medavg", "avg %6.2lf %ss\\n")?);
     e.push(gp("lpnow", "packet loss now %7.2lf %%")?);
     e.push(gp("lpmax", "max %7.2lf %%")?);
     e.push(gp("lpavg", "avg %7.2lf %%\\n")?);
@@ -247,6 +249,24 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
     Ok(e)
 }
 
+/// Where the plot area sits in a graph image and what it spans, for
+/// drag-to-zoom on the web page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlotArea {
+    /// Pixels from the image's left edge.
+    pub left: u64,
+    /// Pixels from the image's top edge.
+    pub top: u64,
+    /// Width in pixels.
+    pub width: u64,
+    /// Height in pixels.
+    pub height: u64,
+    /// Unix time at the left edge.
+    pub start: i64,
+    /// Unix time at the right edge.
+    pub end: i64,
+}
+
 /// Renders the PNG bytes for `rrd` over `period` ending `end`.
 pub fn render(
     rrd: &Path,
@@ -256,6 +276,19 @@ pub fn render(
     width: u32,
     height: u32,
 ) -> anyhow::Result<Vec<u8>> {
+    render_area(rrd, title, end - period, end, width, height).map(|(png, _)| png)
+}
+
+/// Renders the PNG bytes for `rrd` from `start` to `end`, with where its
+/// plot area is. librrd's graph call is not thread-safe: one at a time.
+pub fn render_area(
+    rrd: &Path,
+    title: &str,
+    start: SystemTime,
+    end: SystemTime,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<(Vec<u8>, PlotArea)> {
     let (_step, pings) =
         store_rrd::shape(rrd).with_context(|| format!("cannot read {}", rrd.display()))?;
     if pings == 0 {
@@ -266,13 +299,13 @@ pub fn render(
     }
     let props = GraphProps {
         time_range: TimeRange {
-            start: Some(end - period),
+            start: Some(start),
             end: Some(end),
             step_seconds: None,
         },
         labels: Labels {
             title: Some(title.to_owned()),
-            vertical_label: Some("RTT (ms)".into()),
+            vertical_label: Some("seconds".into()),
         },
         size: Size {
             width: Some(width),
@@ -287,12 +320,21 @@ pub fn render(
         ..GraphProps::default()
     };
     let elements = elements(rrd, pings)?;
-    let _guard = GRAPH_LOCK
-        .lock()
-        .map_err(|_| anyhow::anyhow!("graph lock poisoned"))?;
-    let (png, _meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &elements)
+    let _guard = GRAPH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (png, meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &elements)
         .map_err(|e| anyhow::anyhow!("librrd graph: {e}"))?;
-    Ok(png)
+    let unix = |t: &rrd::Timestamp| crate::clock::unix_s_of(*t);
+    Ok((
+        png,
+        PlotArea {
+            left: meta.graph_left,
+            top: meta.graph_top,
+            width: meta.graph_width,
+            height: meta.graph_height,
+            start: unix(&meta.graph_start),
+            end: unix(&meta.graph_end),
+        },
+    ))
 }
 
 /// Runs `graph`.

@@ -6,4 +6,5 @@ pub mod completions;
 pub mod graph;
 pub mod order;
 pub mod run;
+pub mod serve;
 pub mod status;

@@ -34,14 +34,13 @@ use tracing::{debug, error, info, warn};
 
 use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
-use crate::health::DirCounts;
 use crate::logging::{self, Logging, Target};
 use crate::privilege::RunAs;
 use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::probe::ProbeDeps;
 use crate::proctitle;
 use crate::registry::{Registry, Spawner};
-use crate::serve::ServeCtx;
+use crate::serve::{DaemonView, ServeCtx};
 use crate::sink::Metrics;
 use crate::sink::{Destination, Sinks};
 use crate::stats;
@@ -324,14 +323,15 @@ async fn daemon(
     let sinks = Arc::new(sinks);
     if let (Some(listener), Some(metrics)) = (listener, metrics) {
         let addr = listener.local_addr().ok();
-        let ctx = Arc::new(ServeCtx {
-            metrics,
-            deps: deps.clone(),
-            store: store.clone(),
-            sinks: sinks.clone(),
-            base: base.clone(),
-            dir_counts: DirCounts::default(),
-        });
+        let ctx = Arc::new(ServeCtx::new(
+            base.clone(),
+            Some(DaemonView {
+                metrics,
+                deps: deps.clone(),
+                store: store.clone(),
+                sinks: sinks.clone(),
+            }),
+        ));
         let cancel = cancel.clone();
         tracker.spawn(sup.watch("the HTTP server".into(), async move {
             if let Err(e) = crate::serve::run(listener, ctx, cancel).await {
@@ -339,7 +339,7 @@ async fn daemon(
             }
         }));
         if let Some(a) = addr {
-            info!(address = %a, "serving /metrics, /-/healthy and /-/ready");
+            info!(address = %a, "serving the web page, /metrics, /-/healthy and /-/ready");
         }
     }
     let launcher = Spawner {

@@ -77,11 +77,17 @@ use crate::clock::unix_s_of as unix;
 
 /// Collects the report.
 pub fn report(base: &BaseDir, opts: &StatusOpts) -> Report {
+    report_cached(base, opts, &mut inspect::OrderCache::default())
+}
+
+/// [`report`], parsing only the order files that changed since `cache`
+/// saw them (the web page keeps one).
+pub fn report_cached(base: &BaseDir, opts: &StatusOpts, cache: &mut inspect::OrderCache) -> Report {
     let now = opts.now.unwrap_or_else(|| unix(SystemTime::now()));
     let wanted = |id: &str| opts.prefix.as_deref().is_none_or(|p| id.starts_with(p));
     let mut orders = Vec::new();
     let mut invalid = Vec::new();
-    for f in inspect::order_files(base) {
+    for f in inspect::order_files_cached(base, cache) {
         if !wanted(f.id.as_str()) {
             continue;
         }

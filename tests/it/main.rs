@@ -14,6 +14,7 @@
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
 //! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
+//! * [`web`] — the web page over HTTP and in a headless Chromium.
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,3 +28,4 @@ mod lineproto;
 mod metrics;
 mod probes;
 mod tools;
+mod web;

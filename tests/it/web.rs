@@ -1,9 +1,10 @@
 //! The web page: read over HTTP and in a real headless Chromium (Debian's
 //! `chromium`): the status list and an order page agree with
 //! `last_result`, graphs are valid PNGs for every range and for IPv4, IPv6
-//! and all-lost orders, a chosen range reaches the graph, junk and
-//! traversal ids get 404, and `pingmachine serve` serves the same pages
-//! without probing. Screenshots go to `target/web-screenshots/`.
+//! and all-lost orders, a chosen range reaches the graph, a mouse drag
+//! across a graph (DevTools protocol input events) zooms to that range,
+//! junk and traversal ids get 404, and `pingmachine serve` serves the same
+//! pages without probing. Screenshots go to `target/web-screenshots/`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -368,4 +369,234 @@ fn nix_kill(child: &Child) -> std::io::Result<()> {
     } else {
         Err(std::io::Error::other("kill failed"))
     }
+}
+
+/// A page in headless Chromium driven over the DevTools protocol.
+struct DevTools {
+    child: Child,
+    ws: tungstenite::WebSocket<TcpStream>,
+    next: u64,
+    _profile: tempfile::TempDir,
+}
+
+impl DevTools {
+    fn open(browser: &str, url: &str) -> DevTools {
+        use std::io::BufRead;
+        let profile = tempfile::tempdir().unwrap();
+        let mut child = Command::new(browser)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--remote-debugging-port=0",
+                "--window-size=1200,1400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Read standard error to its end in a thread (Chromium blocks on a
+        // full pipe), passing on the DevTools port.
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let line = line.unwrap_or_default();
+                if let Some(rest) = line.split("ws://127.0.0.1:").nth(1) {
+                    let _ = tx.send(rest.split('/').next().and_then(|p| p.parse::<u16>().ok()));
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .ok()
+            .flatten()
+            .expect("chromium printed no DevTools address");
+        // A new page target for `url`.
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "PUT /json/new?{url} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        .unwrap();
+        // The DevTools server keeps the connection open: read the headers,
+        // then Content-Length bytes.
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut reader = std::io::BufReader::new(s);
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let target: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let ws_url = target["webSocketDebuggerUrl"].as_str().unwrap().to_owned();
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        let (ws, _) = tungstenite::client::client(ws_url.as_str(), stream).unwrap();
+        DevTools {
+            child,
+            ws,
+            next: 0,
+            _profile: profile,
+        }
+    }
+
+    /// Sends a command and waits for its answer.
+    fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        self.next += 1;
+        let id = self.next;
+        let msg = serde_json::json!({"id": id, "method": method, "params": params});
+        self.ws
+            .send(tungstenite::Message::text(msg.to_string()))
+            .unwrap();
+        for _ in 0..10_000 {
+            let m = self.ws.read().unwrap();
+            if let tungstenite::Message::Text(t) = m {
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if v["id"] == id {
+                    return v["result"].clone();
+                }
+            }
+        }
+        panic!("no answer to {method}");
+    }
+
+    /// Evaluates `expr` in the page; its value.
+    fn eval(&mut self, expr: &str) -> serde_json::Value {
+        let r = self.call(
+            "Runtime.evaluate",
+            serde_json::json!({"expression": expr, "returnByValue": true}),
+        );
+        r["result"]["value"].clone()
+    }
+
+    fn mouse(&mut self, kind: &str, x: f64, y: f64) {
+        self.call(
+            "Input.dispatchMouseEvent",
+            serde_json::json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
+        );
+    }
+}
+
+impl Drop for DevTools {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A drag across a graph in a real browser leads to the page of that
+/// range, and its graph spans it.
+#[test]
+fn dragging_across_a_graph_zooms_to_that_range() {
+    let Some(browser) = chromium() else {
+        eprintln!("skipping dragging_across_a_graph_zooms_to_that_range: chromium not installed (scripts/deps.sh --test installs it)");
+        return;
+    };
+    let base = Base::new();
+    base.write_order(
+        "lab/t",
+        "user: lab\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 192.0.2.1}\n",
+    );
+    // An RRD written by the real writer code path's librrd calls.
+    let out = base.output("lab/t");
+    std::fs::create_dir_all(&out).unwrap();
+    let now = pingmachine::clock::unix_s();
+    pingmachine::store::rrd::create_rrd(&out.join("main.rrd"), 60, 5, now - 4 * 3600).unwrap();
+    let port = testkit::free_tcp_port();
+    let mut serve = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .args(["serve", "--listen", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(addr).ok().map(|_| ())
+    })
+    .expect("serve did not listen");
+
+    let mut dt = DevTools::open(browser, &format!("http://{addr}/order/lab/t"));
+    // The script has fetched the first graph and kept its plot area.
+    let geometry = wait_for(Duration::from_secs(20), || {
+        let v = dt.eval(
+            "(() => { const b = document.querySelector('.graph-box'); const i = b && b.querySelector('img');
+               if (!b || !b.dataset.width || !i.complete || !i.naturalWidth) return null;
+               const r = i.getBoundingClientRect();
+               return [r.left, r.top, r.width, Number(b.dataset.left), Number(b.dataset.width),
+                       Number(b.dataset.start), Number(b.dataset.end), Number(b.dataset.imageWidth)]; })()",
+        );
+        v.as_array().cloned()
+    })
+    .expect("the graph's plot area never arrived");
+    let g: Vec<f64> = geometry.iter().map(|v| v.as_f64().unwrap()).collect();
+    let (left, top, shown_w, plot_left, plot_w, start, end, image_w) =
+        (g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7]);
+    let scale = shown_w / image_w;
+    // Drag from 25 % to 75 % of the plot area.
+    let x_at = |f: f64| left + (plot_left + f * plot_w) * scale;
+    let y = top + 60.0;
+    dt.mouse("mousePressed", x_at(0.25), y);
+    dt.mouse("mouseMoved", x_at(0.5), y);
+    dt.mouse("mouseMoved", x_at(0.75), y);
+    dt.mouse("mouseReleased", x_at(0.75), y);
+    let href = wait_for(Duration::from_secs(10), || {
+        let h = dt.eval("location.href");
+        h.as_str()
+            .filter(|h| h.contains("start="))
+            .map(str::to_owned)
+    })
+    .expect("the drag did not navigate");
+    let param = |k: &str| -> f64 {
+        href.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(&format!("{k}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let (zs, ze) = (param("start"), param("end"));
+    // One pixel of the plot is (end - start) / width seconds.
+    let px = (end - start) / (plot_w * scale);
+    let want = (start + 0.25 * (end - start), start + 0.75 * (end - start));
+    assert!(
+        (zs - want.0).abs() <= 2.0 * px && (ze - want.1).abs() <= 2.0 * px,
+        "zoomed to {zs}..{ze}, expected about {want:?} (1 px = {px:.0} s): {href}"
+    );
+    // The zoomed page's first graph spans the chosen range.
+    let (status, h, body) = get(addr, &format!("/graph/lab/t?start={zs}&end={ze}"));
+    assert_eq!(status, 200);
+    assert!(is_png(&body).is_some());
+    let gs: f64 = header(&h, "x-graph-start").unwrap().parse().unwrap();
+    let ge: f64 = header(&h, "x-graph-end").unwrap().parse().unwrap();
+    assert!(
+        (gs - zs).abs() <= 60.0 && (ge - ze).abs() <= 60.0,
+        "{gs}..{ge}"
+    );
+    let dom = dt.eval("document.querySelector('figure.zoomed img').getAttribute('data-src')");
+    assert_eq!(
+        dom.as_str().unwrap_or(""),
+        format!("/graph/lab/t?start={zs}&end={ze}"),
+        "the zoomed graph comes first"
+    );
+    drop(dt);
+    let _ = serve.kill();
+    let _ = serve.wait();
 }

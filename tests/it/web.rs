@@ -311,6 +311,25 @@ fn web_pages_graphs_and_the_browser_agree_with_last_result() {
     drop(daemon);
 }
 
+/// Starts `pingmachine serve` on `base` and waits until it listens.
+fn serve(base: &Base) -> (Child, SocketAddr) {
+    let port = testkit::free_tcp_port();
+    let child = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .args(["serve", "--listen", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_for(Duration::from_secs(10), || {
+        TcpStream::connect(addr).ok().map(|_| ())
+    })
+    .expect("serve did not listen");
+    (child, addr)
+}
+
 #[test]
 fn serve_shows_the_pages_without_probing() {
     let base = Base::new();
@@ -324,20 +343,7 @@ fn serve_shows_the_pages_without_probing() {
         "time: 1700000000\nupdated: 1700000010\nstep: 60\npings: 5\nloss: 1\nmin: 1.000000e-03\nmedian: 2.000000e-03\nmax: 3.000000e-03\n",
     )
     .unwrap();
-    let port = testkit::free_tcp_port();
-    let mut child = Command::new(bin())
-        .arg("--basedir")
-        .arg(base.path())
-        .args(["serve", "--listen", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let up = wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(addr).ok().map(|_| ())
-    });
-    assert!(up.is_some(), "serve did not listen");
+    let (mut child, addr) = serve(&base);
     let page = text(addr, "/");
     assert!(page.contains("data-id=\"app/t\""));
     assert!(page.contains("2.000 ms") && page.contains("20 %"), "{page}");
@@ -520,20 +526,7 @@ fn dragging_across_a_graph_zooms_to_that_range() {
     std::fs::create_dir_all(&out).unwrap();
     let now = pingmachine::clock::unix_s();
     pingmachine::store::rrd::create_rrd(&out.join("main.rrd"), 60, 5, now - 4 * 3600).unwrap();
-    let port = testkit::free_tcp_port();
-    let mut serve = Command::new(bin())
-        .arg("--basedir")
-        .arg(base.path())
-        .args(["serve", "--listen", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    wait_for(Duration::from_secs(10), || {
-        TcpStream::connect(addr).ok().map(|_| ())
-    })
-    .expect("serve did not listen");
+    let (mut serve, addr) = serve(&base);
 
     let mut dt = DevTools::open(browser, &format!("http://{addr}/order/lab/t"));
     // The script has fetched the first graph and kept its plot area.

@@ -91,6 +91,11 @@ pub enum Command {
     /// Serve the read-only web page (status, graphs, JSON) without probing,
     /// e.g. as another user or beside a daemon that runs without --listen.
     Serve(ServeOpts),
+    /// Is a daemon running on the base directory, and alive? One line;
+    /// exit status 0 when healthy, 1 otherwise (for a container's
+    /// HEALTHCHECK): .stats.json fresh, the lock held, and /-/healthy
+    /// answering when the daemon has --listen.
+    Healthcheck,
     /// Write, refresh, remove or list order files (validated, atomic).
     Order {
         /// What to do.

@@ -51,6 +51,7 @@ fn pingmachine(args: Vec<OsString>) -> ExitCode {
         Some(Command::Status(opts)) => pingmachine::cmd::status::run(&base, opts).map(|()| true),
         Some(Command::Graph(opts)) => pingmachine::cmd::graph::run(&base, opts).map(|()| true),
         Some(Command::Serve(opts)) => pingmachine::cmd::serve::run(&base, opts).map(|()| true),
+        Some(Command::Healthcheck) => pingmachine::cmd::healthcheck::run(&base),
         Some(Command::Order { action }) => {
             pingmachine::cmd::order::run(&base, action).map(|()| true)
         }

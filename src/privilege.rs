@@ -112,6 +112,19 @@ impl RunAs {
     }
 }
 
+/// Makes `CAP_NET_RAW` effective when it is permitted but not effective:
+/// a binary with the file capability `cap_net_raw=p` (no effective bit, as
+/// in the container image) gets it permitted on exec, and raises it only
+/// here, so that the exec never fails where a container's bounding set
+/// lacks it. Returns whether it was raised. Call before the runtime starts
+/// its threads (they inherit the effective set).
+pub fn raise_permitted_net_raw() -> bool {
+    let cap = Capability::CAP_NET_RAW;
+    let permitted = caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false);
+    let effective = caps::has_cap(None, CapSet::Effective, cap).unwrap_or(false);
+    permitted && !effective && caps::raise(None, CapSet::Effective, cap).is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,10 +63,23 @@ impl JobStats {
     }
 }
 
+/// What the daemon was started with that readers of the file need
+/// (`pingmachine healthcheck`).
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    /// Seconds between rewrites of the file (`--stats-interval`).
+    pub stats_interval_s: u64,
+    /// The address of `/-/healthy` and `/metrics` (`--listen`), if any.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Serialize)]
 struct Snapshot {
     time: i64,
     pid: u32,
+    stats_interval_s: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen: Option<String>,
     orders: u64,
     jobs: u64,
     initial_scan_ms: u64,
@@ -135,11 +148,19 @@ fn get(a: &AtomicU64) -> u64 {
 }
 
 /// The JSON text of the current counters.
-pub fn snapshot(jobs: &JobStats, icmp: &IcmpEngine, store: &StoreStats, sinks: &Sinks) -> String {
+pub fn snapshot(
+    started: &Started,
+    jobs: &JobStats,
+    icmp: &IcmpEngine,
+    store: &StoreStats,
+    sinks: &Sinks,
+) -> String {
     let starts = get(&jobs.starts).max(1);
     let s = Snapshot {
         time: crate::clock::unix_s(),
         pid: std::process::id(),
+        stats_interval_s: started.stats_interval_s,
+        listen: started.listen.map(|a| a.to_string()),
         orders: get(&jobs.orders),
         jobs: get(&jobs.jobs),
         initial_scan_ms: get(&jobs.initial_scan_ms),

@@ -4,6 +4,7 @@ pub mod check;
 pub mod classic_status;
 pub mod completions;
 pub mod graph;
+pub mod healthcheck;
 pub mod order;
 pub mod run;
 pub mod serve;

@@ -114,6 +114,7 @@ fn start(
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
     let listener = opts.listen.map(crate::serve::bind).transpose()?;
+    let raised = crate::privilege::raise_permitted_net_raw();
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
         &[Binding::any(Family::V4), Binding::any(Family::V6)],
@@ -138,6 +139,11 @@ fn start(
         );
     }
     log.start();
+    if raised {
+        info!(
+            "CAP_NET_RAW was permitted (file capability): made it effective for raw ICMP sockets"
+        );
+    }
     proctitle::set(&proctitle::orders_title(0));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -321,6 +327,10 @@ async fn daemon(
         sinks = sinks.with_metrics(m.clone());
     }
     let sinks = Arc::new(sinks);
+    let started = stats::Started {
+        stats_interval_s: opts.stats_interval,
+        listen: listener.as_ref().and_then(|l| l.local_addr().ok()),
+    };
     if let (Some(listener), Some(metrics)) = (listener, metrics) {
         let addr = listener.local_addr().ok();
         let ctx = Arc::new(ServeCtx::new(
@@ -360,22 +370,25 @@ async fn daemon(
     .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
-        let (deps, store, sinks, root, cancel) = (
+        let (deps, store, sinks, root, cancel, started) = (
             deps.clone(),
             store.clone(),
             sinks.clone(),
             base.root.clone(),
             cancel.clone(),
+            started.clone(),
         );
         tokio::spawn(sup.watch("the stats writer".into(), async move {
+            // Written at once (a health check reads it), then every interval.
             loop {
+                let text =
+                    stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
+                if let Err(e) = stats::write(&root, &text) {
+                    warn!(error = %e, "cannot write {}", stats::FILE);
+                }
                 tokio::select! {
                     () = tokio::time::sleep(every) => {}
                     () = cancel.cancelled() => break,
-                }
-                let text = stats::snapshot(&deps.stats, &deps.icmp, store.stats(), &sinks);
-                if let Err(e) = stats::write(&root, &text) {
-                    warn!(error = %e, "cannot write {}", stats::FILE);
                 }
             }
         }))
@@ -429,7 +442,7 @@ async fn daemon(
         write_errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed),
         "finishing queued writes"
     );
-    let text = stats::snapshot(&deps.stats, &deps.icmp, store.stats(), &sinks);
+    let text = stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
     if let Err(e) = stats::write(&base.root, &text) {
         warn!(error = %e, "cannot write {}", stats::FILE);
     }

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::{
-    can_ping, has_ipv6_loopback, rrd_fetch, rrd_info, rrd_lastupdate, wait_for, Base, Daemon,
+    bin, can_ping, has_ipv6_loopback, rrd_fetch, rrd_info, rrd_lastupdate, wait_for, Base, Daemon,
 };
 
 fn now() -> i64 {
@@ -441,4 +441,56 @@ fn second_instance_is_refused_and_sigterm_stops_cleanly() {
     let st = d.stop();
     assert!(st.success(), "exit status {st:?}; log:\n{}", d.log_text());
     assert!(d.log_text().contains("stopped"));
+}
+
+/// `pingmachine healthcheck` against a real daemon: healthy through
+/// `/-/healthy` with `--listen`, healthy through the lock without it, and
+/// unhealthy once the daemon has stopped (its `.stats.json` stays behind).
+#[test]
+fn healthcheck_follows_the_daemon() {
+    let check = |base: &Base| {
+        let o = Command::new(bin())
+            .args(["--basedir", base.path().to_str().unwrap(), "healthcheck"])
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let base = Base::new();
+    let (code, out) = check(&base);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.starts_with("unhealthy: ") && out.contains("no daemon has run"),
+        "{out}"
+    );
+
+    let port = testkit::free_tcp_port();
+    let mut daemon = Daemon::start(&base, &["--listen", &port.to_string()]);
+    let out = wait_for(Duration::from_secs(10), || {
+        let (code, out) = check(&base);
+        (code == Some(0)).then_some(out)
+    })
+    .expect("healthy within 10 s of start");
+    assert!(
+        out.contains(&format!("http://127.0.0.1:{port}/-/healthy answered 200")),
+        "{out}"
+    );
+    daemon.stop();
+    let (code, out) = check(&base);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("nothing holds the lock"), "{out}");
+
+    let mut daemon = Daemon::start(&base, &[]);
+    let out = wait_for(Duration::from_secs(10), || {
+        let (code, out) = check(&base);
+        (code == Some(0)).then_some(out)
+    })
+    .expect("healthy within 10 s of start");
+    assert!(
+        out.contains("holds the lock") && !out.contains("http://"),
+        "{out}"
+    );
+    daemon.stop();
 }

@@ -497,7 +497,15 @@ fn completions_and_help() {
         .arg("--help")
         .output()
         .unwrap();
-    for sub in ["run", "check", "status", "graph", "order", "completions"] {
+    for sub in [
+        "run",
+        "check",
+        "status",
+        "graph",
+        "order",
+        "completions",
+        "healthcheck",
+    ] {
         assert!(text(&o).contains(sub), "--help lists {sub}");
     }
     let o = Command::new(crate::support::bin())
@@ -505,6 +513,28 @@ fn completions_and_help() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "usage errors exit 2");
+}
+
+/// The completion scripts the package installs (`packaging/completions/`)
+/// are what the binary prints now. When a flag changes, regenerate them
+/// with `scripts/package.sh --completions`.
+#[test]
+fn packaged_completions_are_current() {
+    let base = Base::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/completions");
+    for (shell, file) in [
+        ("bash", "pingmachine.bash"),
+        ("zsh", "_pingmachine"),
+        ("fish", "pingmachine.fish"),
+    ] {
+        let o = pm(base.path(), &["completions", shell]);
+        assert!(o.status.success());
+        let packaged = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(
+            text(&o) == packaged,
+            "packaging/completions/{file} is out of date: run scripts/package.sh --completions"
+        );
+    }
 }
 
 /// A directory holding `pingmachine-status` and `pingmachine-graph` as

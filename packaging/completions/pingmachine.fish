@@ -1,0 +1,149 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_pingmachine_global_optspecs
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= stats-interval= rescan-interval= listen= metrics-buckets= writers= h/help V/version
+end
+
+function __fish_pingmachine_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_pingmachine_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_pingmachine_using_subcommand
+    set -l cmd (__fish_pingmachine_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s u -l user -d 'Run as this user: after taking the lock and opening the ICMP sockets, switch to its uid, primary gid and groups, keeping only CAP_NET_RAW. The base directory must be writable by it' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l icmp-socket -d 'Kind of ICMP socket: an unprivileged datagram socket where net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW)' -r -f -a "auto\t'Datagram if permitted, else raw'
+datagram\t'Unprivileged ICMP datagram socket only'
+raw\t'Raw socket only (CAP_NET_RAW)'"
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l http-ca-file -d 'Extra trusted CA certificate (PEM file) for https targets of httping orders, e.g. an internal CA. Repeatable' -r -F
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l sping-command -d 'Command run for sping orders: program and arguments, split on white space (no shell); `{pings}`, `{interval_ms}`, `{interval_s}`, `{timeout_ms}` and `{step}` are replaced. The order\'s interface (`-I IF`), source address (`-S IP`), flags and host are appended. It must print fping -C output (`host : 1.23 - 4.56`)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l exec-probe -d 'An exec probe usable by orders (`probe: exec`, `exec: {probe: NAME, host: ...}`): NAME=COMMAND, with COMMAND as for --sping-command; the order\'s args and host are appended. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-parallel-probes -d 'Most probes of one type (httping, tcp, ssh, dns, sping, pping, exec) running at once' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "run" -d 'Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP)'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "check" -d 'Validate order files offline, with the daemon\'s rules and messages (exit status 1 when any is invalid)'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "status" -d 'Show every order grouped by user: step, pings, probe, target, age of the last result, median RTT and loss; rejected orders; archive count'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "graph" -d 'Draw a SmokePing-style graph (PNG) of an order\'s main.rrd'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "serve" -d 'Serve the read-only web page (status, graphs, JSON) without probing, e.g. as another user or beside a daemon that runs without --listen'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "healthcheck" -d 'Is a daemon running on the base directory, and alive? One line; exit status 0 when healthy, 1 otherwise (for a container\'s HEALTHCHECK): .stats.json fresh, the lock held, and /-/healthy answering when the daemon has --listen'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "order" -d 'Write, refresh, remove or list order files (validated, atomic)'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s u -l user -d 'Run as this user: after taking the lock and opening the ICMP sockets, switch to its uid, primary gid and groups, keeping only CAP_NET_RAW. The base directory must be writable by it' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l icmp-socket -d 'Kind of ICMP socket: an unprivileged datagram socket where net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW)' -r -f -a "auto\t'Datagram if permitted, else raw'
+datagram\t'Unprivileged ICMP datagram socket only'
+raw\t'Raw socket only (CAP_NET_RAW)'"
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l http-ca-file -d 'Extra trusted CA certificate (PEM file) for https targets of httping orders, e.g. an internal CA. Repeatable' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l sping-command -d 'Command run for sping orders: program and arguments, split on white space (no shell); `{pings}`, `{interval_ms}`, `{interval_s}`, `{timeout_ms}` and `{step}` are replaced. The order\'s interface (`-I IF`), source address (`-S IP`), flags and host are appended. It must print fping -C output (`host : 1.23 - 4.56`)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l exec-probe -d 'An exec probe usable by orders (`probe: exec`, `exec: {probe: NAME, host: ...}`): NAME=COMMAND, with COMMAND as for --sping-command; the order\'s args and host are appended. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-parallel-probes -d 'Most probes of one type (httping, tcp, ssh, dns, sping, pping, exec) running at once' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l user -d 'Only orders of this user' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l now -d 'Pretend the time is this (unix seconds); for tests' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l json -d 'Print JSON (schema in pingmachine(8)) instead of the table'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s i -l id -d 'The order, as pingmachine-graph\'s -i: its id or an unambiguous prefix' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s p -l period -d 'Time span: day, week, month, year or a number of seconds' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s o -l out -d 'The PNG file to write' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l width -d 'Image width in pixels' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l height -d 'Image height in pixels' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l title -d 'Graph title (default: the id and period)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l listen -d 'Listen on [ADDR:]PORT; a bare port is loopback only' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand healthcheck" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand healthcheck" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand healthcheck" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -f -a "put" -d 'Validate an order (file or - for standard input) and write it atomically into orders/; prints its id'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -f -a "touch" -d 'Refresh an order (set its mtime to now) so it does not expire'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -f -a "rm" -d 'Remove an order; the daemon archives its output'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -f -a "ls" -d 'List the order files'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and not __fish_seen_subcommand_from put touch rm ls help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from put" -l id -d 'The id (path below orders/); default: the md5 of the content (old interface)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from put" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from put" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from put" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from touch" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from touch" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from touch" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from rm" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from rm" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from rm" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from ls" -l user -d 'Only orders of this user' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from ls" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from ls" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from ls" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from help" -f -a "put" -d 'Validate an order (file or - for standard input) and write it atomically into orders/; prints its id'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from help" -f -a "touch" -d 'Refresh an order (set its mtime to now) so it does not expire'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from help" -f -a "rm" -d 'Remove an order; the daemon archives its output'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from help" -f -a "ls" -d 'List the order files'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand order; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand completions" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "run" -d 'Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "check" -d 'Validate order files offline, with the daemon\'s rules and messages (exit status 1 when any is invalid)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "status" -d 'Show every order grouped by user: step, pings, probe, target, age of the last result, median RTT and loss; rejected orders; archive count'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "graph" -d 'Draw a SmokePing-style graph (PNG) of an order\'s main.rrd'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "serve" -d 'Serve the read-only web page (status, graphs, JSON) without probing, e.g. as another user or beside a daemon that runs without --listen'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "healthcheck" -d 'Is a daemon running on the base directory, and alive? One line; exit status 0 when healthy, 1 otherwise (for a container\'s HEALTHCHECK): .stats.json fresh, the lock held, and /-/healthy answering when the daemon has --listen'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "order" -d 'Write, refresh, remove or list order files (validated, atomic)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "completions" -d 'Print a shell completion script (bash, zsh, fish, elvish, powershell)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and not __fish_seen_subcommand_from run check status graph serve healthcheck order completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and __fish_seen_subcommand_from order" -f -a "put" -d 'Validate an order (file or - for standard input) and write it atomically into orders/; prints its id'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and __fish_seen_subcommand_from order" -f -a "touch" -d 'Refresh an order (set its mtime to now) so it does not expire'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and __fish_seen_subcommand_from order" -f -a "rm" -d 'Remove an order; the daemon archives its output'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand help; and __fish_seen_subcommand_from order" -f -a "ls" -d 'List the order files'

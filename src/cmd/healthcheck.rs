@@ -1,0 +1,238 @@
+//! `pingmachine healthcheck`: is a daemon running on this base directory,
+//! and alive? For a container's `HEALTHCHECK` and for scripts: one line on
+//! standard output, exit status 0 (healthy) or 1.
+//!
+//! It reads what the daemon writes anyway, and never takes the lock (a
+//! check that took it, even for a moment, could make a daemon that is
+//! starting refuse to run):
+//!
+//! 1. `BASEDIR/.stats.json` names the daemon's pid, the time it was
+//!    written, how often it is rewritten (`stats_interval_s`) and its
+//!    `--listen` address. It must be younger than two intervals and ten
+//!    seconds.
+//! 2. `/proc/locks` must show a `flock` held on `BASEDIR/.lock` (by
+//!    inode): only a running daemon holds it, and the kernel releases it
+//!    when the daemon dies, so a stale file is not taken for a live daemon.
+//!    (The pid there is not compared: a daemon that detached took the lock
+//!    before it forked, and the kernel shows the pid that took it.)
+//! 3. When the daemon listens (`--listen`), `GET /-/healthy` must answer
+//!    200 within five seconds (a wildcard address is asked on loopback).
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::basedir::BaseDir;
+use crate::stats;
+
+/// How long the HTTP check may take.
+const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The fields of `.stats.json` the check reads.
+#[derive(Debug, Deserialize)]
+struct Stats {
+    time: i64,
+    pid: u32,
+    #[serde(default)]
+    stats_interval_s: u64,
+    #[serde(default)]
+    listen: Option<String>,
+}
+
+/// Runs the check; prints one line. `Ok(true)`: healthy.
+pub fn run(base: &BaseDir) -> anyhow::Result<bool> {
+    match check(base, crate::clock::unix_s()) {
+        Ok(line) => {
+            println!("healthy: {line}");
+            Ok(true)
+        }
+        Err(why) => {
+            println!("unhealthy: {why}");
+            Ok(false)
+        }
+    }
+}
+
+fn check(base: &BaseDir, now: i64) -> Result<String, String> {
+    let path = base.root.join(stats::FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "cannot read {} ({e}): no daemon has run on this base directory",
+            path.display()
+        )
+    })?;
+    let s: Stats = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let interval = if s.stats_interval_s == 0 {
+        stats::INTERVAL.as_secs()
+    } else {
+        s.stats_interval_s
+    };
+    let age = now - s.time;
+    let limit = i64::try_from(2 * interval + 10).unwrap_or(i64::MAX);
+    if age > limit {
+        return Err(format!(
+            "{} was last written {age} s ago (limit {limit} s): the daemon (pid {}) is stopped or hung",
+            path.display(),
+            s.pid
+        ));
+    }
+    let lock = base.root.join(".lock");
+    let ino = std::fs::metadata(&lock)
+        .map_err(|e| format!("{}: {e}", lock.display()))?
+        .ino();
+    let locks = std::fs::read_to_string("/proc/locks")
+        .map_err(|e| format!("cannot read /proc/locks: {e}"))?;
+    if !flock_held(&locks, ino) {
+        return Err(format!(
+            "nothing holds the lock on {}: the daemon (pid {}) has stopped",
+            lock.display(),
+            s.pid
+        ));
+    }
+    match s.listen.as_deref() {
+        None => Ok(format!(
+            "pid {} holds the lock; {} written {age} s ago",
+            s.pid,
+            path.display()
+        )),
+        Some(listen) => {
+            let addr: SocketAddr = listen
+                .parse()
+                .map_err(|e| format!("listen address {listen:?} in {}: {e}", path.display()))?;
+            let status = get_healthy(loopback_for(addr))?;
+            if status == 200 {
+                Ok(format!(
+                    "pid {} holds the lock; http://{}/-/healthy answered 200",
+                    s.pid,
+                    loopback_for(addr)
+                ))
+            } else {
+                Err(format!(
+                    "http://{}/-/healthy answered {status}",
+                    loopback_for(addr)
+                ))
+            }
+        }
+    }
+}
+
+/// Whether a line of `/proc/locks` shows an exclusive `flock` held on the
+/// file with inode `ino`. Lines look like
+/// `1: FLOCK  ADVISORY  WRITE 1234 fe:01:5678 0 EOF`.
+fn flock_held(locks: &str, ino: u64) -> bool {
+    locks.lines().any(|line| {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // A waiting lock is shown as "1: -> FLOCK ..."; it holds nothing.
+        f.len() >= 6
+            && f[1] == "FLOCK"
+            && f[3] == "WRITE"
+            && f[5].rsplit(':').next().and_then(|i| i.parse().ok()) == Some(ino)
+    })
+}
+
+/// A wildcard listen address is reached on loopback.
+fn loopback_for(addr: SocketAddr) -> SocketAddr {
+    match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port())
+        }
+        _ => addr,
+    }
+}
+
+/// `GET /-/healthy`; the HTTP status.
+fn get_healthy(addr: SocketAddr) -> Result<u16, String> {
+    let fail = |e: std::io::Error| format!("http://{addr}/-/healthy: {e}");
+    let mut conn = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(fail)?;
+    conn.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
+    conn.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
+    write!(
+        conn,
+        "GET /-/healthy HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 256];
+    while !head.contains(&b'\n') && head.len() < 4096 {
+        let n = conn.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let line = String::from_utf8_lossy(&head);
+    let status = line
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok());
+    status.ok_or_else(|| format!("http://{addr}/-/healthy: not an HTTP answer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flock_lines() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 1234 fe:01:5678 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 77 fe:01:5678 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 99 fe:01:42 0 EOF\n\
+                     3: -> FLOCK  ADVISORY  WRITE 77 fe:01:9 0 EOF\n\
+                     4: FLOCK  ADVISORY  READ 5 fe:01:8 0 EOF\n";
+        assert!(flock_held(locks, 5678));
+        assert!(!flock_held(locks, 5679), "another file");
+        assert!(!flock_held(locks, 42), "a POSIX lock is not ours");
+        assert!(!flock_held(locks, 9), "waiting is not holding");
+        assert!(!flock_held(locks, 8), "a shared lock is not the daemon's");
+        assert!(!flock_held("", 1));
+    }
+
+    #[test]
+    fn wildcard_is_asked_on_loopback() {
+        let a: SocketAddr = "0.0.0.0:9374".parse().unwrap();
+        assert_eq!(loopback_for(a).to_string(), "127.0.0.1:9374");
+        let a: SocketAddr = "[::]:9374".parse().unwrap();
+        assert_eq!(loopback_for(a).to_string(), "[::1]:9374");
+        let a: SocketAddr = "192.0.2.1:1".parse().unwrap();
+        assert_eq!(loopback_for(a), a);
+    }
+
+    #[test]
+    fn stale_missing_and_unlocked_are_unhealthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = BaseDir::new(dir.path());
+        let e = check(&base, 100).unwrap_err();
+        assert!(e.contains("no daemon has run"), "{e}");
+        std::fs::write(
+            dir.path().join(stats::FILE),
+            r#"{"time": 100, "pid": 1, "stats_interval_s": 10}"#,
+        )
+        .unwrap();
+        let e = check(&base, 131).unwrap_err();
+        assert!(e.contains("31 s ago (limit 30 s)"), "{e}");
+        std::fs::write(dir.path().join(".lock"), "").unwrap();
+        let e = check(&base, 110).unwrap_err();
+        assert!(e.contains("nothing holds the lock"), "{e}");
+        // Held by this process: healthy.
+        let lock = base.lock().unwrap();
+        std::fs::write(
+            dir.path().join(stats::FILE),
+            format!(
+                r#"{{"time": 100, "pid": {}, "stats_interval_s": 10}}"#,
+                std::process::id()
+            ),
+        )
+        .unwrap();
+        let ok = check(&base, 110).unwrap();
+        assert!(ok.contains("holds the lock"), "{ok}");
+        drop(lock);
+        assert!(check(&base, 110).is_err());
+    }
+}

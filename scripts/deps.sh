@@ -3,7 +3,7 @@
 # when they are missing (Debian/Ubuntu: apt-get). Safe to run repeatedly.
 # With --test, also what the test suite needs (influxdb, prometheus,
 # chromium, fping, curl; lintian and systemd-analyze for the package;
-# podman, buildah, runc and debootstrap for the container image).
+# podman, buildah, runc and debootstrap for the container image; rrdcached).
 set -euo pipefail
 
 need=()
@@ -12,7 +12,7 @@ pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
 # The test suite also needs a real InfluxDB (Debian's influxdb: influxd),
 # a real Prometheus (and promtool), and a headless browser for the web page.
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(influxdb fping prometheus chromium curl lintian systemd man-db podman buildah runc debootstrap)
+  pkgs+=(influxdb fping prometheus chromium curl lintian systemd man-db podman buildah runc debootstrap rrdcached)
 fi
 for pkg in "${pkgs[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")

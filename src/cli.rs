@@ -116,6 +116,10 @@ pub struct ServeOpts {
     /// Listen on [ADDR:]PORT; a bare port is loopback only.
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::serve::parse_listen)]
     pub listen: std::net::SocketAddr,
+    /// rrdcached holding updates (also RRDCACHED_ADDRESS): each graph's
+    /// main.rrd is flushed before it is drawn.
+    #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
 }
 
 /// Options of `pingmachine status`.
@@ -163,6 +167,10 @@ pub struct GraphOpts {
     /// Graph title (default: the id and period).
     #[arg(long)]
     pub title: Option<String>,
+    /// rrdcached holding updates of main.rrd (unix:/path, /path,
+    /// host[:port]; also RRDCACHED_ADDRESS): the file is flushed first.
+    #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
 }
 
 impl GraphOpts {
@@ -301,6 +309,18 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), value_name = "LINES")]
     pub influx_buffer: u64,
 
+    /// Create and update main.rrd through rrdcached at ADDR: unix:/path,
+    /// /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for
+    /// rrdtool). rrdcached batches each file's writes; the daemon queues
+    /// updates while it is slow or down.
+    #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
+
+    /// Most RRD updates queued for rrdcached while it is slow or down;
+    /// beyond that they are dropped (and counted).
+    #[arg(long, default_value_t = crate::store::rrdcached::DEFAULT_QUEUE, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000), value_name = "UPDATES")]
+    pub rrdcached_queue: usize,
+
     /// Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1).
     #[arg(long, default_value_t = 10, hide = true, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub stats_interval: u64,
@@ -361,6 +381,9 @@ pub struct ClassicGraphCli {
     /// The PNG file to write.
     #[arg(short = 'o', long, value_name = "FILE.png")]
     pub out: PathBuf,
+    /// rrdcached holding updates (also RRDCACHED_ADDRESS): flushed first.
+    #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
 }
 
 /// `--icmp-socket`.

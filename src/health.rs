@@ -56,6 +56,8 @@ pub struct Sources<'a> {
     pub store: &'a StoreStats,
     /// The sinks.
     pub sinks: &'a Sinks,
+    /// The rrdcached client, if any.
+    pub rrdcached: Option<&'a crate::store::rrdcached::CachedStats>,
     /// `(rejected, archived)` orders.
     pub dir_counts: (u64, u64),
 }
@@ -218,6 +220,47 @@ pub fn render(out: &mut Exposition, s: &Sources<'_>) {
         "Most commands that waited in one store writer's queue since start.",
         get(&st.queue_high_water),
     );
+
+    if let Some(c) = s.rrdcached {
+        out.family(
+            "pingmachine_rrdcached_updates",
+            Kind::Counter,
+            "RRD updates for rrdcached: sent (taken), refused by it, or dropped (queue full, file moved while it was down).",
+        );
+        for (result, v) in [
+            ("sent", &c.sent),
+            ("refused", &c.refused),
+            ("dropped", &c.dropped),
+        ] {
+            out.sample(
+                "pingmachine_rrdcached_updates_total",
+                &labels(&[("result", result)]),
+                "",
+                get(v),
+            );
+        }
+        one(
+            out,
+            "pingmachine_rrdcached_queue_length",
+            Kind::Gauge,
+            "RRD updates waiting for rrdcached.",
+            get(&c.queued),
+        );
+        one(
+            out,
+            "pingmachine_rrdcached_up",
+            Kind::Gauge,
+            "1 while the connection to rrdcached is up.",
+            get(&c.connected),
+        );
+        one(
+            out,
+            "pingmachine_rrdcached_connect_failures",
+            Kind::Counter,
+            "Connections to rrdcached that failed or were lost.",
+            get(&c.connect_failures),
+        );
+    }
 
     out.family(
         "pingmachine_lineproto_lines",

@@ -86,6 +86,7 @@ fn classic_graph(args: Vec<OsString>) -> ExitCode {
         width: 510,
         height: 300,
         title: None,
+        rrdcached: cli.rrdcached.clone(),
     };
     match pingmachine::cmd::graph::run(&BaseDir::new(&cli.basedir), &opts) {
         Ok(()) => {

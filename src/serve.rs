@@ -76,6 +76,8 @@ pub struct DaemonView {
     pub store: StoreHandle,
     /// Line-protocol outputs.
     pub sinks: Arc<Sinks>,
+    /// The rrdcached client, if RRD updates go through one.
+    pub rrdcached: Option<Arc<crate::store::rrdcached::RrdCached>>,
 }
 
 /// What the handlers read.
@@ -89,6 +91,9 @@ pub struct ServeCtx {
     pub dir_counts: DirCounts,
     /// The web page's caches.
     pub web: crate::web::WebState,
+    /// rrdcached holding updates: a graph's file is flushed before it is
+    /// drawn.
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
 }
 
 impl ServeCtx {
@@ -99,7 +104,14 @@ impl ServeCtx {
             base,
             daemon,
             dir_counts: DirCounts::default(),
+            rrdcached: None,
         }
+    }
+
+    /// Flushes each graph's `main.rrd` through rrdcached at `addr` first.
+    pub fn with_rrdcached(mut self, addr: Option<crate::store::rrdcached::Addr>) -> ServeCtx {
+        self.rrdcached = addr;
+        self
     }
 }
 
@@ -190,6 +202,7 @@ pub fn render(ctx: &ServeCtx, open_metrics: bool) -> Option<(&'static str, Strin
             icmp: d.deps.icmp.stats(),
             store: d.store.stats(),
             sinks: &d.sinks,
+            rrdcached: d.rrdcached.as_ref().map(|c| c.stats()),
             dir_counts: ctx.dir_counts.get(&ctx.base),
         },
     );

@@ -71,6 +71,8 @@ pub struct Started {
     pub stats_interval_s: u64,
     /// The address of `/-/healthy` and `/metrics` (`--listen`), if any.
     pub listen: Option<std::net::SocketAddr>,
+    /// The rrdcached client (`--rrdcached`), if any.
+    pub rrdcached: Option<std::sync::Arc<crate::store::rrdcached::RrdCached>>,
 }
 
 #[derive(Serialize)]
@@ -92,7 +94,29 @@ struct Snapshot {
     icmp: IcmpSnapshot,
     store: StoreSnapshot,
     line_protocol: Vec<SinkSnapshot>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rrdcached: Option<CachedSnapshot>,
     log: LogSnapshot,
+}
+
+#[derive(Serialize)]
+struct CachedSnapshot {
+    address: String,
+    connected: bool,
+    /// Updates rrdcached took.
+    sent: u64,
+    /// Updates it refused.
+    refused: u64,
+    /// Updates dropped (queue full, file moved while it was down).
+    dropped: u64,
+    queued: u64,
+    queue_high_water: u64,
+    batches: u64,
+    /// Files flushed and forgotten before a move.
+    flushes: u64,
+    creates: u64,
+    connects: u64,
+    connect_failures: u64,
 }
 
 #[derive(Serialize)]
@@ -211,6 +235,23 @@ pub fn snapshot(
                 queue_high_water: get(&o.stats.high_water),
             })
             .collect(),
+        rrdcached: started.rrdcached.as_ref().map(|c| {
+            let st = c.stats();
+            CachedSnapshot {
+                address: c.addr().to_string(),
+                connected: get(&st.connected) == 1,
+                sent: get(&st.sent),
+                refused: get(&st.refused),
+                dropped: get(&st.dropped),
+                queued: get(&st.queued),
+                queue_high_water: get(&st.queue_high_water),
+                batches: get(&st.batches),
+                flushes: get(&st.flushes),
+                creates: get(&st.creates),
+                connects: get(&st.connects),
+                connect_failures: get(&st.connect_failures),
+            }
+        }),
         log: LogSnapshot {
             lines_written: crate::logging::written(),
             lines_dropped: crate::logging::dropped(),

@@ -27,6 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+
+mod rrdcached;
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -146,6 +148,28 @@ enum Cmd {
     Wakeup {
         #[arg(long, default_value_t = 2000)]
         count: u32,
+    },
+    /// RRD writes without and with rrdcached: N orders with main.rrd, the
+    /// same window each on a cold page cache; disk bytes and CPU per
+    /// update (daemon and rrdcached, from /proc/PID/io), writer delay.
+    Rrdcached {
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+        #[arg(long, default_value_t = 20)]
+        pings: u32,
+        /// Seconds measured in each mode.
+        #[arg(long, default_value_t = 600)]
+        window: u64,
+        /// rrdcached's -w and -z: a file's values wait this long, plus up
+        /// to as long again, before they are written.
+        #[arg(long, default_value_t = 300)]
+        write_interval: u64,
+        /// Drop the page cache every N seconds in the windows (0: only
+        /// before them).
+        #[arg(long, default_value_t = 60)]
+        drop_every: u64,
     },
     /// Pickup latency of M new orders while N run.
     Pickup {
@@ -1420,6 +1444,22 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),
+        Cmd::Rrdcached {
+            orders,
+            step,
+            pings,
+            window,
+            write_interval,
+            drop_every,
+        } => rrdcached::run(
+            &cli,
+            *orders,
+            *step,
+            *pings,
+            *window,
+            *write_interval,
+            *drop_every,
+        ),
         Cmd::Wakeup { .. } => Ok(()),
         Cmd::Writer {
             orders,

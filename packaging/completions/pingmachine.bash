@@ -119,7 +119,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --stats-interval --rescan-interval --listen --metrics-buckets --writers --help --version run check status graph serve healthcheck order completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --metrics-buckets --writers --help --version run check status graph serve healthcheck order completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -186,6 +186,14 @@ _pingmachine() {
                     return 0
                     ;;
                 --influx-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rrdcached)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rrdcached-queue)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -261,7 +269,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__graph)
-            opts="-i -p -o -b -h -V --id --period --out --width --height --title --basedir --help --version"
+            opts="-i -p -o -b -h -V --id --period --out --width --height --title --rrdcached --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -300,6 +308,10 @@ _pingmachine() {
                     return 0
                     ;;
                 --title)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -739,7 +751,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --stats-interval --rescan-interval --listen --metrics-buckets --writers --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --metrics-buckets --writers --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -801,6 +813,14 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --rrdcached)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rrdcached-queue)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --stats-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -837,13 +857,17 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__serve)
-            opts="-b -h -V --listen --basedir --help --version"
+            opts="-b -h -V --listen --rrdcached --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

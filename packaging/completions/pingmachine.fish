@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= stats-interval= rescan-interval= listen= metrics-buckets= writers= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= metrics-buckets= writers= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -39,6 +39,8 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -s t -l telegraf -
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
@@ -70,6 +72,8 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s t -l tel
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
@@ -94,10 +98,12 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s o -l o
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l width -d 'Image width in pixels' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l height -d 'Image height in pixels' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l title -d 'Graph title (default: the id and period)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l rrdcached -d 'rrdcached holding updates of main.rrd (unix:/path, /path, host[:port]; also RRDCACHED_ADDRESS): the file is flushed first' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s h -l help -d 'Print help'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s V -l version -d 'Print version'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l listen -d 'Listen on [ADDR:]PORT; a bare port is loopback only' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l rrdcached -d 'rrdcached holding updates (also RRDCACHED_ADDRESS): each graph\'s main.rrd is flushed before it is drawn' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s V -l version -d 'Print version'

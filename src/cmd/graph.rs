@@ -349,6 +349,11 @@ pub fn run(base: &BaseDir, opts: &GraphOpts) -> anyhow::Result<()> {
         .title
         .clone()
         .unwrap_or_else(|| format!("{id} — last {}", opts.period));
+    if let Some(addr) = &opts.rrdcached {
+        if let Err(e) = crate::store::rrdcached::flush_for_reading(addr, &rrd) {
+            eprintln!("pingmachine: warning: {e}; the graph may miss the latest values");
+        }
+    }
     let png = render(
         &rrd,
         &title,

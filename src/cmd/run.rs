@@ -44,6 +44,7 @@ use crate::serve::{DaemonView, ServeCtx};
 use crate::sink::Metrics;
 use crate::sink::{Destination, Sinks};
 use crate::stats;
+use crate::store::rrdcached::RrdCached;
 use crate::store::writer::Writers;
 use crate::supervise::Supervisor;
 use crate::watch::{self, OrderWatcher, WatchEvent};
@@ -52,6 +53,8 @@ use crate::watch::{self, OrderWatcher, WatchEvent};
 const STOP_GRACE: Duration = Duration::from_secs(5);
 /// How long queued log lines may take to be written at exit.
 const LOG_DRAIN: Duration = Duration::from_secs(2);
+/// How long queued RRD updates may take to reach rrdcached at shutdown.
+const RRDCACHED_DRAIN: Duration = Duration::from_secs(5);
 /// How often the watchdog looks at what reports no failure by itself.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -106,11 +109,20 @@ fn start(
 ) -> anyhow::Result<()> {
     let settings = settings(opts)?;
     // Detaching changes the working directory to /.
-    let base = BaseDir::new(
+    let mut base = BaseDir::new(
         &std::path::absolute(&base.root)
             .with_context(|| format!("base directory {}", base.root.display()))?,
     );
     let lock = prepare_base(&base, settings.run_as.as_ref())?;
+    if opts.rrdcached.is_some() {
+        // rrdcached knows a file by the name it is given: one canonical
+        // name for the daemon and every reader.
+        let canonical = std::fs::canonicalize(&base.root)
+            .with_context(|| format!("base directory {}", base.root.display()))?;
+        crate::store::rrdcached::check_path(&canonical)
+            .map_err(|e| anyhow::anyhow!("--rrdcached: {e}"))?;
+        base = BaseDir::new(&canonical);
+    }
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
     let listener = opts.listen.map(crate::serve::bind).transpose()?;
@@ -282,8 +294,22 @@ async fn daemon(
     );
     let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps));
     let sup = Supervisor::new();
-    let (store, writers) = Writers::start_supervised(base, usize::from(opts.writers), &sup)
-        .context("cannot start store writer threads")?;
+    let rrdcached = match &opts.rrdcached {
+        Some(addr) => {
+            let c = RrdCached::start(
+                addr.clone(),
+                opts.rrdcached_queue,
+                Some(sup.guard("the rrdcached client")),
+            )
+            .context("cannot start the rrdcached client thread")?;
+            info!(rrdcached = %addr, queue = opts.rrdcached_queue, "main.rrd files are created and updated through rrdcached");
+            Some(c)
+        }
+        None => None,
+    };
+    let (store, writers) =
+        Writers::start_supervised(base, usize::from(opts.writers), &sup, rrdcached.clone())
+            .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
     let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
         .with_context(|| format!("cannot watch {}", base.orders.display()))?;
@@ -330,18 +356,23 @@ async fn daemon(
     let started = stats::Started {
         stats_interval_s: opts.stats_interval,
         listen: listener.as_ref().and_then(|l| l.local_addr().ok()),
+        rrdcached: rrdcached.clone(),
     };
     if let (Some(listener), Some(metrics)) = (listener, metrics) {
         let addr = listener.local_addr().ok();
-        let ctx = Arc::new(ServeCtx::new(
-            base.clone(),
-            Some(DaemonView {
-                metrics,
-                deps: deps.clone(),
-                store: store.clone(),
-                sinks: sinks.clone(),
-            }),
-        ));
+        let ctx = Arc::new(
+            ServeCtx::new(
+                base.clone(),
+                Some(DaemonView {
+                    metrics,
+                    deps: deps.clone(),
+                    store: store.clone(),
+                    sinks: sinks.clone(),
+                    rrdcached: rrdcached.clone(),
+                }),
+            )
+            .with_rrdcached(opts.rrdcached.clone()),
+        );
         let cancel = cancel.clone();
         tracker.spawn(sup.watch("the HTTP server".into(), async move {
             if let Err(e) = crate::serve::run(listener, ctx, cancel).await {
@@ -450,6 +481,12 @@ async fn daemon(
     tokio::task::spawn_blocking(move || writers.join())
         .await
         .ok();
+    if let Some(c) = rrdcached {
+        // The writers are done: what they queued goes to rrdcached now.
+        tokio::task::spawn_blocking(move || c.shutdown(RRDCACHED_DRAIN))
+            .await
+            .ok();
+    }
     if let Some(what) = sup.failure() {
         error!(
             "{what}: pingmachine stopped so that its service manager restarts it ({} log lines dropped)",

@@ -44,7 +44,8 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
             });
         }
         eprintln!("serving {} on http://{}/", base.root.display(), opts.listen);
-        let ctx = Arc::new(ServeCtx::new(base.clone(), None));
+        let ctx =
+            Arc::new(ServeCtx::new(base.clone(), None).with_rrdcached(opts.rrdcached.clone()));
         serve::run(listener, ctx, cancel)
             .await
             .context("HTTP server")?;

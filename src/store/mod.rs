@@ -3,12 +3,14 @@
 //!
 //! * [`rrd`] — the layout of `main.rrd` and the update values (SPEC A6).
 //! * [`last_result`] — the `last_result` text and its atomic replacement (SPEC A7).
+//! * [`rrdcached`] — RRD updates through rrdcached (`--rrdcached`).
 //! * [`archive`] — moving output to and from `archive/`, setting files aside.
 //! * [`writer`] — the writer threads that own every write below `output/` and `archive/`.
 
 pub mod archive;
 pub mod last_result;
 pub mod rrd;
+pub mod rrdcached;
 pub mod writer;
 
 pub use writer::{Shape, StoreCmd, StoreHandle, StoreStats};

@@ -27,6 +27,15 @@ pub enum Cf {
 }
 
 impl Cf {
+    /// The name in rrdtool's syntax (`RRA:AVERAGE:…`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::Average => "AVERAGE",
+            Cf::Min => "MIN",
+            Cf::Max => "MAX",
+        }
+    }
+
     fn to_rrd(self) -> ConsolidationFn {
         match self {
             Cf::Average => ConsolidationFn::Avg,

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::rrdcached::{Answer, RrdCached};
 use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
 use crate::clock::unix_s as now_unix;
@@ -63,6 +64,14 @@ pub enum StoreError {
         path: PathBuf,
         /// librrd's error.
         source: rrd::RrdError,
+    },
+    /// rrdcached refused to create `path`.
+    #[error("rrdcached cannot create {}: {message}", path.display())]
+    Cached {
+        /// The RRD.
+        path: PathBuf,
+        /// rrdcached's message.
+        message: String,
     },
     /// librrd refused an update.
     #[error("RRD update {update} failed: {source}")]
@@ -189,15 +198,17 @@ pub struct Writers {
 impl Writers {
     /// Starts `n` (≥ 1) writer threads for the base directory `base`.
     pub fn start(base: &BaseDir, n: usize) -> std::io::Result<(StoreHandle, Writers)> {
-        Writers::start_supervised(base, n, &Supervisor::new())
+        Writers::start_supervised(base, n, &Supervisor::new(), None)
     }
 
     /// Like [`Writers::start`]; a writer thread that panics is reported to
-    /// `sup`.
+    /// `sup`. With `cached`, RRD files are created and updated through
+    /// rrdcached (see [`super::rrdcached`]).
     pub fn start_supervised(
         base: &BaseDir,
         n: usize,
         sup: &Supervisor,
+        cached: Option<Arc<RrdCached>>,
     ) -> std::io::Result<(StoreHandle, Writers)> {
         let stats = Arc::new(StoreStats::default());
         let mut shards = Vec::new();
@@ -210,6 +221,7 @@ impl Writers {
                 stats: stats.clone(),
                 active: HashMap::new(),
                 failing: HashMap::new(),
+                cached: cached.clone(),
             };
             let guard = sup.guard(format!("store writer {i}"));
             threads.push(
@@ -287,6 +299,8 @@ struct Writer {
     active: HashMap<OrderId, u64>,
     /// Orders whose last write failed, with the number of failures.
     failing: HashMap<OrderId, u64>,
+    /// rrdcached, when RRD updates go through it.
+    cached: Option<Arc<RrdCached>>,
 }
 
 impl Writer {
@@ -341,6 +355,7 @@ impl Writer {
                     self.failing.remove(&id);
                     let src = id.under(&self.output);
                     let dst = id.under(&self.archive);
+                    self.before_move(&id, &src.join(RRD_FILE));
                     match archive::move_files(&src, &dst, &self.output, now_unix()) {
                         Ok(0) => {}
                         Ok(n) => {
@@ -407,6 +422,7 @@ impl Writer {
         match rrd::shape(path) {
             Ok((step, pings)) if step == shape.step && pings == shape.pings => Ok(()),
             Ok((step, pings)) => {
+                self.before_move(id, path);
                 let to =
                     archive::set_aside(path, now_unix()).map_err(StoreError::io("rename", path))?;
                 info!(
@@ -429,7 +445,45 @@ impl Writer {
         }
     }
 
+    /// With rrdcached: its pending values of `path` are written, and it
+    /// forgets the file, before the file moves (archive, set aside), so
+    /// that no update lands in the wrong file.
+    fn before_move(&self, id: &OrderId, path: &Path) {
+        let Some(c) = self.cached_for(id, path) else {
+            return;
+        };
+        if !path.exists() {
+            return;
+        }
+        match c.flush_forget(path) {
+            Answer::Done => {
+                debug!(order = %id, path = %path.display(), "rrdcached flushed and forgot the file before its move")
+            }
+            Answer::Down => {
+                debug!(order = %id, path = %path.display(), "rrdcached is down: its queued updates of the file were dropped before the move")
+            }
+            Answer::Refused(m) => {
+                warn!(order = %id, path = %path.display(), error = %m, "rrdcached refused to flush the file before its move")
+            }
+        }
+    }
+
+    /// rrdcached for `path`, unless its protocol cannot name it (an id with
+    /// white space): that file is always written here, never through
+    /// rrdcached, so the two never hold different versions of it.
+    fn cached_for(&self, id: &OrderId, path: &Path) -> Option<&Arc<RrdCached>> {
+        let c = self.cached.as_ref()?;
+        match super::rrdcached::check_path(path) {
+            Ok(()) => Some(c),
+            Err(e) => {
+                debug!(order = %id, error = %e, "main.rrd written directly, not through rrdcached");
+                None
+            }
+        }
+    }
+
     fn set_corrupted_aside(&self, id: &OrderId, path: &Path, why: &str) -> Result<(), StoreError> {
+        self.before_move(id, path);
         let mut to = path.with_file_name(CORRUPTED_FILE);
         if to.exists() {
             to = archive::aside_name(&to, now_unix());
@@ -449,6 +503,25 @@ impl Writer {
     ) -> Result<(), StoreError> {
         if path.exists() {
             return Ok(());
+        }
+        if let Some(c) = self.cached_for(id, path) {
+            match c.create(path, shape.step, shape.pings, start) {
+                Answer::Done => {
+                    self.stats.rrd_creates.fetch_add(1, Ordering::Relaxed);
+                    debug!(order = %id, path = %path.display(), "created RRD through rrdcached");
+                    return Ok(());
+                }
+                // Down, or an rrdcached without CREATE: created here; its
+                // updates still go through rrdcached.
+                Answer::Down => {}
+                Answer::Refused(m) if m.to_ascii_lowercase().contains("unknown command") => {}
+                Answer::Refused(message) => {
+                    return Err(StoreError::Cached {
+                        path: path.to_path_buf(),
+                        message,
+                    })
+                }
+            }
         }
         match rrd::create_rrd(path, shape.step, shape.pings, start) {
             Ok(()) => {
@@ -488,31 +561,14 @@ impl Writer {
                 self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
             }
             let values = rrd::update_values(summary);
-            match rrd::update_rrd(&path, t, &values) {
-                Ok(()) => {
+            if let Some(c) = self.cached_for(id, &path) {
+                // Queued, never waited for; refusals are rrdcached's to
+                // report (its client logs and counts them).
+                if c.update(&path, &rrd::update_string(t, &values)) {
                     self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(e) if rrd::is_corruption(&e) => {
-                    self.set_corrupted_aside(id, &path, &e.to_string())?;
-                    self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
-                    rrd::update_rrd(&path, t, &values).map_err(|source| StoreError::Update {
-                        update: rrd::update_string(t, &values),
-                        source,
-                    })?;
-                    self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(e) if rrd::is_not_newer(&e) => {
-                    // The RRD already covers t: its start (SPEC A6 puts it at
-                    // the current step) or a round written before a restart.
-                    debug!(order = %id, t, error = %e, "RRD already has data at this time; update skipped");
-                }
-                Err(e) => {
-                    // Still write last_result: it is independent of the RRD.
-                    result = Err(StoreError::Update {
-                        update: rrd::update_string(t, &values),
-                        source: e,
-                    });
-                }
+            } else {
+                result = self.update_local(id, &path, shape, t, &values);
             }
         }
         let text = last_result::format(t, now_unix(), shape.step, shape.pings, summary);
@@ -525,6 +581,48 @@ impl Writer {
         };
         written.map_err(StoreError::io("write", &dir.join(last_result::FILE)))?;
         self.stats.last_results.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+
+    /// One update written by librrd here; a corrupted file is set aside
+    /// and a new one started (SPEC A6).
+    fn update_local(
+        &mut self,
+        id: &OrderId,
+        path: &Path,
+        shape: Shape,
+        t: i64,
+        values: &[Option<f64>],
+    ) -> Result<(), StoreError> {
+        let path = path.to_path_buf();
+        let values = values.to_vec();
+        let mut result = Ok(());
+        match rrd::update_rrd(&path, t, &values) {
+            Ok(()) => {
+                self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if rrd::is_corruption(&e) => {
+                self.set_corrupted_aside(id, &path, &e.to_string())?;
+                self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+                rrd::update_rrd(&path, t, &values).map_err(|source| StoreError::Update {
+                    update: rrd::update_string(t, &values),
+                    source,
+                })?;
+                self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) if rrd::is_not_newer(&e) => {
+                // The RRD already covers t: its start (SPEC A6 puts it at
+                // the current step) or a round written before a restart.
+                debug!(order = %id, t, error = %e, "RRD already has data at this time; update skipped");
+            }
+            Err(e) => {
+                // Still write last_result: it is independent of the RRD.
+                result = Err(StoreError::Update {
+                    update: rrd::update_string(t, &values),
+                    source: e,
+                });
+            }
+        }
         result
     }
 }

@@ -371,6 +371,11 @@ async fn graph(
     let c = ctx.clone();
     let drawn = blocking(move || {
         let rrd = output_file(&c, &id, RRD_FILE)?;
+        if let Some(addr) = &c.rrdcached {
+            if let Err(e) = crate::store::rrdcached::flush_one(addr, &rrd) {
+                tracing::debug!(error = %e, "graph drawn without flushing rrdcached");
+            }
+        }
         let title = format!("{id}");
         let at = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
         let (png, area) =

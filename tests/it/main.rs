@@ -13,6 +13,7 @@
 //! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
+//! * [`rrdcached`] — `--rrdcached` against a real rrdcached.
 //! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
 //! * [`web`] — the web page over HTTP and in a headless Chromium.
 
@@ -27,5 +28,6 @@ mod lifecycle;
 mod lineproto;
 mod metrics;
 mod probes;
+mod rrdcached;
 mod tools;
 mod web;

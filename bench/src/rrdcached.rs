@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{n, order, tempbase, wait, write_orders, Cli, Daemon};
+use super::{n, order, proc_cpu_s, proc_hwm_kib, tempbase, wait, write_orders, Cli, Daemon};
 
 /// What one process did in a window.
 #[derive(Debug, Default, Clone, Copy)]
@@ -35,20 +35,10 @@ impl Io {
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0)
         };
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
-        let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-            + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-            / ticks;
         Io {
             read: field("read_bytes:"),
             write: field("write_bytes:"),
-            cpu_s: cpu,
+            cpu_s: proc_cpu_s(pid),
         }
     }
 
@@ -238,17 +228,7 @@ fn window(
     let d1 = Io::of(d.child.id());
     let c1 = cached.map(|c| Io::of(c.child.id()));
     let cached_stats = cached.map(Cached::stats).unwrap_or_default();
-    let cached_rss_kib = cached
-        .map(|c| {
-            std::fs::read_to_string(format!("/proc/{}/status", c.child.id()))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0)
-        })
-        .unwrap_or(0);
+    let cached_rss_kib = cached.map(|c| proc_hwm_kib(c.child.id())).unwrap_or(0);
     let w = Window {
         updates: (counter(&stats1) - counter(&stats0)) as u64,
         daemon: d1.since(d0),

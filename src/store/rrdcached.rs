@@ -774,11 +774,10 @@ impl Sender {
         }
         let mut keep = VecDeque::with_capacity(items.len());
         let mut dropped = 0usize;
+        let mut replies = Vec::new();
         for (n, i) in items.into_iter().enumerate() {
             match i {
-                Item::Sync { reply, .. } => {
-                    let _ = reply.try_send(Answer::Down);
-                }
+                Item::Sync { reply, .. } => replies.push(reply),
                 Item::Update { ref path, .. } if last_flush.get(path).is_some_and(|f| n < *f) => {
                     dropped += 1;
                 }
@@ -790,20 +789,32 @@ impl Sender {
         let st = &self.shared.stats;
         st.dropped.fetch_add(dropped as u64, Ordering::Relaxed);
         st.queued.store(q.updates as u64, Ordering::Relaxed);
+        drop(q);
+        // Answered once the counters say what happened.
+        for r in replies {
+            let _ = r.try_send(Answer::Down);
+        }
     }
 
     fn drop_all(&mut self, why: &str) {
         let mut q = self.lock();
         let n = q.updates;
-        for i in q.items.drain(..) {
-            if let Item::Sync { reply, .. } = i {
-                let _ = reply.try_send(Answer::Down);
-            }
-        }
+        let replies: Vec<_> = q
+            .items
+            .drain(..)
+            .filter_map(|i| match i {
+                Item::Sync { reply, .. } => Some(reply),
+                Item::Update { .. } => None,
+            })
+            .collect();
         q.updates = 0;
         let st = &self.shared.stats;
         st.dropped.fetch_add(n as u64, Ordering::Relaxed);
         st.queued.store(0, Ordering::Relaxed);
+        drop(q);
+        for r in replies {
+            let _ = r.try_send(Answer::Down);
+        }
         if n > 0 {
             warn!(rrdcached = %self.shared.addr, dropped = n, "rrdcached cannot be reached {why}: queued RRD updates dropped");
         }

@@ -335,6 +335,23 @@ fn proc_hwm_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Whether `dir`'s file system has room for `orders` RRDs (2.2 MB each,
+/// step 60 and 20 pings) and `spare` bytes more; says so when not.
+fn room_for_rrds(dir: &Path, orders: usize, spare: u64) -> anyhow::Result<bool> {
+    let need = orders as u64 * 2_200_000;
+    let vfs = nix::sys::statvfs::statvfs(dir)?;
+    let avail = vfs.blocks_available() as u64 * vfs.fragment_size() as u64;
+    if avail < need + spare {
+        println!(
+            "skipping: {orders} RRDs need {:.1} GB, {:.1} GB free",
+            need as f64 / 1e9,
+            avail as f64 / 1e9
+        );
+        return Ok(false);
+    }
+    Ok(true)
+}
+
 fn n(v: &Value, path: &[&str]) -> f64 {
     let mut cur = v;
     for p in path {
@@ -1213,15 +1230,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     use pingmachine::store::{Shape, StoreCmd};
 
     let root = tempbase(&cli.dir, "writer")?;
-    let need = orders as u64 * 2_200_000;
-    let vfs = nix::sys::statvfs::statvfs(&root)?;
-    let avail = vfs.blocks_available() as u64 * vfs.fragment_size() as u64;
-    if avail < need + (1 << 30) {
-        println!(
-            "skipping: {orders} RRDs need {:.1} GB, {:.1} GB free",
-            need as f64 / 1e9,
-            avail as f64 / 1e9
-        );
+    if !room_for_rrds(&root, orders, 1 << 30)? {
         return Ok(());
     }
     let base = BaseDir::new(&root);

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-use super::{n, order, proc_cpu_s, proc_hwm_kib, tempbase, wait, write_orders, Cli, Daemon};
+use super::{
+    n, order, proc_cpu_s, proc_hwm_kib, room_for_rrds, tempbase, wait, write_orders, Cli, Daemon,
+};
 
 /// What one process did in a window.
 #[derive(Debug, Default, Clone, Copy)]
@@ -260,15 +262,7 @@ pub fn run(
         return Ok(());
     }
     let base = tempbase(&cli.dir, "rrdcached")?;
-    let need = orders as u64 * 2_200_000;
-    let vfs = nix::sys::statvfs::statvfs(&base)?;
-    let avail = vfs.blocks_available() as u64 * vfs.fragment_size() as u64;
-    if avail < need + (2 << 30) {
-        println!(
-            "skipping: {orders} RRDs need {:.1} GB, {:.1} GB free",
-            need as f64 / 1e9,
-            avail as f64 / 1e9
-        );
+    if !room_for_rrds(&base, orders, 2 << 30)? {
         std::fs::remove_dir_all(&base).ok();
         return Ok(());
     }

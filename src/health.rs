@@ -130,6 +130,13 @@ pub fn render(out: &mut Exposition, s: &Sources<'_>) {
         "Rounds still running at the next round's start, thrown away.",
         get(&s.jobs.rounds_abandoned),
     );
+    one(
+        out,
+        "pingmachine_rounds_skipped",
+        Kind::Counter,
+        "Rounds not begun because they started too late to end before the next round.",
+        get(&s.jobs.rounds_skipped),
+    );
     out.family(
         "pingmachine_round_start_lateness_seconds",
         Kind::Histogram,

@@ -220,7 +220,7 @@ pub fn archived(base: &BaseDir) -> Vec<String> {
 /// Ids with an `output/<id>/main.rrd`, sorted.
 pub fn rrd_ids(base: &BaseDir) -> Vec<String> {
     ids(
-        scan::dirs_below(&base.output, |dir, _| {
+        scan::dirs_below(&base.output, |dir, _, _| {
             dir.join(crate::store::writer::RRD_FILE).is_file()
         }),
         &base.output,

@@ -61,6 +61,25 @@ pub fn clear(base: &BaseDir, id: &OrderId) -> bool {
     a || b
 }
 
+/// Ids with a file (the order, or its `.error`) in `rejected/`.
+pub fn ids(base: &BaseDir) -> std::collections::HashSet<OrderId> {
+    walkdir::WalkDir::new(&base.rejected)
+        .min_depth(1)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_type().is_dir())
+        .filter_map(|e| {
+            let path = e.path();
+            let path = match path.to_str().and_then(|p| p.strip_suffix(ERROR_SUFFIX)) {
+                Some(p) => std::path::PathBuf::from(p),
+                None => path.to_path_buf(),
+            };
+            OrderId::from_path(&base.rejected, &path).ok()
+        })
+        .collect()
+}
+
 /// The text of `rejected/<id>.error`: `key: value` lines.
 pub fn error_text(err: &OrderError, now: i64) -> String {
     let mut s = String::new();

@@ -24,6 +24,9 @@ pub struct JobStats {
     pub rounds: AtomicU64,
     /// Rounds abandoned at the next round's start.
     pub rounds_abandoned: AtomicU64,
+    /// Rounds not begun because they started too late to end before the
+    /// next one (the job waited for the next start instead).
+    pub rounds_skipped: AtomicU64,
     /// Round starts, and how late they were (µs, sum and max).
     pub starts: AtomicU64,
     /// Sum of start lateness, µs.
@@ -44,6 +47,10 @@ pub struct JobStats {
     pub rescans: AtomicU64,
     /// Times the file watcher's hint queue overflowed.
     pub watcher_overflows: AtomicU64,
+    /// Directories listed again because their mtime changed.
+    pub dirs_listed: AtomicU64,
+    /// Order files looked at by the paced pass.
+    pub files_checked: AtomicU64,
 }
 
 /// Upper bounds of the round start lateness histogram, seconds.
@@ -87,10 +94,19 @@ struct Snapshot {
     initial_scan_ms: u64,
     rounds: u64,
     rounds_abandoned: u64,
+    rounds_skipped: u64,
+    rescans: u64,
+    dirs_listed: u64,
+    files_checked: u64,
     round_starts: u64,
     round_start_late_ms_sum: f64,
     round_start_late_ms_avg: f64,
     round_start_late_ms_max: f64,
+    /// Upper bounds (s) of `round_start_late_buckets`, whose last count is
+    /// of later starts.
+    round_start_late_bounds_s: &'static [f64],
+    /// Round starts by lateness (not cumulative).
+    round_start_late_buckets: Vec<u64>,
     icmp: IcmpSnapshot,
     store: StoreSnapshot,
     line_protocol: Vec<SinkSnapshot>,
@@ -190,10 +206,16 @@ pub fn snapshot(
         initial_scan_ms: get(&jobs.initial_scan_ms),
         rounds: get(&jobs.rounds),
         rounds_abandoned: get(&jobs.rounds_abandoned),
+        rounds_skipped: get(&jobs.rounds_skipped),
+        rescans: get(&jobs.rescans),
+        dirs_listed: get(&jobs.dirs_listed),
+        files_checked: get(&jobs.files_checked),
         round_starts: get(&jobs.starts),
         round_start_late_ms_sum: get(&jobs.start_late_us_sum) as f64 / 1000.0,
         round_start_late_ms_avg: get(&jobs.start_late_us_sum) as f64 / starts as f64 / 1000.0,
         round_start_late_ms_max: get(&jobs.start_late_us_max) as f64 / 1000.0,
+        round_start_late_bounds_s: &LATENESS_BUCKETS_S,
+        round_start_late_buckets: jobs.start_late_buckets.iter().map(get).collect(),
         icmp: {
             let e = icmp.stats();
             IcmpSnapshot {

@@ -73,6 +73,10 @@ enum Cmd {
         /// cheapest per ping), or jobs of 1000 as the original ran it.
         #[arg(long, value_enum, default_value_t = FpingMode::Single)]
         fping_mode: FpingMode,
+        /// After the window, write this many new orders (5 ms apart) while
+        /// the others run, and print their pickup latency.
+        #[arg(long, default_value_t = 0)]
+        pickup: usize,
     },
     /// Cost of Prometheus metrics: N orders run twice for the same window,
     /// without `--listen`, then with it and a scrape of /metrics every
@@ -397,6 +401,8 @@ struct Load {
     interval: Option<u32>,
     steps: u32,
     rrd: bool,
+    /// New orders written after the window (pickup latency); 0: none.
+    pickup: usize,
 }
 
 /// The figures of one measured daemon run.
@@ -427,6 +433,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         interval,
         steps,
         rrd,
+        pickup,
     } = load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
@@ -459,6 +466,18 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         .and_then(|v| v.split_whitespace().next())
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
+    // The writers create the output directories after the scan (every
+    // order's before its first round ends).
+    let mut dirs_after = f64::NAN;
+    wait(Duration::from_secs(u64::from(step) + 600), || {
+        let ready = d
+            .stats()
+            .is_some_and(|s| n(&s, &["store", "prepared"]) >= orders as f64);
+        if ready {
+            dirs_after = started.elapsed().as_secs_f64();
+        }
+        ready
+    });
     // Steady state: wait until every job has finished its first round,
     // then measure exactly `steps` whole steps.
     let mut jobs = 0.0;
@@ -484,8 +503,16 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
     let s = d.stats().unwrap_or(Value::Null);
     let sent_start = n(&s0, &["icmp", "sent"]);
+    let pickups = if pickup > 0 {
+        Some(pickup_latency(&d, &base, orders, pickup, step, pings)?)
+    } else {
+        None
+    };
+    let (_, rss_kib) = {
+        let (_, rss) = d.cpu_rss();
+        (0, rss.max(rss_kib))
+    };
     let log = d.stop()?;
-    std::fs::remove_dir_all(&base).ok();
     let sent = n(&s, &["icmp", "sent"]);
     let received = n(&s, &["icmp", "received"]);
     // The counters are read while pings are in flight: `pending` of them
@@ -497,9 +524,13 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     let sent_window = sent - sent_start;
     println!("--- pingmachine ({} targets, {} jobs) ---", orders, jobs);
     println!(
-        "time to all orders scheduled     {:>10.2} s (daemon clock; {:.2} s from process start until the output directories also exist)",
+        "time to all orders scheduled     {:>10.2} s (daemon clock; seen {:.2} s after process start)",
         scan_ms / 1000.0,
         scheduled_after
+    );
+    println!(
+        "output directories ready         {:>10.2} s after process start",
+        dirs_after
     );
     println!(
         "measured window                  {:>10.1} s ({steps} whole steps after every job's first round)",
@@ -549,9 +580,10 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         rss_kib as f64 / 1024.0
     );
     println!(
-        "rounds                           {:>10.0} (abandoned {})",
+        "rounds                           {:>10.0} (abandoned {}, skipped as too late to end in time {}; since start-up)",
         n(&s, &["rounds"]),
-        n(&s, &["rounds_abandoned"])
+        n(&s, &["rounds_abandoned"]),
+        n(&s, &["rounds_skipped"])
     );
     let window_starts = n(&s, &["round_starts"]) - n(&s0, &["round_starts"]);
     let window_late_avg = if window_starts > 0.0 {
@@ -564,6 +596,20 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         window_late_avg,
         n(&s, &["round_start_late_ms_avg"]),
         n(&s, &["round_start_late_ms_max"])
+    );
+    let (p50, p99) = (
+        window_late_quantile(&s0, &s, 0.5),
+        window_late_quantile(&s0, &s, 0.99),
+    );
+    println!(
+        "round start lateness quantiles   {:>10} p50, {} p99 in the window (histogram bucket upper bounds)",
+        p50, p99
+    );
+    println!(
+        "registry safety net              {:>10.0} order files looked at by the paced pass in the window, {} directories listed again, {} full rescans since start-up",
+        n(&s, &["files_checked"]) - n(&s0, &["files_checked"]),
+        n(&s, &["dirs_listed"]) - n(&s0, &["dirs_listed"]),
+        n(&s, &["rescans"])
     );
     println!(
         "RRD updates                      {:>10.0} ({:.1}/s), last_result files {}",
@@ -592,6 +638,10 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     for w in warnings.iter().take(5) {
         println!("  {w}");
     }
+    if let Some(lat) = &pickups {
+        print_pickup(lat, pickup, orders);
+    }
+    std::fs::remove_dir_all(&base).ok();
     Ok(Figures {
         sent_rate: sent_window / window,
         asked_rate,
@@ -1173,24 +1223,43 @@ fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
         d.stop()?;
         bail!("daemon never finished its initial scan");
     }
+    let lat = pickup_latency(&d, &base, running, new, 60, 20)?;
+    d.stop()?;
+    print_pickup(&lat, new, running);
+    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+/// Writes `new` orders into `orders/new/` (each renamed into place, 5 ms
+/// apart) while `running` others run, and returns the latency from each
+/// rename to the daemon's "order started" log line, ms, sorted (orders
+/// not seen within 60 s are missing).
+fn pickup_latency(
+    d: &Daemon,
+    base: &Path,
+    running: usize,
+    new: usize,
+    step: u32,
+    pings: u32,
+) -> anyhow::Result<Vec<f64>> {
     let dir = base.join("orders/new");
     std::fs::create_dir_all(&dir)?;
     std::thread::sleep(Duration::from_secs(1));
-    let mut written = Vec::with_capacity(new);
+    let mut written = std::collections::HashMap::with_capacity(new);
     for i in 0..new {
         let tmp = dir.join(format!(".n{i:05}.tmp"));
-        std::fs::write(&tmp, order(running + i, 60, 20, None, false))?;
+        std::fs::write(&tmp, order(running + i, step, pings, None, false))?;
         let final_path = dir.join(format!("n{i:05}"));
         std::fs::rename(&tmp, &final_path)?;
         let at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
-        written.push((format!("new/n{i:05}"), at));
+        written.insert(format!("new/n{i:05}"), at);
         std::thread::sleep(Duration::from_millis(5));
     }
-    let all = wait(Duration::from_secs(60), || {
-        let log = std::fs::read_to_string(&d.log).unwrap_or_default();
-        log.matches("order started order=new/").count() >= new
+    let started = |log: &str| log.matches("order started order=new/").count();
+    wait(Duration::from_secs(60), || {
+        started(&std::fs::read_to_string(&d.log).unwrap_or_default()) >= new
     });
-    let log = d.stop()?;
+    let log = std::fs::read_to_string(&d.log).unwrap_or_default();
     let mut lat: Vec<f64> = Vec::new();
     for line in log
         .lines()
@@ -1202,24 +1271,65 @@ fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
             .nth(1)
             .and_then(|r| r.split_whitespace().next());
         if let (Some(ts), Some(id)) = (ts, id) {
-            if let Some((_, at)) = written.iter().find(|(w, _)| w == id) {
+            if let Some(at) = written.get(id) {
                 lat.push((ts - at) as f64 / 1000.0);
             }
         }
     }
     lat.sort_by(f64::total_cmp);
+    Ok(lat)
+}
+
+fn print_pickup(lat: &[f64], new: usize, running: usize) {
     let pct = |p: f64| {
         lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
             .copied()
             .unwrap_or(f64::NAN)
     };
-    println!("--- pickup latency: {new} new orders while {running} run (all seen: {all}) ---");
+    println!(
+        "--- pickup latency: {new} new orders while {running} run (all seen: {}) ---",
+        lat.len() >= new
+    );
     println!("orders measured                  {:>10}", lat.len());
     println!("p50                              {:>10.2} ms", pct(0.5));
     println!("p99                              {:>10.2} ms", pct(0.99));
     println!("max                              {:>10.2} ms", pct(1.0));
-    std::fs::remove_dir_all(&base).ok();
-    Ok(())
+}
+
+/// The `q` quantile of round start lateness between two stats snapshots,
+/// as the upper bound of its histogram bucket ("> 5 s" beyond the last).
+fn window_late_quantile(s0: &Value, s: &Value, q: f64) -> String {
+    let counts = |v: &Value| -> Vec<f64> {
+        v["round_start_late_buckets"]
+            .as_array()
+            .map(|a| a.iter().map(|x| x.as_f64().unwrap_or(0.0)).collect())
+            .unwrap_or_default()
+    };
+    let bounds: Vec<f64> = s["round_start_late_bounds_s"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    let (a, b) = (counts(s0), counts(s));
+    let delta: Vec<f64> = b
+        .iter()
+        .enumerate()
+        .map(|(i, x)| x - a.get(i).copied().unwrap_or(0.0))
+        .collect();
+    let total: f64 = delta.iter().sum();
+    if total <= 0.0 {
+        return "-".into();
+    }
+    let mut seen = 0.0;
+    for (i, c) in delta.iter().enumerate() {
+        seen += c;
+        if seen >= q * total {
+            return match bounds.get(i) {
+                Some(le) => format!("<= {:.1} ms", le * 1000.0),
+                None => format!("> {:.0} ms", bounds.last().copied().unwrap_or(0.0) * 1000.0),
+            };
+        }
+    }
+    "-".into()
 }
 
 fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Result<()> {
@@ -1415,6 +1525,7 @@ fn main() -> anyhow::Result<()> {
             rrd,
             fping,
             fping_mode,
+            pickup,
         } => run(
             &cli,
             Load {
@@ -1424,6 +1535,7 @@ fn main() -> anyhow::Result<()> {
                 interval: *interval,
                 steps: *steps,
                 rrd: *rrd,
+                pickup: *pickup,
             },
             fping.then_some(*fping_mode),
         ),
@@ -1458,6 +1570,7 @@ fn main() -> anyhow::Result<()> {
                 interval: Some(*interval),
                 steps: *steps,
                 rrd: false,
+                pickup: 0,
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),

@@ -311,8 +311,13 @@ async fn daemon(
         Writers::start_supervised(base, usize::from(opts.writers), &sup, rrdcached.clone())
             .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
+    let t = std::time::Instant::now();
     let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
         .with_context(|| format!("cannot watch {}", base.orders.display()))?;
+    debug!(
+        elapsed_ms = t.elapsed().as_millis() as u64,
+        "file watcher started"
+    );
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();

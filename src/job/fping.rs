@@ -84,7 +84,7 @@ pub(super) async fn round<'m>(
             }
         }
     };
-    let mut out = fan_out(members, &addrs, &targets, &rtts, key.pings);
+    let mut out = fan_out(members, &addrs, &targets, rtts, key.pings);
     // Pings to a target that could not be sent, for each of its orders.
     let index: HashMap<IpAddr, usize> = targets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
     for (r, addr) in out.iter_mut().zip(&addrs) {
@@ -104,21 +104,38 @@ fn fan_out<'m>(
     members: &'m [Member],
     addrs: &[Option<IpAddr>],
     targets: &[IpAddr],
-    rtts: &[Vec<Option<Duration>>],
+    mut rtts: Vec<Vec<Option<Duration>>>,
     pings: u32,
 ) -> Vec<MemberResult<'m>> {
     let pings = pings as usize;
     let index: HashMap<IpAddr, usize> = targets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
+    // A series is moved to the last member that takes it, copied for the
+    // others: one copy of a round's results in memory, not two.
+    let mut takers = vec![0u32; rtts.len()];
+    let slot = |addr: &Option<IpAddr>| {
+        addr.and_then(|a| index.get(&a).copied())
+            .filter(|&i| rtts.get(i).is_some_and(|v| v.len() == pings))
+    };
+    let slots: Vec<Option<usize>> = addrs.iter().map(slot).collect();
+    for i in slots.iter().flatten() {
+        takers[*i] += 1;
+    }
     members
         .iter()
         .zip(addrs)
-        .map(|(member, addr)| {
-            let values = addr
-                .and_then(|a| index.get(&a))
-                .and_then(|&i| rtts.get(i))
-                .filter(|v| v.len() == pings)
-                .cloned()
-                .unwrap_or_else(|| vec![None; pings]);
+        .zip(slots)
+        .map(|((member, addr), slot)| {
+            let values = match slot {
+                Some(i) => {
+                    takers[i] -= 1;
+                    if takers[i] == 0 {
+                        std::mem::take(&mut rtts[i])
+                    } else {
+                        rtts[i].clone()
+                    }
+                }
+                None => vec![None; pings],
+            };
             let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
             (member, shown, RoundOutcome { rtts: values }, 0)
         })
@@ -168,7 +185,7 @@ mod tests {
         let targets = vec!["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
         let ms = |x| Some(Duration::from_millis(x));
         let rtts = vec![vec![ms(5), None], vec![ms(2), ms(1)]];
-        let out = fan_out(&members, &addrs, &targets, &rtts, 2);
+        let out = fan_out(&members, &addrs, &targets, rtts, 2);
         assert_eq!(out.len(), 4);
         let s = |i: usize| crate::result::Summary::of(&out[i].2);
         assert_eq!(out[0].2, out[1].2, "a and b share one series");
@@ -185,14 +202,14 @@ mod tests {
     fn fan_out_treats_missing_series_as_lost() {
         let members = vec![member("a", "127.0.0.1")];
         let addrs = vec![Some("127.0.0.1".parse().unwrap())];
-        let out = fan_out(&members, &addrs, &[], &[], 2);
+        let out = fan_out(&members, &addrs, &[], Vec::new(), 2);
         assert_eq!(out[0].2.rtts, vec![None, None]);
         // a series of the wrong length is not trusted either
         let out = fan_out(
             &members,
             &addrs,
             &["127.0.0.1".parse().unwrap()],
-            &[vec![None]],
+            vec![vec![None]],
             2,
         );
         assert_eq!(out[0].2.rtts, vec![None, None]);

@@ -154,6 +154,7 @@ pub async fn run_job(mut ctx: JobCtx) {
     let step_ms = i64::from(step) * 1000;
     let mut start_ms = schedule::next_round_start_ms(unix_ms(), step, ctx.offset_ms);
     debug!(job = %ctx.name, offset_ms = ctx.offset_ms, first_round = start_ms, "job started");
+    let mut skipped_before = false;
     loop {
         tokio::select! {
             () = tokio::time::sleep_until(instant_at(start_ms).into()) => {}
@@ -174,7 +175,26 @@ pub async fn run_job(mut ctx: JobCtx) {
                     .collect(),
             )
         };
-        if !members.is_empty() {
+        // A round that cannot end before the next one starts is not begun
+        // (it would be abandoned there): the job waits for the next start.
+        let planned_ms = planned_round_ms(&ctx.key, members.len());
+        let now_ms = unix_ms();
+        if !members.is_empty() && planned_ms.is_some_and(|p| now_ms + p as i64 > next_ms) {
+            ctx.deps
+                .stats
+                .rounds_skipped
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !skipped_before {
+                skipped_before = true;
+                warn!(
+                    job = %ctx.name,
+                    orders = members.len(),
+                    late_ms = now_ms - start_ms,
+                    round_ms = planned_ms.unwrap_or(0),
+                    "round skipped: started too late to end before the next one (said once per job; later skips are counted in rounds_skipped)"
+                );
+            }
+        } else if !members.is_empty() {
             // Probes that are not ICMP stop just before the next round, so
             // their partial results are still stored.
             let deadline = instant_at(next_ms - schedule::ROUND_STOP_MARGIN_MS);
@@ -215,6 +235,25 @@ pub async fn run_job(mut ctx: JobCtx) {
         } else {
             next_ms
         };
+    }
+}
+
+/// How long a round of `members` orders of this job lasts, when that is
+/// known in advance: an ICMP round sends `pings` waves `interval` apart, a
+/// wave's sends [`schedule::FPING_SPACING`] apart, and waits the reply
+/// timeout after the last. The other probes are cut short just before the
+/// next round, so they never run into it (`None`).
+pub fn planned_round_ms(key: &JobKey, members: usize) -> Option<u64> {
+    match key {
+        JobKey::Fping(k) => {
+            let interval = schedule::job_interval_ms(k.step, k.pings, members, k.interval_ms);
+            let spacing = schedule::FPING_SPACING.as_millis() as u64;
+            Some(
+                schedule::series_round_ms(k.pings, interval as u32, schedule::FPING_TIMEOUT_MS)
+                    + members.saturating_sub(1) as u64 * spacing,
+            )
+        }
+        JobKey::Other(_) => None,
     }
 }
 
@@ -349,6 +388,29 @@ mod tests {
                 .unwrap()
                 .order,
         )
+    }
+
+    #[test]
+    fn planned_round_lengths() {
+        let fping = |yaml: &str| key(yaml);
+        // SPEC A5: 1000 targets, step 300, 20 pings: interval 11,800 ms;
+        // 19 intervals, 999 ms of spacing in the last wave, 3 s timeout.
+        let k = fping("user: u\nstep: 300\npings: 20\nprobe: fping\nfping: {host: 127.0.0.1}\n");
+        assert_eq!(planned_round_ms(&k, 1000), Some(19 * 11_800 + 999 + 3000));
+        assert_eq!(planned_round_ms(&k, 1), Some(19 * 11_849 + 3000));
+        // Every round the interval formula allows ends within its step.
+        let k = fping("user: u\nstep: 60\npings: 20\nprobe: fping\nfping: {host: 127.0.0.1}\n");
+        assert!(planned_round_ms(&k, 1000).unwrap() < 60_000);
+        let k = fping(
+            "user: u\nstep: 10\npings: 4\nprobe: fping\nfping: {host: 127.0.0.1, interval: 1000}\n",
+        );
+        assert_eq!(planned_round_ms(&k, 1), Some(3 * 1000 + 3000));
+        let tcp = key("user: u\nstep: 60\npings: 5\nprobe: tcp\ntcp: {host: 127.0.0.1, port: 1}\n");
+        assert_eq!(
+            planned_round_ms(&tcp, 10),
+            None,
+            "cut short at the deadline instead"
+        );
     }
 
     #[test]

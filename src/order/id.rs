@@ -50,8 +50,11 @@ pub enum IdError {
 /// Valid by construction: no empty, `.` or `..` components, no absolute path,
 /// no control characters, no hidden or temporary file names (those are for
 /// clients writing a file before renaming it into place).
+///
+/// Shared, not copied: the registry, the job and the writer hold the same
+/// text (one allocation per order).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OrderId(String);
+pub struct OrderId(std::sync::Arc<str>);
 
 impl OrderId {
     /// The id of the file at `path` below `orders_dir`, or why it has none.
@@ -99,7 +102,7 @@ impl OrderId {
                 return Err(IdError::Ignored(s.to_owned()));
             }
         }
-        Ok(OrderId(s.to_owned()))
+        Ok(OrderId(std::sync::Arc::from(s)))
     }
 
     /// The id as text.

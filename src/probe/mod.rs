@@ -83,6 +83,37 @@ pub trait Probe: Sized {
     }
 }
 
+/// A large spec is kept behind a box, so that every order's [`ProbeSpec`]
+/// stays the size of the small ones.
+impl<T: Probe + Sync> Probe for Box<T> {
+    fn parse(section: &Section<'_>, step: u32, pings: u32) -> Result<Self, OrderError> {
+        T::parse(section, step, pings).map(Box::new)
+    }
+
+    fn target(&self) -> String {
+        (**self).target()
+    }
+
+    fn label_host(&self) -> String {
+        (**self).label_host()
+    }
+
+    fn source(&self) -> Option<IpAddr> {
+        (**self).source()
+    }
+
+    fn host(&self) -> Option<(&Host, bool)> {
+        (**self).host()
+    }
+
+    fn round<'a>(
+        &'a self,
+        cx: &'a RoundCx<'a>,
+    ) -> impl Future<Output = Option<Probed>> + Send + 'a {
+        (**self).round(cx)
+    }
+}
+
 /// What one order's round measured: the address or target probed (for
 /// logs) and its RTTs in send order (`None` = lost).
 pub type Probed = (String, Vec<Option<Duration>>);
@@ -295,11 +326,11 @@ probe_kinds! {
     /// ICMP echo, like `fping` (probed natively).
     Fping(FpingSpec) = "fping",
     /// HTTP(S) request round trips, like `httping`.
-    Httping(HttpingSpec) = "httping",
+    Httping(Box<HttpingSpec>) = "httping",
     /// SCION SCMP echo (`sping`), through an external command.
-    Sping(ScionSpec) = "sping",
+    Sping(Box<ScionSpec>) = "sping",
     /// SCION ping-pong (`pping`), through an external command.
-    Pping(ScionSpec) = "pping",
+    Pping(Box<ScionSpec>) = "pping",
     /// TCP connect to an SSH server, checking its banner.
     Ssh(SshSpec) = "ssh",
     /// TCP connect time.

@@ -128,7 +128,13 @@ impl<L: Launcher> JobPool<L> {
     pub fn place(&mut self, key: JobKey, member: Member) -> Slot {
         let id = member.order.id.clone();
         let jobs = self.jobs.entry(key.clone()).or_default();
-        if let Some(j) = jobs.iter_mut().find(|j| j.members.len() < j.capacity) {
+        // The newest job first: while many orders arrive (the first scan)
+        // it is the one with room, and the others need not be looked at.
+        let room = match jobs.last() {
+            Some(j) if j.members.len() < j.capacity => Some(jobs.len() - 1),
+            _ => jobs.iter().position(|j| j.members.len() < j.capacity),
+        };
+        if let Some(j) = room.map(|i| &mut jobs[i]) {
             j.members.insert(id, member);
             j.dirty = true;
             return Slot { key, job: j.id };

@@ -36,8 +36,18 @@ use crate::watch::{OrderWatcher, WatchEvent};
 pub use jobs::{JobPool, Launcher, Slot, Spawner};
 use scan::{Found, Stamp, MAX_DEPTH};
 
-/// Interval of the safety-net full rescan (SPEC B2).
+/// Interval of the safety-net check of directory mtimes (SPEC B2): an
+/// order file added or removed without a hint is seen within this.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
+/// Order files the paced pass looks at per second, at most: a full pass
+/// over N files takes `max(RESCAN_INTERVAL, N / PACE_RATE)` seconds, the
+/// bound within which a change with no hint (an in-place rewrite the
+/// watcher missed, an expiry) is seen.
+pub const PACE_RATE: usize = 10_000;
+/// How long queued store commands are still handed over at shutdown.
+const FORWARD_GRACE: Duration = Duration::from_secs(5);
+/// How often the paced pass takes its next slice.
+const PACE_TICK: Duration = Duration::from_secs(1);
 /// A file that fails to parse and was modified this recently is retried
 /// rather than reported: its writer may not be done yet.
 pub const HALF_WRITTEN_GRACE: Duration = Duration::from_secs(5);
@@ -46,12 +56,55 @@ pub const HALF_WRITTEN_GRACE: Duration = Duration::from_secs(5);
 /// it watches it, so a file created in between raises no event of its own.
 const NEW_DIR_REWALKS: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(5)];
 
+/// Order files looked at together by [`Registry::load_many`] before the
+/// batch is applied.
+const LOOK_BATCH: usize = 8192;
+
+/// Threads that look at order files in a full scan. More than the cores:
+/// on a cold page cache each file read waits for the disk, and many reads
+/// in flight at once are what makes a first scan fast.
+fn look_threads() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get() * 8)
+        .clamp(2, 32)
+}
+
+/// Which orders have a `telegraf/<id>` sidecar.
+#[derive(Debug)]
+enum Sidecars {
+    /// Not known: stat `telegraf/<id>` for each order.
+    Stat,
+    /// The ids found by a walk of `telegraf/` just before: others have none.
+    Known(HashSet<OrderId>),
+}
+
+/// What looking at one order file found ([`Looker::look`]).
+#[derive(Debug)]
+enum Look {
+    /// No such file (or a directory).
+    Gone,
+    /// Cannot be an order file (not regular, a symlink out of `orders/`, ...).
+    Unusable(OrderError),
+    /// Not refreshed for longer than `--max-age`, by this much.
+    Expired(Duration),
+    /// Same file as last time (or already known invalid, or being retried).
+    Unchanged,
+    /// Read and parsed, with its sidecar merged where it has one.
+    Read {
+        stamp: Stamp,
+        sidecar: Option<Stamp>,
+        #[allow(clippy::type_complexity)]
+        parsed: Box<Result<(order::Parsed, Option<order::SidecarMerge>), OrderError>>,
+    },
+}
+
 #[derive(Debug)]
 struct Entry {
     order: Arc<Order>,
     stamp: Stamp,
-    sidecar: Option<Stamp>,
-    job: Slot,
+    sidecar: Option<Box<Stamp>>,
+    /// The id of its job (whose key is the order's [`JobKey`]).
+    job: u64,
 }
 
 /// Counts for logs and tests.
@@ -87,13 +140,27 @@ pub struct Registry<L = Spawner> {
     max_age: Duration,
     /// Paths already reported as unusable names.
     bad_names: HashSet<PathBuf>,
+    /// Ids with files in `rejected/` (read at each full scan): only these
+    /// are cleared when their order turns valid.
+    rejected: HashSet<OrderId>,
     /// Orders whose sidecar overrides their own line-protocol settings
     /// (logged once).
     sidecar_wins: HashSet<OrderId>,
     /// False during the first scan (quieter logging).
     initial_scan_done: bool,
-    /// Interval of the safety-net rescan.
+    /// Interval of the safety-net directory check.
     rescan_interval: Duration,
+    /// Every directory below `orders/` and `telegraf/`, as last listed.
+    dirs: HashMap<PathBuf, scan::DirSeen>,
+    /// Ids with a file below `telegraf/`, as of the last listing there.
+    sidecar_ids: HashSet<OrderId>,
+    /// The paced pass: ids to look at, and how far it got.
+    pass: Vec<OrderId>,
+    pass_pos: usize,
+    /// When directory mtimes were last checked.
+    dirs_checked: Instant,
+    /// To the task that hands store commands to the writers (while `run`).
+    forward: Option<mpsc::UnboundedSender<StoreCmd>>,
 }
 
 impl<L: Launcher> Registry<L> {
@@ -124,9 +191,16 @@ impl<L: Launcher> Registry<L> {
             pending_store: Vec::new(),
             max_age,
             bad_names: HashSet::new(),
+            rejected: HashSet::new(),
             sidecar_wins: HashSet::new(),
             initial_scan_done: false,
             rescan_interval: RESCAN_INTERVAL,
+            dirs: HashMap::new(),
+            sidecar_ids: HashSet::new(),
+            pass: Vec::new(),
+            pass_pos: 0,
+            dirs_checked: Instant::now(),
+            forward: None,
         }
     }
 
@@ -148,14 +222,15 @@ impl<L: Launcher> Registry<L> {
     /// Runs until cancelled: initial scan, then hints, retries and rescans.
     pub async fn run(mut self, mut rx: mpsc::Receiver<WatchEvent>, watcher: OrderWatcher) {
         let started = Instant::now();
-        tokio::task::block_in_place(|| {
-            self.full_rescan();
-            self.archive_orphans();
-        });
+        let forwarder = self.start_forwarder();
+        tokio::task::block_in_place(|| self.full_rescan());
         // Every order is scheduled once its job has it; the writers create
-        // the output directories meanwhile (before any first round).
+        // the output directories meanwhile (before its first round ends).
         self.publish();
         let scheduled_ms = (started.elapsed().as_millis() as u64).max(1);
+        self.flush().await;
+        // Output of orders that are gone is archived once everything runs.
+        tokio::task::block_in_place(|| self.archive_orphans());
         self.flush().await;
         self.initial_scan_done = true;
         let c = self.counts();
@@ -167,14 +242,11 @@ impl<L: Launcher> Registry<L> {
             invalid = c.invalid,
             jobs = c.jobs,
             elapsed_ms = scheduled_ms,
-            with_output_dirs_ms = started.elapsed().as_millis() as u64,
             "initial scan done; all orders scheduled"
         );
-        let mut rescan = tokio::time::interval_at(
-            tokio::time::Instant::now() + self.rescan_interval,
-            self.rescan_interval,
-        );
-        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut pace = tokio::time::interval_at(tokio::time::Instant::now() + PACE_TICK, PACE_TICK);
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.dirs_checked = Instant::now();
         loop {
             // Nothing ticks while nothing is due: the next retry of a
             // half-written file or re-walk of a new directory, if any.
@@ -189,7 +261,7 @@ impl<L: Launcher> Registry<L> {
                     }
                     tokio::task::block_in_place(|| self.handle_batch(batch));
                 }
-                _ = rescan.tick() => tokio::task::block_in_place(|| self.full_rescan()),
+                _ = pace.tick() => tokio::task::block_in_place(|| self.pace_tick()),
                 () = watcher.overflowed() => {
                     if watcher.take_overflow() {
                         self.stats.watcher_overflows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -205,6 +277,19 @@ impl<L: Launcher> Registry<L> {
             self.flush().await;
         }
         self.pool.stop_all();
+        // What is still queued is handed over for a while; the rest is done
+        // at the next start (orphaned output is archived, orders prepared).
+        self.forward = None;
+        let abort = forwarder.abort_handle();
+        if tokio::time::timeout(FORWARD_GRACE, forwarder)
+            .await
+            .is_err()
+        {
+            abort.abort();
+            warn!(
+                "store commands still queued at shutdown were dropped; the next start catches up"
+            );
+        }
     }
 
     fn handle_batch(&mut self, batch: Vec<WatchEvent>) {
@@ -226,12 +311,39 @@ impl<L: Launcher> Registry<L> {
         }
     }
 
-    /// Publishes changed job memberships and sends queued store commands.
+    /// Publishes changed job memberships and sends queued store commands:
+    /// through the forwarder when it runs (the registry never waits for the
+    /// writers, so hints are handled while a million output directories are
+    /// being created), else here.
     async fn flush(&mut self) {
         self.publish();
-        for cmd in std::mem::take(&mut self.pending_store) {
-            self.store.send(cmd).await;
+        let cmds = std::mem::take(&mut self.pending_store);
+        match &self.forward {
+            Some(tx) => {
+                for cmd in cmds {
+                    // Only fails once the forwarder is gone (shutting down).
+                    let _ = tx.send(cmd);
+                }
+            }
+            None => {
+                for cmd in cmds {
+                    self.store.send(cmd).await;
+                }
+            }
         }
+    }
+
+    /// Starts the task that hands store commands to the writers in the
+    /// order the registry queued them.
+    fn start_forwarder(&mut self) -> tokio::task::JoinHandle<()> {
+        let (tx, mut rx) = mpsc::unbounded_channel::<StoreCmd>();
+        self.forward = Some(tx);
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                store.send(cmd).await;
+            }
+        })
     }
 
     /// Publishes changed job memberships: from here on the jobs run the
@@ -255,11 +367,27 @@ impl<L: Launcher> Registry<L> {
         self.stats
             .rescans
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.rejected = rejected::ids(&self.base);
+        let (sidecar_ids, telegraf_dirs) = scan::sidecar_ids(&self.base.telegraf);
+        self.dirs.clear();
+        self.dirs.extend(telegraf_dirs);
+        let sidecars = Sidecars::Known(sidecar_ids);
+        let t = Instant::now();
         let found = self.walk(&self.base.orders.clone());
+        let walk_ms = t.elapsed().as_millis() as u64;
+        let files = found.len();
         let present: HashSet<OrderId> = found.iter().map(|(id, _)| id.clone()).collect();
-        for (id, path) in found {
-            self.load(&id, &path, false);
-        }
+        self.load_many(found, false, &sidecars);
+        debug!(
+            files,
+            walk_ms,
+            load_ms = t.elapsed().as_millis() as u64 - walk_ms,
+            "looked at every order file"
+        );
+        let Sidecars::Known(ids) = sidecars else {
+            unreachable!()
+        };
+        self.sidecar_ids = ids;
         let gone: Vec<OrderId> = self
             .orders
             .keys()
@@ -277,12 +405,21 @@ impl<L: Launcher> Registry<L> {
     /// Collects `(id, path)` of every candidate order file below `dir`,
     /// reporting what cannot be scanned.
     fn walk(&mut self, dir: &Path) -> Vec<(OrderId, PathBuf)> {
+        let found = scan::walk_orders(&self.base.orders, dir);
+        self.found(found)
+    }
+
+    /// Remembers the directories of a walk or listing and reports what
+    /// cannot be scanned; returns its order files.
+    fn found(&mut self, found: Found) -> Vec<(OrderId, PathBuf)> {
         let Found {
+            dirs,
             orders,
             bad_names,
             too_deep,
             unreadable,
-        } = scan::walk_orders(&self.base.orders, dir);
+        } = found;
+        self.dirs.extend(dirs);
         for (path, why) in bad_names {
             self.warn_bad_name(&path, &why);
         }
@@ -293,6 +430,174 @@ impl<L: Launcher> Registry<L> {
             warn!(dir = %dir.display(), error = %e, "cannot read directory");
         }
         orders
+    }
+
+    /// The safety net, a little at a time (SPEC B2): every
+    /// `rescan_interval` the mtime of every directory below `orders/` and
+    /// `telegraf/` is checked, and a directory that changed is listed again
+    /// (files added or removed); every tick, the next slice of the paced
+    /// pass looks at known order files (in-place rewrites, expiry).
+    pub fn pace_tick(&mut self) {
+        if self.dirs_checked.elapsed() >= self.rescan_interval {
+            self.dirs_checked = Instant::now();
+            self.check_dirs();
+        }
+        self.pace_slice();
+    }
+
+    /// Looks at the next slice of the paced pass: all known order files
+    /// once per `max(rescan_interval, N / PACE_RATE)`.
+    fn pace_slice(&mut self) {
+        if self.pass_pos >= self.pass.len() {
+            self.pass = self
+                .orders
+                .keys()
+                .chain(self.invalid.keys())
+                .cloned()
+                .collect();
+            self.pass_pos = 0;
+            if self.pass.is_empty() {
+                return;
+            }
+        }
+        let n = self.pass.len();
+        let period_s = (self.rescan_interval.as_secs_f64()).max(n as f64 / PACE_RATE as f64);
+        let slice = ((n as f64 * PACE_TICK.as_secs_f64() / period_s).ceil() as usize).max(1);
+        let end = (self.pass_pos + slice).min(n);
+        let files: Vec<(OrderId, PathBuf)> = self.pass[self.pass_pos..end]
+            .iter()
+            .map(|id| (id.clone(), id.under(&self.base.orders)))
+            .collect();
+        self.pass_pos = end;
+        self.stats
+            .files_checked
+            .fetch_add(files.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let sidecars = Sidecars::Known(std::mem::take(&mut self.sidecar_ids));
+        self.load_many(files, false, &sidecars);
+        let Sidecars::Known(ids) = sidecars else {
+            unreachable!()
+        };
+        self.sidecar_ids = ids;
+    }
+
+    /// Lists again every directory whose mtime changed since its listing
+    /// (or that is gone); see [`Registry::pace_tick`].
+    pub fn check_dirs(&mut self) {
+        let mut changed = Vec::new();
+        let mut gone = Vec::new();
+        for (dir, seen) in &self.dirs {
+            match std::fs::symlink_metadata(dir) {
+                Ok(md) if md.is_dir() => {
+                    if seen.changed(&md) {
+                        changed.push(dir.clone());
+                    }
+                }
+                _ => gone.push(dir.clone()),
+            }
+        }
+        let mut telegraf_changed = false;
+        for dir in gone {
+            self.dirs.retain(|d, _| !d.starts_with(&dir));
+            if dir.starts_with(&self.base.telegraf) {
+                telegraf_changed = true;
+            } else {
+                self.handle_path(&dir);
+            }
+        }
+        changed.sort();
+        for dir in changed {
+            self.stats
+                .dirs_listed
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if dir.starts_with(&self.base.telegraf) {
+                telegraf_changed = true;
+            } else if self.dirs.contains_key(&dir) {
+                self.relist(&dir);
+            }
+        }
+        if telegraf_changed {
+            self.relist_sidecars();
+        }
+    }
+
+    /// Lists one directory below `orders/` again: its new files are loaded,
+    /// orders whose file left it stop, and new subdirectories are walked.
+    fn relist(&mut self, dir: &Path) {
+        let found = scan::list_orders(&self.base.orders, dir);
+        let subdirs: Vec<PathBuf> = found
+            .dirs
+            .iter()
+            .filter(|(d, _)| d != dir && !self.dirs.contains_key(d))
+            .map(|(d, _)| d.clone())
+            .collect();
+        // Known subdirectories keep what their own listing found.
+        let own = found
+            .dirs
+            .iter()
+            .find(|(d, _)| d == dir)
+            .map(|(_, seen)| *seen);
+        let files = self.found(Found {
+            dirs: own
+                .map(|seen| (dir.to_path_buf(), seen))
+                .into_iter()
+                .collect(),
+            ..found
+        });
+        let names: HashSet<&OrderId> = files.iter().map(|(id, _)| id).collect();
+        let in_dir =
+            |id: &OrderId| id.under(&self.base.orders).parent() == Some(dir) && !names.contains(id);
+        let gone: Vec<OrderId> = self
+            .orders
+            .keys()
+            .filter(|id| in_dir(id))
+            .cloned()
+            .collect();
+        let gone_invalid: Vec<OrderId> = self
+            .invalid
+            .keys()
+            .chain(self.retry.keys())
+            .filter(|id| in_dir(id))
+            .cloned()
+            .collect();
+        drop(names);
+        for id in gone {
+            info!(order = %id, "order file gone; order stopped");
+            self.deactivate(&id, true);
+        }
+        for id in gone_invalid {
+            self.invalid.remove(&id);
+            self.retry.remove(&id);
+        }
+        let new: Vec<(OrderId, PathBuf)> = files
+            .into_iter()
+            .filter(|(id, _)| {
+                !self.orders.contains_key(id)
+                    && !self.invalid.contains_key(id)
+                    && !self.retry.contains_key(id)
+            })
+            .collect();
+        self.load_many(new, false, &Sidecars::Stat);
+        for sub in subdirs {
+            self.walk_new_dir(&sub);
+        }
+    }
+
+    /// Lists `telegraf/` again; orders whose sidecar appeared or went away
+    /// are loaded again.
+    fn relist_sidecars(&mut self) {
+        let (ids, dirs) = scan::sidecar_ids(&self.base.telegraf);
+        self.dirs.retain(|d, _| !d.starts_with(&self.base.telegraf));
+        self.dirs.extend(dirs);
+        let flipped: Vec<OrderId> = ids
+            .symmetric_difference(&self.sidecar_ids)
+            .filter(|id| self.orders.contains_key(*id))
+            .cloned()
+            .collect();
+        self.sidecar_ids = ids;
+        for id in flipped {
+            let path = id.under(&self.base.orders);
+            self.load(&id, &path, true);
+        }
     }
 
     /// A file whose name cannot be an order id is left alone; say so once.
@@ -384,9 +689,8 @@ impl<L: Launcher> Registry<L> {
 
     /// Loads every order file below a new directory.
     fn walk_new_dir(&mut self, dir: &Path) {
-        for (id, p) in self.walk(dir) {
-            self.load(&id, &p, false);
-        }
+        let found = self.walk(dir);
+        self.load_many(found, false, &Sidecars::Stat);
     }
 
     /// When the next retry or re-walk is due, if any is waiting.
@@ -427,9 +731,66 @@ impl<L: Launcher> Registry<L> {
     /// Reads and validates the order `id` at `path` (unless unchanged and not
     /// `force`d), then activates, replaces or stops it.
     fn load(&mut self, id: &OrderId, path: &Path, force: bool) {
-        let md = match scan::order_metadata(path, &self.orders_canon) {
-            Ok(Some(md)) => md,
-            Ok(None) => {
+        let look = self.looker().look(id, path, force, &Sidecars::Stat);
+        self.apply(id, path, look);
+    }
+
+    /// Loads many order files: looked at by [`LOOK_THREADS`] threads in
+    /// batches (stat, read, parse: nothing is changed), each batch then
+    /// applied here in order. Bounded memory: one batch of parsed orders
+    /// at a time.
+    fn load_many(&mut self, files: Vec<(OrderId, PathBuf)>, force: bool, sidecars: &Sidecars) {
+        let threads = look_threads();
+        for batch in files.chunks(LOOK_BATCH) {
+            let looker = self.looker();
+            let looks: Vec<Look> = if threads < 2 || batch.len() < 64 {
+                batch
+                    .iter()
+                    .map(|(id, p)| looker.look(id, p, force, sidecars))
+                    .collect()
+            } else {
+                let per = batch.len().div_ceil(threads);
+                let this = &looker;
+                std::thread::scope(|sc| {
+                    let parts: Vec<_> = batch
+                        .chunks(per)
+                        .map(|part| {
+                            sc.spawn(move || {
+                                part.iter()
+                                    .map(|(id, p)| this.look(id, p, force, sidecars))
+                                    .collect::<Vec<Look>>()
+                            })
+                        })
+                        .collect();
+                    parts
+                        .into_iter()
+                        .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                        .collect()
+                })
+            };
+            for ((id, path), look) in batch.iter().zip(looks) {
+                self.apply(id, path, look);
+            }
+        }
+    }
+
+    /// The read-only view [`Looker::look`] needs.
+    fn looker(&self) -> Looker<'_> {
+        Looker {
+            base: &self.base,
+            orders_canon: &self.orders_canon,
+            max_age: self.max_age,
+            orders: &self.orders,
+            invalid: &self.invalid,
+            retry: &self.retry,
+        }
+    }
+
+    /// Acts on what [`Looker::look`] found.
+    fn apply(&mut self, id: &OrderId, path: &Path, look: Look) {
+        let (stamp, sidecar, parsed) = match look {
+            Look::Unchanged => return,
+            Look::Gone => {
                 if self.orders.contains_key(id) {
                     info!(order = %id, "order file removed; order stopped");
                     self.deactivate(id, true);
@@ -438,43 +799,33 @@ impl<L: Launcher> Registry<L> {
                 self.retry.remove(id);
                 return;
             }
-            Err(e) => {
+            Look::Unusable(e) => {
                 self.reject(id, Stamp::unknown(), e);
                 return;
             }
-        };
-        let stamp = Stamp::of(&md);
-        if let Some(age) = stamp.age() {
-            if age > self.max_age {
+            Look::Expired(age) => {
                 self.expire(id, path, age);
                 return;
             }
-        }
-        let sidecar = scan::sidecar_stamp(&self.base.telegraf, id);
-        if !force {
-            if let Some(e) = self.orders.get(id) {
-                if e.stamp == stamp && e.sidecar == sidecar {
-                    return;
-                }
-            }
-            if self.invalid.get(id) == Some(&stamp) || self.retry.contains_key(id) {
-                return;
-            }
-        }
-        let parsed = order::read_order_file(path, id);
+            Look::Read {
+                stamp,
+                sidecar,
+                parsed,
+            } => (stamp, sidecar, *parsed),
+        };
         match parsed {
-            Ok(mut p) => {
+            Ok((p, merged)) => {
                 for w in &p.warnings {
                     warn!(order = %id, "{w}");
                 }
-                let source = if sidecar.is_some() {
-                    let merged = order::merge_sidecar(&mut p.order, &self.base.telegraf);
-                    if let Some(e) = &merged.broken {
-                        warn!(order = %id, error = %e, "telegraf sidecar ignored");
+                let source = match merged {
+                    Some(merged) => {
+                        if let Some(e) = &merged.broken {
+                            warn!(order = %id, error = %e, "telegraf sidecar ignored");
+                        }
+                        merged.source
                     }
-                    merged.source
-                } else {
-                    order::MetaSource::Order
+                    None => order::MetaSource::Order,
                 };
                 if source != order::MetaSource::SidecarOverOrder {
                     self.sidecar_wins.remove(id);
@@ -483,7 +834,7 @@ impl<L: Launcher> Registry<L> {
                 }
                 self.invalid.remove(id);
                 self.retry.remove(id);
-                if rejected::clear(&self.base, id) {
+                if self.rejected.remove(id) && rejected::clear(&self.base, id) {
                     info!(order = %id, "valid again: earlier rejection cleared");
                 }
                 self.upsert(p.order, stamp, sidecar);
@@ -511,6 +862,7 @@ impl<L: Launcher> Registry<L> {
         match rejected::reject(&self.base, id, &path, &e, crate::clock::unix_s()) {
             Ok(dst) => {
                 error!(order = %id, moved_to = %dst.display(), "invalid order: {e}");
+                self.rejected.insert(id.clone());
                 self.invalid.remove(id);
             }
             Err(move_err) => {
@@ -555,7 +907,12 @@ impl<L: Launcher> Registry<L> {
     /// active order (run at start-up, after the first scan).
     fn archive_orphans(&mut self) {
         let mut n = 0;
-        for dir in scan::dirs_with_files(&self.base.output) {
+        // The directories of running orders are not even read.
+        let orders = &self.orders;
+        let dirs = scan::dirs_below(&self.base.output, |_, id, has_files| {
+            id.is_none_or(|id| !orders.contains_key(id)) && has_files()
+        });
+        for dir in dirs {
             match dir {
                 Ok(id) if !self.orders.contains_key(&id) => {
                     self.pending_store.push(StoreCmd::Archive { id });
@@ -578,7 +935,7 @@ impl<L: Launcher> Registry<L> {
         let changed = match self.orders.get_mut(&order.id) {
             Some(e) if *e.order == order => {
                 e.stamp = stamp;
-                e.sidecar = sidecar;
+                e.sidecar = sidecar.map(Box::new);
                 debug!(order = %order.id, "order refreshed");
                 return;
             }
@@ -649,8 +1006,8 @@ impl<L: Launcher> Registry<L> {
             Entry {
                 order,
                 stamp,
-                sidecar,
-                job,
+                sidecar: sidecar.map(Box::new),
+                job: job.job,
             },
         );
     }
@@ -665,7 +1022,66 @@ impl<L: Launcher> Registry<L> {
             self.pending_store
                 .push(StoreCmd::Archive { id: id.clone() });
         }
-        self.pool.remove(&entry.job, id);
+        let slot = Slot {
+            key: JobKey::of(&entry.order),
+            job: entry.job,
+        };
+        self.pool.remove(&slot, id);
+    }
+}
+
+/// What looking at order files reads of the registry (shared by the
+/// threads of [`Registry::load_many`]).
+struct Looker<'a> {
+    base: &'a BaseDir,
+    orders_canon: &'a Path,
+    max_age: Duration,
+    orders: &'a HashMap<OrderId, Entry>,
+    invalid: &'a HashMap<OrderId, Stamp>,
+    retry: &'a HashMap<OrderId, Instant>,
+}
+
+impl Looker<'_> {
+    /// What the file of order `id` at `path` holds, read-only: its
+    /// metadata, whether it expired or is unchanged, else its parsed
+    /// content (with its sidecar merged). Safe to run on many threads.
+    fn look(&self, id: &OrderId, path: &Path, force: bool, sidecars: &Sidecars) -> Look {
+        let md = match scan::order_metadata(path, self.orders_canon) {
+            Ok(Some(md)) => md,
+            Ok(None) => return Look::Gone,
+            Err(e) => return Look::Unusable(e),
+        };
+        let stamp = Stamp::of(&md);
+        if let Some(age) = stamp.age() {
+            if age > self.max_age {
+                return Look::Expired(age);
+            }
+        }
+        let sidecar = match sidecars {
+            Sidecars::Known(known) if !known.contains(id) => None,
+            _ => scan::sidecar_stamp(&self.base.telegraf, id),
+        };
+        if !force {
+            if let Some(e) = self.orders.get(id) {
+                if e.stamp == stamp && e.sidecar.as_deref() == sidecar.as_ref() {
+                    return Look::Unchanged;
+                }
+            }
+            if self.invalid.get(id) == Some(&stamp) || self.retry.contains_key(id) {
+                return Look::Unchanged;
+            }
+        }
+        let parsed = order::read_order_file(path, id).map(|mut p| {
+            let merged = sidecar
+                .is_some()
+                .then(|| order::merge_sidecar(&mut p.order, &self.base.telegraf));
+            (p, merged)
+        });
+        Look::Read {
+            stamp,
+            sidecar,
+            parsed: Box::new(parsed),
+        }
     }
 }
 
@@ -838,6 +1254,104 @@ mod tests {
         assert!(sidecar.exists(), "the sidecar is a user file and stays");
         assert_eq!(f.store_cmds(), ["archive app/a"]);
         assert!(f.running().is_empty());
+    }
+
+    /// Sets the mtime of directory `dir` `secs` seconds into the past.
+    fn age_dir(dir: &Path, secs: u64) {
+        std::fs::File::open(dir)
+            .unwrap()
+            .set_modified(SystemTime::now() - Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    #[test]
+    fn the_directory_check_sees_added_and_removed_files_without_hints() {
+        let mut f = fixture();
+        let a = f.write("app/a", FPING);
+        let app = f.base.orders.join("app");
+        age_dir(&app, 60);
+        age_dir(&f.base.orders, 60);
+        age_dir(&f.base.telegraf, 60);
+        f.reg.full_rescan();
+        f.store_cmds();
+        let listed = |f: &Fixture| {
+            f.reg
+                .stats
+                .dirs_listed
+                .load(std::sync::atomic::Ordering::Relaxed)
+        };
+        // Nothing changed: no directory is listed again.
+        f.reg.check_dirs();
+        assert_eq!(listed(&f), 0, "unchanged directories are not listed");
+        // A new file changes its directory's mtime.
+        f.write("app/b", FPING);
+        f.reg.check_dirs();
+        assert_eq!(listed(&f), 1);
+        assert_eq!(f.running()[0].1, ["app/a", "app/b"]);
+        // Listed within MTIME_TRUST of its mtime: listed again next time.
+        f.reg.check_dirs();
+        assert_eq!(listed(&f), 2, "a fresh mtime is not trusted");
+        age_dir(&app, 60);
+        f.reg.check_dirs();
+        f.reg.check_dirs();
+        assert_eq!(listed(&f), 3, "trusted once old enough");
+        // A removed file: its order stops and its output is archived.
+        std::fs::remove_file(&a).unwrap();
+        f.store_cmds();
+        f.reg.check_dirs();
+        assert_eq!(f.store_cmds(), ["archive app/a"]);
+        assert_eq!(f.running()[0].1, ["app/b"]);
+        // A new subdirectory is walked; a removed one stops its orders.
+        f.write("app/sub/c", FPING);
+        f.reg.check_dirs();
+        assert_eq!(f.reg.counts().orders, 2);
+        std::fs::remove_dir_all(app.join("sub")).unwrap();
+        f.reg.check_dirs();
+        assert_eq!(f.reg.counts().orders, 1);
+        // A new sidecar reloads its order.
+        std::fs::create_dir_all(f.base.telegraf.join("app")).unwrap();
+        std::fs::write(f.base.telegraf.join("app/b"), "measurement_name: m\n").unwrap();
+        f.reg.check_dirs();
+        let b = &f.reg.orders[&OrderId::new("app/b").unwrap()];
+        assert_eq!(
+            b.order
+                .telegraf
+                .as_ref()
+                .and_then(|t| t.measurement_name.as_deref()),
+            Some("m")
+        );
+    }
+
+    #[test]
+    fn the_paced_pass_sees_in_place_rewrites_and_expiry() {
+        let mut f = fixture();
+        f.reg = std::mem::replace(&mut f.reg, fixture().reg)
+            .with_rescan_interval(Duration::from_secs(2));
+        for i in 0..4 {
+            f.write(&format!("app/o{i}"), FPING);
+        }
+        f.reg.full_rescan();
+        f.store_cmds();
+        // Rewritten in place (no hint; the directory's mtime unchanged).
+        let o1 = f.base.orders.join("app/o1");
+        std::fs::write(&o1, FPING.replace("step: 60", "step: 30")).unwrap();
+        age(&f.base.orders.join("app/o2"), 7200);
+        // Two files per tick: a full pass of 4 files in 2 s.
+        f.reg.pace_tick();
+        f.reg.pace_tick();
+        assert_eq!(
+            f.reg
+                .stats
+                .files_checked
+                .load(std::sync::atomic::Ordering::Relaxed),
+            4
+        );
+        assert_eq!(
+            f.reg.orders[&OrderId::new("app/o1").unwrap()].order.step,
+            30
+        );
+        assert!(!f.base.orders.join("app/o2").exists(), "expired");
+        assert_eq!(f.reg.counts().orders, 3);
     }
 
     #[test]

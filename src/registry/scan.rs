@@ -15,10 +15,11 @@ use crate::order::{OrderError, OrderId};
 pub const MAX_DEPTH: usize = 32;
 
 /// Identity of a file version: a rewrite or rename-over changes it.
+/// Compact (24 bytes): the registry keeps one per order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
-    /// Modification time.
-    pub mtime: Option<SystemTime>,
+    /// Modification time, ns since the epoch (`i64::MIN`: unknown).
+    mtime_ns: i64,
     /// Size.
     pub len: u64,
     /// Inode.
@@ -30,7 +31,12 @@ impl Stamp {
     pub fn of(md: &std::fs::Metadata) -> Stamp {
         use std::os::unix::fs::MetadataExt;
         Stamp {
-            mtime: md.modified().ok(),
+            mtime_ns: md
+                .mtime()
+                .checked_mul(1_000_000_000)
+                .and_then(|s| s.checked_add(md.mtime_nsec()))
+                .filter(|ns| *ns != i64::MIN)
+                .unwrap_or(i64::MIN),
             len: md.len(),
             ino: md.ino(),
         }
@@ -39,22 +45,71 @@ impl Stamp {
     /// The stamp of a file that could not be looked at.
     pub fn unknown() -> Stamp {
         Stamp {
-            mtime: None,
+            mtime_ns: i64::MIN,
             len: 0,
             ino: 0,
         }
     }
 
+    /// Modification time, if known.
+    pub fn mtime(&self) -> Option<SystemTime> {
+        if self.mtime_ns == i64::MIN {
+            return None;
+        }
+        let d = std::time::Duration::from_nanos(self.mtime_ns.unsigned_abs());
+        if self.mtime_ns >= 0 {
+            SystemTime::UNIX_EPOCH.checked_add(d)
+        } else {
+            SystemTime::UNIX_EPOCH.checked_sub(d)
+        }
+    }
+
     /// How long ago the file was modified (`None`: unknown or in the future).
     pub fn age(&self) -> Option<std::time::Duration> {
-        self.mtime
+        self.mtime()
             .and_then(|m| SystemTime::now().duration_since(m).ok())
+    }
+}
+
+/// A directory as last listed: its mtime read just before the listing, and
+/// whether that mtime can be trusted to change with its next entry (it
+/// cannot when it was within [`MTIME_TRUST`] of the listing: the file
+/// system's timestamp granularity could hide a change made just after).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirSeen {
+    /// Modification time before the listing.
+    pub mtime: Option<SystemTime>,
+    /// False when the directory must be listed again anyway.
+    pub trusted: bool,
+}
+
+/// How far an mtime must lie in the past for a directory listing to be
+/// trusted until the mtime changes.
+pub const MTIME_TRUST: std::time::Duration = std::time::Duration::from_secs(2);
+
+impl DirSeen {
+    /// How `md` (the directory's metadata, read just before listing it)
+    /// is remembered.
+    pub fn of(md: &std::fs::Metadata) -> DirSeen {
+        let mtime = md.modified().ok();
+        let trusted = mtime
+            .and_then(|m| SystemTime::now().duration_since(m).ok())
+            .is_some_and(|age| age > MTIME_TRUST);
+        DirSeen { mtime, trusted }
+    }
+
+    /// True when a directory remembered as `self` now has metadata `md`
+    /// whose entries may differ from the listing.
+    pub fn changed(&self, md: &std::fs::Metadata) -> bool {
+        !self.trusted || md.modified().ok() != self.mtime
     }
 }
 
 /// What a walk over (part of) `orders/` found.
 #[derive(Debug, Default)]
 pub struct Found {
+    /// Every directory walked (`dir` included), as seen before its listing.
+    pub dirs: Vec<(PathBuf, DirSeen)>,
     /// Candidate order files (regular files, symlinks, and whatever else
     /// is not a directory: loading rejects what cannot be an order).
     pub orders: Vec<(OrderId, PathBuf)>,
@@ -70,13 +125,28 @@ pub struct Found {
 /// relative to `orders`. Hidden and temporary names are skipped, with
 /// everything below them; symlinks are not followed into directories.
 pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
+    walk_orders_to(orders, dir, MAX_DEPTH + 1)
+}
+
+/// Lists `dir` alone (not the directories below it): its order files, and
+/// its subdirectories in [`Found::dirs`] (not listed; their [`DirSeen`] is
+/// untrusted).
+pub fn list_orders(orders: &Path, dir: &Path) -> Found {
+    walk_orders_to(orders, dir, 1)
+}
+
+fn walk_orders_to(orders: &Path, dir: &Path, max_depth: usize) -> Found {
     let mut found = Found::default();
+    // The directory's own mtime, before its entries are read.
+    if let Ok(md) = std::fs::symlink_metadata(dir) {
+        found.dirs.push((dir.to_path_buf(), DirSeen::of(&md)));
+    }
     // Names that are not UTF-8 cannot be ids: reported, and a directory of
     // that name is not walked.
     let mut not_utf8 = Vec::new();
     let walk = WalkDir::new(dir)
         .min_depth(1)
-        .max_depth(MAX_DEPTH + 1)
+        .max_depth(max_depth)
         .follow_links(false)
         .into_iter()
         .filter_entry(|e| match e.file_name().to_str() {
@@ -103,6 +173,18 @@ pub fn walk_orders(orders: &Path, dir: &Path) -> Found {
         if ent.file_type().is_dir() {
             if ent.depth() > MAX_DEPTH {
                 found.too_deep.push(path.to_path_buf());
+            } else if ent.depth() >= max_depth {
+                // Listed by the caller later.
+                found.dirs.push((
+                    path.to_path_buf(),
+                    DirSeen {
+                        mtime: None,
+                        trusted: false,
+                    },
+                ));
+            } else if let Ok(md) = std::fs::symlink_metadata(path) {
+                // Read before walkdir lists it (it yields a directory first).
+                found.dirs.push((path.to_path_buf(), DirSeen::of(&md)));
             }
             continue;
         }
@@ -169,13 +251,38 @@ pub fn sidecar_stamp(telegraf: &Path, id: &OrderId) -> Option<Stamp> {
         .map(|m| Stamp::of(&m))
 }
 
+/// Ids of the files below `telegraf/` (the orders that have a sidecar),
+/// and every directory there as seen before its listing.
+pub fn sidecar_ids(
+    telegraf: &Path,
+) -> (std::collections::HashSet<OrderId>, Vec<(PathBuf, DirSeen)>) {
+    let mut ids = std::collections::HashSet::new();
+    let mut dirs = Vec::new();
+    for e in WalkDir::new(telegraf)
+        .max_depth(MAX_DEPTH + 1)
+        .follow_links(false)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if e.file_type().is_dir() {
+            if let Ok(md) = std::fs::symlink_metadata(e.path()) {
+                dirs.push((e.path().to_path_buf(), DirSeen::of(&md)));
+            }
+        } else if let Ok(id) = OrderId::from_path(telegraf, e.path()) {
+            ids.insert(id);
+        }
+    }
+    (ids, dirs)
+}
+
 /// Ids of the directories below `root` (not `root` itself) for which
-/// `wanted` holds, given the directory and whether it directly holds
-/// anything but directories. Sorted by id; ids that cannot be order ids
-/// are returned as `Err` with the directory.
+/// `wanted` holds, given the directory, its id (`None` if it cannot be an
+/// order id) and a function telling whether it directly holds anything
+/// but directories (read only when called). Sorted by id; ids that cannot
+/// be order ids are returned as `Err` with the directory.
 pub fn dirs_below(
     root: &Path,
-    wanted: impl Fn(&Path, bool) -> bool,
+    wanted: impl Fn(&Path, Option<&OrderId>, &dyn Fn() -> bool) -> bool,
 ) -> Vec<Result<OrderId, PathBuf>> {
     let mut out = Vec::new();
     for ent in WalkDir::new(root)
@@ -186,12 +293,15 @@ pub fn dirs_below(
         .filter(|e| e.file_type().is_dir())
     {
         let dir = ent.path();
-        let has_files = std::fs::read_dir(dir).is_ok_and(|rd| {
-            rd.flatten()
-                .any(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
-        });
-        if wanted(dir, has_files) {
-            out.push(OrderId::from_path(root, dir).map_err(|_| dir.to_path_buf()));
+        let has_files = || {
+            std::fs::read_dir(dir).is_ok_and(|rd| {
+                rd.flatten()
+                    .any(|e| e.file_type().is_ok_and(|t| !t.is_dir()))
+            })
+        };
+        let id = OrderId::from_path(root, dir);
+        if wanted(dir, id.as_ref().ok(), &has_files) {
+            out.push(id.map_err(|_| dir.to_path_buf()));
         }
     }
     out.sort_by(|a, b| match (a, b) {
@@ -205,7 +315,7 @@ pub fn dirs_below(
 
 /// Ids of the directories below `root` that directly hold files.
 pub fn dirs_with_files(root: &Path) -> Vec<Result<OrderId, PathBuf>> {
-    dirs_below(root, |_, has_files| has_files)
+    dirs_below(root, |_, _, has_files| has_files())
 }
 
 #[cfg(test)]

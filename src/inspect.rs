@@ -47,11 +47,12 @@ pub fn order_files(base: &BaseDir) -> Vec<OrderFile> {
 /// [`order_files`], reusing what `cache` holds for unchanged files.
 pub fn order_files_cached(base: &BaseDir, cache: &mut OrderCache) -> Vec<OrderFile> {
     let mut found = scan::walk_orders(&base.orders, &base.orders).orders;
-    found.sort_by(|a, b| a.0.cmp(&b.0));
+    found.sort();
     let mut seen = HashMap::with_capacity(found.len());
     let files: Vec<OrderFile> = found
         .into_iter()
-        .map(|(id, path)| {
+        .map(|id| {
+            let path = id.under(&base.orders);
             let md = std::fs::metadata(&path).ok();
             let mtime = md.as_ref().and_then(|m| m.modified().ok());
             let stamp = md.as_ref().map(scan::Stamp::of);

@@ -376,7 +376,7 @@ impl<L: Launcher> Registry<L> {
         let found = self.walk(&self.base.orders.clone());
         let walk_ms = t.elapsed().as_millis() as u64;
         let files = found.len();
-        let present: HashSet<OrderId> = found.iter().map(|(id, _)| id.clone()).collect();
+        let present: HashSet<OrderId> = found.iter().cloned().collect();
         self.load_many(found, false, &sidecars);
         debug!(
             files,
@@ -402,16 +402,16 @@ impl<L: Launcher> Registry<L> {
         self.retry.retain(|id, _| present.contains(id));
     }
 
-    /// Collects `(id, path)` of every candidate order file below `dir`,
+    /// Collects the id of every candidate order file below `dir`,
     /// reporting what cannot be scanned.
-    fn walk(&mut self, dir: &Path) -> Vec<(OrderId, PathBuf)> {
+    fn walk(&mut self, dir: &Path) -> Vec<OrderId> {
         let found = scan::walk_orders(&self.base.orders, dir);
         self.found(found)
     }
 
     /// Remembers the directories of a walk or listing and reports what
     /// cannot be scanned; returns its order files.
-    fn found(&mut self, found: Found) -> Vec<(OrderId, PathBuf)> {
+    fn found(&mut self, found: Found) -> Vec<OrderId> {
         let Found {
             dirs,
             orders,
@@ -464,10 +464,7 @@ impl<L: Launcher> Registry<L> {
         let period_s = (self.rescan_interval.as_secs_f64()).max(n as f64 / PACE_RATE as f64);
         let slice = ((n as f64 * PACE_TICK.as_secs_f64() / period_s).ceil() as usize).max(1);
         let end = (self.pass_pos + slice).min(n);
-        let files: Vec<(OrderId, PathBuf)> = self.pass[self.pass_pos..end]
-            .iter()
-            .map(|id| (id.clone(), id.under(&self.base.orders)))
-            .collect();
+        let files: Vec<OrderId> = self.pass[self.pass_pos..end].to_vec();
         self.pass_pos = end;
         self.stats
             .files_checked
@@ -543,7 +540,7 @@ impl<L: Launcher> Registry<L> {
                 .collect(),
             ..found
         });
-        let names: HashSet<&OrderId> = files.iter().map(|(id, _)| id).collect();
+        let names: HashSet<&OrderId> = files.iter().collect();
         let in_dir =
             |id: &OrderId| id.under(&self.base.orders).parent() == Some(dir) && !names.contains(id);
         let gone: Vec<OrderId> = self
@@ -568,9 +565,9 @@ impl<L: Launcher> Registry<L> {
             self.invalid.remove(&id);
             self.retry.remove(&id);
         }
-        let new: Vec<(OrderId, PathBuf)> = files
+        let new: Vec<OrderId> = files
             .into_iter()
-            .filter(|(id, _)| {
+            .filter(|id| {
                 !self.orders.contains_key(id)
                     && !self.invalid.contains_key(id)
                     && !self.retry.contains_key(id)
@@ -739,14 +736,14 @@ impl<L: Launcher> Registry<L> {
     /// batches (stat, read, parse: nothing is changed), each batch then
     /// applied here in order. Bounded memory: one batch of parsed orders
     /// at a time.
-    fn load_many(&mut self, files: Vec<(OrderId, PathBuf)>, force: bool, sidecars: &Sidecars) {
+    fn load_many(&mut self, files: Vec<OrderId>, force: bool, sidecars: &Sidecars) {
         let threads = look_threads();
         for batch in files.chunks(LOOK_BATCH) {
             let looker = self.looker();
             let looks: Vec<Look> = if threads < 2 || batch.len() < 64 {
                 batch
                     .iter()
-                    .map(|(id, p)| looker.look(id, p, force, sidecars))
+                    .map(|id| looker.look(id, &id.under(&self.base.orders), force, sidecars))
                     .collect()
             } else {
                 let per = batch.len().div_ceil(threads);
@@ -757,7 +754,14 @@ impl<L: Launcher> Registry<L> {
                         .map(|part| {
                             sc.spawn(move || {
                                 part.iter()
-                                    .map(|(id, p)| this.look(id, p, force, sidecars))
+                                    .map(|id| {
+                                        this.look(
+                                            id,
+                                            &id.under(this.base_orders()),
+                                            force,
+                                            sidecars,
+                                        )
+                                    })
                                     .collect::<Vec<Look>>()
                             })
                         })
@@ -768,8 +772,15 @@ impl<L: Launcher> Registry<L> {
                         .collect()
                 })
             };
-            for ((id, path), look) in batch.iter().zip(looks) {
-                self.apply(id, path, look);
+            for (id, look) in batch.iter().zip(looks) {
+                let path = id.under(&self.base.orders);
+                self.apply(id, &path, look);
+            }
+            // A million orders' store commands are not held here at once.
+            if let Some(tx) = &self.forward {
+                for cmd in self.pending_store.drain(..) {
+                    let _ = tx.send(cmd);
+                }
             }
         }
     }
@@ -1042,6 +1053,10 @@ struct Looker<'a> {
 }
 
 impl Looker<'_> {
+    fn base_orders(&self) -> &Path {
+        &self.base.orders
+    }
+
     /// What the file of order `id` at `path` holds, read-only: its
     /// metadata, whether it expired or is unchanged, else its parsed
     /// content (with its sidecar merged). Safe to run on many threads.

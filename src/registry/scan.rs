@@ -112,7 +112,8 @@ pub struct Found {
     pub dirs: Vec<(PathBuf, DirSeen)>,
     /// Candidate order files (regular files, symlinks, and whatever else
     /// is not a directory: loading rejects what cannot be an order).
-    pub orders: Vec<(OrderId, PathBuf)>,
+    /// (Their paths are `id.under(orders)`.)
+    pub orders: Vec<OrderId>,
     /// Files whose name cannot be an order id, and why.
     pub bad_names: Vec<(PathBuf, String)>,
     /// Directories not walked: nested deeper than [`MAX_DEPTH`].
@@ -189,7 +190,7 @@ fn walk_orders_to(orders: &Path, dir: &Path, max_depth: usize) -> Found {
             continue;
         }
         match OrderId::from_path(orders, path) {
-            Ok(id) => found.orders.push((id, path.to_path_buf())),
+            Ok(id) => found.orders.push(id),
             Err(why) => found.bad_names.push((path.to_path_buf(), why.to_string())),
         }
     }
@@ -333,13 +334,13 @@ mod tests {
         }
         std::os::unix::fs::symlink("a", o.join("link")).unwrap();
         let found = walk_orders(&o, &o);
-        let mut ids: Vec<&str> = found.orders.iter().map(|(id, _)| id.as_str()).collect();
+        let mut ids: Vec<&str> = found.orders.iter().map(|id| id.as_str()).collect();
         ids.sort_unstable();
         assert_eq!(ids, ["a", "app/b", "app/sub/c", "link"]);
         assert!(found.bad_names.is_empty() && found.too_deep.is_empty());
         let sub = walk_orders(&o, &o.join("app"));
         assert_eq!(sub.orders.len(), 2, "ids stay relative to orders/");
-        assert!(sub.orders.iter().any(|(id, _)| id.as_str() == "app/sub/c"));
+        assert!(sub.orders.iter().any(|id| id.as_str() == "app/sub/c"));
     }
 
     #[test]

@@ -479,7 +479,9 @@ impl Scheduler {
             endpoint,
             socket_id,
             reply,
-            keys: Vec::new(),
+            // Exactly one key per send: no growth by doubling (at a million
+            // targets that slack alone is tens of megabytes).
+            keys: Vec::with_capacity(n.saturating_mul(req.pings as usize)),
             timeout: req.timeout,
             deadline: None,
             send_errors: 0,

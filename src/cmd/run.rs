@@ -311,15 +311,37 @@ async fn daemon(
         Writers::start_supervised(base, usize::from(opts.writers), &sup, rrdcached.clone())
             .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
-    let t = std::time::Instant::now();
-    let watcher = OrderWatcher::start(&base.orders, &base.telegraf, tx.clone())
-        .with_context(|| format!("cannot watch {}", base.orders.display()))?;
-    debug!(
-        elapsed_ms = t.elapsed().as_millis() as u64,
-        "file watcher started"
-    );
-
     let cancel = CancellationToken::new();
+    // Started by the registry once the first scan has read every order
+    // file: a watch from the start would queue an event for each of those
+    // reads (a million wake-ups of the watcher thread at a million orders).
+    let start_watcher = {
+        let (orders, telegraf, tx, sup, cancel) = (
+            base.orders.clone(),
+            base.telegraf.clone(),
+            tx.clone(),
+            sup.clone(),
+            cancel.clone(),
+        );
+        move || {
+            let t = std::time::Instant::now();
+            match OrderWatcher::start(&orders, &telegraf, tx) {
+                Ok(w) => {
+                    debug!(
+                        elapsed_ms = t.elapsed().as_millis() as u64,
+                        "file watcher started"
+                    );
+                    Some(w)
+                }
+                Err(e) => {
+                    sup.fail(format!("cannot watch {}: {e}", orders.display()));
+                    cancel.cancel();
+                    None
+                }
+            }
+        }
+    };
+
     let tracker = TaskTracker::new();
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
@@ -448,7 +470,7 @@ async fn daemon(
             }
         })
     };
-    registry.run(rx, watcher).await;
+    registry.run(rx, start_watcher).await;
     let _ = stats_task.await;
     let _ = watchdog.await;
 

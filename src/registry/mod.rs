@@ -220,7 +220,16 @@ impl<L: Launcher> Registry<L> {
     }
 
     /// Runs until cancelled: initial scan, then hints, retries and rescans.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<WatchEvent>, watcher: OrderWatcher) {
+    ///
+    /// `start_watcher` starts the file watcher (`None`: it could not, and
+    /// said so); it is called once the first scan has read every file, and
+    /// the directories are checked right after, so that a file added
+    /// meanwhile is not missed.
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<WatchEvent>,
+        start_watcher: impl FnOnce() -> Option<OrderWatcher>,
+    ) {
         let started = Instant::now();
         let forwarder = self.start_forwarder();
         tokio::task::block_in_place(|| self.full_rescan());
@@ -228,6 +237,12 @@ impl<L: Launcher> Registry<L> {
         // the output directories meanwhile (before its first round ends).
         self.publish();
         let scheduled_ms = (started.elapsed().as_millis() as u64).max(1);
+        let Some(watcher) = tokio::task::block_in_place(start_watcher) else {
+            self.pool.stop_all();
+            self.stop_forwarder(forwarder).await;
+            return;
+        };
+        tokio::task::block_in_place(|| self.check_dirs());
         self.flush().await;
         // Output of orders that are gone is archived once everything runs.
         tokio::task::block_in_place(|| self.archive_orphans());
@@ -277,8 +292,13 @@ impl<L: Launcher> Registry<L> {
             self.flush().await;
         }
         self.pool.stop_all();
-        // What is still queued is handed over for a while; the rest is done
-        // at the next start (orphaned output is archived, orders prepared).
+        self.stop_forwarder(forwarder).await;
+    }
+
+    /// What is still queued for the writers is handed over for a while; the
+    /// rest is done at the next start (orphaned output is archived, orders
+    /// prepared).
+    async fn stop_forwarder(&mut self, forwarder: tokio::task::JoinHandle<()>) {
         self.forward = None;
         let abort = forwarder.abort_handle();
         if tokio::time::timeout(FORWARD_GRACE, forwarder)

@@ -259,9 +259,13 @@ impl<L: Launcher> Registry<L> {
             elapsed_ms = scheduled_ms,
             "initial scan done; all orders scheduled"
         );
-        let mut pace = tokio::time::interval_at(tokio::time::Instant::now() + PACE_TICK, PACE_TICK);
-        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         self.dirs_checked = Instant::now();
+        let mut pace = tokio::time::Instant::now()
+            + if self.orders.len() + self.invalid.len() > PACE_RATE {
+                PACE_TICK
+            } else {
+                self.rescan_interval
+            };
         loop {
             // Nothing ticks while nothing is due: the next retry of a
             // half-written file or re-walk of a new directory, if any.
@@ -276,7 +280,10 @@ impl<L: Launcher> Registry<L> {
                     }
                     tokio::task::block_in_place(|| self.handle_batch(batch));
                 }
-                _ = pace.tick() => tokio::task::block_in_place(|| self.pace_tick()),
+                () = tokio::time::sleep_until(pace) => {
+                    let after = tokio::task::block_in_place(|| self.pace_tick());
+                    pace = tokio::time::Instant::now() + after;
+                }
                 () = watcher.overflowed() => {
                     if watcher.take_overflow() {
                         self.stats.watcher_overflows.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -457,17 +464,34 @@ impl<L: Launcher> Registry<L> {
     /// `telegraf/` is checked, and a directory that changed is listed again
     /// (files added or removed); every tick, the next slice of the paced
     /// pass looks at known order files (in-place rewrites, expiry).
-    pub fn pace_tick(&mut self) {
-        if self.dirs_checked.elapsed() >= self.rescan_interval {
+    ///
+    /// Returns how long to wait before the next tick: with few files (at
+    /// most [`PACE_RATE`]) the whole pass runs with the directory check,
+    /// once per interval, and an idle daemon wakes only then.
+    pub fn pace_tick(&mut self) -> Duration {
+        let checked = self.dirs_checked.elapsed() >= self.rescan_interval;
+        if checked {
             self.dirs_checked = Instant::now();
             self.check_dirs();
         }
-        self.pace_slice();
+        let n = self.orders.len() + self.invalid.len();
+        if n <= PACE_RATE {
+            if checked {
+                self.pass.clear();
+                self.pace_slice(n);
+            }
+            return self
+                .rescan_interval
+                .saturating_sub(self.dirs_checked.elapsed());
+        }
+        let slice = pace_slice_len(n, self.rescan_interval);
+        self.pace_slice(slice);
+        PACE_TICK
     }
 
-    /// Looks at the next slice of the paced pass: all known order files
-    /// once per `max(rescan_interval, N / PACE_RATE)`.
-    fn pace_slice(&mut self) {
+    /// Looks at the next `len` files of the paced pass, starting a new pass
+    /// over every known order file when the last one is done.
+    fn pace_slice(&mut self, len: usize) {
         if self.pass_pos >= self.pass.len() {
             self.pass = self
                 .orders
@@ -480,10 +504,7 @@ impl<L: Launcher> Registry<L> {
                 return;
             }
         }
-        let n = self.pass.len();
-        let period_s = (self.rescan_interval.as_secs_f64()).max(n as f64 / PACE_RATE as f64);
-        let slice = ((n as f64 * PACE_TICK.as_secs_f64() / period_s).ceil() as usize).max(1);
-        let end = (self.pass_pos + slice).min(n);
+        let end = (self.pass_pos + len.max(1)).min(self.pass.len());
         let files: Vec<OrderId> = self.pass[self.pass_pos..end].to_vec();
         self.pass_pos = end;
         self.stats
@@ -1120,6 +1141,13 @@ impl Looker<'_> {
     }
 }
 
+/// Files per one-second slice of the paced pass over `n` files: a whole
+/// pass takes `max(interval, n / PACE_RATE)`.
+fn pace_slice_len(n: usize, interval: Duration) -> usize {
+    let period_s = interval.as_secs_f64().max(n as f64 / PACE_RATE as f64);
+    ((n as f64 * PACE_TICK.as_secs_f64() / period_s).ceil() as usize).max(1)
+}
+
 /// Sleeps until `due`, or forever when nothing is due.
 async fn sleep_until_due(due: Option<Instant>) {
     match due {
@@ -1358,6 +1386,23 @@ mod tests {
     }
 
     #[test]
+    fn the_paced_pass_is_sliced_by_rate() {
+        let i = Duration::from_secs(30);
+        assert_eq!(
+            pace_slice_len(20_000, i),
+            667,
+            "30 s for 300,000 files or fewer"
+        );
+        assert_eq!(pace_slice_len(300_000, i), 10_000);
+        assert_eq!(
+            pace_slice_len(1_000_000, i),
+            PACE_RATE,
+            "100 s at a million"
+        );
+        assert_eq!(pace_slice_len(1, i), 1);
+    }
+
+    #[test]
     fn the_paced_pass_sees_in_place_rewrites_and_expiry() {
         let mut f = fixture();
         f.reg = std::mem::replace(&mut f.reg, fixture().reg)
@@ -1371,9 +1416,23 @@ mod tests {
         let o1 = f.base.orders.join("app/o1");
         std::fs::write(&o1, FPING.replace("step: 60", "step: 30")).unwrap();
         age(&f.base.orders.join("app/o2"), 7200);
-        // Two files per tick: a full pass of 4 files in 2 s.
+        // Few files: the whole pass runs with the directory check, once
+        // per interval (an idle daemon does not wake every second).
         f.reg.pace_tick();
-        f.reg.pace_tick();
+        assert_eq!(
+            f.reg
+                .stats
+                .files_checked
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0,
+            "not before the interval"
+        );
+        f.reg.dirs_checked = Instant::now() - Duration::from_secs(2);
+        let next = f.reg.pace_tick();
+        assert!(
+            next > Duration::from_secs(1) && next <= Duration::from_secs(2),
+            "{next:?}"
+        );
         assert_eq!(
             f.reg
                 .stats

@@ -239,19 +239,21 @@ pub async fn run_job(mut ctx: JobCtx) {
 }
 
 /// How long a round of `members` orders of this job lasts, when that is
-/// known in advance: an ICMP round sends `pings` waves `interval` apart, a
-/// wave's sends [`schedule::FPING_SPACING`] apart, and waits the reply
-/// timeout after the last. The other probes are cut short just before the
-/// next round, so they never run into it (`None`).
+/// known in advance: an ICMP round sends `pings` waves `interval` apart and
+/// waits the reply timeout after the last. (A wave's sends, 1 ms apart, are
+/// left out: the order rules guarantee only that this much fits in a step,
+/// and a round whose replies come early ends before its timeout.) The
+/// other probes are cut short just before the next round, so they never
+/// run into it (`None`).
 pub fn planned_round_ms(key: &JobKey, members: usize) -> Option<u64> {
     match key {
         JobKey::Fping(k) => {
             let interval = schedule::job_interval_ms(k.step, k.pings, members, k.interval_ms);
-            let spacing = schedule::FPING_SPACING.as_millis() as u64;
-            Some(
-                schedule::series_round_ms(k.pings, interval as u32, schedule::FPING_TIMEOUT_MS)
-                    + members.saturating_sub(1) as u64 * spacing,
-            )
+            Some(schedule::series_round_ms(
+                k.pings,
+                u32::try_from(interval).unwrap_or(u32::MAX),
+                schedule::FPING_TIMEOUT_MS,
+            ))
         }
         JobKey::Other(_) => None,
     }
@@ -394,9 +396,9 @@ mod tests {
     fn planned_round_lengths() {
         let fping = |yaml: &str| key(yaml);
         // SPEC A5: 1000 targets, step 300, 20 pings: interval 11,800 ms;
-        // 19 intervals, 999 ms of spacing in the last wave, 3 s timeout.
+        // 19 intervals and the 3 s timeout.
         let k = fping("user: u\nstep: 300\npings: 20\nprobe: fping\nfping: {host: 127.0.0.1}\n");
-        assert_eq!(planned_round_ms(&k, 1000), Some(19 * 11_800 + 999 + 3000));
+        assert_eq!(planned_round_ms(&k, 1000), Some(19 * 11_800 + 3000));
         assert_eq!(planned_round_ms(&k, 1), Some(19 * 11_849 + 3000));
         // Every round the interval formula allows ends within its step.
         let k = fping("user: u\nstep: 60\npings: 20\nprobe: fping\nfping: {host: 127.0.0.1}\n");
@@ -405,6 +407,12 @@ mod tests {
             "user: u\nstep: 10\npings: 4\nprobe: fping\nfping: {host: 127.0.0.1, interval: 1000}\n",
         );
         assert_eq!(planned_round_ms(&k, 1), Some(3 * 1000 + 3000));
+        // The longest interval an order may have still fits with 1000
+        // targets: such a round is never skipped when it starts on time.
+        let k = fping(
+            "user: u\nstep: 10\npings: 4\nprobe: fping\nfping: {host: 127.0.0.1, interval: 2333}\n",
+        );
+        assert!(planned_round_ms(&k, 1000).unwrap() < 10_000);
         let tcp = key("user: u\nstep: 60\npings: 5\nprobe: tcp\ntcp: {host: 127.0.0.1, port: 1}\n");
         assert_eq!(
             planned_round_ms(&tcp, 10),

@@ -32,7 +32,7 @@
 //!         start: Instant::now(),
 //!     })
 //!     .await?;
-//! println!("{:?}", result.rtts[0]);
+//! println!("{:?}", result.rtts.row(0).collect::<Vec<_>>());
 //! # Ok(())
 //! # }
 //! ```
@@ -47,6 +47,6 @@ pub mod tcp;
 
 pub use icmp::{
     Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle, RoundRequest,
-    RoundResult, SocketKind,
+    RoundResult, Rtts, SocketKind,
 };
 pub use outcome::{series, Lost, PingResult};

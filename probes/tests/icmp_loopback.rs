@@ -47,7 +47,7 @@ fn ipv6_loopback_available() -> bool {
 fn assert_all_answered(r: &RoundResult, targets: usize, pings: usize) -> Vec<Duration> {
     assert_eq!(r.rtts.len(), targets, "one row per target");
     let mut all = Vec::new();
-    for (t, row) in r.rtts.iter().enumerate() {
+    for (t, row) in r.rtts.to_vecs().iter().enumerate() {
         assert_eq!(row.len(), pings, "target {t}: one column per ping");
         for (p, rtt) in row.iter().enumerate() {
             let rtt = rtt.unwrap_or_else(|| panic!("target {t} ping {p} lost"));
@@ -325,7 +325,7 @@ async fn load_50k_loopback_targets() {
     let took = t0.elapsed();
     let cpu = cpu_time().zip(cpu0).map(|(a, b)| a.saturating_sub(b));
     let r = r.expect("round");
-    let rtts: Vec<Duration> = r.rtts.iter().flatten().flatten().copied().collect();
+    let rtts: Vec<Duration> = r.rtts.to_vecs().into_iter().flatten().flatten().collect();
     let lost = 100_000 - rtts.len();
     println!(
         "50k targets x 2: {took:?} wall, {cpu:?} CPU, {lost} lost, {}; stats {:?}",

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use probes::icmp::{Binding, Family, RoundRequest};
+use probes::icmp::{Binding, Family, RoundRequest, Rtts};
 use tracing::error;
 
 use super::{resolve_hosts, JobCtx, Member, MemberResult};
@@ -43,7 +43,7 @@ pub(super) async fn round<'m>(
     ctx: &JobCtx,
     key: &FpingKey,
     members: &'m [Member],
-) -> Option<Vec<MemberResult<'m>>> {
+) -> Option<Fanned<'m>> {
     let family = if key.ipv6 { Family::V6 } else { Family::V4 };
     let resolved = resolve_hosts(members.iter().filter_map(host_of).map(|h| (h, key.ipv6))).await;
     let addrs: Vec<Option<IpAddr>> = members
@@ -62,8 +62,8 @@ pub(super) async fn round<'m>(
             .filter(|a| seen.insert(*a))
             .collect()
     };
-    let (rtts, send_errors): (Vec<Vec<Option<Duration>>>, Vec<u32>) = if targets.is_empty() {
-        (Vec::new(), Vec::new())
+    let (rtts, send_errors) = if targets.is_empty() {
+        (Rtts::default(), Vec::new())
     } else {
         let interval =
             schedule::job_interval_ms(key.step, key.pings, targets.len(), key.interval_ms);
@@ -89,62 +89,87 @@ pub(super) async fn round<'m>(
             }
         }
     };
-    let mut out = fan_out(members, &addrs, &targets, rtts, key.pings);
-    // Pings to a target that could not be sent, for each of its orders.
-    let index: HashMap<IpAddr, usize> = targets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-    for (r, addr) in out.iter_mut().zip(&addrs) {
-        r.3 = addr
-            .and_then(|a| index.get(&a))
-            .and_then(|&i| send_errors.get(i))
-            .copied()
-            .unwrap_or(0);
-    }
-    Some(out)
+    Some(fan_out(
+        members,
+        addrs,
+        &targets,
+        rtts,
+        send_errors,
+        key.pings,
+    ))
 }
 
-/// Distributes a round's results: each member gets the series of its
-/// target's address (`targets[i]` ↔ `rtts[i]`); members whose name did not
-/// resolve, or whose series is missing, get `pings` losses.
+/// A round's results, handed out member by member: each member gets the
+/// series of its target's address (`targets[i]` ↔ row `i`), cut from the
+/// round's compact RTTs only when the store takes it, so a job waiting for
+/// the writers holds four bytes per ping rather than a vector per member.
+/// Members whose name did not resolve, or whose series is missing, get
+/// `pings` losses; each gets the count of its target's unsent pings.
+pub(super) struct Fanned<'m> {
+    members: &'m [Member],
+    addrs: Vec<Option<IpAddr>>,
+    /// Per member: its target's row, if its address was pinged.
+    rows: Vec<Option<u32>>,
+    rtts: Rtts,
+    send_errors: Vec<u32>,
+    pings: u32,
+    next: usize,
+}
+
 fn fan_out<'m>(
     members: &'m [Member],
-    addrs: &[Option<IpAddr>],
+    addrs: Vec<Option<IpAddr>>,
     targets: &[IpAddr],
-    mut rtts: Vec<Vec<Option<Duration>>>,
+    rtts: Rtts,
+    send_errors: Vec<u32>,
     pings: u32,
-) -> Vec<MemberResult<'m>> {
-    let pings = pings as usize;
-    let index: HashMap<IpAddr, usize> = targets.iter().enumerate().map(|(i, a)| (*a, i)).collect();
-    // A series is moved to the last member that takes it, copied for the
-    // others: one copy of a round's results in memory, not two.
-    let mut takers = vec![0u32; rtts.len()];
-    let slot = |addr: &Option<IpAddr>| {
-        addr.and_then(|a| index.get(&a).copied())
-            .filter(|&i| rtts.get(i).is_some_and(|v| v.len() == pings))
-    };
-    let slots: Vec<Option<usize>> = addrs.iter().map(slot).collect();
-    for i in slots.iter().flatten() {
-        takers[*i] += 1;
-    }
-    members
+) -> Fanned<'m> {
+    let index: HashMap<IpAddr, u32> = targets
         .iter()
-        .zip(addrs)
-        .zip(slots)
-        .map(|((member, addr), slot)| {
-            let values = match slot {
-                Some(i) => {
-                    takers[i] -= 1;
-                    if takers[i] == 0 {
-                        std::mem::take(&mut rtts[i])
-                    } else {
-                        rtts[i].clone()
-                    }
-                }
-                None => vec![None; pings],
-            };
-            let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
-            (member, shown, RoundOutcome { rtts: values }, 0)
-        })
-        .collect()
+        .enumerate()
+        .map(|(i, a)| (*a, u32::try_from(i).unwrap_or(u32::MAX)))
+        .collect();
+    let rows = addrs
+        .iter()
+        .map(|a| a.and_then(|a| index.get(&a).copied()))
+        .collect();
+    Fanned {
+        members,
+        addrs,
+        rows,
+        rtts,
+        send_errors,
+        pings,
+        next: 0,
+    }
+}
+
+impl<'m> Iterator for Fanned<'m> {
+    type Item = MemberResult<'m>;
+
+    fn next(&mut self) -> Option<MemberResult<'m>> {
+        let i = self.next;
+        let member = self.members.get(i)?;
+        self.next += 1;
+        let addr = self.addrs.get(i).copied().flatten();
+        let row = self.rows.get(i).copied().flatten().map(|r| r as usize);
+        let series = row.filter(|&r| r < self.rtts.len() && self.rtts.pings() == self.pings);
+        let rtts = match series {
+            Some(r) => self.rtts.row(r).collect(),
+            None => vec![None; self.pings as usize],
+        };
+        let send_errors = row
+            .and_then(|r| self.send_errors.get(r))
+            .copied()
+            .unwrap_or(0);
+        let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
+        Some((member, shown, RoundOutcome { rtts }, send_errors))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.members.len().saturating_sub(self.next);
+        (n, Some(n))
+    }
 }
 
 #[cfg(test)]
@@ -189,11 +214,16 @@ mod tests {
         let addrs = vec![ip("127.0.0.1"), ip("127.0.0.1"), ip("127.0.0.2"), None];
         let targets = vec!["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
         let ms = |x| Some(Duration::from_millis(x));
-        let rtts = vec![vec![ms(5), None], vec![ms(2), ms(1)]];
-        let out = fan_out(&members, &addrs, &targets, rtts, 2);
+        let rtts = Rtts::from_rows(&[vec![ms(5), None], vec![ms(2), ms(1)]], 2);
+        let out: Vec<_> = fan_out(&members, addrs, &targets, rtts, vec![0, 3], 2).collect();
         assert_eq!(out.len(), 4);
         let s = |i: usize| crate::result::Summary::of(&out[i].2);
         assert_eq!(out[0].2, out[1].2, "a and b share one series");
+        assert_eq!(
+            out.iter().map(|r| r.3).collect::<Vec<_>>(),
+            [3, 3, 0, 0],
+            "unsent pings by target"
+        );
         assert_eq!(s(0).sorted, vec![0.001, 0.002]);
         assert_eq!((s(2).lost, s(2).sorted), (1, vec![0.005]));
         assert_eq!(
@@ -207,16 +237,20 @@ mod tests {
     fn fan_out_treats_missing_series_as_lost() {
         let members = vec![member("a", "127.0.0.1")];
         let addrs = vec![Some("127.0.0.1".parse().unwrap())];
-        let out = fan_out(&members, &addrs, &[], Vec::new(), 2);
+        let out: Vec<_> =
+            fan_out(&members, addrs.clone(), &[], Rtts::default(), Vec::new(), 2).collect();
         assert_eq!(out[0].2.rtts, vec![None, None]);
         // a series of the wrong length is not trusted either
-        let out = fan_out(
+        let ms = Some(Duration::from_millis(1));
+        let out: Vec<_> = fan_out(
             &members,
-            &addrs,
+            addrs,
             &["127.0.0.1".parse().unwrap()],
-            vec![vec![None]],
+            Rtts::from_rows(&[vec![ms]], 1),
+            vec![0],
             2,
-        );
+        )
+        .collect();
         assert_eq!(out[0].2.rtts, vec![None, None]);
     }
 }

@@ -200,8 +200,12 @@ pub async fn run_job(mut ctx: JobCtx) {
             let deadline = instant_at(next_ms - schedule::ROUND_STOP_MARGIN_MS);
             let round = async {
                 match &ctx.key {
-                    JobKey::Fping(k) => fping::round(&ctx, k, &members).await,
-                    JobKey::Other(k) => other::round(&ctx, k, &members, deadline).await,
+                    JobKey::Fping(k) => fping::round(&ctx, k, &members)
+                        .await
+                        .map(|r| Box::new(r) as RoundResults<'_>),
+                    JobKey::Other(k) => other::round(&ctx, k, &members, deadline)
+                        .await
+                        .map(|r| Box::new(r.into_iter()) as RoundResults<'_>),
                 }
             };
             let results = tokio::select! {
@@ -263,15 +267,12 @@ pub fn planned_round_ms(key: &JobKey, members: usize) -> Option<u64> {
 /// RTTs in send order, and how many of its pings could not be sent.
 pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome, u32);
 
+/// A round's member results, produced as the store takes them.
+type RoundResults<'m> = Box<dyn Iterator<Item = MemberResult<'m>> + Send + 'm>;
+
 /// Stamps the results with the round's RRD time and sends those of orders
 /// still present and unchanged to the store.
-async fn deliver(
-    ctx: &JobCtx,
-    step: u32,
-    pings: u32,
-    start_ms: i64,
-    results: Vec<MemberResult<'_>>,
-) {
+async fn deliver(ctx: &JobCtx, step: u32, pings: u32, start_ms: i64, results: RoundResults<'_>) {
     // SPEC A6 takes floor(now/step)*step - step when the results are
     // collected; a round ends within its step, so that is the step the
     // round started in. Taking it from the start keeps a round that ran

@@ -32,13 +32,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::oneshot;
 
-use super::matching::{Counters, Matcher, Outcome, Pending, RoundShared, SocketInfo};
+use super::matching::{Counters, Matcher, Outcome, Pending, RoundShared, SocketInfo, KEY_LIMIT};
 use super::packet::{build_echo_request, Token};
 use super::schedule::{add_capped, Schedule};
 use super::socket::{self, Endpoint, RecvBatch};
 use super::{
     Binding, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest, RoundResult,
-    SocketKind,
+    Rtts, SocketKind,
 };
 
 /// Receive buffer for one packet; ours are under 64 bytes, anything longer is
@@ -187,7 +187,7 @@ impl IcmpEngine {
             rounds: HashMap::new(),
             queue: BinaryHeap::new(),
             next_round: 0,
-            next_key: rng.random(),
+            next_key: rng.random_range(0..KEY_LIMIT),
             next_socket_id: rng.random(),
             rng,
             epoch: Instant::now(),
@@ -336,8 +336,9 @@ struct Round {
     endpoint: Arc<dyn Endpoint>,
     socket_id: u32,
     reply: Reply,
-    /// Keys of every ping sent, to clear the pending table at the end.
-    keys: Vec<u32>,
+    /// Pings prepared so far (their keys are in `shared`'s slots while
+    /// they are pending).
+    prepared: u64,
     timeout: Duration,
     deadline: Option<Instant>,
     send_errors: u64,
@@ -434,7 +435,7 @@ impl Scheduler {
         let n = req.targets.len();
         if n == 0 || req.pings == 0 {
             let _ = reply.send(Ok(RoundResult {
-                rtts: vec![Vec::new(); n],
+                rtts: Rtts::new(n, 0),
                 send_errors: vec![0; n],
             }));
             return;
@@ -479,9 +480,7 @@ impl Scheduler {
             endpoint,
             socket_id,
             reply,
-            // Exactly one key per send: no growth by doubling (at a million
-            // targets that slack alone is tens of megabytes).
-            keys: Vec::with_capacity(n.saturating_mul(req.pings as usize)),
+            prepared: 0,
             timeout: req.timeout,
             deadline: None,
             send_errors: 0,
@@ -692,9 +691,9 @@ impl Scheduler {
         }
         // Remove the remaining pending pings (lost, or answered without a
         // transmit timestamp) before reading results: the receive threads
-        // store RTTs under the same locks.
-        for key in &round.keys {
-            self.shared.matcher.expire(*key);
+        // store RTTs under the same locks. Their keys are in the slots.
+        for key in round.shared.pending_keys() {
+            self.shared.matcher.expire(key);
         }
         Counters::dec(&self.shared.matcher.counters.rounds_active);
         match how {
@@ -712,7 +711,7 @@ impl Scheduler {
                 }));
             }
             Finish::Abandoned => {
-                tracing::debug!("round {id} abandoned ({} pings sent)", round.keys.len());
+                tracing::debug!("round {id} abandoned ({} pings sent)", round.prepared);
             }
             Finish::Stopped => {
                 let _ = round.reply.send(Err(RoundError::Stopped));
@@ -793,7 +792,7 @@ fn prepare_one(
     let mut key = None;
     for _ in 0..4096 {
         let k = *next_key;
-        *next_key = next_key.wrapping_add(1);
+        *next_key = (k + 1) % KEY_LIMIT;
         match shared.matcher.insert(k, pending) {
             Ok(()) => {
                 key = Some(k);
@@ -818,7 +817,7 @@ fn prepare_one(
         key,
     };
     let packet = build_echo_request(round.endpoint.family(), ident, seq, &token.encode());
-    round.keys.push(key);
+    round.prepared += 1;
     Some(Prepared {
         endpoint: Arc::clone(&round.endpoint),
         socket_id: round.socket_id,

@@ -1,13 +1,16 @@
 //! Matching replies to pings: the pending table, the per-round answer slots,
 //! and the engine's counters.
 //!
-//! The sender thread inserts one [`Pending`] entry per ping under a 32-bit key
-//! just before the send; a receive thread that gets a reply carrying our
-//! magic, our socket id and that key removes the entry and stores the RTT
-//! into the round's slot. The first matching reply wins: a duplicate finds
-//! no entry (or one already answered) and is only counted. When a round
-//! completes, the sender thread removes its remaining entries (those pings
-//! are lost), so a reply arriving after that is only counted too.
+//! The sender thread inserts one [`Pending`] entry per ping under a 31-bit key
+//! just before the send, and the ping's slot in its round holds that key
+//! while the entry is in the table; a receive thread that gets a reply
+//! carrying our magic, our socket id and that key removes the entry and
+//! stores the RTT into the slot instead. The first matching reply wins: a
+//! duplicate finds no entry (or one already answered) and is only counted.
+//! When a round completes, the sender thread removes the entries whose keys
+//! its slots still hold (those pings are lost), so a reply arriving after
+//! that is only counted too. One slot is four bytes ([`slot`]): a round's
+//! memory is `targets × pings × 4` bytes, nothing more per ping.
 //!
 //! **Transmit timestamps.** On a socket where the kernel stamps sends, the
 //! RTT is kernel receive time − kernel transmit time. The transmit stamp
@@ -24,15 +27,67 @@
 //! reading its results.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::packet::{self, Message, Token, MAGIC_LEN};
-use super::{Family, SocketKind};
+use super::{Family, Rtts, SocketKind};
 
 const SHARDS: usize = 64;
-const NO_RTT: u64 = u64::MAX;
+
+/// Keys are below this (31 bits, so a slot can tell a key from an RTT).
+pub(crate) const KEY_LIMIT: u32 = slot::PENDING - 1;
+
+/// What one answer slot holds, in 32 bits:
+///
+/// - [`slot::EMPTY`]: no answer (not sent yet, lost, late or not sent);
+/// - `PENDING | key`: the ping is in the pending table under `key`;
+/// - else an RTT: below 2^30 ns (1.07 s) in nanoseconds, longer ones in
+///   microseconds with bit 30 set (up to 17.9 minutes, then capped).
+pub(crate) mod slot {
+    use std::time::Duration;
+
+    pub const EMPTY: u32 = u32::MAX;
+    pub const PENDING: u32 = 1 << 31;
+    const MICROS: u32 = 1 << 30;
+    const LOW: u32 = MICROS - 1;
+
+    /// What a slot holds.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Value {
+        Empty,
+        Pending(u32),
+        Rtt(Duration),
+    }
+
+    pub fn pending(key: u32) -> u32 {
+        debug_assert!(key < super::KEY_LIMIT);
+        PENDING | (key & !PENDING)
+    }
+
+    pub fn rtt(rtt: Duration) -> u32 {
+        let nanos = rtt.as_nanos();
+        if nanos < u128::from(MICROS) {
+            nanos as u32
+        } else {
+            let micros = u32::try_from(rtt.as_micros()).unwrap_or(LOW);
+            MICROS | micros.min(LOW)
+        }
+    }
+
+    pub fn decode(v: u32) -> Value {
+        if v == EMPTY {
+            Value::Empty
+        } else if v & PENDING != 0 {
+            Value::Pending(v & !PENDING)
+        } else if v & MICROS != 0 {
+            Value::Rtt(Duration::from_micros(u64::from(v & LOW)))
+        } else {
+            Value::Rtt(Duration::from_nanos(u64::from(v)))
+        }
+    }
+}
 
 /// A wall-clock RTT more than this above the monotonic one means the wall
 /// clock was stepped during the ping: use the monotonic one.
@@ -79,9 +134,10 @@ impl Counters {
 pub(crate) struct RoundShared {
     pub id: u64,
     pub pings: u32,
+    targets: usize,
     pub timeout: Duration,
-    /// `[target * pings + ping]`: RTT in nanoseconds, or `NO_RTT`.
-    rtts: Vec<AtomicU64>,
+    /// `[target * pings + ping]`: see [`slot`].
+    slots: Vec<AtomicU32>,
     /// Pings in the pending table.
     outstanding: AtomicUsize,
     /// Every send of the round has been done (or failed).
@@ -94,8 +150,9 @@ impl RoundShared {
         RoundShared {
             id,
             pings,
+            targets,
             timeout,
-            rtts: (0..n).map(|_| AtomicU64::new(NO_RTT)).collect(),
+            slots: (0..n).map(|_| AtomicU32::new(slot::EMPTY)).collect(),
             outstanding: AtomicUsize::new(0),
             all_sent: AtomicBool::new(false),
         }
@@ -108,27 +165,34 @@ impl RoundShared {
             .saturating_add(ping as usize)
     }
 
-    fn set_rtt(&self, slot: usize, rtt: Duration) {
-        if let Some(s) = self.rtts.get(slot) {
-            let nanos = u64::try_from(rtt.as_nanos()).unwrap_or(NO_RTT - 1);
-            s.store(nanos.min(NO_RTT - 1), Ordering::Relaxed);
+    fn set(&self, index: usize, value: u32) {
+        if let Some(s) = self.slots.get(index) {
+            s.store(value, Ordering::Relaxed);
         }
     }
 
-    /// `[target][ping]` RTTs, `None` for lost pings.
-    pub fn results(&self) -> Vec<Vec<Option<Duration>>> {
-        let pings = (self.pings as usize).max(1);
-        self.rtts
-            .chunks(pings)
-            .map(|c| {
-                c.iter()
-                    .map(|v| match v.load(Ordering::Relaxed) {
-                        NO_RTT => None,
-                        n => Some(Duration::from_nanos(n)),
-                    })
-                    .collect()
+    /// Keys of this round's pings still in the pending table (as far as
+    /// its slots say; an entry answered meanwhile is simply gone).
+    pub fn pending_keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| match slot::decode(s.load(Ordering::Relaxed)) {
+                slot::Value::Pending(key) => Some(key),
+                _ => None,
             })
-            .collect()
+    }
+
+    /// The RTTs; a ping still pending reads as lost.
+    pub fn results(&self) -> Rtts {
+        let slots = self
+            .slots
+            .iter()
+            .map(|v| match v.load(Ordering::Relaxed) {
+                x if x & slot::PENDING != 0 => slot::EMPTY,
+                x => x,
+            })
+            .collect();
+        Rtts::from_slots(self.targets, self.pings, slots)
     }
 
     /// A ping is about to enter the pending table.
@@ -280,12 +344,17 @@ impl Matcher {
         self.shard(key).contains_key(&key)
     }
 
-    /// Inserts a pending ping. Fails (returning it) if the key is taken.
+    /// Inserts a pending ping and puts its key in its slot. Fails
+    /// (returning it) if the key is taken or not below [`KEY_LIMIT`].
     pub fn insert(&self, key: u32, pending: Pending) -> Result<(), Pending> {
+        if key >= KEY_LIMIT {
+            return Err(pending);
+        }
         let mut shard = self.shard(key);
         if shard.contains_key(&key) {
             return Err(pending);
         }
+        pending.round.set(pending.slot, slot::pending(key));
         shard.insert(key, pending);
         Counters::inc(&self.counters.pending);
         Ok(())
@@ -295,7 +364,8 @@ impl Matcher {
     #[cfg(test)]
     pub fn remove(&self, key: u32) -> Option<Pending> {
         let removed = self.shard(key).remove(&key);
-        if removed.is_some() {
+        if let Some(p) = &removed {
+            p.round.set(p.slot, slot::EMPTY);
             Counters::dec(&self.counters.pending);
         }
         removed
@@ -411,6 +481,7 @@ impl Matcher {
                 self.finalize(p, recv_wall, recv_mono, shard);
             }
             None => {
+                p.round.set(p.slot, slot::EMPTY);
                 drop(shard);
                 Counters::dec(&self.counters.pending);
                 p.round.finish_one();
@@ -431,9 +502,8 @@ impl Matcher {
         Counters::dec(&self.counters.pending);
         let rtt = rtt(&p, recv_wall, recv_mono);
         let late = rtt > p.round.timeout;
-        if !late {
-            p.round.set_rtt(p.slot, rtt);
-        }
+        p.round
+            .set(p.slot, if late { slot::EMPTY } else { slot::rtt(rtt) });
         drop(shard);
         if !late {
             if p.tx.is_none() {
@@ -554,8 +624,74 @@ mod tests {
         assert_eq!(c.received.load(Ordering::Relaxed), 1);
         assert_eq!(c.unmatched.load(Ordering::Relaxed), 1);
         assert_eq!(c.pending.load(Ordering::Relaxed), 3);
-        let r = f.round.results();
+        let r = f.round.results().to_vecs();
         assert_eq!(r, vec![vec![None, None], vec![Some(5 * MS), None]]);
+    }
+
+    #[test]
+    fn slot_encoding() {
+        use slot::{decode, Value};
+        // Nanoseconds below 2^30 ns, exactly.
+        for ns in [0u64, 1, 123_456, 999_999_999, (1 << 30) - 1] {
+            let d = Duration::from_nanos(ns);
+            assert_eq!(decode(slot::rtt(d)), Value::Rtt(d), "{ns} ns");
+        }
+        // Longer: whole microseconds, then capped.
+        let d = Duration::from_nanos(1 << 30);
+        assert_eq!(
+            decode(slot::rtt(d)),
+            Value::Rtt(Duration::from_micros(1_073_741))
+        );
+        let d = Duration::from_millis(2_500) + Duration::from_nanos(789);
+        assert_eq!(
+            decode(slot::rtt(d)),
+            Value::Rtt(Duration::from_micros(2_500_000))
+        );
+        let cap = Duration::from_micros((1 << 30) - 1);
+        assert_eq!(
+            decode(slot::rtt(Duration::from_secs(86_400))),
+            Value::Rtt(cap)
+        );
+        // Keys and the empty slot are told apart from every RTT.
+        for key in [0, 1, 0x0001_0000, KEY_LIMIT - 1] {
+            assert_eq!(decode(slot::pending(key)), Value::Pending(key));
+        }
+        assert_eq!(decode(slot::EMPTY), Value::Empty);
+        assert_ne!(slot::pending(KEY_LIMIT - 1), slot::EMPTY);
+    }
+
+    #[test]
+    fn slots_hold_keys_until_answered_or_expired() {
+        let f = fixture();
+        let keys = |f: &Fixture| f.round.pending_keys().collect::<Vec<_>>();
+        assert_eq!(
+            keys(&f),
+            vec![0x0001_0000, 0x0001_0001, 0x0001_0002, 0x0001_0003]
+        );
+        // Pending pings read as lost.
+        assert_eq!(
+            f.round.results().to_vecs(),
+            vec![vec![None, None], vec![None, None]]
+        );
+        let pkt = reply(RAW4, MAGIC, 0x0001_0001);
+        f.m.on_packet(RAW4, &pkt, Some(f.w0 + 2 * MS), f.t0 + 3 * MS);
+        // Late: the entry leaves, the slot reads as lost.
+        let pkt = reply(RAW4, MAGIC, 0x0001_0003);
+        f.m.on_packet(RAW4, &pkt, Some(f.w0 + 200 * MS), f.t0 + 200 * MS);
+        assert_eq!(keys(&f), vec![0x0001_0000, 0x0001_0002]);
+        for key in keys(&f) {
+            assert!(f.m.expire(key));
+        }
+        assert!(keys(&f).is_empty());
+        assert_eq!(f.m.counters.pending.load(Ordering::Relaxed), 0);
+        assert!(f.round.is_complete());
+        assert_eq!(
+            f.round.results().to_vecs(),
+            vec![vec![None, Some(2 * MS)], vec![None, None]]
+        );
+        // A key outside 31 bits is refused.
+        let p = Pending::new(Arc::clone(&f.round), 0, f.w0, f.t0, false);
+        assert!(f.m.insert(KEY_LIMIT, p).is_err());
     }
 
     #[test]
@@ -572,7 +708,7 @@ mod tests {
         );
         assert_eq!(f.m.counters.late.load(Ordering::Relaxed), 1);
         assert_eq!(f.m.counters.received.load(Ordering::Relaxed), 0);
-        assert_eq!(f.round.results()[0][0], None);
+        assert_eq!(f.round.results().to_vecs()[0][0], None);
         // Entry gone: a second copy is unmatched.
         let out = f.m.on_packet(RAW4, &pkt, None, f.t0 + 151 * MS);
         assert_eq!(out, Outcome::Unmatched);
@@ -622,7 +758,13 @@ mod tests {
         );
         assert_eq!(f.m.counters.pending.load(Ordering::Relaxed), 4);
         assert_eq!(f.m.counters.foreign.load(Ordering::Relaxed), 2);
-        assert!(f.round.results().iter().flatten().all(Option::is_none));
+        assert!(f
+            .round
+            .results()
+            .to_vecs()
+            .iter()
+            .flatten()
+            .all(Option::is_none));
     }
 
     #[test]
@@ -661,7 +803,7 @@ mod tests {
         );
         assert!(f.round.is_complete());
         assert_eq!(
-            f.round.results(),
+            f.round.results().to_vecs(),
             vec![
                 vec![Some(MS), Some(2 * MS)],
                 vec![Some(3 * MS), Some(4 * MS)]
@@ -769,7 +911,10 @@ mod tests {
                 round_complete: Some(9)
             }
         );
-        assert_eq!(f.round.results(), vec![vec![Some(5 * MS), Some(6 * MS)]]);
+        assert_eq!(
+            f.round.results().to_vecs(),
+            vec![vec![Some(5 * MS), Some(6 * MS)]]
+        );
         let c = &f.m.counters;
         assert_eq!(c.tx_stamped.load(Ordering::Relaxed), 2);
         assert_eq!(c.tx_fallbacks.load(Ordering::Relaxed), 0);
@@ -799,7 +944,7 @@ mod tests {
         assert!(f.m.expire(0x0001_0000));
         assert!(f.m.expire(0x0001_0001));
         assert!(!f.m.expire(0x0001_0001));
-        assert_eq!(f.round.results(), vec![vec![Some(7 * MS), None]]);
+        assert_eq!(f.round.results().to_vecs(), vec![vec![Some(7 * MS), None]]);
         assert!(f.round.is_complete());
         let c = &f.m.counters;
         assert_eq!(c.tx_fallbacks.load(Ordering::Relaxed), 1);

@@ -153,11 +153,98 @@ pub struct RoundRequest {
 /// The outcome of a round.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RoundResult {
-    /// `[target index][ping index in send order]`; `None` = lost.
-    pub rtts: Vec<Vec<Option<Duration>>>,
+    /// Per target index, per ping in send order: the RTT, or lost.
+    pub rtts: Rtts,
     /// `[target index]`: pings that could not be sent (lost, and counted
     /// in [`EngineStats::send_errors`] too).
     pub send_errors: Vec<u32>,
+}
+
+/// The RTTs of a round, `targets × pings`, four bytes each (nanoseconds
+/// below 1.07 s, microseconds above): a round of a million targets is
+/// 80 MB at 20 pings, not the 350 MB of a vector of vectors, and results
+/// are often held a while (until the store takes them).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Rtts {
+    targets: usize,
+    pings: u32,
+    /// `[target * pings + ping]`, see [`matching::slot`].
+    slots: Vec<u32>,
+}
+
+impl Rtts {
+    /// `targets` rows of `pings` lost pings.
+    pub fn new(targets: usize, pings: u32) -> Rtts {
+        Rtts {
+            targets,
+            pings,
+            slots: vec![matching::slot::EMPTY; targets.saturating_mul(pings as usize)],
+        }
+    }
+
+    /// From rows of equal length (`pings` each; a shorter row's missing
+    /// pings are lost, a longer row's extra ones dropped).
+    pub fn from_rows(rows: &[Vec<Option<Duration>>], pings: u32) -> Rtts {
+        let mut r = Rtts::new(rows.len(), pings);
+        for (t, row) in rows.iter().enumerate() {
+            for (p, rtt) in row.iter().take(pings as usize).enumerate() {
+                if let Some(rtt) = rtt {
+                    r.slots[t * pings as usize + p] = matching::slot::rtt(*rtt);
+                }
+            }
+        }
+        r
+    }
+
+    pub(crate) fn from_slots(targets: usize, pings: u32, slots: Vec<u32>) -> Rtts {
+        debug_assert_eq!(slots.len(), targets * pings as usize);
+        Rtts {
+            targets,
+            pings,
+            slots,
+        }
+    }
+
+    /// Number of targets (rows).
+    pub fn len(&self) -> usize {
+        self.targets
+    }
+
+    /// True without targets.
+    pub fn is_empty(&self) -> bool {
+        self.targets == 0
+    }
+
+    /// Pings per target.
+    pub fn pings(&self) -> u32 {
+        self.pings
+    }
+
+    /// The RTTs of target `target` in send order (`None` = lost); empty
+    /// for a target that is not in the round.
+    pub fn row(&self, target: usize) -> impl ExactSizeIterator<Item = Option<Duration>> + '_ {
+        let p = self.pings as usize;
+        let row = if target < self.targets {
+            self.slots.get(target * p..(target + 1) * p).unwrap_or(&[])
+        } else {
+            &[]
+        };
+        row.iter().map(|&v| match matching::slot::decode(v) {
+            matching::slot::Value::Rtt(d) => Some(d),
+            _ => None,
+        })
+    }
+
+    /// Every row as a vector (for tests and small rounds).
+    pub fn to_vecs(&self) -> Vec<Vec<Option<Duration>>> {
+        (0..self.targets).map(|t| self.row(t).collect()).collect()
+    }
+}
+
+impl std::fmt::Debug for Rtts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.to_vecs()).finish()
+    }
 }
 
 /// Why a round has no result.
@@ -221,4 +308,27 @@ pub struct EngineStats {
     /// Answered pings whose RTT used the user-space receive time (the
     /// kernel gave no receive timestamp).
     pub rx_fallbacks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rtts_rows() {
+        let ms = |x| Some(Duration::from_millis(x));
+        let long = Some(Duration::from_micros(2_345_678));
+        let rows = vec![vec![ms(1), None, ms(3)], vec![None, long, None]];
+        let r = Rtts::from_rows(&rows, 3);
+        assert_eq!((r.len(), r.pings(), r.is_empty()), (2, 3, false));
+        assert_eq!(r.to_vecs(), rows);
+        assert_eq!(r.row(1).len(), 3);
+        // Not in the round: an empty row.
+        assert_eq!(r.row(2).count(), 0);
+        // Short rows are padded with losses, long ones cut.
+        let r = Rtts::from_rows(&[vec![ms(1)], vec![ms(1), ms(2), ms(3), ms(4)]], 2);
+        assert_eq!(r.to_vecs(), vec![vec![ms(1), None], vec![ms(1), ms(2)]]);
+        assert_eq!(format!("{:?}", Rtts::new(1, 1)), "[[None]]");
+        assert!(Rtts::default().is_empty());
+    }
 }

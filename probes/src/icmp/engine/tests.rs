@@ -282,7 +282,7 @@ async fn results_in_request_order_raw_v4() {
         .await
         .expect("round");
     assert_eq!(r.rtts.len(), 4);
-    for (t, row) in targets.iter().zip(&r.rtts) {
+    for (t, row) in targets.iter().zip(&r.rtts.to_vecs()) {
         assert_eq!(row.len(), 3);
         let IpAddr::V4(a) = t else { panic!("v4") };
         let expect = 2 * MS * u32::from(a.octets()[3]);
@@ -328,7 +328,7 @@ async fn every_reply_read_at_a_high_rate() {
     }
     while let Some(r) = set.join_next().await {
         let r = r.expect("task").expect("round");
-        for rtt in r.rtts.iter().flatten() {
+        for rtt in r.rtts.to_vecs().iter().flatten() {
             let rtt = rtt.expect("answered");
             assert!(rtt >= 2 * MS && rtt < 40 * MS, "{rtt:?}");
         }
@@ -352,7 +352,7 @@ async fn datagram_v6_and_early_completion() {
     let r = engine.submit(req).await.expect("round");
     // All answers in: completes long before the 30 s timeout.
     assert!(t0.elapsed() < Duration::from_secs(5));
-    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    assert!(r.rtts.to_vecs().iter().flatten().all(Option::is_some));
     assert_eq!(
         engine.socket_kind_for(Family::V6),
         Some(SocketKind::Datagram)
@@ -382,10 +382,10 @@ async fn lost_failed_duplicate_and_wrong_family() {
         .submit(request(Family::V4, targets, 2))
         .await
         .expect("round");
-    assert!(r.rtts[0].iter().all(Option::is_some));
-    assert_eq!(r.rtts[1], vec![None, None]);
-    assert_eq!(r.rtts[2], vec![None, None]);
-    assert_eq!(r.rtts[3], vec![None, None]);
+    assert!(r.rtts.to_vecs()[0].iter().all(Option::is_some));
+    assert_eq!(r.rtts.to_vecs()[1], vec![None, None]);
+    assert_eq!(r.rtts.to_vecs()[2], vec![None, None]);
+    assert_eq!(r.rtts.to_vecs()[3], vec![None, None]);
     let s = wait_for(&engine, |s| s.unmatched >= 2).await;
     assert_eq!(s.sent, 4); // targets 1 and 2
     assert_eq!(s.send_errors, 4); // 2 failed sends + 2 wrong family
@@ -411,7 +411,7 @@ async fn late_reply_counts_as_lost() {
     req.interval = 200 * MS;
     req.timeout = 100 * MS;
     let r = engine.submit(req).await.expect("round");
-    assert_eq!(r.rtts, vec![vec![None, None]]);
+    assert_eq!(r.rtts.to_vecs(), vec![vec![None, None]]);
     let s = wait_for(&engine, |s| s.unmatched >= 1).await;
     assert_eq!(s.late, 1);
     assert_eq!(s.unmatched, 1);
@@ -427,7 +427,7 @@ async fn sends_are_spaced_and_shuffled() {
     req.spacing = 2 * MS;
     req.interval = 10 * MS; // shorter than 40 * spacing: pings interleave
     let r = engine.submit(req).await.expect("round");
-    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    assert!(r.rtts.to_vecs().iter().flatten().all(Option::is_some));
     let sends = fake.sends();
     assert_eq!(sends.len(), 80);
     // The engine spaces its clock reads before `sendto`; the fake records a
@@ -464,7 +464,7 @@ async fn one_socket_per_binding_shared_by_rounds() {
         .collect();
     for h in handles {
         let r = h.await.expect("round");
-        assert!(r.rtts.iter().flatten().all(Option::is_some));
+        assert!(r.rtts.to_vecs().iter().flatten().all(Option::is_some));
     }
     assert_eq!(opens.load(Ordering::SeqCst), 1);
 }
@@ -530,7 +530,7 @@ async fn open_failure_and_stop() {
     assert_eq!(
         r,
         Ok(RoundResult {
-            rtts: vec![],
+            rtts: Rtts::new(0, 0),
             send_errors: vec![]
         })
     );
@@ -538,7 +538,7 @@ async fn open_failure_and_stop() {
     assert_eq!(
         r,
         Ok(RoundResult {
-            rtts: vec![vec![]],
+            rtts: Rtts::new(1, 0),
             send_errors: vec![0]
         })
     );
@@ -617,7 +617,7 @@ async fn kernel_transmit_timestamps_make_the_rtt() {
     }
     while let Some(r) = set.join_next().await {
         let r = r.expect("task").expect("round");
-        for rtt in r.rtts.iter().flatten() {
+        for rtt in r.rtts.to_vecs().iter().flatten() {
             let rtt = rtt.expect("answered");
             assert!(
                 rtt >= 8 * MS - Duration::from_micros(200)
@@ -655,7 +655,7 @@ async fn missing_stamps_are_counted_as_fallbacks() {
         .submit(request(Family::V4, vec![v4(1), v4(2)], 2))
         .await
         .expect("round");
-    assert!(r.rtts.iter().flatten().all(Option::is_some));
+    assert!(r.rtts.to_vecs().iter().flatten().all(Option::is_some));
     let s = wait_for(&engine, |s| s.rounds_active == 0).await;
     assert_eq!((s.received, s.tx_stamped, s.tx_fallbacks), (4, 0, 4));
 }

@@ -34,22 +34,48 @@ pub use crate::probe::{
 /// [`parse::MAX_ORDER_BYTES`] are read, so an oversized file is refused
 /// without reading it whole. Used by the daemon and by `pingmachine check`.
 pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let io_err = |what: &str, e: std::io::Error| OrderError {
-        file: path.to_path_buf(),
-        field: None,
-        value: None,
-        reason: format!("cannot {what} file: {e}"),
-        line: None,
-    };
     // O_NONBLOCK: a FIFO put here cannot block the reader.
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
-        .map_err(|e| io_err("open", e))?;
-    let md = f.metadata().map_err(|e| io_err("stat", e))?;
+        .map_err(|e| file_error(path, "open", &e))?;
+    let md = f.metadata().map_err(|e| file_error(path, "stat", &e))?;
+    read_opened_order(path, id, f, &md)
+}
+
+/// Opens `path` for reading without following a symbolic link in its last
+/// component (`ELOOP` then) and without blocking on a FIFO, and stats the
+/// open file: what the registry does first for a file it has not seen.
+pub fn open_order_nofollow(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOFOLLOW)
+        .open(path)?;
+    let md = f.metadata()?;
+    Ok((f, md))
+}
+
+fn file_error(path: &Path, what: &str, e: &std::io::Error) -> OrderError {
+    OrderError {
+        file: path.to_path_buf(),
+        field: None,
+        value: None,
+        reason: format!("cannot {what} file: {e}"),
+        line: None,
+    }
+}
+
+/// Reads and validates an order file already open as `f`, whose metadata
+/// is `md` (see [`read_order_file`]).
+pub fn read_opened_order(
+    path: &Path,
+    id: &OrderId,
+    f: std::fs::File,
+    md: &std::fs::Metadata,
+) -> Result<Parsed, OrderError> {
     if !md.is_file() {
         return Err(OrderError {
             file: path.to_path_buf(),
@@ -72,11 +98,39 @@ pub fn read_order_file(path: &Path, id: &OrderId) -> Result<Parsed, OrderError> 
             line: None,
         });
     }
-    let mut buf = Vec::new();
-    f.take(parse::MAX_ORDER_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| io_err("read", e))?;
+    let buf = read_known_size(f, len, parse::MAX_ORDER_BYTES as u64 + 1)
+        .map_err(|e| file_error(path, "read", &e))?;
     parse_order(path, id, &buf)
+}
+
+/// Reads a file whose size was `len` when it was stat'ed, at most `cap`
+/// bytes: one `read` when the size still holds (a regular file's read
+/// stops short only at its end, and a file rewritten meanwhile is
+/// noticed and read again), more only when it grew.
+fn read_known_size(mut f: std::fs::File, len: u64, cap: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let want = usize::try_from(len.saturating_add(1).min(cap)).unwrap_or(0);
+    let mut buf = vec![0u8; want];
+    let mut got = 0;
+    while got < want {
+        match f.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                got += n;
+                if got as u64 == len {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(got);
+    if got == want && (got as u64) < cap {
+        // It grew past its size: read on, up to the cap.
+        f.take(cap - got as u64).read_to_end(&mut buf)?;
+    }
+    Ok(buf)
 }
 
 /// What an order's `telegraf/<id>` sidecar is.
@@ -186,7 +240,7 @@ impl Order {
         match sidecar {
             Sidecar::Meta(m) => {
                 let over = self.telegraf.is_some();
-                self.telegraf = Some(m.clone());
+                self.telegraf = Some(Box::new(m.clone()));
                 if over {
                     MetaSource::SidecarOverOrder
                 } else {
@@ -217,7 +271,8 @@ pub struct Order {
     pub rrd: RrdTemplate,
     /// Line-protocol metadata: from the order, or from its `telegraf/<id>`
     /// sidecar, which wins when both exist ([`Order::apply_sidecar`]).
-    pub telegraf: Option<TelegrafMeta>,
+    /// Boxed: most orders have none, and a million orders are in memory.
+    pub telegraf: Option<Box<TelegrafMeta>>,
 }
 
 /// `rrd_template:`.
@@ -285,5 +340,47 @@ impl fmt::Display for OrderError {
             write!(f, ": value {value:?}")?;
         }
         write!(f, ": {}", self.reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_what_the_file_holds_even_when_its_size_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let read = |len: u64, cap: u64| read_known_size(std::fs::File::open(&p).unwrap(), len, cap);
+        std::fs::write(&p, "").unwrap();
+        assert!(read(0, 10).unwrap().is_empty());
+        std::fs::write(&p, "abcdef").unwrap();
+        assert_eq!(read(6, 100).unwrap(), b"abcdef");
+        // Grew after the stat: read on to its end.
+        assert_eq!(read(2, 100).unwrap(), b"abcdef");
+        // Shrank after the stat: what is there.
+        assert_eq!(read(60, 100).unwrap(), b"abcdef");
+        // Never more than the cap.
+        assert_eq!(read(2, 4).unwrap(), b"abcd");
+        assert_eq!(read(6, 4).unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn open_nofollow_refuses_links_and_reads_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (f, l) = (dir.path().join("f"), dir.path().join("l"));
+        let yaml = "user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1}\n";
+        std::fs::write(&f, yaml).unwrap();
+        std::os::unix::fs::symlink(&f, &l).unwrap();
+        let e = open_order_nofollow(&l).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(nix::libc::ELOOP));
+        let (file, md) = open_order_nofollow(&f).unwrap();
+        let id = OrderId::new("f").unwrap();
+        let p = read_opened_order(&f, &id, file, &md).unwrap();
+        assert_eq!(p.order.pings, 5);
+        // A directory opens, and is no order.
+        let (file, md) = open_order_nofollow(dir.path()).unwrap();
+        let e = read_opened_order(dir.path(), &id, file, &md).unwrap_err();
+        assert_eq!(e.reason, "not a regular file");
     }
 }

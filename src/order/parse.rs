@@ -130,7 +130,7 @@ pub fn parse_order(file: &Path, id: &OrderId, bytes: &[u8]) -> Result<Parsed, Or
             ))
         }
     };
-    let telegraf = telegraf_fields(&cx, map)?;
+    let telegraf = telegraf_fields(&cx, map)?.map(Box::new);
     Ok(Parsed {
         order: Order {
             id: id.clone(),

@@ -3,7 +3,7 @@
 //! membership. How a job's task is started is a [`Launcher`]: the daemon
 //! spawns [`job::run_job`]; the unit tests record what would run.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -84,7 +84,12 @@ pub struct Slot {
 #[derive(Debug)]
 struct Job {
     id: u64,
-    members: BTreeMap<OrderId, Member>,
+    /// Its members: the very list last published, shared with the job
+    /// task until it changes (copied on the first change after a publish,
+    /// so a member costs one list entry, not a map entry and a list
+    /// entry). Sorted by id when `sorted`; [`JobPool::place`] appends.
+    members: Members,
+    sorted: bool,
     tx: watch::Sender<Members>,
     cancel: CancellationToken,
     capacity: usize,
@@ -124,9 +129,9 @@ impl<L: Launcher> JobPool<L> {
 
     /// Puts `member` in a job of `key` with room, creating (and launching)
     /// a new job when none has. The new member is published at the next
-    /// [`JobPool::publish`].
+    /// [`JobPool::publish`]. The caller places an order only when it is in
+    /// no job (the registry takes a changed order out first).
     pub fn place(&mut self, key: JobKey, member: Member) -> Slot {
-        let id = member.order.id.clone();
         let jobs = self.jobs.entry(key.clone()).or_default();
         // The newest job first: while many orders arrive (the first scan)
         // it is the one with room, and the others need not be looked at.
@@ -135,16 +140,16 @@ impl<L: Launcher> JobPool<L> {
             _ => jobs.iter().position(|j| j.members.len() < j.capacity),
         };
         if let Some(j) = room.map(|i| &mut jobs[i]) {
-            j.members.insert(id, member);
+            Arc::make_mut(&mut j.members).push(member);
+            j.sorted = false;
             j.dirty = true;
             return Slot { key, job: j.id };
         }
         self.next_job += 1;
         let job_id = self.next_job;
         let offset_ms = schedule::random_offset_ms(key.step(), key.pings(), &mut rand::rng());
-        let mut members = BTreeMap::new();
-        members.insert(id, member);
-        let (tx, rx) = watch::channel(Arc::new(members.values().cloned().collect::<Vec<_>>()));
+        let members = Arc::new(vec![member]);
+        let (tx, rx) = watch::channel(Arc::clone(&members));
         let cancel = self.cancel.child_token();
         self.launcher.launch(NewJob {
             key: key.clone(),
@@ -156,6 +161,7 @@ impl<L: Launcher> JobPool<L> {
         jobs.push(Job {
             id: job_id,
             members,
+            sorted: true,
             tx,
             cancel,
             capacity: key.capacity(),
@@ -172,7 +178,14 @@ impl<L: Launcher> JobPool<L> {
         };
         if let Some(pos) = jobs.iter().position(|j| j.id == slot.job) {
             let j = &mut jobs[pos];
-            j.members.remove(id);
+            let members = Arc::make_mut(&mut j.members);
+            if !j.sorted {
+                members.sort_unstable_by(|a, b| a.order.id.cmp(&b.order.id));
+                j.sorted = true;
+            }
+            if let Ok(i) = members.binary_search_by(|m| m.order.id.cmp(id)) {
+                members.remove(i);
+            }
             j.dirty = true;
             if j.members.is_empty() {
                 j.cancel.cancel();
@@ -189,7 +202,13 @@ impl<L: Launcher> JobPool<L> {
     pub fn publish(&mut self) {
         for jobs in self.jobs.values_mut() {
             for j in jobs.iter_mut().filter(|j| j.dirty) {
-                j.tx.send_replace(Arc::new(j.members.values().cloned().collect()));
+                if !j.sorted {
+                    Arc::make_mut(&mut j.members)
+                        .sort_unstable_by(|a, b| a.order.id.cmp(&b.order.id));
+                    j.sorted = true;
+                }
+                // Shared from here on: the next change copies the list.
+                j.tx.send_replace(Arc::clone(&j.members));
                 j.dirty = false;
             }
         }
@@ -341,6 +360,45 @@ pub(crate) mod tests {
         assert!(pool.launcher().jobs[0].cancel.is_cancelled());
         // Removing again is harmless.
         pool.remove(&sb, &b.id);
+    }
+
+    #[test]
+    fn members_are_published_sorted_and_kept_once() {
+        let mut pool = JobPool::new(Recorder::default(), CancellationToken::new());
+        let o = |id: &str, host: &str| {
+            order(
+                id,
+                &format!("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {{host: {host}}}\n"),
+            )
+        };
+        let (o1, o2, o3, o0) = (
+            o("o1", "127.0.0.1"),
+            o("o2", "127.0.0.2"),
+            o("o3", "127.0.0.3"),
+            o("o0", "127.0.0.4"),
+        );
+        let slot = pool.place(JobKey::of(&o3), member(&o3));
+        pool.place(JobKey::of(&o1), member(&o1));
+        pool.place(JobKey::of(&o2), member(&o2));
+        pool.publish();
+        assert_eq!(pool.launcher().running()[0].1, ["o1", "o2", "o3"]);
+        // Appended after the publish, removed before the next one.
+        pool.place(JobKey::of(&o0), member(&o0));
+        pool.remove(&slot, &o2.id);
+        // Not published yet: the job still runs what it had.
+        assert_eq!(pool.launcher().running()[0].1, ["o1", "o2", "o3"]);
+        pool.publish();
+        assert_eq!(pool.launcher().running()[0].1, ["o0", "o1", "o3"]);
+        // Removing an id the job does not have changes nothing.
+        pool.remove(&slot, &o2.id);
+        pool.publish();
+        assert_eq!(pool.launcher().running()[0].1, ["o0", "o1", "o3"]);
+        // One list, shared by the pool and the job task.
+        let job = &pool.jobs[&JobKey::of(&o1)][0];
+        assert!(Arc::ptr_eq(
+            &job.members,
+            &pool.launcher().jobs[0].members.borrow()
+        ));
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl Sinks {
         if !self.enabled() {
             return None;
         }
-        lineproto::series_key(order.telegraf.as_ref(), &self.global_tags)
+        lineproto::series_key(order.telegraf.as_deref(), &self.global_tags)
     }
 
     /// Queues `lines` on every destination; never waits.

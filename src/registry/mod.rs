@@ -231,11 +231,15 @@ impl<L: Launcher> Registry<L> {
         start_watcher: impl FnOnce() -> Option<OrderWatcher>,
     ) {
         let started = Instant::now();
-        let forwarder = self.start_forwarder();
+        let (open_gate, gate) = tokio::sync::oneshot::channel();
+        let forwarder = self.start_forwarder(gate);
         tokio::task::block_in_place(|| self.full_rescan());
-        // Every order is scheduled once its job has it; the writers create
-        // the output directories meanwhile (before its first round ends).
+        // Every order is scheduled once its job has it. Only now do the
+        // writers start on the output directories (long before a first
+        // round ends): during the scan both cores read orders, and a
+        // million `mkdir`s alongside made it a third slower.
         self.publish();
+        let _ = open_gate.send(());
         let scheduled_ms = (started.elapsed().as_millis() as u64).max(1);
         let Some(watcher) = tokio::task::block_in_place(start_watcher) else {
             self.pool.stop_all();
@@ -361,12 +365,16 @@ impl<L: Launcher> Registry<L> {
     }
 
     /// Starts the task that hands store commands to the writers in the
-    /// order the registry queued them.
-    fn start_forwarder(&mut self) -> tokio::task::JoinHandle<()> {
+    /// order the registry queued them, once `gate` opens (or is dropped).
+    fn start_forwarder(
+        &mut self,
+        gate: tokio::sync::oneshot::Receiver<()>,
+    ) -> tokio::task::JoinHandle<()> {
         let (tx, mut rx) = mpsc::unbounded_channel::<StoreCmd>();
         self.forward = Some(tx);
         let store = self.store.clone();
         tokio::spawn(async move {
+            let _ = gate.await;
             while let Some(cmd) = rx.recv().await {
                 store.send(cmd).await;
             }
@@ -1102,6 +1110,30 @@ impl Looker<'_> {
     /// metadata, whether it expired or is unchanged, else its parsed
     /// content (with its sidecar merged). Safe to run on many threads.
     fn look(&self, id: &OrderId, path: &Path, force: bool, sidecars: &Sidecars) -> Look {
+        // A file that will be read anyway (not seen before, or forced) is
+        // opened first: open, fstat, one read, close. Anything but a plain
+        // regular file (a symlink, a FIFO, ...) takes the checked way below.
+        let known = self.orders.contains_key(id)
+            || self.invalid.contains_key(id)
+            || self.retry.contains_key(id);
+        if force || !known {
+            match order::open_order_nofollow(path) {
+                Ok((f, md)) if md.is_file() => {
+                    let stamp = Stamp::of(&md);
+                    if let Some(age) = stamp.age() {
+                        if age > self.max_age {
+                            return Look::Expired(age);
+                        }
+                    }
+                    let sidecar = self.sidecar_stamp(id, sidecars);
+                    let parsed = order::read_opened_order(path, id, f, &md);
+                    return self.read(stamp, sidecar, parsed);
+                }
+                Ok((_, md)) if md.is_dir() => return Look::Gone,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Look::Gone,
+                _ => {}
+            }
+        }
         let md = match scan::order_metadata(path, self.orders_canon) {
             Ok(Some(md)) => md,
             Ok(None) => return Look::Gone,
@@ -1113,10 +1145,7 @@ impl Looker<'_> {
                 return Look::Expired(age);
             }
         }
-        let sidecar = match sidecars {
-            Sidecars::Known(known) if !known.contains(id) => None,
-            _ => scan::sidecar_stamp(&self.base.telegraf, id),
-        };
+        let sidecar = self.sidecar_stamp(id, sidecars);
         if !force {
             if let Some(e) = self.orders.get(id) {
                 if e.stamp == stamp && e.sidecar.as_deref() == sidecar.as_ref() {
@@ -1127,7 +1156,25 @@ impl Looker<'_> {
                 return Look::Unchanged;
             }
         }
-        let parsed = order::read_order_file(path, id).map(|mut p| {
+        let parsed = order::read_order_file(path, id);
+        self.read(stamp, sidecar, parsed)
+    }
+
+    fn sidecar_stamp(&self, id: &OrderId, sidecars: &Sidecars) -> Option<Stamp> {
+        match sidecars {
+            Sidecars::Known(known) if !known.contains(id) => None,
+            _ => scan::sidecar_stamp(&self.base.telegraf, id),
+        }
+    }
+
+    /// A file read: its order with its sidecar merged.
+    fn read(
+        &self,
+        stamp: Stamp,
+        sidecar: Option<Stamp>,
+        parsed: Result<order::Parsed, OrderError>,
+    ) -> Look {
+        let parsed = parsed.map(|mut p| {
             let merged = sidecar
                 .is_some()
                 .then(|| order::merge_sidecar(&mut p.order, &self.base.telegraf));

@@ -77,6 +77,12 @@ enum Cmd {
         /// the others run, and print their pickup latency.
         #[arg(long, default_value_t = 0)]
         pickup: usize,
+        /// Whole steps to let pass after every job's first round before
+        /// the window: an order's first two rounds create its
+        /// `last_result` and `last_result.tmp` (once per order), later
+        /// ones only rewrite them.
+        #[arg(long, default_value_t = 0)]
+        warmup: u32,
     },
     /// Cost of Prometheus metrics: N orders run twice for the same window,
     /// without `--listen`, then with it and a scrape of /metrics every
@@ -403,6 +409,8 @@ struct Load {
     rrd: bool,
     /// New orders written after the window (pickup latency); 0: none.
     pickup: usize,
+    /// Whole steps waited after every job's first round, before the window.
+    warmup: u32,
 }
 
 /// The figures of one measured daemon run.
@@ -434,6 +442,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         steps,
         rrd,
         pickup,
+        warmup,
     } = load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
@@ -492,6 +501,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     if !first {
         println!("warning: not every job finished a first round in time");
     }
+    std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(warmup)));
     let s0 = d.stats().unwrap_or(Value::Null);
     let (cpu_start, _) = d.cpu_rss();
     let threads_start = d.thread_cpu();
@@ -533,7 +543,7 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         dirs_after
     );
     println!(
-        "measured window                  {:>10.1} s ({steps} whole steps after every job's first round)",
+        "measured window                  {:>10.1} s ({steps} whole steps, starting {warmup} steps after every job's first round)",
         window
     );
     println!(
@@ -1526,6 +1536,7 @@ fn main() -> anyhow::Result<()> {
             fping,
             fping_mode,
             pickup,
+            warmup,
         } => run(
             &cli,
             Load {
@@ -1536,6 +1547,7 @@ fn main() -> anyhow::Result<()> {
                 steps: *steps,
                 rrd: *rrd,
                 pickup: *pickup,
+                warmup: *warmup,
             },
             fping.then_some(*fping_mode),
         ),
@@ -1571,6 +1583,7 @@ fn main() -> anyhow::Result<()> {
                 steps: *steps,
                 rrd: false,
                 pickup: 0,
+                warmup: 0,
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),

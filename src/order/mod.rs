@@ -347,6 +347,13 @@ impl fmt::Display for OrderError {
 mod tests {
     use super::*;
 
+    /// A million orders are in memory at once: keep an order small.
+    #[test]
+    fn an_order_stays_small() {
+        let size = std::mem::size_of::<Order>();
+        assert!(size <= 184, "Order is {size} bytes");
+    }
+
     #[test]
     fn reads_what_the_file_holds_even_when_its_size_changed() {
         let dir = tempfile::tempdir().unwrap();

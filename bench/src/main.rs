@@ -1,6 +1,8 @@
 //! `pingmachine-bench`: measures the real `pingmachine` daemon against
-//! loopback targets only (distinct addresses in 127.0.0.0/8), and `fping`
-//! on the same targets for comparison. Prints figures; never asserts on
+//! loopback targets (distinct addresses in 127.0.0.0/8) or, with `run --net
+//! netns`, IPv6 targets behind a veth pair in two network namespaces that
+//! the run creates and removes (2001:db8::/64, see `netns.rs`), and
+//! `fping` on the same targets for comparison. Prints figures; never asserts on
 //! timing. See docs/PERFORMANCE.md for the commands and results.
 //!
 //! * `run`: N fping orders for K steps: pings sent/s, loss, CPU per 100,000
@@ -28,13 +30,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+mod netns;
 mod rrdcached;
 use serde_json::Value;
 
 #[derive(Parser)]
 #[command(
     name = "pingmachine-bench",
-    about = "Benchmarks of pingmachine (loopback only)"
+    about = "Benchmarks of pingmachine (loopback, or network namespaces it creates)"
 )]
 struct Cli {
     /// The pingmachine binary to measure.
@@ -83,6 +86,12 @@ enum Cmd {
         /// ones only rewrite them.
         #[arg(long, default_value_t = 0)]
         warmup: u32,
+        /// Where the targets are: loopback addresses (the kernel answers
+        /// inside the daemon's own send calls), or IPv6 hosts behind a veth
+        /// pair in network namespaces made for the run (answered by kernel
+        /// threads, as on a network; their CPU is printed apart).
+        #[arg(long, value_enum, default_value_t = Net::Loopback)]
+        net: Net,
     },
     /// Cost of Prometheus metrics: N orders run twice for the same window,
     /// without `--listen`, then with it and a scrape of /metrics every
@@ -201,6 +210,25 @@ enum FpingMode {
     Jobs,
 }
 
+/// Where the targets of `run` are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Net {
+    /// 127.A.B.C, distinct per order.
+    Loopback,
+    /// 2001:db8::1:0:H:L, distinct per order, behind a veth pair in two
+    /// network namespaces made for the run (see `netns.rs`).
+    Netns,
+}
+
+impl Net {
+    fn target(self, i: usize) -> std::net::IpAddr {
+        match self {
+            Net::Loopback => target(i).into(),
+            Net::Netns => netns::target(i).into(),
+        }
+    }
+}
+
 /// The i-th loopback target: 127.A.B.C with A ≥ 1 and C in 1..=254.
 fn target(i: usize) -> Ipv4Addr {
     let c = 1 + (i % 254) as u8;
@@ -210,9 +238,18 @@ fn target(i: usize) -> Ipv4Addr {
 }
 
 fn order(i: usize, step: u32, pings: u32, interval: Option<u32>, rrd: bool) -> String {
+    order_to(target(i).into(), step, pings, interval, rrd)
+}
+
+fn order_to(
+    host: std::net::IpAddr,
+    step: u32,
+    pings: u32,
+    interval: Option<u32>,
+    rrd: bool,
+) -> String {
     let mut s = format!(
-        "user: bench\nstep: {step}\npings: {pings}\nprobe: fping\nfping:\n  host: {}\n",
-        target(i)
+        "user: bench\nstep: {step}\npings: {pings}\nprobe: fping\nfping:\n  host: '{host}'\n"
     );
     if let Some(iv) = interval {
         s.push_str(&format!("  interval: {iv}\n"));
@@ -244,9 +281,20 @@ struct Daemon {
 
 impl Daemon {
     fn start(bin: &Path, base: &Path, extra: &[String]) -> anyhow::Result<Daemon> {
+        Daemon::start_in(None, bin, base, extra)
+    }
+
+    /// Starts the daemon, in the prober's namespace of `net` if given.
+    fn start_in(
+        net: Option<&netns::TestNet>,
+        bin: &Path,
+        base: &Path,
+        extra: &[String],
+    ) -> anyhow::Result<Daemon> {
         let log = base.join("daemon.log");
         let f = std::fs::File::create(&log)?;
-        let child = Command::new(bin)
+        let child = net
+            .map_or_else(|| Command::new(bin), |n| n.command(bin))
             .arg("--basedir")
             .arg(base)
             .arg("run")
@@ -411,6 +459,8 @@ struct Load {
     pickup: usize,
     /// Whole steps waited after every job's first round, before the window.
     warmup: u32,
+    /// Where the targets are.
+    net: Net,
 }
 
 /// The figures of one measured daemon run.
@@ -431,9 +481,10 @@ struct Figures {
     rss_mb: f64,
 }
 
-/// Starts the daemon on `load`, waits for steady state, measures
-/// `load.steps` whole steps and prints the figures.
-fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
+/// Starts the daemon on `load` (in `testnet`'s prober namespace if
+/// given), waits for steady state, measures `load.steps` whole steps and
+/// prints the figures.
+fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::Result<Figures> {
     let Load {
         orders,
         step,
@@ -443,18 +494,19 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         rrd,
         pickup,
         warmup,
+        net,
     } = load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
     write_orders(&base.join("orders"), 0..orders, |i| {
-        order(i, step, pings, interval, rrd)
+        order_to(net.target(i), step, pings, interval, rrd)
     })?;
     println!(
         "wrote {orders} orders (step {step}, pings {pings}, rrd {rrd}) in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     let started = Instant::now();
-    let d = Daemon::start(&cli.bin, &base, &[])?;
+    let d = Daemon::start_in(testnet, &cli.bin, &base, &[])?;
     let mut scheduled_after = 0.0;
     let ok = wait(Duration::from_secs(180), || {
         scheduled_after = started.elapsed().as_secs_f64();
@@ -505,16 +557,25 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
     let s0 = d.stats().unwrap_or(Value::Null);
     let (cpu_start, _) = d.cpu_rss();
     let threads_start = d.thread_cpu();
+    let napi_start = netns::napi_cpu_s();
     let window_start = Instant::now();
     std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
     let (cpu_end, rss_kib) = d.cpu_rss();
     let threads_end = d.thread_cpu();
+    let napi = netns::napi_cpu_s() - napi_start;
     let window = window_start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
     let s = d.stats().unwrap_or(Value::Null);
     let sent_start = n(&s0, &["icmp", "sent"]);
     let pickups = if pickup > 0 {
-        Some(pickup_latency(&d, &base, orders, pickup, step, pings)?)
+        Some(pickup_latency(
+            &d,
+            &base,
+            orders,
+            pickup,
+            (step, pings),
+            net,
+        )?)
     } else {
         None
     };
@@ -577,6 +638,13 @@ fn measure(cli: &Cli, load: Load) -> anyhow::Result<Figures> {
         .map(|(name, share)| format!("{name} {share:.1} %"))
         .collect();
     println!("  by thread                      {}", by_thread.join(", "));
+    if testnet.is_some() {
+        println!(
+            "network kernel threads           {:>10.2} s = {:.1} % of one core (NAPI of the veth pair: receiving the pings, answering them in the targets' namespace, receiving the replies; not the daemon's)",
+            napi,
+            napi * 100.0 / window
+        );
+    }
     println!(
         "CPU per 100,000 pings            {:>10.3} s",
         if sent_window > 0.0 {
@@ -678,10 +746,16 @@ fn run(cli: &Cli, load: Load, fping: Option<FpingMode>) -> anyhow::Result<()> {
         interval,
         ..
     } = load;
-    let ours_per_ping = measure(cli, load)?.cpu_per_ping;
+    let testnet = match load.net {
+        Net::Loopback => None,
+        Net::Netns => Some(netns::TestNet::create()?),
+    };
+    let ours_per_ping = measure(cli, load, testnet.as_ref())?.cpu_per_ping;
 
     if let Some(mode) = fping {
-        let targets: Vec<String> = (0..orders).map(|i| target(i).to_string()).collect();
+        let targets: Vec<String> = (0..orders)
+            .map(|i| load.net.target(i).to_string())
+            .collect();
         let t = Instant::now();
         let before = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
         let mut children = Vec::new();
@@ -698,7 +772,10 @@ fn run(cli: &Cli, load: Load, fping: Option<FpingMode>) -> anyhow::Result<()> {
                 FpingMode::Single => "0.1",
                 FpingMode::Jobs => "1",
             };
-            let mut c = Command::new("fping")
+            let fping_bin = Path::new("fping");
+            let mut c = testnet
+                .as_ref()
+                .map_or_else(|| Command::new(fping_bin), |n| n.command(fping_bin))
                 .args([
                     "-C",
                     &pings.to_string(),
@@ -1132,7 +1209,7 @@ fn saturate(cli: &Cli, (from, by, to): (u32, u32, u32), load: Load) -> anyhow::R
         let orders =
             (u64::from(rate) * u64::from(load.step)).div_ceil(u64::from(load.pings)) as usize;
         println!("=== level {rate} pings/s: {orders} orders ===");
-        let f = measure(cli, Load { orders, ..load })?;
+        let f = measure(cli, Load { orders, ..load }, None)?;
         let held = sustained(&f);
         levels.push((rate, f));
         if !held {
@@ -1233,7 +1310,7 @@ fn pickup(cli: &Cli, running: usize, new: usize) -> anyhow::Result<()> {
         d.stop()?;
         bail!("daemon never finished its initial scan");
     }
-    let lat = pickup_latency(&d, &base, running, new, 60, 20)?;
+    let lat = pickup_latency(&d, &base, running, new, (60, 20), Net::Loopback)?;
     d.stop()?;
     print_pickup(&lat, new, running);
     std::fs::remove_dir_all(&base).ok();
@@ -1249,8 +1326,8 @@ fn pickup_latency(
     base: &Path,
     running: usize,
     new: usize,
-    step: u32,
-    pings: u32,
+    (step, pings): (u32, u32),
+    net: Net,
 ) -> anyhow::Result<Vec<f64>> {
     let dir = base.join("orders/new");
     std::fs::create_dir_all(&dir)?;
@@ -1258,7 +1335,10 @@ fn pickup_latency(
     let mut written = std::collections::HashMap::with_capacity(new);
     for i in 0..new {
         let tmp = dir.join(format!(".n{i:05}.tmp"));
-        std::fs::write(&tmp, order(running + i, step, pings, None, false))?;
+        std::fs::write(
+            &tmp,
+            order_to(net.target(running + i), step, pings, None, false),
+        )?;
         let final_path = dir.join(format!("n{i:05}"));
         std::fs::rename(&tmp, &final_path)?;
         let at = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
@@ -1537,6 +1617,7 @@ fn main() -> anyhow::Result<()> {
             fping_mode,
             pickup,
             warmup,
+            net,
         } => run(
             &cli,
             Load {
@@ -1548,6 +1629,7 @@ fn main() -> anyhow::Result<()> {
                 rrd: *rrd,
                 pickup: *pickup,
                 warmup: *warmup,
+                net: *net,
             },
             fping.then_some(*fping_mode),
         ),
@@ -1584,6 +1666,7 @@ fn main() -> anyhow::Result<()> {
                 rrd: false,
                 pickup: 0,
                 warmup: 0,
+                net: Net::Loopback,
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),

@@ -184,7 +184,7 @@ impl IcmpEngine {
             commands: tx.clone(),
             opener,
             sockets: HashMap::new(),
-            rounds: HashMap::new(),
+            rounds: rustc_hash::FxHashMap::default(),
             queue: BinaryHeap::new(),
             next_round: 0,
             next_key: rng.random_range(0..KEY_LIMIT),
@@ -358,7 +358,8 @@ struct Scheduler {
     commands: mpsc::Sender<Command>,
     opener: OpenFn,
     sockets: HashMap<Binding, OpenSocket>,
-    rounds: HashMap<u64, Round>,
+    /// Round ids are ours (sequential): a fast non-keyed hash is safe.
+    rounds: rustc_hash::FxHashMap<u64, Round>,
     /// `(due, round id)`; entries of finished rounds are skipped when popped.
     queue: BinaryHeap<Reverse<(Instant, u64)>>,
     next_round: u64,

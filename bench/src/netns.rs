@@ -9,8 +9,9 @@
 //! runs) and the targets' (which answers for a whole IPv6 /80 through a
 //! local route). Both veth ends run threaded NAPI, so the packets are
 //! received, answered and delivered back by kernel threads
-//! (`napi/pmbp-N`, `napi/pmbt-N`), as a NIC's interrupts and the remote
-//! hosts would do. The daemon pays what it pays on a real network: its
+//! (`napi/pmbp-N`, `napi/pmbt-N`, at real-time priority 10), as a NIC's
+//! interrupts and the remote hosts would do; a `pfifo` queue in front of
+//! each end's ring holds packets back while a thread is late. The daemon pays what it pays on a real network: its
 //! system calls, the transmit path down to the device, and reading the
 //! replies. The kernel threads' CPU is printed separately.
 //!
@@ -47,7 +48,13 @@ pub fn target(i: usize) -> Ipv6Addr {
 /// watcher process if the benchmark is killed.
 pub struct TestNet {
     watcher: Option<std::process::Child>,
+    /// Held while the namespaces exist: two runs would remove each
+    /// other's (the names are fixed).
+    _lock: nix::fcntl::Flock<std::fs::File>,
 }
+
+/// The lock file of [`TestNet`].
+const LOCK: &str = "/run/pingmachine-bench-netns.lock";
 
 /// Seconds the watcher waits for the benchmark to end, at most.
 const WATCH_LIMIT_S: u32 = 7 * 24 * 3600;
@@ -122,14 +129,25 @@ impl TestNet {
         if Command::new("ethtool").arg("--version").output().is_err() {
             bail!("--net netns needs ethtool (apt-get install ethtool)");
         }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(LOCK)
+            .with_context(|| format!("cannot open {LOCK}"))?;
+        let lock = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| {
+                anyhow::anyhow!("another `run --net netns` holds {LOCK} ({e}); one at a time")
+            })?;
         remove_namespaces();
         // A signal ends the benchmark without running `Drop`: a watcher in
         // its own session (a Ctrl-C does not reach it) removes the
-        // namespaces once this process is gone. `Drop` stops it first, so
-        // it never touches a later run's namespaces.
+        // namespaces once this process is gone, holding the lock, so it
+        // never removes a later run's (that run holds the lock until it
+        // ends). `Drop` stops it first.
         let script = format!(
             "i=0; while kill -0 {pid} 2>/dev/null && [ $i -lt {WATCH_LIMIT_S} ]; do sleep 1; i=$((i+1)); done; \
-             ip netns del {PROBER} 2>/dev/null; ip netns del {TARGETS} 2>/dev/null",
+             flock {LOCK} sh -c 'ip netns del {PROBER} 2>/dev/null; ip netns del {TARGETS} 2>/dev/null'",
             pid = std::process::id()
         );
         let watcher = Command::new("setsid")
@@ -139,7 +157,10 @@ impl TestNet {
             .stderr(std::process::Stdio::null())
             .spawn()
             .ok();
-        let net = TestNet { watcher };
+        let net = TestNet {
+            watcher,
+            _lock: lock,
+        };
         ip(&["netns", "add", PROBER])?;
         ip(&["netns", "add", TARGETS])?;
         ip(&[

@@ -59,14 +59,16 @@ const LOCK: &str = "/run/pingmachine-bench-netns.lock";
 /// Seconds the watcher waits for the benchmark to end, at most.
 const WATCH_LIMIT_S: u32 = 7 * 24 * 3600;
 
-fn ip(args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new("ip")
+/// Runs `program args`; its standard output, or an error with its
+/// standard error.
+fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(program)
         .args(args)
         .output()
-        .context("cannot run ip (apt-get install iproute2)")?;
+        .with_context(|| format!("cannot run {program} (apt-get install iproute2)"))?;
     if !out.status.success() {
         bail!(
-            "ip {}: {}",
+            "{program} {}: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -74,36 +76,25 @@ fn ip(args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+fn ip(args: &[&str]) -> anyhow::Result<String> {
+    run("ip", args)
+}
+
 /// Runs `sh -c script` inside namespace `ns` (`ip netns exec` mounts that
 /// namespace's /sys).
 fn in_ns(ns: &str, script: &str) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(["netns", "exec", ns, "sh", "-c", script])
-        .output()
-        .context("cannot run ip netns exec")?;
-    if !out.status.success() {
-        bail!(
-            "in {ns}: {script}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    ip(&["netns", "exec", ns, "sh", "-c", script]).map(drop)
 }
 
+/// A `pfifo` queue of 100,000 packets on `dev` in `ns`.
 fn ip_tc(ns: &str, dev: &str) -> anyhow::Result<()> {
-    let out = Command::new("tc")
-        .args([
+    run(
+        "tc",
+        &[
             "-n", ns, "qdisc", "replace", "dev", dev, "root", "pfifo", "limit", "100000",
-        ])
-        .output()
-        .context("cannot run tc (apt-get install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "tc qdisc on {dev} in {ns}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+        ],
+    )
+    .map(drop)
 }
 
 fn remove_namespaces() {

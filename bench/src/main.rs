@@ -17,6 +17,8 @@
 //! * `pickup`: time from an order file's rename into `orders/` until the
 //!   daemon has scheduled it, p50/p99, over M new orders while N run.
 //! * `writer`: RRD writer throughput with N orders whose files are warm.
+//! * `floor`: the kernel's floor under `run`'s ICMP threads: the same rate
+//!   through the engine's own socket and batching with nothing else.
 //! * `wakeup`: the CPU one timed sleep and wake-up of a thread costs on
 //!   this machine: the floor under a sender that must wake once per
 //!   millisecond (SPEC A5's spacing).
@@ -196,6 +198,35 @@ enum Cmd {
         running: usize,
         #[arg(long, default_value_t = 1000)]
         new: usize,
+    },
+    /// The kernel's floor under `run`'s ICMP threads: RATE pings/s
+    /// round-robin over N targets (as `run` places them) through the
+    /// engine's own socket, send batches and drain cadence, with nothing
+    /// else (no schedule, matching, results or store). The daemon's ICMP
+    /// threads in `run` at the same rate, minus this, is what the daemon
+    /// adds per ping.
+    Floor {
+        #[arg(long, default_value_t = 100_000)]
+        targets: usize,
+        /// Pings per second (`run`'s rate is orders × pings / step).
+        #[arg(long, default_value_t = 66_667)]
+        rate: u32,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// Where the targets are (as for `run`).
+        #[arg(long, value_enum, default_value_t = Net::Loopback)]
+        net: Net,
+    },
+    /// `floor` inside the prober's namespace (started by `floor --net netns`).
+    #[command(hide = true)]
+    FloorChild {
+        #[arg(long)]
+        targets: usize,
+        #[arg(long)]
+        rate: u32,
+        #[arg(long)]
+        seconds: u64,
     },
 }
 
@@ -583,6 +614,7 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         let (_, rss) = d.cpu_rss();
         (0, rss.max(rss_kib))
     };
+    let discards = testnet.as_ref().and_then(|_| netns::targets_out_discards());
     let log = d.stop()?;
     let sent = n(&s, &["icmp", "sent"]);
     let received = n(&s, &["icmp", "received"]);
@@ -621,6 +653,9 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         n(&s, &["icmp", "late"]),
         n(&s, &["icmp", "send_errors"])
     );
+    if let Some(x) = discards {
+        println!("  dropped by the targets' kernel {x:>10} (replies it could not send: Ip6OutDiscards in their namespace, since start-up)");
+    }
     println!(
         "CPU (user+sys)                   {:>10.2} s = {:.1} % of one core",
         cpu,
@@ -1588,10 +1623,105 @@ fn timed_per_thread<T: Sync>(
     started.elapsed().as_secs_f64()
 }
 
+/// `floor`: on loopback in this process; with `--net netns` in the
+/// prober's namespace (this program again, as `floor-child`), with the
+/// veth pair's kernel threads measured around it.
+fn floor(targets: usize, rate: u32, seconds: u64, net: Net) -> anyhow::Result<()> {
+    println!(
+        "--- kernel floor: {rate} pings/s round-robin over {targets} targets for {seconds} s ({}) ---",
+        match net {
+            Net::Loopback => "loopback",
+            Net::Netns => "network namespaces",
+        }
+    );
+    match net {
+        Net::Loopback => floor_measure(targets, rate, seconds, net),
+        Net::Netns => {
+            let testnet = netns::TestNet::create()?;
+            let me = std::env::current_exe().context("cannot find this program")?;
+            let napi0 = netns::napi_cpu_s();
+            let status = testnet
+                .command(&me)
+                .arg("floor-child")
+                .args(["--targets", &targets.to_string()])
+                .args(["--rate", &rate.to_string()])
+                .args(["--seconds", &seconds.to_string()])
+                .status()
+                .context("cannot start the floor in the prober's namespace")?;
+            let napi = netns::napi_cpu_s() - napi0;
+            if !status.success() {
+                bail!("the floor's measurement failed ({status})");
+            }
+            if let Some(x) = netns::targets_out_discards() {
+                println!("  dropped by the targets' kernel {x:>10} (replies it could not send: Ip6OutDiscards in their namespace)");
+            }
+            println!(
+                "network kernel threads  {napi:.2} s (not the prober's: the veth pair's NAPI, over the whole run)"
+            );
+            Ok(())
+        }
+    }
+}
+
+/// Runs the floor here and prints its figures.
+fn floor_measure(targets: usize, rate: u32, seconds: u64, net: Net) -> anyhow::Result<()> {
+    let addrs: Vec<std::net::IpAddr> = (0..targets.max(1)).map(|i| net.target(i)).collect();
+    let config = probes::icmp::IcmpConfig {
+        // As the daemon opens its sockets (cmd/run.rs).
+        send_quantum: Duration::from_millis(1),
+        ..probes::icmp::IcmpConfig::default()
+    };
+    let r = probes::icmp::floor::run(
+        &addrs,
+        rate,
+        Duration::from_secs(seconds),
+        Duration::from_millis(500),
+        &config,
+    )
+    .context("the floor's socket")?;
+    let pct = |cpu: f64| 100.0 * cpu / r.seconds.max(1e-9);
+    let per_ping = |cpu: f64| 1e6 * cpu / (r.sent.max(1) as f64);
+    let lost = r.sent.saturating_sub(r.replies);
+    println!(
+        "pings sent           {:>10} ({:.0}/s; {rate}/s asked), send errors {}",
+        r.sent,
+        r.sent as f64 / r.seconds.max(1e-9),
+        r.send_errors
+    );
+    println!(
+        "read                 {:>10} error-queue entries (transmit stamps), {} replies ({lost} unanswered, {:.3} %), {} other packets, {} read errors",
+        r.tx_stamps,
+        r.replies,
+        100.0 * lost as f64 / r.sent.max(1) as f64,
+        r.others,
+        r.recv_errors
+    );
+    for (name, cpu) in [
+        ("sender", r.sender_cpu_s),
+        ("receiver", r.receiver_cpu_s),
+        ("both", r.sender_cpu_s + r.receiver_cpu_s),
+    ] {
+        println!(
+            "CPU {name:<9}        {cpu:>8.2} s = {:.1} % of one core, {:.2} µs per ping",
+            pct(cpu),
+            per_ping(cpu)
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if let Cmd::Wakeup { count } = &cli.cmd {
         return wakeup(*count);
+    }
+    if let Cmd::FloorChild {
+        targets,
+        rate,
+        seconds,
+    } = &cli.cmd
+    {
+        return floor_measure(*targets, *rate, *seconds, Net::Netns);
     }
     if !cli.bin.exists() {
         bail!(
@@ -1686,7 +1816,13 @@ fn main() -> anyhow::Result<()> {
             *write_interval,
             *drop_every,
         ),
-        Cmd::Wakeup { .. } => Ok(()),
+        Cmd::Floor {
+            targets,
+            rate,
+            seconds,
+            net,
+        } => floor(*targets, *rate, *seconds, *net),
+        Cmd::Wakeup { .. } | Cmd::FloorChild { .. } => Ok(()),
         Cmd::Writer {
             orders,
             rounds,

@@ -310,6 +310,21 @@ fn napi_threads() -> Vec<u32> {
     napi_stats().into_iter().map(|(pid, _)| pid).collect()
 }
 
+/// IPv6 packets the targets' kernel dropped on the way out
+/// (`Ip6OutDiscards` in their namespace's `/proc/net/snmp6`, counted since
+/// the namespace was made): echo replies it could not send are lost pings
+/// that never reached the prober's side. `None` if it cannot be read.
+pub fn targets_out_discards() -> Option<u64> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", TARGETS, "cat", "/proc/net/snmp6"])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        (f.next()? == "Ip6OutDiscards").then(|| f.next()?.parse().ok())?
+    })
+}
+
 /// CPU seconds (user+sys) of the veth pair's NAPI kernel threads.
 pub fn napi_cpu_s() -> f64 {
     let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)

@@ -334,3 +334,39 @@ async fn load_50k_loopback_targets() {
     );
     assert!(lost < 1000, "{lost} lost");
 }
+
+/// The kernel floor (`pingmachine-bench floor`) sends the rate asked and
+/// reads back one transmit stamp and one reply per ping.
+#[test]
+fn floor_sends_the_rate_and_reads_every_stamp_and_reply() {
+    use probes::icmp::floor;
+    let targets: Vec<IpAddr> = (1..=3)
+        .map(|i| Ipv4Addr::new(127, 0, 0, i).into())
+        .collect();
+    let config = IcmpConfig {
+        send_quantum: MS,
+        ..IcmpConfig::default()
+    };
+    let r = match floor::run(&targets, 2000, Duration::from_secs(1), 300 * MS, &config) {
+        Err(e)
+            if e.to_string().contains("CAP_NET_RAW")
+                || e.to_string().contains("ping_group_range") =>
+        {
+            println!("skipping the floor: {e}");
+            return;
+        }
+        r => r.expect("floor run"),
+    };
+    assert_eq!(r.sent, 2000, "every ping due in the second: {r:?}");
+    assert_eq!(r.send_errors, 0, "{r:?}");
+    assert_eq!(r.replies, r.sent, "loopback answers every ping: {r:?}");
+    if r.tx_stamps > 0 {
+        assert!(r.tx_stamps >= r.sent, "one stamp per send: {r:?}");
+    }
+    assert!(r.sender_cpu_s > 0.0 && r.receiver_cpu_s > 0.0, "{r:?}");
+
+    // Targets of both families, or none, are refused before anything is sent.
+    let mixed = vec![targets[0], Ipv6Addr::LOCALHOST.into()];
+    assert!(floor::run(&mixed, 10, MS, MS, &config).is_err());
+    assert!(floor::run(&[], 10, MS, MS, &config).is_err());
+}

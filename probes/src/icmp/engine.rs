@@ -43,7 +43,7 @@ use super::{
 
 /// Receive buffer for one packet; ours are under 64 bytes, anything longer is
 /// someone else's and may be truncated.
-const RECV_BUF_LEN: usize = 2048;
+pub(super) const RECV_BUF_LEN: usize = 2048;
 /// While rounds are in progress on a socket whose kernel stamps sends and
 /// receives, its receive thread drains it every `drain` interval, adapted
 /// between these bounds to the rate it reads at, so that what arrives
@@ -51,13 +51,13 @@ const RECV_BUF_LEN: usize = 2048;
 /// buffer (a reply the buffer cannot take would be lost): long when little
 /// comes (few wake-ups), short at high rates or with a small buffer.
 const DRAIN_MIN: Duration = Duration::from_millis(1);
-const DRAIN_MAX: Duration = Duration::from_millis(100);
+pub(super) const DRAIN_MAX: Duration = Duration::from_millis(100);
 /// Receive-buffer bytes one queued entry (a reply, or a transmit stamp with
 /// its packet) is counted as: more than a small packet's `truesize`.
 const DRAIN_ENTRY_BYTES: usize = 2048;
 /// At most this many packets per queue per drain, so `stopping` is seen
 /// promptly.
-const DRAIN_CAP: usize = 8192;
+pub(super) const DRAIN_CAP: usize = 8192;
 /// A round ends this long after its last ping's timeout (replies in time
 /// but still queued are read first: the sender drains the socket at the
 /// end too). Whether a reply was in time is decided by its kernel
@@ -831,7 +831,7 @@ fn prepare_one(
 }
 
 /// Packets read per system call when draining.
-const DRAIN_BATCH: usize = 64;
+pub(super) const DRAIN_BATCH: usize = 64;
 
 /// Reads what is queued on `endpoint` without waiting — transmit
 /// timestamps first, then replies, then stamps that came meanwhile — in
@@ -897,7 +897,7 @@ fn drain(
 /// The drain interval after a drain that read `got` entries `interval`
 /// after the previous one: what arrives at that rate within the next
 /// interval must fit in a quarter of a receive buffer of `rcvbuf` bytes.
-fn next_drain_interval(interval: Duration, got: usize, rcvbuf: usize) -> Duration {
+pub(super) fn next_drain_interval(interval: Duration, got: usize, rcvbuf: usize) -> Duration {
     let room = (rcvbuf / DRAIN_ENTRY_BYTES / 4).max(1) as f64;
     let per_s = got as f64 / interval.as_secs_f64().max(1e-6);
     if per_s <= 0.0 {

@@ -30,6 +30,7 @@
 
 mod engine;
 mod filter;
+pub mod floor;
 mod matching;
 mod packet;
 mod schedule;

@@ -357,6 +357,15 @@ impl Daemon {
     /// CPU seconds (user+sys) per thread name, summed over threads with
     /// the same name.
     fn thread_cpu(&self) -> std::collections::BTreeMap<String, f64> {
+        self.thread_cpu_split()
+            .into_iter()
+            .map(|(name, (user, sys))| (name, user + sys))
+            .collect()
+    }
+
+    /// CPU seconds by thread name, (user, system): user time is the
+    /// daemon's own code (and libc's), system time the kernel's work for it.
+    fn thread_cpu_split(&self) -> std::collections::BTreeMap<String, (f64, f64)> {
         let pid = self.child.id();
         let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
             .ok()
@@ -373,10 +382,10 @@ impl Daemon {
             };
             let name = stat[open + 1..close].to_owned();
             let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let cpu = (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-                + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-                / ticks;
-            *out.entry(name).or_insert(0.0) += cpu;
+            let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            let e = out.entry(name).or_insert((0.0, 0.0));
+            e.0 += field(11) / ticks;
+            e.1 += field(12) / ticks;
         }
         out
     }
@@ -587,12 +596,12 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
     std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(warmup)));
     let s0 = d.stats().unwrap_or(Value::Null);
     let (cpu_start, _) = d.cpu_rss();
-    let threads_start = d.thread_cpu();
+    let threads_start = d.thread_cpu_split();
     let napi_start = netns::napi_cpu_s();
     let window_start = Instant::now();
     std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
     let (cpu_end, rss_kib) = d.cpu_rss();
-    let threads_end = d.thread_cpu();
+    let threads_end = d.thread_cpu_split();
     let napi = netns::napi_cpu_s() - napi_start;
     let window = window_start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
@@ -661,18 +670,25 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         cpu,
         cpu * 100.0 / window
     );
-    let by_thread: Vec<String> = threads_end
-        .iter()
-        .map(|(name, end)| {
-            (
-                name,
-                (end - threads_start.get(name).copied().unwrap_or(0.0)) * 100.0 / window,
-            )
-        })
-        .filter(|(_, share)| *share >= 0.05)
-        .map(|(name, share)| format!("{name} {share:.1} %"))
-        .collect();
-    println!("  by thread                      {}", by_thread.join(", "));
+    let shares = |part: fn((f64, f64)) -> f64| -> Vec<String> {
+        threads_end
+            .iter()
+            .map(|(name, end)| {
+                let start = threads_start.get(name).copied().unwrap_or((0.0, 0.0));
+                (name, (part(*end) - part(start)) * 100.0 / window)
+            })
+            .filter(|(_, share)| *share >= 0.05)
+            .map(|(name, share)| format!("{name} {share:.1} %"))
+            .collect()
+    };
+    println!(
+        "  by thread                      {}",
+        shares(|(u, k)| u + k).join(", ")
+    );
+    println!(
+        "  of which in user space         {} (the daemon's own code; the rest is system calls)",
+        shares(|(u, _)| u).join(", ")
+    );
     if testnet.is_some() {
         println!(
             "network kernel threads           {:>10.2} s = {:.1} % of one core (NAPI of the veth pair: receiving the pings, answering them in the targets' namespace, receiving the replies; not the daemon's)",

@@ -163,12 +163,15 @@ pub async fn run_job(mut ctx: JobCtx) {
         let late_us = u64::try_from((unix_ms() - start_ms).max(0) * 1000).unwrap_or(0);
         ctx.deps.stats.round_started(late_us);
         let next_ms = start_ms + step_ms;
-        let published = ctx.members.borrow_and_update().clone();
-        let members: Members = if published.iter().all(|m| m.active_from_ms <= start_ms) {
-            published
+        let published_at_start = ctx.members.borrow_and_update().clone();
+        let members: Members = if published_at_start
+            .iter()
+            .all(|m| m.active_from_ms <= start_ms)
+        {
+            published_at_start.clone()
         } else {
             Arc::new(
-                published
+                published_at_start
                     .iter()
                     .filter(|m| m.active_from_ms <= start_ms)
                     .cloned()
@@ -224,7 +227,7 @@ pub async fn run_job(mut ctx: JobCtx) {
             // a round is handed over whole even when the writers' queues
             // are full (the next round then starts late instead).
             if let Some(results) = results {
-                deliver(&ctx, step, pings, start_ms, results).await;
+                deliver(&ctx, &published_at_start, step, pings, start_ms, results).await;
                 ctx.deps
                     .stats
                     .rounds
@@ -272,22 +275,39 @@ type RoundResults<'m> = Box<dyn Iterator<Item = MemberResult<'m>> + Send + 'm>;
 
 /// Stamps the results with the round's RRD time and sends those of orders
 /// still present and unchanged to the store.
-async fn deliver(ctx: &JobCtx, step: u32, pings: u32, start_ms: i64, results: RoundResults<'_>) {
+async fn deliver(
+    ctx: &JobCtx,
+    published: &Members,
+    step: u32,
+    pings: u32,
+    start_ms: i64,
+    results: RoundResults<'_>,
+) {
     // SPEC A6 takes floor(now/step)*step - step when the results are
     // collected; a round ends within its step, so that is the step the
     // round started in. Taking it from the start keeps a round that ran
     // past the boundary on its own step instead of the next one's.
     let t = schedule::rrd_time(start_ms.div_euclid(1000), step);
-    let current: HashMap<OrderId, u64> = ctx
-        .members
-        .borrow()
-        .iter()
-        .map(|m| (m.order.id.clone(), m.generation))
-        .collect();
+    // The members as published now. Unchanged since the round began (the
+    // same allocation), every result is current and none is looked up.
+    let now_published = ctx.members.borrow().clone();
+    let current: Option<HashMap<&OrderId, u64>> = if Arc::ptr_eq(&now_published, published) {
+        None
+    } else {
+        Some(
+            now_published
+                .iter()
+                .map(|m| (&m.order.id, m.generation))
+                .collect(),
+        )
+    };
+    let mut out = ctx.store.batches();
     for (member, addr, outcome, send_errors) in results {
-        if current.get(&member.order.id) != Some(&member.generation) {
-            debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
-            continue;
+        if let Some(current) = &current {
+            if current.get(&member.order.id) != Some(&member.generation) {
+                debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
+                continue;
+            }
         }
         let summary = Summary::of(&outcome);
         log_round(member, &addr, t, &summary);
@@ -301,21 +321,21 @@ async fn deliver(ctx: &JobCtx, step: u32, pings: u32, start_ms: i64, results: Ro
             addr: &addr,
             send_errors,
         });
-        ctx.store
-            .send(StoreCmd::Round {
-                id: member.order.id.clone(),
-                generation: member.generation,
-                shape: Shape {
-                    step,
-                    pings,
-                    rrd: member.order.rrd == crate::order::RrdTemplate::Smokeping,
-                },
-                t,
-                summary,
-                queued: std::time::Instant::now(),
-            })
-            .await;
+        out.push(StoreCmd::Round {
+            id: member.order.id.clone(),
+            generation: member.generation,
+            shape: Shape {
+                step,
+                pings,
+                rrd: member.order.rrd == crate::order::RrdTemplate::Smokeping,
+            },
+            t,
+            summary,
+            queued: std::time::Instant::now(),
+        })
+        .await;
     }
+    out.flush().await;
 }
 
 fn log_round(member: &Member, addr: &str, t: i64, s: &Summary) {
@@ -391,6 +411,111 @@ mod tests {
                 .unwrap()
                 .order,
         )
+    }
+
+    fn member(id: &str, generation: u64) -> Member {
+        let id = OrderId::new(id).unwrap();
+        let yaml = "user: u\nstep: 60\npings: 2\nprobe: fping\nfping: {host: 127.0.0.1}\n";
+        Member {
+            order: Arc::new(
+                parse_order(std::path::Path::new("x"), &id, yaml.as_bytes())
+                    .unwrap()
+                    .order,
+            ),
+            generation,
+            active_from_ms: 0,
+        }
+    }
+
+    /// What `deliver` hands to the store when the job's members were
+    /// `at_start` when the round began and `now` when it ended.
+    fn delivered(at_start: &Members, now: Option<Members>) -> Vec<(String, u64)> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (store, mut rx) = StoreHandle::capture(4096);
+            let (tx, members) = watch::channel(at_start.clone());
+            if let Some(now) = now {
+                tx.send_replace(now);
+            }
+            let engine =
+                probes::icmp::IcmpEngine::new(probes::icmp::IcmpConfig::default()).unwrap();
+            let template = crate::probe::deps::CommandTemplate::parse("true").unwrap();
+            let ctx = JobCtx {
+                key: key("user: u\nstep: 60\npings: 2\nprobe: fping\nfping: {host: 127.0.0.1}\n"),
+                offset_ms: 0,
+                deps: Arc::new(ProbeDeps::new(
+                    Arc::new(engine),
+                    crate::probe::deps::DepsConfig {
+                        http_ca: Vec::new(),
+                        sping: template.clone(),
+                        pping: template,
+                        exec: HashMap::new(),
+                        max_parallel: 1,
+                    },
+                )),
+                store,
+                sinks: Arc::new(Sinks::none()),
+                members,
+                cancel: CancellationToken::new(),
+                name: "job".into(),
+            };
+            let results: Vec<MemberResult<'_>> = at_start
+                .iter()
+                .map(|m| {
+                    let outcome = RoundOutcome {
+                        rtts: vec![Some(Duration::from_millis(1)), None],
+                    };
+                    (m, "127.0.0.1".to_owned(), outcome, 0)
+                })
+                .collect();
+            deliver(
+                &ctx,
+                at_start,
+                60,
+                2,
+                120_000,
+                Box::new(results.into_iter()),
+            )
+            .await;
+            drop(ctx);
+            let mut out = Vec::new();
+            while let Some(cmd) = rx.recv().await {
+                if let StoreCmd::Round {
+                    id, generation, t, ..
+                } = cmd
+                {
+                    assert_eq!(t, schedule::rrd_time(120, 60));
+                    out.push((id.to_string(), generation));
+                }
+            }
+            out
+        })
+    }
+
+    #[test]
+    fn a_round_is_stored_for_the_members_still_current_at_its_end() {
+        let many: Vec<Member> = (0..150).map(|i| member(&format!("o{i:03}"), 1)).collect();
+        let at_start: Members = Arc::new(many.clone());
+        // Unchanged (the very list published at the start): every result,
+        // in order, past the store's batches.
+        let all = delivered(&at_start, None);
+        let want: Vec<(String, u64)> = (0..150).map(|i| (format!("o{i:03}"), 1)).collect();
+        assert_eq!(all, want);
+        // Republished with the same content: still every result.
+        assert_eq!(delivered(&at_start, Some(Arc::new(many.clone()))), want);
+        // o001 removed and o002 changed during the round: their results
+        // are dropped, the others kept.
+        let mut now = many;
+        now.remove(1);
+        now[1] = member("o002", 2);
+        let got = delivered(&at_start, Some(Arc::new(now)));
+        assert_eq!(got.len(), 148);
+        assert!(got
+            .iter()
+            .all(|(id, g)| id != "o001" && id != "o002" && *g == 1));
     }
 
     #[test]

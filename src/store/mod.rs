@@ -13,4 +13,4 @@ pub mod rrd;
 pub mod rrdcached;
 pub mod writer;
 
-pub use writer::{Shape, StoreCmd, StoreHandle, StoreStats};
+pub use writer::{Batches, Shape, StoreCmd, StoreHandle, StoreStats};

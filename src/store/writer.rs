@@ -258,19 +258,64 @@ impl Writers {
 }
 
 impl StoreHandle {
+    /// The writer that handles every command of order `id`.
+    fn shard_of(&self, id: &OrderId) -> usize {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        (h.finish() % self.shards.len() as u64) as usize
+    }
+
     /// Queues `cmd` on the writer of its order, waiting for room.
     pub async fn send(&self, cmd: StoreCmd) {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        cmd.id().hash(&mut h);
-        let shard = &self.shards[(h.finish() % self.shards.len() as u64) as usize];
+        let shard = &self.shards[self.shard_of(cmd.id())];
         if shard.send(cmd).await.is_err() {
             warn!("store writer is gone; result dropped");
             return;
         }
-        let queued = (shard.max_capacity() - shard.capacity()) as u64;
+        self.note_queued(shard);
+    }
+
+    /// Queues all of `cmds` (at most [`BATCH`], all of writer `shard`) in
+    /// order, waiting until there is room for all of them at once: a sender
+    /// blocked on a full queue is woken once for the lot, not once for each
+    /// command the writer takes. Empties `cmds`.
+    async fn send_all(&self, shard: usize, cmds: &mut Vec<StoreCmd>) {
+        let tx = &self.shards[shard];
+        while !cmds.is_empty() {
+            // More than the queue holds is never asked for at once.
+            let n = cmds.len().min(tx.max_capacity());
+            match tx.reserve_many(n).await {
+                Ok(permits) => {
+                    for (permit, cmd) in permits.zip(cmds.drain(..n)) {
+                        permit.send(cmd);
+                    }
+                    self.note_queued(tx);
+                }
+                Err(_) => {
+                    warn!(
+                        results = cmds.len(),
+                        "store writer is gone; results dropped"
+                    );
+                    cmds.clear();
+                }
+            }
+        }
+    }
+
+    fn note_queued(&self, tx: &mpsc::Sender<StoreCmd>) {
+        let queued = (tx.max_capacity() - tx.capacity()) as u64;
         self.stats
             .queue_high_water
             .fetch_max(queued, Ordering::Relaxed);
+    }
+
+    /// Gathers commands per writer and hands them over [`BATCH`] at a
+    /// time; see [`Batches`].
+    pub fn batches(&self) -> Batches<'_> {
+        Batches {
+            handle: self,
+            bufs: (0..self.shards.len()).map(|_| Vec::new()).collect(),
+        }
     }
 
     /// The writers' counters.
@@ -290,6 +335,47 @@ impl StoreHandle {
             },
             rx,
         )
+    }
+}
+
+/// Commands handed to a writer together by [`Batches`].
+pub const BATCH: usize = 64;
+
+/// A round's store commands on their way to the writers: gathered per
+/// writer and queued [`BATCH`] at a time, so that when the writers are the
+/// bottleneck (a million orders' rounds ending within a minute) a job is
+/// woken once per batch instead of once per result, and the writer wakes
+/// the runtime as seldom. Each writer still receives one order's commands
+/// in the order they were pushed. What is pushed is queued only by
+/// [`Batches::push`] filling a batch or by [`Batches::flush`]: call it at
+/// the end.
+#[derive(Debug)]
+pub struct Batches<'h> {
+    handle: &'h StoreHandle,
+    bufs: Vec<Vec<StoreCmd>>,
+}
+
+impl Batches<'_> {
+    /// Adds `cmd`, queuing its writer's batch when it is full.
+    pub async fn push(&mut self, cmd: StoreCmd) {
+        let shard = self.handle.shard_of(cmd.id());
+        let buf = &mut self.bufs[shard];
+        if buf.capacity() == 0 {
+            buf.reserve_exact(BATCH);
+        }
+        buf.push(cmd);
+        if buf.len() >= BATCH {
+            self.handle.send_all(shard, buf).await;
+        }
+    }
+
+    /// Queues what is left.
+    pub async fn flush(&mut self) {
+        for (shard, buf) in self.bufs.iter_mut().enumerate() {
+            if !buf.is_empty() {
+                self.handle.send_all(shard, buf).await;
+            }
+        }
     }
 }
 
@@ -764,5 +850,128 @@ mod tests {
         let r = LastResult::parse(&std::fs::read_to_string(out.join(last_result::FILE)).unwrap())
             .unwrap();
         assert_eq!((r.loss, r.median), (2, None));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+
+    fn round(id: &str) -> StoreCmd {
+        StoreCmd::Round {
+            id: OrderId::new(id).unwrap(),
+            generation: 1,
+            shape: Shape {
+                step: 60,
+                pings: 1,
+                rrd: false,
+            },
+            t: 60,
+            summary: Summary::of(&crate::result::RoundOutcome { rtts: vec![None] }),
+            queued: std::time::Instant::now(),
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<StoreCmd>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(cmd) = rx.try_recv() {
+            out.push(cmd.id().to_string());
+        }
+        out
+    }
+
+    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn batches_queue_a_full_batch_then_the_rest_on_flush_in_order() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (handle, mut rx) = StoreHandle::capture(QUEUE);
+        rt.block_on(async {
+            let mut out = handle.batches();
+            for i in 0..BATCH - 1 {
+                out.push(round(&format!("o{i:03}"))).await;
+            }
+            assert!(drain(&mut rx).is_empty(), "nothing before a batch is full");
+            out.push(round("o063")).await;
+            let first = drain(&mut rx);
+            assert_eq!(first.len(), BATCH);
+            for i in 0..10 {
+                out.push(round(&format!("p{i}"))).await;
+            }
+            assert!(drain(&mut rx).is_empty());
+            out.flush().await;
+            let rest = drain(&mut rx);
+            let want: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+            assert_eq!(rest, want);
+            let want: Vec<String> = (0..BATCH).map(|i| format!("o{i:03}")).collect();
+            assert_eq!(first, want, "in the order pushed");
+        });
+    }
+
+    #[test]
+    fn a_batch_waits_for_room_for_all_of_it() {
+        let (handle, mut rx) = StoreHandle::capture(BATCH);
+        // The queue is full.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for i in 0..BATCH {
+                handle.send(round(&format!("old{i}"))).await;
+            }
+        });
+        let mut cmds: Vec<StoreCmd> = (0..BATCH).map(|i| round(&format!("new{i}"))).collect();
+        let mut fut = std::pin::pin!(handle.send_all(0, &mut cmds));
+        assert!(poll_once(fut.as_mut()).is_pending());
+        // One slot short of the whole batch: still waiting, nothing queued.
+        for _ in 0..BATCH - 1 {
+            rx.try_recv().unwrap();
+        }
+        assert!(poll_once(fut.as_mut()).is_pending());
+        assert!(
+            rx.try_recv().unwrap().id().as_str().starts_with("old"),
+            "none of the batch is queued before there is room for all of it"
+        );
+        assert!(rx.try_recv().is_err());
+        assert!(poll_once(fut.as_mut()).is_ready());
+        let got = drain(&mut rx);
+        assert_eq!(got.len(), BATCH);
+        assert!(got.iter().all(|id| id.starts_with("new")));
+    }
+
+    #[test]
+    fn a_batch_larger_than_the_queue_is_queued_in_parts() {
+        let (handle, mut rx) = StoreHandle::capture(8);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let got = rt.block_on(async move {
+            let reader = tokio::spawn(async move {
+                let mut got = Vec::new();
+                while let Some(cmd) = rx.recv().await {
+                    got.push(cmd.id().to_string());
+                }
+                got
+            });
+            {
+                let mut out = handle.batches();
+                for i in 0..100 {
+                    out.push(round(&format!("o{i:03}"))).await;
+                }
+                out.flush().await;
+            }
+            drop(handle);
+            reader.await.unwrap()
+        });
+        let want: Vec<String> = (0..100).map(|i| format!("o{i:03}")).collect();
+        assert_eq!(got, want);
     }
 }

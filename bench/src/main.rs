@@ -390,6 +390,49 @@ impl Daemon {
         out
     }
 
+    /// Context switches by thread name over its threads, (voluntary,
+    /// involuntary), from `/proc/PID/task/TID/status`: a thread that
+    /// waits for another is switched out voluntarily each time.
+    fn thread_switches(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
+        let pid = self.child.id();
+        let mut out = std::collections::BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return out;
+        };
+        for t in tasks.flatten() {
+            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let name = status
+                .lines()
+                .find_map(|l| l.strip_prefix("Name:"))
+                .unwrap_or("")
+                .trim()
+                .to_owned();
+            let e = out.entry(name).or_insert((0, 0));
+            e.0 += field("voluntary_ctxt_switches:");
+            e.1 += field("nonvoluntary_ctxt_switches:");
+        }
+        out
+    }
+
+    /// Bytes the daemon has read from the disk (`read_bytes` of
+    /// `/proc/PID/io`): pages it needed that were not in the page cache.
+    fn disk_read_bytes(&self) -> u64 {
+        let pid = self.child.id();
+        std::fs::read_to_string(format!("/proc/{pid}/io"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("read_bytes:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
     fn stop(mut self) -> anyhow::Result<String> {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
@@ -597,11 +640,15 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
     let s0 = d.stats().unwrap_or(Value::Null);
     let (cpu_start, _) = d.cpu_rss();
     let threads_start = d.thread_cpu_split();
+    let switches_start = d.thread_switches();
+    let read_start = d.disk_read_bytes();
     let napi_start = netns::napi_cpu_s();
     let window_start = Instant::now();
     std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
     let (cpu_end, rss_kib) = d.cpu_rss();
     let threads_end = d.thread_cpu_split();
+    let switches_end = d.thread_switches();
+    let disk_read = d.disk_read_bytes().saturating_sub(read_start);
     let napi = netns::napi_cpu_s() - napi_start;
     let window = window_start.elapsed().as_secs_f64();
     std::thread::sleep(Duration::from_millis(1500)); // a fresh stats file
@@ -689,6 +736,23 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         "  of which in user space         {} (the daemon's own code; the rest is system calls)",
         shares(|(u, _)| u).join(", ")
     );
+    let switches: Vec<String> = switches_end
+        .iter()
+        .map(|(name, end)| {
+            let start = switches_start.get(name).copied().unwrap_or((0, 0));
+            (
+                name,
+                end.0.saturating_sub(start.0),
+                end.1.saturating_sub(start.1),
+            )
+        })
+        .filter(|(_, v, i)| v + i >= 100)
+        .map(|(name, v, i)| format!("{name} {v}/{i}"))
+        .collect();
+    println!(
+        "  context switches               {} (voluntary/involuntary, in the window)",
+        switches.join(", ")
+    );
     if testnet.is_some() {
         println!(
             "network kernel threads           {:>10.2} s = {:.1} % of one core (NAPI of the veth pair: receiving the pings, answering them in the targets' namespace, receiving the replies; not the daemon's)",
@@ -745,6 +809,16 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         rrd_updates,
         rrd_updates / window,
         n(&s, &["store", "last_results"])
+    );
+    let rewrites = n(&s, &["store", "last_results"]) - n(&s0, &["store", "last_results"]);
+    println!(
+        "disk reads                       {:>10.1} MB in the window ({:.0} bytes per last_result written: pages that were no longer cached)",
+        disk_read as f64 / 1e6,
+        if rewrites > 0.0 {
+            disk_read as f64 / rewrites
+        } else {
+            0.0
+        }
     );
     println!(
         "writer queue high-water          {:>10.0}",

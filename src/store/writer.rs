@@ -137,7 +137,8 @@ pub enum StoreCmd {
         t: i64,
         /// The round's statistics.
         summary: Summary,
-        /// When the job handed the result over (for the write-delay figure).
+        /// When the job had the result ready to hand over (for the
+        /// write-delay figure: its wait in the job's batch included).
         queued: std::time::Instant,
     },
     /// The order ended: move `output/<id>/` to `archive/<id>/`; drop any

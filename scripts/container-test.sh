@@ -167,8 +167,10 @@ done
 grep -q '/-/healthy answered 200' <<<"$health" || fail "healthcheck with --listen: $health"
 quiet podman healthcheck run pm-test-listen-$$ >/dev/null || fail "the HEALTHCHECK fails with --listen"
 say "$health"
-podman exec pm-test-listen-$$ pingmachine-status | grep -q 'demo/loopback-v4' \
-  || fail "pingmachine-status inside the container"
+# (Read from a file, not piped into grep -q: under pipefail, the writer can
+# die of SIGPIPE when grep leaves at its first match.)
+podman exec pm-test-listen-$$ pingmachine-status >"$work/status" || fail "pingmachine-status inside the container"
+grep -q 'demo/loopback-v4' "$work/status" || fail "pingmachine-status inside the container: $(cat "$work/status")"
 # The raw socket, through the file capability made effective by the daemon.
 podman logs pm-test-listen-$$ >"$work/listen.log" 2>&1
 grep -q 'opened ICMP raw socket' "$work/listen.log" \
@@ -228,11 +230,14 @@ grep -q '^HTTP/1.0 200' <<<"$head" && grep -q 'image/png' <<<"$head" || fail "gr
 sd setpriv --reuid=pingmachine --regid=pingmachine --init-groups pingmachine healthcheck >/dev/null \
   || fail "healthcheck under the unit: $(sd pingmachine healthcheck)"
 sd systemctl reload pingmachine || { sd journalctl -u pingmachine --no-pager | tail -n 5 >&2; fail "systemctl reload"; }
+# The journal is captured, then searched: piped into grep -q under pipefail,
+# journalctl would die of SIGPIPE when grep leaves at its first match.
+journal_has() { sd journalctl -u pingmachine --no-pager >"$work/journal" 2>&1; grep -q "$1" "$work/journal"; }
 for _ in $(seq 1 50); do
-  sd journalctl -u pingmachine --no-pager | grep -q 'SIGHUP: rescanning' && break
+  journal_has 'SIGHUP: rescanning' && break
   sleep 0.2
 done
-sd journalctl -u pingmachine --no-pager | grep -q 'SIGHUP: rescanning' || fail "systemctl reload did not rescan"
+journal_has 'SIGHUP: rescanning' || fail "systemctl reload did not rescan"
 [ "$(sd systemctl show -p MainPID --value pingmachine)" = "$pid" ] || fail "reload restarted the daemon"
 sd systemctl stop pingmachine
 [ "$(sd systemctl show -p Result --value pingmachine)" = success ] \

@@ -7,7 +7,7 @@
 set -euo pipefail
 
 need=()
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'; }
+have_pkg() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
 # The test suite also needs a real InfluxDB (Debian's influxdb: influxd),
 # a real Prometheus (and promtool), and a headless browser for the web page.

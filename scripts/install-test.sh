@@ -22,7 +22,8 @@ fail() { say "FAILED: $*"; exit 1; }
 
 if [ "$(id -u)" != 0 ]; then say "skipping: needs root (dpkg -i)"; exit 0; fi
 if ! command -v dpkg >/dev/null; then say "skipping: no dpkg here"; exit 0; fi
-if dpkg-query -W -f='${Status}' pingmachine 2>/dev/null | grep -q installed \
+pkg_status() { dpkg-query -W -f='${Status}' pingmachine 2>/dev/null || true; }
+if [[ "$(pkg_status)" == *installed* ]] \
   || getent passwd pingmachine >/dev/null || [ -e /var/lib/pingmachine ]; then
   say "skipping: this machine already has a pingmachine package, user or /var/lib/pingmachine"
   exit 0
@@ -35,7 +36,7 @@ cleanup() {
   if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
     kill -KILL "$daemon_pid"
   fi
-  if dpkg-query -W -f='${Status}' pingmachine 2>/dev/null | grep -q -v "not-installed"; then
+  if [ -n "$(pkg_status)" ] && [[ "$(pkg_status)" != *not-installed* ]]; then
     dpkg --purge pingmachine >/dev/null 2>&1
   fi
   if getent passwd pingmachine >/dev/null; then
@@ -84,8 +85,13 @@ for link in pingmachine-status pingmachine-graph; do
 done
 grep -qx /etc/default/pingmachine /var/lib/dpkg/info/pingmachine.conffiles \
   || fail "/etc/default/pingmachine is not a conffile"
-/usr/bin/pingmachine --version | grep -q "^pingmachine " || fail "pingmachine --version"
-ldd /usr/bin/pingmachine | grep -q librrd || fail "the binary does not link librrd"
+# (Output is read from files, not piped into grep -q: with pipefail, grep -q
+# leaving at its first match kills a writer that is not done with SIGPIPE,
+# and the check fails on a busy machine.)
+/usr/bin/pingmachine --version >"$work/version" || fail "pingmachine --version"
+grep -q "^pingmachine " "$work/version" || fail "pingmachine --version printed: $(cat "$work/version")"
+ldd /usr/bin/pingmachine >"$work/ldd" || fail "ldd /usr/bin/pingmachine"
+grep -q librrd "$work/ldd" || fail "the binary does not link librrd"
 grep -q 'librrd8' <(dpkg-query -W -f='${Depends}' pingmachine) || fail "Depends lacks librrd8 (shlibs)"
 if command -v man >/dev/null; then
   for page in pingmachine pingmachine-orders pingmachine-status pingmachine-graph; do
@@ -169,7 +175,10 @@ as_user() { setpriv --reuid="$user" --regid="$user" --init-groups "$@"; }
   || fail "pingmachine-status"
 grep -q 'loopback-v4' "$work/status" || fail "pingmachine-status does not list the order: $(cat "$work/status")"
 # (The default base directory is the package's.)
-( cd / && as_user /usr/bin/pingmachine-status ) | grep -q 'loopback-v4' || fail "pingmachine-status without --basedir"
+( cd / && as_user /usr/bin/pingmachine-status ) >"$work/status-default" \
+  || fail "pingmachine-status without --basedir"
+grep -q 'loopback-v4' "$work/status-default" \
+  || fail "pingmachine-status without --basedir does not list the order: $(cat "$work/status-default")"
 as_user /usr/bin/pingmachine healthcheck >"$work/health" || fail "healthcheck: $(cat "$work/health")"
 say "$(cat "$work/health")"
 # systemctl reload sends SIGHUP: a rescan.

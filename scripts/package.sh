@@ -20,7 +20,7 @@ if [ "${1:-}" = "--completions" ]; then
 fi
 
 bash scripts/deps.sh
-if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+if [[ "$(cargo deb --version 2>/dev/null || true)" != *"$CARGO_DEB_VERSION"* ]]; then
   echo "package: installing cargo-deb $CARGO_DEB_VERSION" >&2
   cargo install --locked --quiet cargo-deb --version "$CARGO_DEB_VERSION"
 fi

@@ -26,19 +26,23 @@
 # Podman runs with a configuration of the test's own (CONTAINERS_CONF): the
 # runc runtime (crun refuses hybrid cgroup hierarchies) and explicit
 # ulimits (a sandbox without CAP_SYS_RESOURCE cannot raise them to
-# podman's defaults). Skips, saying why, when not root or when podman
-# cannot start a container here at all. Removes its containers, image and
-# files on every exit path (and dangling images: the build stage); the base
-# images stay as a cache.
+# podman's defaults). Outside CI it skips, saying why, on three causes only:
+# not root, no Debian mirror to make the base images from, or podman unable
+# to start any container here; under CI (scripts/require.sh) these fail
+# too. Any other failure, of the base-image script included, fails.
+# Removes its containers, image and files on every exit path (and dangling
+# images: the build stage); the base images stay as a cache.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/require.sh
+. scripts/require.sh
 
 say() { echo "container-test: $*" >&2; }
 fail() { say "FAILED: $*"; exit 1; }
 
-if [ "$(id -u)" != 0 ]; then say "skipping: needs root (rootful podman, debootstrap)"; exit 0; fi
+if [ "$(id -u)" != 0 ]; then skip container-test "needs root (rootful podman, debootstrap)"; exit 0; fi
 need=()
-for cmd in podman:podman buildah:buildah debootstrap:debootstrap runc:runc; do
+for cmd in podman:podman buildah:buildah debootstrap:debootstrap runc:runc curl:curl; do
   command -v "${cmd%%:*}" >/dev/null || need+=("${cmd#*:}")
 done
 if ((${#need[@]})); then
@@ -82,14 +86,19 @@ quiet() {
 }
 
 say "base images (debootstrap bookworm, this machine's Rust toolchain)"
-if ! bash packaging/container/base-images.sh >"$work/base.log" 2>&1; then
+rc=0
+bash packaging/container/base-images.sh >"$work/base.log" 2>&1 || rc=$?
+if [ "$rc" = 3 ]; then
   cat "$work/base.log" >&2
-  say "skipping: the base images cannot be made here (see above)"
+  skip container-test "the base images cannot be made here: no Debian mirror answers (see above)"
   exit 0
+elif [ "$rc" != 0 ]; then
+  cat "$work/base.log" >&2
+  fail "packaging/container/base-images.sh exited with $rc"
 fi
 if ! podman run --rm localhost/debian:bookworm-slim true >"$work/probe.log" 2>&1; then
   cat "$work/probe.log" >&2
-  say "skipping: podman cannot start a container here (see above)"
+  skip container-test "podman cannot start any container on this machine (see above)"
   exit 0
 fi
 

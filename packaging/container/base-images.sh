@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the two base images of the Dockerfile on this machine, for hosts
 # that cannot pull from a registry (run as root; needs debootstrap, podman
-# and a Debian mirror that apt can reach):
+# curl and a Debian mirror that apt can reach; exits with status 3 when
+# no mirror answers):
 #
 #   localhost/debian:bookworm-slim  debootstrap --variant=minbase bookworm
 #   localhost/rust:bookworm         the same, with gcc, libc6-dev and this
@@ -21,6 +22,15 @@ mirror=$(cat /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list 2>/dev
   | sed -n 's/^URIs: *//p; s/^deb \(http[^ ]*\) .*/\1/p' | head -n 1 || true)
 mirror=${mirror:-http://deb.debian.org/debian}
 mkdir -p "$work"
+
+# Exit status 3: an image must be made and no Debian mirror answers, so it
+# cannot be made on this machine (any other failure is a failure).
+if ! podman image exists localhost/debian:bookworm-slim || ! podman image exists localhost/rust:bookworm; then
+  if ! curl -sfI --max-time 30 "$mirror/dists/bookworm/Release" >/dev/null; then
+    echo "base-images: no Debian mirror answers at $mirror (debootstrap and apt-get need one)" >&2
+    exit 3
+  fi
+fi
 
 if ! podman image exists localhost/debian:bookworm-slim; then
   rm -rf "$work/rootfs"

@@ -17,6 +17,8 @@
 //!   namespaces (delay, jitter, loss, late, duplicate, foreign-identifier
 //!   and unreachable ICMP answers; delayed HTTP responses and TCP connects)
 //!   for the measurement-accuracy tests. Needs root.
+//! * [`require`]: what a test needs (root, ICMP, namespaces, tools); a
+//!   test that lacks it skips outside CI and fails under CI.
 //!
 //! This crate is for tests: it panics when a server cannot be started.
 
@@ -24,6 +26,7 @@ mod background;
 mod dns;
 mod http;
 pub mod impair;
+pub mod require;
 mod script;
 mod tcp;
 

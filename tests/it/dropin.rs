@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, can_ping, is_root, wait_for, Base, Tmpfs};
+use crate::support::{bin, can_ping, require_root, skip, tool, wait_for, Base, Tmpfs};
 use testkit::TcpListenerServer;
 
 fn fping_order(host: &str, extra: &str) -> String {
@@ -172,18 +172,11 @@ with open(sys.argv[1], "ab", buffering=0) as f:
 /// touched.
 #[test]
 fn timing_original_daemon_form_detaches_and_logs_to_syslog() {
-    if !is_root() || !can_ping("timing_original_daemon_form_detaches_and_logs_to_syslog") {
-        eprintln!("skipping: needs root (mount namespace, raw ICMP)");
+    const TEST: &str = "timing_original_daemon_form_detaches_and_logs_to_syslog";
+    if !require_root(TEST, "a mount namespace") || !can_ping(TEST) {
         return;
     }
-    let have = |p: &str| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {p}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !have("unshare") || !have("python3") {
-        eprintln!("skipping: needs unshare (util-linux) and python3");
+    if tool(TEST, "unshare", "util-linux").is_none() || tool(TEST, "python3", "python3").is_none() {
         return;
     }
     let base = Base::new();
@@ -359,14 +352,14 @@ fn chown(path: &Path, user: &str) {
 /// user cannot write, is a clear start-up error.
 #[test]
 fn timing_user_switch_keeps_only_cap_net_raw() {
-    if !is_root() || !can_ping("timing_user_switch_keeps_only_cap_net_raw") {
-        eprintln!("skipping: needs root (useradd, raw ICMP)");
+    const TEST: &str = "timing_user_switch_keeps_only_cap_net_raw";
+    if !require_root(TEST, "useradd") || !can_ping(TEST) {
         return;
     }
-    let Some(user) = TestUser::create() else {
-        eprintln!("skipping: useradd is not available");
+    if tool(TEST, "useradd", "passwd").is_none() {
         return;
-    };
+    }
+    let user = TestUser::create().expect("useradd a test user");
     let (uid, gid) = user.ids();
     let outer = tempfile::tempdir().unwrap();
     fs::set_permissions(
@@ -534,14 +527,14 @@ fn timing_a_full_log_never_stops_results() {
     assert!(st.success(), "{st:?}");
 
     // A log file on a full tmpfs (root only).
-    if !is_root() {
-        eprintln!("skipping the full-disk part: needs root (tmpfs)");
+    const PART: &str = "timing_a_full_log_never_stops_results (full-disk part)";
+    if !require_root(PART, "a tmpfs mount") {
         return;
     }
     let outer = tempfile::tempdir().unwrap();
     let logdir = outer.path().join("logs");
     let Some(_tmpfs) = Tmpfs::mount(&logdir, "256k") else {
-        eprintln!("skipping the full-disk part: cannot mount tmpfs here");
+        skip(PART, "cannot mount a tmpfs here (mount -t tmpfs failed)");
         return;
     };
     let log = logdir.join("daemon.log");
@@ -595,7 +588,10 @@ fn timing_a_full_log_never_stops_results() {
 #[test]
 fn timing_a_dead_writer_thread_stops_the_daemon_with_an_error() {
     if !cfg!(debug_assertions) {
-        eprintln!("skipping: the failpoint exists in debug builds only");
+        skip(
+            "timing_a_dead_writer_thread_stops_the_daemon_with_an_error",
+            "the failpoint exists in debug builds only (run the tests without --release)",
+        );
         return;
     }
     let server = TcpListenerServer::start(None);

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use crate::support::{can_ping, is_root, rrd_info, rrdtool, wait_for, Base, Daemon, Tmpfs};
+use crate::support::{
+    can_ping, require_root, rrd_info, rrdtool, skip, wait_for, Base, Daemon, Tmpfs, EVENTUALLY,
+};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/orders")
@@ -117,7 +119,7 @@ fn daemon_moves_bad_orders_to_rejected_and_keeps_the_good_ones() {
     fs::write(bad_dir.join("control\u{1}char"), order("127.0.0.1", 60, 5)).unwrap();
     base.write_order("good/one", &order("127.0.0.1", 10, 2));
     let d = Daemon::start(&base, &[]);
-    d.wait_log_line(&["order started", "order=good/one"], Duration::from_secs(5));
+    d.wait_log_line(&["order started", "order=good/one"], EVENTUALLY);
 
     let rejected = base.path().join("rejected/bad");
     for (name, field, frag) in &expected {
@@ -164,14 +166,14 @@ fn daemon_moves_bad_orders_to_rejected_and_keeps_the_good_ones() {
     // A name that cannot be an id is left alone, reported once.
     d.wait_log_line(
         &["file in orders/ ignored", "control character"],
-        Duration::from_secs(5),
+        EVENTUALLY,
     );
     assert!(bad_dir.join("control\u{1}char").exists());
 
     // One log line per rejection.
     std::thread::sleep(Duration::from_millis(300));
     d.signal("HUP");
-    d.wait_log("SIGHUP: rescanning", Duration::from_secs(5));
+    d.wait_log("SIGHUP: rescanning", EVENTUALLY);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
         d.log_text().matches("invalid order").count(),
@@ -183,15 +185,12 @@ fn daemon_moves_bad_orders_to_rejected_and_keeps_the_good_ones() {
 
     // A fixed order is accepted and its rejection cleared.
     base.write_order("bad/wrong-type", &order("127.0.0.2", 10, 2));
-    d.wait_log_line(
-        &["order started", "order=bad/wrong-type"],
-        Duration::from_secs(5),
+    d.wait_log_line(&["order started", "order=bad/wrong-type"], EVENTUALLY);
+    assert!(
+        wait_for(EVENTUALLY, || (!rejected.join("wrong-type").exists())
+            .then_some(()))
+        .is_some()
     );
-    assert!(wait_for(Duration::from_secs(5), || (!rejected
-        .join("wrong-type")
-        .exists())
-    .then_some(()))
-    .is_some());
     assert!(!rejected.join("wrong-type.error").exists());
 
     // The good order kept running beside all of this.
@@ -266,7 +265,7 @@ fn expiry_archive_and_restore() {
     base.write_order("app/live", &order("127.0.0.1", 60, 5));
 
     let d = Daemon::start(&base, &["--max-age", "100"]);
-    d.wait_log_line(&["order expired", "order=app/old"], Duration::from_secs(5));
+    d.wait_log_line(&["order expired", "order=app/old"], EVENTUALLY);
     assert!(
         !base.orders().join("app/old").exists(),
         "expired order file removed"
@@ -277,12 +276,12 @@ fn expiry_archive_and_restore() {
     );
     let archived = base.path().join("archive/app/old/main.rrd");
     assert!(
-        wait_for(Duration::from_secs(5), || archived.exists().then_some(())).is_some(),
+        wait_for(EVENTUALLY, || archived.exists().then_some(())).is_some(),
         "{}",
         d.log_text()
     );
     assert!(!base.output("app/old").exists());
-    assert!(wait_for(Duration::from_secs(5), || base
+    assert!(wait_for(EVENTUALLY, || base
         .path()
         .join("archive/gone/orphan/last_result")
         .exists()
@@ -293,18 +292,15 @@ fn expiry_archive_and_restore() {
         "emptied output parents pruned"
     );
     let live_rrd = base.output("app/live").join("main.rrd");
-    assert!(wait_for(Duration::from_secs(5), || live_rrd.exists().then_some(())).is_some());
+    assert!(wait_for(EVENTUALLY, || live_rrd.exists().then_some(())).is_some());
 
     // Expiry while running (noticed at a rescan; SIGHUP forces one).
     set_mtime(&base.orders().join("app/live"), Duration::from_secs(200));
     d.signal("HUP");
-    d.wait_log_line(&["order expired", "order=app/live"], Duration::from_secs(5));
+    d.wait_log_line(&["order expired", "order=app/live"], EVENTUALLY);
     let live_archived = base.path().join("archive/app/live/main.rrd");
     assert!(
-        wait_for(Duration::from_secs(5), || live_archived
-            .exists()
-            .then_some(()))
-        .is_some(),
+        wait_for(EVENTUALLY, || live_archived.exists().then_some(())).is_some(),
         "{}",
         d.log_text()
     );
@@ -314,20 +310,14 @@ fn expiry_archive_and_restore() {
     // The order comes back: its data moves back from the archive.
     let before = fs::read(&live_archived).unwrap();
     base.write_order("app/live", &order("127.0.0.1", 60, 5));
-    d.wait_log_line(
-        &["output restored", "order=app/live"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["output restored", "order=app/live"], EVENTUALLY);
     assert_eq!(fs::read(&live_rrd).unwrap(), before, "the same RRD is back");
     assert!(!base.path().join("archive/app/live").exists());
     assert_never_both(&base);
 
     // Removal archives again.
     base.remove_order("app/live");
-    assert!(wait_for(Duration::from_secs(5), || live_archived
-        .exists()
-        .then_some(()))
-    .is_some());
+    assert!(wait_for(EVENTUALLY, || live_archived.exists().then_some(())).is_some());
     assert!(!live_rrd.exists());
     assert_never_both(&base);
 }
@@ -343,7 +333,7 @@ fn shape_change_and_corrupted_rrd_keep_old_files() {
     let d = Daemon::start(&base, &[]);
     let corrupted = base.output("app/c/corrupted_main.rrd");
     assert!(
-        wait_for(Duration::from_secs(5), || corrupted.exists().then_some(())).is_some(),
+        wait_for(EVENTUALLY, || corrupted.exists().then_some(())).is_some(),
         "{}",
         d.log_text()
     );
@@ -354,14 +344,11 @@ fn shape_change_and_corrupted_rrd_keep_old_files() {
     assert_eq!(rrd_info(&base.output("app/c/main.rrd"))["step"], "60");
 
     let rrd = base.output("app/s/main.rrd");
-    assert!(wait_for(Duration::from_secs(5), || rrd.exists().then_some(())).is_some());
+    assert!(wait_for(EVENTUALLY, || rrd.exists().then_some(())).is_some());
     // pings 5 → 4: the old file is kept aside, a new one started.
     base.write_order("app/s", &order("127.0.0.1", 60, 4));
-    d.wait_log_line(
-        &["step or pings changed", "order=app/s"],
-        Duration::from_secs(5),
-    );
-    let kept: Vec<PathBuf> = wait_for(Duration::from_secs(5), || {
+    d.wait_log_line(&["step or pings changed", "order=app/s"], EVENTUALLY);
+    let kept: Vec<PathBuf> = wait_for(EVENTUALLY, || {
         let v: Vec<PathBuf> = fs::read_dir(base.output("app/s"))
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -383,10 +370,7 @@ fn shape_change_and_corrupted_rrd_keep_old_files() {
     );
     // step 60 → 300 too.
     base.write_order("app/s", &order("127.0.0.1", 300, 4));
-    d.wait_log_line(
-        &["step or pings changed", "old_step=60"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["step or pings changed", "old_step=60"], EVENTUALLY);
 }
 
 #[test]
@@ -422,7 +406,7 @@ fn kill_9_and_restart_leave_consistent_files() {
     let d2 = Daemon::start(&base, &[]);
     let archived = base.path().join("archive/k/o6/main.rrd");
     assert!(
-        wait_for(Duration::from_secs(5), || archived.exists().then_some(())).is_some(),
+        wait_for(EVENTUALLY, || archived.exists().then_some(())).is_some(),
         "{}",
         d2.log_text()
     );
@@ -442,18 +426,14 @@ fn kill_9_and_restart_leave_consistent_files() {
 
 #[test]
 fn full_disk_read_only_and_deleted_output_recover() {
-    if !is_root() || !can_ping("full_disk_read_only_and_deleted_output_recover") {
-        eprintln!(
-            "skipping full_disk_read_only_and_deleted_output_recover: needs root (tmpfs mount)"
-        );
+    const TEST: &str = "full_disk_read_only_and_deleted_output_recover";
+    if !require_root(TEST, "a tmpfs mount") || !can_ping(TEST) {
         return;
     }
     let outer = tempfile::tempdir().unwrap();
     let root = outer.path().join("base");
     let Some(tmpfs) = Tmpfs::mount(&root, "3m") else {
-        eprintln!(
-            "skipping full_disk_read_only_and_deleted_output_recover: cannot mount tmpfs here"
-        );
+        skip(TEST, "cannot mount a tmpfs here (mount -t tmpfs failed)");
         return;
     };
     let base = Base::at(&root);

@@ -73,10 +73,10 @@ fn collector() -> (u16, Arc<Mutex<Vec<String>>>) {
 
 #[test]
 fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
-    let Some(bin) = influxd("results_reach_influxdb_over_udp_http_and_tcp") else {
+    let Some(bin) = influxd("timing_results_reach_influxdb_over_udp_http_and_tcp") else {
         return;
     };
-    let influx = Influx::start(bin, 0, "pm_udp");
+    let influx = Influx::start(&bin, 0, "pm_udp");
     influx.create_db("pm_http");
     let target = TcpListenerServer::start(None);
     let (tcp_port, collected) = collector();
@@ -271,7 +271,7 @@ fn timing_results_reach_influxdb_over_udp_http_and_tcp() {
 
 #[test]
 fn timing_endpoint_down_then_up_drops_oldest_and_resumes() {
-    let Some(bin) = influxd("endpoint_down_then_up_drops_oldest_and_resumes") else {
+    let Some(bin) = influxd("timing_endpoint_down_then_up_drops_oldest_and_resumes") else {
         return;
     };
     let port = testkit::free_tcp_port();
@@ -313,7 +313,7 @@ fn timing_endpoint_down_then_up_drops_oldest_and_resumes() {
         "{}",
         d.log_text()
     );
-    let influx = Influx::start(bin, port, "unused");
+    let influx = Influx::start(&bin, port, "unused");
     influx.create_db("pm_late");
     d.wait_log_line(&["line-protocol output recovered"], Duration::from_secs(70));
     let arrived = wait_for(Duration::from_secs(30), || {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{bin, can_ping, wait_for, Base, Daemon};
-use testkit::impair::{self, HostCfg, Mode, Sim, SimConfig};
+use crate::support::{bin, can_ping, tool, wait_for, Base, Daemon};
+use testkit::impair::{HostCfg, Mode, Sim, SimConfig};
 use testkit::{HttpServer, TcpListenerServer};
 
 /// A GET over a new connection: status, content type and body.
@@ -68,12 +68,11 @@ fn by_order(text: &str, name: &str) -> BTreeMap<String, f64> {
     out
 }
 
-fn promtool_check(text: &str) {
-    if !Path::new("/usr/bin/promtool").exists() {
-        eprintln!("promtool not installed (apt-get install prometheus); lint skipped");
+fn promtool_check(test: &str, text: &str) {
+    let Some(promtool) = tool(test, "promtool", "prometheus") else {
         return;
-    }
-    let mut child = Command::new("/usr/bin/promtool")
+    };
+    let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -204,7 +203,10 @@ fn metrics_export_every_probe_and_pass_promtool() {
         by_order(&text, "pingmachine_last_round_timestamp_seconds").len(),
         expected.len()
     );
-    promtool_check(&text);
+    promtool_check(
+        "metrics_export_every_probe_and_pass_promtool (promtool lint)",
+        &text,
+    );
 
     let (status, content_type, om) = get(
         addr,
@@ -269,7 +271,7 @@ struct Prometheus {
 }
 
 impl Prometheus {
-    fn start(netns: &str, target: SocketAddr) -> Prometheus {
+    fn start(bin: &Path, netns: &str, target: SocketAddr) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let port = testkit::free_tcp_port();
         let cfg = dir.path().join("prometheus.yml");
@@ -281,7 +283,8 @@ impl Prometheus {
         )
         .unwrap();
         let child = Command::new("ip")
-            .args(["netns", "exec", netns, "/usr/bin/prometheus"])
+            .args(["netns", "exec", netns])
+            .arg(bin)
             .arg(format!("--config.file={}", cfg.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -340,14 +343,16 @@ fn bucket_of(v: f64) -> usize {
 
 #[test]
 fn timing_prometheus_scrapes_smokeping_series() {
-    if let Err(why) = impair::available() {
-        eprintln!("skipping timing_prometheus_scrapes_smokeping_series: needs root (network namespaces): {why}; CI runs it as root");
+    const TEST: &str = "timing_prometheus_scrapes_smokeping_series";
+    if !testkit::require::netns(TEST) {
         return;
     }
-    if !Path::new("/usr/bin/prometheus").exists() || !Path::new("/usr/bin/curl").exists() {
-        eprintln!("skipping timing_prometheus_scrapes_smokeping_series: prometheus or curl not installed (scripts/deps.sh installs them)");
+    let (Some(prometheus), Some(_)) = (
+        tool(TEST, "prometheus", "prometheus"),
+        tool(TEST, "curl", "curl"),
+    ) else {
         return;
-    }
+    };
     let host = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     let sim = Sim::start(SimConfig {
         hosts: vec![
@@ -376,7 +381,7 @@ fn timing_prometheus_scrapes_smokeping_series() {
     let port = testkit::free_tcp_port();
     let target: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let daemon = Daemon::start_in_netns(&base, sim.prober_ns(), &["--listen", &target.to_string()]);
-    let prom = Prometheus::start(sim.prober_ns(), target);
+    let prom = Prometheus::start(&prometheus, sim.prober_ns(), target);
 
     // rate() over a minute wants a minute of samples after the first round.
     let started = Instant::now();

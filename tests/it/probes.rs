@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::support::{rrd_lastupdate, wait_for, Base, Daemon, LastResult};
+use crate::support::{rrd_lastupdate, wait_for, Base, Daemon, LastResult, EVENTUALLY};
 use testkit::{DnsServer, HttpServer, SshBannerServer, TcpListenerServer};
 
 const HEAD: &str = "user: test\nstep: 10\npings: 2\n";
@@ -147,12 +147,9 @@ fn every_probe_type_measures_through_the_daemon() {
             "probe command failed",
             "/nonexistent/pping",
         ],
-        Duration::from_secs(5),
+        EVENTUALLY,
     );
-    d.wait_log_line(
-        &["order=ext/unconfigured", "not configured"],
-        Duration::from_secs(5),
-    );
+    d.wait_log_line(&["order=ext/unconfigured", "not configured"], EVENTUALLY);
     assert!(base.last_result("ext/pping").is_none());
     assert!(base.last_result("ext/unconfigured").is_none());
 

@@ -11,23 +11,27 @@ use std::time::Duration;
 
 use testkit::TcpListenerServer;
 
-use crate::support::{bin, rrd_fetch, rrd_lastupdate, rrdtool, wait_for, Base, Daemon};
+use crate::support::{
+    bin, rrd_fetch, rrd_lastupdate, rrdtool, tool, wait_for, Base, Daemon, EVENTUALLY,
+};
 
 /// A real rrdcached in the foreground on `DIR/sock`, journal in `DIR/j`.
 struct Cached {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    bin: PathBuf,
 }
 
 impl Cached {
     fn start(test: &str) -> Option<Cached> {
-        if Command::new("rrdcached").arg("-h").output().is_err() {
-            println!("skipping {test}: rrdcached is not installed (Debian package rrdcached)");
-            return None;
-        }
+        let bin = tool(test, "rrdcached", "rrdcached")?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("j")).unwrap();
-        let mut c = Cached { child: None, dir };
+        let mut c = Cached {
+            child: None,
+            dir,
+            bin,
+        };
         c.spawn();
         Some(c)
     }
@@ -45,7 +49,7 @@ impl Cached {
         // script removes it too).
         let _ = std::fs::remove_file(self.sock());
         let log = std::fs::File::create(self.dir.path().join("rrdcached.log")).unwrap();
-        let child = Command::new("rrdcached")
+        let child = Command::new(&self.bin)
             .arg("-g")
             .args(["-l", &self.addr()])
             .args(["-p", self.dir.path().join("pid").to_str().unwrap()])
@@ -144,7 +148,7 @@ fn updates_wait_in_rrdcached_until_flushed_and_readers_flush() {
     let rrd = base.output("c/a").join("main.rrd");
     let t1 = next_round(&base, &d, "c/a", 0);
     assert!(rrd.exists());
-    let held = wait_for(Duration::from_secs(5), || {
+    let held = wait_for(EVENTUALLY, || {
         let s = stats(&base);
         (s["rrdcached"]["sent"].as_u64()? >= 1).then_some(s)
     })
@@ -161,7 +165,7 @@ fn updates_wait_in_rrdcached_until_flushed_and_readers_flush() {
 
     // `pingmachine graph --rrdcached` flushes before it draws.
     let t2 = next_round(&base, &d, "c/a", t1);
-    wait_for(Duration::from_secs(5), || {
+    wait_for(EVENTUALLY, || {
         (stats(&base)["rrdcached"]["sent"].as_u64()? >= 2).then_some(())
     })
     .unwrap();
@@ -178,7 +182,7 @@ fn updates_wait_in_rrdcached_until_flushed_and_readers_flush() {
 
     // The web page's graph too.
     let t3 = next_round(&base, &d, "c/a", t2);
-    wait_for(Duration::from_secs(5), || {
+    wait_for(EVENTUALLY, || {
         (stats(&base)["rrdcached"]["sent"].as_u64()? >= 3).then_some(())
     })
     .unwrap();
@@ -226,7 +230,7 @@ fn rrdcached_killed_and_restarted_mid_run_leaves_no_gap() {
     );
     let rrd = base.output("c/k").join("main.rrd");
     let t1 = next_round(&base, &d, "c/k", 0);
-    wait_for(Duration::from_secs(5), || {
+    wait_for(EVENTUALLY, || {
         (stats(&base)["rrdcached"]["sent"].as_u64()? >= 1).then_some(())
     })
     .unwrap_or_else(|| panic!("{}", d.log_text()));
@@ -241,7 +245,7 @@ fn rrdcached_killed_and_restarted_mid_run_leaves_no_gap() {
     cached.spawn();
     d.wait_log("rrdcached is reachable again", Duration::from_secs(20));
     let t4 = next_round(&base, &d, "c/k", t3);
-    wait_for(Duration::from_secs(5), || {
+    wait_for(EVENTUALLY, || {
         let s = stats(&base);
         (s["rrdcached"]["queued"].as_u64()? == 0 && s["rrdcached"]["sent"].as_u64()? >= 4)
             .then_some(())
@@ -341,7 +345,7 @@ fn rrdcached_values_are_flushed_before_set_aside_and_archive() {
         last >= t3,
         "the archived file lacks rounds (last {last} < {t3})"
     );
-    wait_for(Duration::from_secs(5), || {
+    wait_for(EVENTUALLY, || {
         (stats(&base)["rrdcached"]["flushes"].as_u64()? > flushes).then_some(())
     })
     .unwrap();
@@ -375,7 +379,7 @@ fn rrdcached_down_with_a_full_queue_drops_and_counts() {
         base.output("c/x").join("main.rrd").exists(),
         "created locally"
     );
-    let s = wait_for(Duration::from_secs(5), || {
+    let s = wait_for(EVENTUALLY, || {
         let s = stats(&base);
         (s["rrdcached"]["dropped"].as_u64()? >= 2).then_some(s)
     })

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{bin, can_ping, wait_for, Base, Daemon};
+use crate::support::{bin, can_ping, tool, wait_for, Base, Daemon};
 
 /// A GET: status, headers (lower-case names), body bytes.
 fn get(addr: SocketAddr, path: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
@@ -62,14 +62,16 @@ fn is_png(b: &[u8]) -> Option<(u32, u32)> {
     Some((info.width, info.height))
 }
 
-fn chromium() -> Option<&'static str> {
-    ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
+/// Headless Chromium (Debian's `chromium`, or `chromium-browser`
+/// elsewhere), or `None` after a skip (a failure under CI).
+fn chromium(test: &str) -> Option<PathBuf> {
+    testkit::require::find_program("chromium")
+        .or_else(|| testkit::require::find_program("chromium-browser"))
+        .or_else(|| tool(test, "chromium", "chromium"))
 }
 
 /// Runs headless Chromium on `url` with `args`; its standard output.
-fn browse(browser: &str, args: &[&str], url: &str) -> String {
+fn browse(browser: &Path, args: &[&str], url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child: Child = Command::new(browser)
         .args([
@@ -243,12 +245,12 @@ fn web_pages_graphs_and_the_browser_agree_with_last_result() {
     assert_eq!(one["probe"], "fping");
 
     // In a real browser: the DOM after the scripts ran.
-    let Some(browser) = chromium() else {
-        eprintln!(
-            "chromium not installed (scripts/deps.sh --test installs it); browser checks skipped"
-        );
+    let Some(browser) =
+        chromium("web_pages_graphs_and_the_browser_agree_with_last_result (browser part)")
+    else {
         return;
     };
+    let browser = browser.as_path();
     let dom = browse(browser, &["--dump-dom"], &format!("http://{addr}/"));
     for id in ["lab/v4", "ops/lossy"] {
         let lr = last_result(&base, id).unwrap();
@@ -386,7 +388,7 @@ struct DevTools {
 }
 
 impl DevTools {
-    fn open(browser: &str, url: &str) -> DevTools {
+    fn open(browser: &Path, url: &str) -> DevTools {
         use std::io::BufRead;
         let profile = tempfile::tempdir().unwrap();
         let mut child = Command::new(browser)
@@ -512,10 +514,10 @@ impl Drop for DevTools {
 /// range, and its graph spans it.
 #[test]
 fn dragging_across_a_graph_zooms_to_that_range() {
-    let Some(browser) = chromium() else {
-        eprintln!("skipping dragging_across_a_graph_zooms_to_that_range: chromium not installed (scripts/deps.sh --test installs it)");
+    let Some(browser) = chromium("dragging_across_a_graph_zooms_to_that_range") else {
         return;
     };
+    let browser = browser.as_path();
     let base = Base::new();
     base.write_order(
         "lab/t",

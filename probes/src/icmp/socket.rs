@@ -687,7 +687,10 @@ mod tests {
         let sock = match open(&Binding::any(Family::V4), &IcmpConfig::default()) {
             Ok(s) => s,
             Err(e) => {
-                println!("skipping: needs root (CAP_NET_RAW) or net.ipv4.ping_group_range ({e})");
+                testkit::require::skip(
+                    "loopback_echo_has_kernel_timestamps",
+                    &format!("needs root (CAP_NET_RAW) or net.ipv4.ping_group_range ({e})"),
+                );
                 return;
             }
         };

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -27,21 +27,15 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-/// Path of influxd, or `None` with a message saying why the test skips.
-pub fn influxd(test: &str) -> Option<&'static str> {
-    for p in ["/usr/bin/influxd", "/usr/local/bin/influxd"] {
-        if Path::new(p).exists() {
-            return Some(p);
-        }
-    }
-    eprintln!("skipping {test}: influxd not installed (apt-get install influxdb; scripts/deps.sh does it, CI runs it)");
-    None
+/// Path of influxd, or `None` after a skip (a failure under CI).
+pub fn influxd(test: &str) -> Option<PathBuf> {
+    testkit::require::tool(test, "influxd", "influxdb")
 }
 
 impl Influx {
     /// Starts influxd with its HTTP API on `http_port` (0: any free port)
     /// and a UDP listener writing into `udp_db`.
-    pub fn start(bin: &str, http_port: u16, udp_db: &str) -> Influx {
+    pub fn start(bin: &Path, http_port: u16, udp_db: &str) -> Influx {
         let dir = tempfile::tempdir().unwrap();
         let http_port = if http_port == 0 {
             testkit::free_tcp_port()

@@ -10,47 +10,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// True when running as root (raw ICMP sockets allowed).
-pub fn is_root() -> bool {
-    // SAFETY-free check: read our effective uid from /proc.
-    fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
+/// What a test needs from the machine: outside CI a test that lacks it
+/// prints "skipping ..." and passes (and `scripts/test.sh` counts it);
+/// under CI it fails, naming what is missing.
+pub use testkit::require::{icmp as can_ping, root as require_root, skip, tool};
 
-/// Whether this process may open ICMP sockets (root, or ping_group_range
-/// covering a group of ours). Prints why not.
-pub fn can_ping(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    let range = fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
-    let mut it = range
-        .split_whitespace()
-        .filter_map(|x| x.parse::<u64>().ok());
-    if let (Some(lo), Some(hi)) = (it.next(), it.next()) {
-        let gid = fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Gid:"))
-                .and_then(|l| l.split_whitespace().nth(2)?.parse::<u64>().ok())
-        });
-        if gid.is_some_and(|g| g >= lo && g <= hi) {
-            return true;
-        }
-    }
-    eprintln!("skipping {test}: needs root (raw ICMP sockets) or net.ipv4.ping_group_range covering this gid; CI runs it as root");
-    false
-}
-
-/// Whether ::1 is usable.
-pub fn has_ipv6_loopback() -> bool {
-    std::net::UdpSocket::bind("[::1]:0").is_ok()
-}
+/// How long a functional test waits for something that must happen soon
+/// (an order picked up, a file moved, a log line). It bounds a hang, not a
+/// speed: a poll returns as soon as the thing happened, and how fast the
+/// daemon is (pickup within a second, rounds on time) is asserted only by
+/// the `timing_` tests, which run one at a time. A shorter wait here would
+/// fail on a busy machine without finding a bug.
+pub const EVENTUALLY: Duration = Duration::from_secs(30);
 
 /// Polls `f` every 100 ms until it returns `Some` or `timeout` passes.
 pub fn wait_for<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {

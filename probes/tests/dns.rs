@@ -1,5 +1,10 @@
 #![allow(clippy::unwrap_used)]
 //! DNS probe against testkit's DNS server on loopback.
+//!
+//! Tests that compare a measured time with a wall-clock upper bound are
+//! named `timing_*`: `scripts/test.sh` runs them after the rest, one at a
+//! time. A lower bound (an answer the server delays by D is never measured
+//! shorter than D) holds however busy the machine is.
 
 use std::time::Duration;
 
@@ -9,7 +14,7 @@ use testkit::DnsServer;
 const T: Duration = Duration::from_secs(2);
 
 #[tokio::test]
-async fn a_noerror_answered() {
+async fn timing_a_noerror_answered() {
     let server = DnsServer::start(Duration::ZERO, "NOERROR");
     let rtt = dns::query_time(server.addr(), "example.com", "A", None, T)
         .await
@@ -28,7 +33,7 @@ async fn a_noerror_answered() {
 }
 
 #[tokio::test]
-async fn delay_is_measured() {
+async fn timing_delay_is_measured() {
     let server = DnsServer::start(Duration::from_millis(200), "NOERROR");
     let rtt = dns::query_time(server.addr(), "example.com", "A", None, T)
         .await
@@ -59,7 +64,7 @@ async fn unexpected_rcode_is_bad_answer() {
 }
 
 #[tokio::test]
-async fn timeout() {
+async fn timing_timeout() {
     let server = DnsServer::start(Duration::from_secs(3), "NOERROR");
     let started = std::time::Instant::now();
     let res = dns::query_time(

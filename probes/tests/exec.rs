@@ -1,5 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! External fping-style commands: parser, results_for, run().
+//!
+//! Tests that compare a measured time with a wall-clock upper bound are
+//! named `timing_*`: `scripts/test.sh` runs them after the rest, one at a
+//! time.
 
 use std::path::Path;
 use std::time::Duration;
@@ -189,7 +193,7 @@ async fn run_failure_has_stderr_tail() {
 }
 
 #[tokio::test]
-async fn run_timeout_kills_the_command() {
+async fn timing_run_timeout_kills_the_command() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("sleep.pid");
     let script = write_script(

@@ -1,5 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! HTTP(S) probe against testkit's HTTP server on loopback.
+//!
+//! Tests that compare a measured time with a wall-clock upper bound are
+//! named `timing_*`: `scripts/test.sh` runs them after the rest, one at a
+//! time.
 
 use std::time::Duration;
 
@@ -17,7 +21,7 @@ fn prober(extra_ca: Option<Vec<u8>>) -> HttpProber {
 }
 
 #[tokio::test]
-async fn head_and_get_answered() {
+async fn timing_head_and_get_answered() {
     let server = HttpServer::start(false);
     let p = prober(None);
     let rtt = p.ping(&server.url("/"), Method::Head, &[]).await.unwrap();
@@ -28,7 +32,7 @@ async fn head_and_get_answered() {
 }
 
 #[tokio::test]
-async fn delay_is_measured() {
+async fn timing_delay_is_measured() {
     let server = HttpServer::start(false);
     let p = prober(None);
     for method in [Method::Head, Method::Get] {
@@ -91,7 +95,7 @@ async fn refused() {
 }
 
 #[tokio::test]
-async fn timeout() {
+async fn timing_timeout() {
     let server = HttpServer::start(false);
     let p = HttpProber::new(HttpConfig {
         timeout: Duration::from_millis(200),
@@ -105,7 +109,7 @@ async fn timeout() {
 }
 
 #[tokio::test]
-async fn https_with_trusted_ca() {
+async fn timing_https_with_trusted_ca() {
     let server = HttpServer::start(true);
     assert!(server.url("/").starts_with("https://127.0.0.1:"));
     let p = prober(Some(server.ca_pem()));

@@ -1,5 +1,8 @@
 #![allow(clippy::unwrap_used)]
 //! TCP connect and SSH banner probes against testkit servers on loopback.
+//!
+//! Tests that compare a measured time with a wall-clock bound are named
+//! `timing_*`: `scripts/test.sh` runs them after the rest, one at a time.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,7 +13,7 @@ use testkit::{refused_addr, SshBannerServer, TcpListenerServer};
 const T: Duration = Duration::from_secs(2);
 
 #[tokio::test]
-async fn tcp_connect_to_listener() {
+async fn timing_tcp_connect_to_listener() {
     let server = TcpListenerServer::start(None);
     let rtt = tcp::connect_time(server.addr(), None, T).await.unwrap();
     assert!(rtt < Duration::from_millis(50), "{rtt:?}");
@@ -41,7 +44,10 @@ async fn tcp_timeout_on_full_backlog() {
     let abort =
         std::fs::read_to_string("/proc/sys/net/ipv4/tcp_abort_on_overflow").unwrap_or_default();
     if abort.trim() == "1" {
-        eprintln!("skipped: net.ipv4.tcp_abort_on_overflow = 1");
+        testkit::require::skip(
+            "tcp_timeout_on_full_backlog",
+            "net.ipv4.tcp_abort_on_overflow = 1 answers a full backlog with RST (sysctl -w net.ipv4.tcp_abort_on_overflow=0)",
+        );
         return;
     }
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -68,7 +74,7 @@ async fn tcp_timeout_on_full_backlog() {
 }
 
 #[tokio::test]
-async fn ssh_banner_answered() {
+async fn timing_ssh_banner_answered() {
     let server = SshBannerServer::start("SSH-2.0-testkit\r\n", Duration::ZERO);
     let rtt = ssh::banner_ping(server.addr(), T).await.unwrap();
     assert!(rtt < Duration::from_millis(50), "{rtt:?}");
@@ -76,7 +82,7 @@ async fn ssh_banner_answered() {
 }
 
 #[tokio::test]
-async fn ssh_rtt_is_connect_time_not_banner_time() {
+async fn timing_ssh_rtt_is_connect_time_not_banner_time() {
     let server = SshBannerServer::start("SSH-2.0-testkit\r\n", Duration::from_millis(300));
     let started = std::time::Instant::now();
     let rtt = ssh::banner_ping(server.addr(), T).await.unwrap();
@@ -102,7 +108,7 @@ async fn ssh_close_without_banner_is_short_read() {
 }
 
 #[tokio::test]
-async fn ssh_late_banner_is_timeout() {
+async fn timing_ssh_late_banner_is_timeout() {
     let server = SshBannerServer::start("SSH-2.0-testkit\r\n", Duration::from_secs(2));
     let started = std::time::Instant::now();
     let res = ssh::banner_ping(server.addr(), Duration::from_millis(200)).await;

@@ -1,5 +1,9 @@
 #![allow(clippy::unwrap_used)]
 //! The testkit servers, used from blocking code.
+//!
+//! Tests that compare a measured time with a wall-clock upper bound are
+//! named `timing_*`: `scripts/test.sh` runs them after the rest, one at a
+//! time.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, UdpSocket};
@@ -56,7 +60,7 @@ fn http_routes() {
 }
 
 #[test]
-fn drop_stops_promptly_even_with_requests_in_flight() {
+fn timing_drop_stops_promptly_even_with_requests_in_flight() {
     let server = HttpServer::start(false);
     let addr = server.addr();
     let mut stream = TcpStream::connect(addr).unwrap();

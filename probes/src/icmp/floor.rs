@@ -31,6 +31,9 @@ pub struct FloorReport {
     pub sent: u64,
     /// Pings the kernel refused.
     pub send_errors: u64,
+    /// Whether the kernel accepted `SO_TIMESTAMPING` with transmit stamps
+    /// on the socket (when the configuration asks for them).
+    pub tx_stamps_on: bool,
     /// Transmit timestamps read from the error queue.
     pub tx_stamps: u64,
     /// Echo replies to this run's pings read (they carry its payload).
@@ -74,6 +77,7 @@ pub fn run(
     }
     let sock: Arc<dyn Endpoint> =
         Arc::new(socket::open(&Binding::any(family), config).map_err(std::io::Error::other)?);
+    let tx_stamps_on = sock.tx_timestamps();
     let quantum = config.send_quantum.max(Duration::from_micros(100));
     let stop = Arc::new(AtomicBool::new(false));
     // This run's payload: its replies are told from other programs' by it.
@@ -111,6 +115,7 @@ pub fn run(
         seconds,
         sent,
         send_errors,
+        tx_stamps_on,
         tx_stamps: counts.stamps.load(Ordering::Relaxed),
         replies: counts.replies.load(Ordering::Relaxed),
         others: counts.others.load(Ordering::Relaxed),

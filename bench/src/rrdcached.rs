@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 
 use super::{
-    n, order, proc_cpu_s, proc_hwm_kib, room_for_rrds, tempbase, wait, write_orders, Cli, Daemon,
+    fig, n, order, proc_cpu_s, proc_hwm_kib, room_for_rrds, tempbase, wait, write_orders, Cli,
+    Daemon,
 };
 
 /// What one process did in a window.
@@ -213,7 +214,7 @@ fn window(
     };
     drop_caches("3")?;
     let w0 = writing(&d);
-    let stats0 = d.stats().unwrap_or_default();
+    let stats0 = d.read_stats()?;
     let d0 = Io::of(d.child.id());
     let c0 = cached.map(|c| Io::of(c.child.id()));
     let started = Instant::now();
@@ -226,7 +227,7 @@ fn window(
             next_drop += Duration::from_secs(drop_every);
         }
     }
-    let stats1 = d.stats().unwrap_or_default();
+    let stats1 = d.read_stats()?;
     let d1 = Io::of(d.child.id());
     let c1 = cached.map(|c| Io::of(c.child.id()));
     let cached_stats = cached.map(Cached::stats).unwrap_or_default();
@@ -237,11 +238,11 @@ fn window(
         writing_cpu_s: writing(&d) - w0,
         cached_rss_kib,
         cached: c1.zip(c0).map(|(a, b)| a.since(b)),
-        late_writes: (n(&stats1, &["store", "late_writes"]) - n(&stats0, &["store", "late_writes"]))
-            as u64,
-        write_delay_ms_max: n(&stats1, &["store", "write_delay_ms_max"]),
+        late_writes: (fig(&stats1, &["store", "late_writes"])?
+            - fig(&stats0, &["store", "late_writes"])?) as u64,
+        write_delay_ms_max: fig(&stats1, &["store", "write_delay_ms_max"])?,
         cached_stats,
-        dropped: n(&stats1, &["rrdcached", "dropped"]) as u64,
+        dropped: fig(&stats1, &["rrdcached", "dropped"])? as u64,
     };
     d.stop()?;
     Ok(w)
@@ -258,13 +259,12 @@ pub fn run(
     drop_every: u64,
 ) -> anyhow::Result<()> {
     if Command::new("rrdcached").arg("-h").output().is_err() {
-        println!("skipping: rrdcached is not installed (Debian package rrdcached)");
-        return Ok(());
+        anyhow::bail!("rrdcached is not installed (apt-get install rrdcached)");
     }
     let base = tempbase(&cli.dir, "rrdcached")?;
-    if !room_for_rrds(&base, orders, 2 << 30)? {
+    if let Err(e) = room_for_rrds(&base, orders, 2 << 30) {
         std::fs::remove_dir_all(&base).ok();
-        return Ok(());
+        return Err(e);
     }
     write_orders(&base.join("orders"), 0..orders, |i| {
         order(i, step, pings, None, true)

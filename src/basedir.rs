@@ -1,4 +1,4 @@
-//! The base directory (SPEC A1): its layout, creation and the `.lock` that
+//! The base directory (the original's layout): its layout, creation and the `.lock` that
 //! keeps a second daemon off it.
 
 use std::fs::{File, OpenOptions, TryLockError};

@@ -1,4 +1,4 @@
-//! `rejected/` (SPEC B3): an order file that cannot be parsed or validated is
+//! `rejected/`: an order file that cannot be parsed or validated is
 //! moved to `rejected/<id>` — never deleted — and `rejected/<id>.error` says
 //! why: file, line, field, value, rule and time. A valid file written again
 //! to `orders/<id>` clears both.

@@ -1,5 +1,5 @@
 //! The result of one round for one order, and the statistics derived from
-//! it (SPEC A6): lost count, RTTs sorted ascending, median
+//! it (the original's rule): lost count, RTTs sorted ascending, median
 //! `sorted[floor(n/2)]`, min and max.
 
 use std::time::Duration;

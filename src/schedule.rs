@@ -1,4 +1,4 @@
-//! The timing rules, in one place (SPEC A5, A6, A9): timeouts, the fping
+//! The timing rules, in one place (the original pingmachine's): timeouts, the fping
 //! interval formula, how many orders fit in a job, step boundaries, per-job
 //! offsets, round start times and RRD timestamps. The order parser
 //! validates by calling these, and jobs run by them. Pure functions of time
@@ -8,19 +8,19 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Reply timeout of the fping probe (SPEC A5), in ms.
+/// Reply timeout of the fping probe (the original's rule), in ms.
 pub const FPING_TIMEOUT_MS: u64 = 3000;
-/// Reply timeout of the fping probe (SPEC A5).
+/// Reply timeout of the fping probe (as the original does).
 pub const FPING_TIMEOUT: Duration = Duration::from_millis(FPING_TIMEOUT_MS);
-/// Smallest computed interval between two pings to one target (SPEC A5).
+/// Smallest computed interval between two pings to one target (as the original does).
 pub const FPING_MIN_INTERVAL_MS: u64 = 1000;
-/// Minimum gap between two sends of one fping job (SPEC A5).
+/// Minimum gap between two sends of one fping job (as the original does).
 pub const FPING_SPACING: Duration = Duration::from_millis(1);
 /// Per-ping timeout of the tcp, ssh and dns probes, in ms.
 pub const CONNECT_TIMEOUT_MS: u64 = 3000;
 /// Per-ping timeout of the tcp, ssh and dns probes.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_millis(CONNECT_TIMEOUT_MS);
-/// Per-request timeout of the httping probe (SPEC A9), cut short at the
+/// Per-request timeout of the httping probe (the original's rule), cut short at the
 /// round's deadline.
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default `interval` of the series probes (tcp, ssh, dns, exec, SCION), ms.
@@ -33,7 +33,7 @@ pub const MAX_HTTP_INTERVAL_S: u32 = 3600;
 /// their partial results are still stored.
 pub const ROUND_STOP_MARGIN_MS: i64 = 200;
 
-/// Largest number of orders in one fping job (SPEC A5).
+/// Largest number of orders in one fping job (as the original does).
 pub const MAX_JOB_ORDERS: usize = 1000;
 /// Largest number of orders in one httping job (as the original).
 pub const HTTPING_JOB_ORDERS: usize = 15;
@@ -41,7 +41,7 @@ pub const HTTPING_JOB_ORDERS: usize = 15;
 pub const OTHER_JOB_ORDERS: usize = 100;
 
 /// The interval the fping probe uses between two pings to one target for a
-/// job of `targets` targets (SPEC A5):
+/// job of `targets` targets (the original's rule):
 /// `floor((step*800 - targets - 3000) / pings)`, before the 1000 ms floor
 /// is checked.
 pub fn fping_interval_ms(step: u32, pings: u32, targets: usize) -> i64 {
@@ -72,7 +72,7 @@ pub enum FpingFit {
 }
 
 /// The interval an fping order of one target uses (its own `interval`, or
-/// the SPEC A5 formula), or why its rounds do not fit in the step.
+/// the original's formula), or why its rounds do not fit in the step.
 pub fn fping_fit(step: u32, pings: u32, interval_ms: Option<u32>) -> Result<u64, FpingFit> {
     let interval = match interval_ms {
         Some(i) => u64::from(i),
@@ -104,7 +104,7 @@ pub fn httping_fit(step: u32, pings: u32, interval_s: u32) -> Result<(), u64> {
 }
 
 /// Unix seconds → the RRD timestamp of a round collected at that time:
-/// `floor(now/step)*step - step` (SPEC A6).
+/// `floor(now/step)*step - step` (the original's rule).
 pub fn rrd_time(now_unix: i64, step: u32) -> i64 {
     let step = i64::from(step);
     now_unix.div_euclid(step) * step - step
@@ -138,7 +138,7 @@ pub fn next_round_start_ms(after_ms: i64, step: u32, offset_ms: u64) -> i64 {
 }
 
 /// The interval between two pings to one target for a job of `targets`
-/// targets: the order's `interval`, else the SPEC A5 formula, never below
+/// targets: the order's `interval`, else the original's formula, never below
 /// 1000 ms (job sizes are capped by [`job_capacity`] so the formula holds).
 pub fn job_interval_ms(step: u32, pings: u32, targets: usize, explicit: Option<u32>) -> u64 {
     match explicit {
@@ -208,7 +208,7 @@ mod tests {
 
     #[test]
     fn interval_formula() {
-        // SPEC A5: floor((step*1000*0.8 - targets*1 - 3000) / pings)
+        // The original's formula: floor((step*1000*0.8 - targets*1 - 3000) / pings)
         assert_eq!(fping_interval_ms(60, 20, 1000), 2200);
         assert_eq!(fping_interval_ms(300, 20, 1), 11849);
         assert_eq!(fping_interval_ms(10, 5, 1), 999);

@@ -1,4 +1,4 @@
-//! Watching `orders/` and `telegraf/` (SPEC B2).
+//! Watching `orders/` and `telegraf/`.
 //!
 //! inotify (through `notify`) tells the registry *which paths* may have
 //! changed; it is only a hint. The registry re-reads those paths itself,

@@ -180,7 +180,7 @@ fn settings(opts: &RunOpts) -> anyhow::Result<Settings> {
         tags,
         icmp: IcmpConfig {
             socket_kind,
-            // One sender wake-up per millisecond for all jobs (SPEC A5's
+            // One sender wake-up per millisecond for all jobs (the original's
             // 1 ms spacing within a job is kept).
             send_quantum: Duration::from_millis(1),
             ..IcmpConfig::default()

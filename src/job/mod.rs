@@ -1,4 +1,4 @@
-//! Probing jobs (SPEC A5). Orders that share a probe, step, pings and probe
+//! Probing jobs (as the original does). Orders that share a probe, step, pings and probe
 //! options form a job (at most 1000 fping orders, 15 httping orders, 100 of
 //! the others). A job is one task that, once per step at `boundary +
 //! offset`, runs one round for all its orders and sends each order's result
@@ -120,7 +120,7 @@ pub struct Member {
     pub generation: u64,
     /// Unix ms of the first step boundary after the order was (re)started:
     /// it takes part in rounds from there on, so its first result is never
-    /// stamped at its new `main.rrd`'s start time (SPEC A6).
+    /// stamped at its new `main.rrd`'s start time (the original's rule).
     pub active_from_ms: i64,
 }
 
@@ -283,7 +283,7 @@ async fn deliver(
     start_ms: i64,
     results: RoundResults<'_>,
 ) {
-    // SPEC A6 takes floor(now/step)*step - step when the results are
+    // The original takes floor(now/step)*step - step when the results are
     // collected; a round ends within its step, so that is the step the
     // round started in. Taking it from the start keeps a round that ran
     // past the boundary on its own step instead of the next one's.
@@ -521,7 +521,7 @@ mod tests {
     #[test]
     fn planned_round_lengths() {
         let fping = |yaml: &str| key(yaml);
-        // SPEC A5: 1000 targets, step 300, 20 pings: interval 11,800 ms;
+        // The original's formula: 1000 targets, step 300, 20 pings: interval 11,800 ms;
         // 19 intervals and the 3 s timeout.
         let k = fping("user: u\nstep: 300\npings: 20\nprobe: fping\nfping: {host: 127.0.0.1}\n");
         assert_eq!(planned_round_ms(&k, 1000), Some(19 * 11_800 + 3000));

@@ -278,7 +278,7 @@ pub struct Order {
 /// `rrd_template:`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RrdTemplate {
-    /// The default SmokePing layout of `main.rrd` (SPEC A6).
+    /// The default SmokePing layout of `main.rrd` (the original's rule).
     #[default]
     Smokeping,
     /// No RRD is written; `last_result` still is.

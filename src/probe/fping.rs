@@ -18,7 +18,7 @@ pub struct FpingSpec {
     pub interface: Option<Interface>,
     /// Send from this address.
     pub source_ip: Option<IpAddr>,
-    /// Milliseconds between two pings to the target; `None` = computed (SPEC A5).
+    /// Milliseconds between two pings to the target; `None` = computed (as the original does).
     pub interval_ms: Option<u32>,
     /// Probe over IPv6 (default: true for IPv6 literals, false otherwise).
     pub ipv6: bool,

@@ -36,7 +36,7 @@ use crate::watch::{OrderWatcher, WatchEvent};
 pub use jobs::{JobPool, Launcher, Slot, Spawner};
 use scan::{Found, Stamp, MAX_DEPTH};
 
-/// Interval of the safety-net check of directory mtimes (SPEC B2): an
+/// Interval of the safety-net check of directory mtimes: an
 /// order file added or removed without a hint is seen within this.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(30);
 /// Order files the paced pass looks at per second, at most: a full pass
@@ -334,7 +334,12 @@ impl<L: Launcher> Registry<L> {
         }
         if let Some(why) = rescan {
             info!(reason = why, "full rescan");
+            let started = Instant::now();
             self.full_rescan();
+            info!(
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "full rescan done"
+            );
             return;
         }
         for p in paths {
@@ -467,7 +472,7 @@ impl<L: Launcher> Registry<L> {
         orders
     }
 
-    /// The safety net, a little at a time (SPEC B2): every
+    /// The safety net, a little at a time: every
     /// `rescan_interval` the mtime of every directory below `orders/` and
     /// `telegraf/` is checked, and a directory that changed is listed again
     /// (files added or removed); every tick, the next slice of the paced
@@ -939,7 +944,7 @@ impl<L: Launcher> Registry<L> {
     }
 
     /// Removes an order file not refreshed for longer than `--max-age` and
-    /// archives its output (SPEC A4). Its `telegraf/<id>` sidecar is a user
+    /// archives its output (the original's rule). Its `telegraf/<id>` sidecar is a user
     /// file and stays, as with the original.
     fn expire(&mut self, id: &OrderId, path: &Path, age: Duration) {
         match std::fs::remove_file(path) {

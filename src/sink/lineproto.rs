@@ -1,4 +1,4 @@
-//! InfluxDB line protocol, as pure functions (SPEC A8): escaping, the lines
+//! InfluxDB line protocol, as pure functions (the original's format): escaping, the lines
 //! of one round, and packing lines into datagrams.
 //!
 //! Per round and order with a measurement name: one line with `median_rtt`,

@@ -2,7 +2,7 @@
 //! [`RoundReport`], handed to [`Sinks::report`], which gives it to each
 //! sink. A new sink is a new file here and a line in `report`.
 //!
-//! * Line protocol (SPEC A8, B6), to Telegraf or InfluxDB:
+//! * Line protocol (the original's format; also over TCP and HTTP), to Telegraf or InfluxDB:
 //!   [`lineproto`] is the encoder (pure functions, table-tested);
 //!   [`output`] is one bounded queue and one writer task per destination:
 //!   UDP (`--telegraf HOST:PORT`, `udp://`), InfluxDB's HTTP write API (v1

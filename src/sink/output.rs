@@ -24,7 +24,7 @@ use tracing::{debug, info, warn};
 
 use super::lineproto;
 
-/// Largest UDP datagram sent (SPEC A8: below 1400 bytes).
+/// Largest UDP datagram sent (below 1400 bytes, as the original's).
 pub const MAX_DATAGRAM: usize = 1400;
 /// Most lines in one HTTP or TCP batch.
 pub const BATCH_LINES: usize = 5000;

@@ -1,5 +1,5 @@
 //! Moving an order's files between `output/<id>/` and `archive/<id>/`
-//! (SPEC A4), and setting files aside instead of deleting them (B7).
+//! (as the original does), and setting files aside instead of deleting them.
 //!
 //! Moves are per file, so a directory that exists on both sides (after a
 //! crash, or a restore into a directory that already got new files) is

@@ -1,4 +1,4 @@
-//! `last_result` (SPEC A7): the latest round of an order, written to
+//! `last_result` (the original's format): the latest round of an order, written to
 //! `last_result.tmp` and renamed over `last_result`, so a reader sees either
 //! the old or the new file, never a partial one.
 //!

@@ -1,8 +1,8 @@
 //! Where results go on disk: `output/<id>/main.rrd` and `last_result`, and
 //! `archive/<id>/` for ended orders.
 //!
-//! * [`rrd`] — the layout of `main.rrd` and the update values (SPEC A6).
-//! * [`last_result`] — the `last_result` text and its atomic replacement (SPEC A7).
+//! * [`rrd`] — the layout of `main.rrd` and the update values (the original's rule).
+//! * [`last_result`] — the `last_result` text and its atomic replacement (the original's format).
 //! * [`rrdcached`] — RRD updates through rrdcached (`--rrdcached`).
 //! * [`archive`] — moving output to and from `archive/`, setting files aside.
 //! * [`writer`] — the writer threads that own every write below `output/` and `archive/`.

@@ -1,4 +1,4 @@
-//! `main.rrd`: its layout (data sources and archives, SPEC A6), the values of
+//! `main.rrd`: its layout (data sources and archives, as the original creates them), the values of
 //! one update, and the librrd calls that create and update it. Only the
 //! writer threads ([`super::writer`]) call the librrd functions.
 
@@ -90,7 +90,7 @@ pub fn data_sources(pings: u32) -> Vec<Ds> {
     v
 }
 
-/// The archives of a `main.rrd` for `step` (the three columns of SPEC A6).
+/// The archives of a `main.rrd` for `step` (the original's three layouts, by step).
 pub fn archives(step: u32) -> Vec<Rra> {
     use Cf::{Average as A, Max as X, Min as N};
     let rra = |cf, steps: u32, rows| Rra {

@@ -42,7 +42,7 @@ static MKDIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Name of the RRD file in an order's output directory.
 pub const RRD_FILE: &str = "main.rrd";
-/// Name a non-RRD `main.rrd` is renamed to (SPEC A6).
+/// Name a non-RRD `main.rrd` is renamed to (the original's rule).
 pub const CORRUPTED_FILE: &str = "corrupted_main.rrd";
 
 /// Why a write of an order's output failed.
@@ -122,7 +122,7 @@ pub enum StoreCmd {
         /// Step, pings, RRD.
         shape: Shape,
         /// `--start` of a new `main.rrd`: `floor(now/step)*step - step`
-        /// taken when the order started (SPEC A6).
+        /// taken when the order started (the original's rule).
         rrd_start: i64,
     },
     /// The result of one round of one order.
@@ -682,7 +682,7 @@ impl Writer {
     }
 
     /// One update written by librrd here; a corrupted file is set aside
-    /// and a new one started (SPEC A6).
+    /// and a new one started (the original's rule).
     fn update_local(
         &mut self,
         id: &OrderId,
@@ -708,7 +708,7 @@ impl Writer {
                 self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) if rrd::is_not_newer(&e) => {
-                // The RRD already covers t: its start (SPEC A6 puts it at
+                // The RRD already covers t: its start (the original puts it at
                 // the current step) or a round written before a restart.
                 debug!(order = %id, t, error = %e, "RRD already has data at this time; update skipped");
             }

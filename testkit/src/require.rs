@@ -97,9 +97,12 @@ pub fn root(test: &str, what: &str) -> bool {
 /// Whether this process may open ICMP sockets: root (raw sockets), or a
 /// group of ours inside `net.ipv4.ping_group_range` (datagram sockets).
 pub fn may_ping() -> bool {
-    if is_root() {
-        return true;
-    }
+    is_root() || may_ping_unprivileged()
+}
+
+/// Whether `net.ipv4.ping_group_range` of this network namespace covers a
+/// group of ours, so that unprivileged ICMP ("ping") sockets open.
+pub fn may_ping_unprivileged() -> bool {
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ping_group_range").unwrap_or_default();
     let mut it = range
         .split_whitespace()

@@ -76,7 +76,9 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-pub use netns::{available, remove_stale, run_bounded, run_command_bounded, PREFIX};
+pub use netns::{
+    available, remove_stale, run_bounded, run_command_bounded, LoopbackNamespace, PREFIX,
+};
 
 /// The prober's addresses.
 pub const PROBER_V4: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);

@@ -407,3 +407,62 @@ mod tests {
         }
     }
 }
+
+/// A lone network namespace with only loopback, up: for a test that needs
+/// a per-namespace setting the machine's own namespace lacks (such as
+/// `net.ipv4.ping_group_range` for unprivileged ICMP sockets), without
+/// changing the machine's. Named `PREFIX<pid>-<n>-lo`, so a crashed run's
+/// is removed by [`remove_stale`]; removed on drop. Needs root.
+#[derive(Debug)]
+pub struct LoopbackNamespace {
+    pub name: String,
+}
+
+impl LoopbackNamespace {
+    /// Creates the namespace and brings its loopback up.
+    pub fn create() -> io::Result<LoopbackNamespace> {
+        remove_stale();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{PREFIX}{}-{n}-lo", std::process::id());
+        ip(&["netns", "add", &name])?;
+        let ns = LoopbackNamespace { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Sets `KEY=VALUE` inside the namespace only.
+    pub fn sysctl(&self, setting: &str) -> io::Result<()> {
+        sysctl(&self.name, setting)
+    }
+
+    /// Runs `f` on a thread that has entered the namespace and returns its
+    /// result: sockets it opens, and threads it starts, live there. `f`
+    /// must bound its own running time.
+    pub fn run<T, F>(&self, f: F) -> io::Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+    {
+        use std::os::fd::AsFd;
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::Builder::new()
+            .name("loopback-ns".into())
+            .spawn(move || -> io::Result<T> {
+                let ns = std::fs::File::open(&path)?;
+                nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| io::Error::other(format!("setns {path}: {e}")))?;
+                Ok(f())
+            })?
+            .join()
+            // A failed assertion inside `f` fails the caller with its message.
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl Drop for LoopbackNamespace {
+    fn drop(&mut self) {
+        if let Err(e) = ip(&["netns", "del", &self.name]) {
+            eprintln!("cannot remove namespace {}: {e}", self.name);
+        }
+    }
+}

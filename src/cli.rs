@@ -350,6 +350,13 @@ pub struct RunOpts {
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
     pub writers: u16,
+
+    /// Most unwritten RRD updates kept per order while storage is slower
+    /// than the rounds: they are written late, in time order; beyond this
+    /// the oldest are dropped (counted, a gap in that order's main.rrd).
+    /// Probing never waits for storage.
+    #[arg(long, default_value_t = crate::store::DEFAULT_RRD_BACKLOG, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000), value_name = "ROUNDS")]
+    pub rrd_backlog: usize,
 }
 
 /// `pingmachine-status`: the original tool's table (no options but

@@ -181,6 +181,7 @@ pub fn render(out: &mut Exposition, s: &Sources<'_>) {
         ("pingmachine_icmp_replies_unmatched", "ICMP echo replies with pingmachine's mark that match no waiting ping (duplicates, expired, mangled).", i.unmatched),
         ("pingmachine_icmp_errors_received", "ICMP error messages received (never an answer).", i.icmp_errors),
         ("pingmachine_icmp_receive_errors", "Failed reads of an ICMP socket.", i.recv_errors),
+        ("pingmachine_icmp_receive_buffer_drops", "Packets the kernel dropped on pingmachine's ICMP sockets because a receive buffer was full (SO_RXQ_OVFL): replies lost on this machine, not on the network.", i.rx_dropped),
     ] {
         one(out, name, Kind::Counter, help, v as f64);
     }
@@ -224,8 +225,29 @@ pub fn render(out: &mut Exposition, s: &Sources<'_>) {
         out,
         "pingmachine_writer_queue_high_water",
         Kind::Gauge,
-        "Most commands that waited in one store writer's queue since start.",
+        "Most entries (orders with unwritten rounds, and commands) that waited in one store writer's queue since start.",
         get(&st.queue_high_water),
+    );
+    one(
+        out,
+        "pingmachine_store_waiting_rounds",
+        Kind::Gauge,
+        "Rounds measured and not yet written (main.rrd updates, or an order's last_result): storage is behind by this much.",
+        get(&st.waiting_rounds),
+    );
+    one(
+        out,
+        "pingmachine_last_result_superseded",
+        Kind::Counter,
+        "last_result versions replaced by a newer round of the order before storage wrote them (not lost: the file shows the latest round).",
+        get(&st.superseded),
+    );
+    one(
+        out,
+        "pingmachine_rrd_updates_dropped",
+        Kind::Counter,
+        "main.rrd updates dropped, oldest first, because their order already had --rrd-backlog unwritten ones (gaps in those RRDs).",
+        get(&st.rrd_dropped),
     );
 
     if let Some(c) = s.rrdcached {

@@ -157,6 +157,8 @@ struct IcmpSnapshot {
     tx_stamped: u64,
     tx_fallbacks: u64,
     rx_fallbacks: u64,
+    /// Replies the kernel dropped on our sockets (receive buffer full).
+    rx_dropped: u64,
 }
 
 #[derive(Serialize)]
@@ -172,6 +174,17 @@ struct StoreSnapshot {
     queue_high_water: u64,
     write_delay_ms_max: f64,
     late_writes: u64,
+    /// `last_result` versions a newer round replaced before they were
+    /// written (storage behind; the file shows the latest).
+    superseded: u64,
+    /// RRD updates dropped because an order had `--rrd-backlog` unwritten.
+    rrd_dropped: u64,
+    /// Rounds waiting to be written now, and entries (orders, commands).
+    waiting_rounds: u64,
+    waiting_entries: u64,
+    waiting_high_water: u64,
+    /// Rounds not written when the writers had to stop.
+    unwritten_at_stop: u64,
 }
 
 #[derive(Serialize)]
@@ -231,6 +244,7 @@ pub fn snapshot(
                 tx_stamped: e.tx_stamped,
                 tx_fallbacks: e.tx_fallbacks,
                 rx_fallbacks: e.rx_fallbacks,
+                rx_dropped: e.rx_dropped,
             }
         },
         store: StoreSnapshot {
@@ -245,6 +259,12 @@ pub fn snapshot(
             queue_high_water: get(&store.queue_high_water),
             write_delay_ms_max: get(&store.write_delay_us_max) as f64 / 1000.0,
             late_writes: get(&store.late_writes),
+            superseded: get(&store.superseded),
+            rrd_dropped: get(&store.rrd_dropped),
+            waiting_rounds: get(&store.waiting_rounds),
+            waiting_entries: get(&store.waiting_entries),
+            waiting_high_water: get(&store.waiting_high_water),
+            unwritten_at_stop: get(&store.unwritten_at_stop),
         },
         line_protocol: sinks
             .outputs()
@@ -282,7 +302,8 @@ pub fn snapshot(
     serde_json::to_string_pretty(&s).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
 }
 
-/// Writes `text` to `base/.stats.json` atomically.
+/// Writes `text` to `base/.stats.json` atomically. Blocking: call it off
+/// the async workers (the disk may be slow).
 pub fn write(base: &Path, text: &str) -> std::io::Result<()> {
     let tmp = base.join(".stats.json.tmp");
     std::fs::write(&tmp, text)?;

@@ -94,6 +94,11 @@ enum Cmd {
         /// threads, as on a network; their CPU is printed apart).
         #[arg(long, value_enum, default_value_t = Net::Loopback)]
         net: Net,
+        /// During the measured window, drop the page cache every SECONDS
+        /// (`sync`, then 3 into `/proc/sys/vm/drop_caches`), as on a host
+        /// whose memory is needed elsewhere, or a cold disk (0: never).
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        drop_caches_every: u64,
     },
     /// Cost of Prometheus metrics: N orders run twice for the same window,
     /// without `--listen`, then with it and a scrape of /metrics every
@@ -573,6 +578,49 @@ struct Load {
     warmup: u32,
     /// Where the targets are.
     net: Net,
+    /// Seconds between drops of the page cache in the window (0: never).
+    drop_caches_every: u64,
+}
+
+/// Where the lost pings of a run went, as far as they can be told apart.
+struct LossCauses {
+    /// Replies the targets' kernel could not send (network namespaces).
+    targets_kernel: Option<f64>,
+    /// Replies our sockets' receive buffers dropped (`SO_RXQ_OVFL`).
+    receive_buffer: f64,
+    /// Replies that came after their ping's timeout, within its round.
+    late: f64,
+    /// Replies that came after their round ended (or duplicates).
+    after_round: f64,
+}
+
+impl LossCauses {
+    /// One line: how many of `lost` each cause explains, and how many no
+    /// counter explains.
+    fn explain(&self, lost: f64) -> String {
+        let known =
+            self.targets_kernel.unwrap_or(0.0) + self.receive_buffer + self.late + self.after_round;
+        let mut parts = Vec::new();
+        if let Some(t) = self.targets_kernel {
+            parts.push(format!(
+                "{t:.0} dropped by the targets' kernel (Ip6OutDiscards)"
+            ));
+        }
+        parts.push(format!(
+            "{:.0} dropped by our receive buffer (SO_RXQ_OVFL)",
+            self.receive_buffer
+        ));
+        parts.push(format!("{:.0} replies after their timeout", self.late));
+        parts.push(format!(
+            "{:.0} replies after their round (or duplicates)",
+            self.after_round
+        ));
+        format!(
+            "lost by cause                  {}; unexplained {:.0}",
+            parts.join(", "),
+            (lost - known).max(0.0)
+        )
+    }
 }
 
 /// The figures of one measured daemon run.
@@ -609,6 +657,7 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         pickup,
         warmup,
         net,
+        drop_caches_every,
     } = load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
@@ -675,7 +724,19 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
     let read_start = d.disk_read_bytes();
     let napi_start = netns::napi_cpu_s();
     let window_start = Instant::now();
-    std::thread::sleep(Duration::from_secs(u64::from(step) * u64::from(steps)));
+    let window_end = window_start + Duration::from_secs(u64::from(step) * u64::from(steps));
+    let mut cache_drops = 0u32;
+    if drop_caches_every > 0 {
+        let every = Duration::from_secs(drop_caches_every);
+        let mut next = window_start + every;
+        while next < window_end {
+            std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            rrdcached::drop_caches("3")?;
+            cache_drops += 1;
+            next += every;
+        }
+    }
+    std::thread::sleep(window_end.saturating_duration_since(Instant::now()));
     let (cpu_end, rss_kib) = d.cpu_rss();
     let threads_end = d.thread_cpu_split();
     let switches_end = d.thread_switches();
@@ -723,8 +784,13 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         dirs_after
     );
     println!(
-        "measured window                  {:>10.1} s ({steps} whole steps, starting {warmup} steps after every job's first round)",
-        window
+        "measured window                  {:>10.1} s ({steps} whole steps, starting {warmup} steps after every job's first round{})",
+        window,
+        if cache_drops > 0 {
+            format!("; page cache dropped {cache_drops} times in it, every {drop_caches_every} s")
+        } else {
+            String::new()
+        }
     );
     println!(
         "pings sent                       {:>10.0} ({:.0}/s over the window; {:.0}/s asked by the orders)",
@@ -733,16 +799,19 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         asked_rate
     );
     println!(
-        "loss                             {:>10.3} % ({} lost of {} sent, late {}, send errors {})",
+        "loss                             {:>10.4} % ({} lost of {} sent since start-up; send errors {}, not sent)",
         if sent > 0.0 { lost * 100.0 / sent } else { 0.0 },
         lost,
         sent,
-        fig(&s, &["icmp", "late"])?,
         fig(&s, &["icmp", "send_errors"])?
     );
-    if let Some(x) = discards {
-        println!("  dropped by the targets' kernel {x:>10} (replies it could not send: Ip6OutDiscards in their namespace, since start-up)");
-    }
+    let causes = LossCauses {
+        targets_kernel: discards.map(|x| x as f64),
+        receive_buffer: fig(&s, &["icmp", "rx_dropped"])?,
+        late: fig(&s, &["icmp", "late"])?,
+        after_round: fig(&s, &["icmp", "unmatched"])?,
+    };
+    println!("  {}", causes.explain(lost));
     println!(
         "CPU (user+sys)                   {:>10.2} s = {:.1} % of one core",
         cpu,
@@ -861,9 +930,16 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         fig(&s, &["store", "errors"])?
     );
     println!(
-        "round write delay                {:>10.1} ms max, {} rounds written later than one step",
+        "round write delay                {:>10.1} ms max, {} orders' rounds written later than one step",
         fig(&s, &["store", "write_delay_ms_max"])?,
         fig(&s, &["store", "late_writes"])?
+    );
+    println!(
+        "storage behind                   {:>10.0} rounds waiting at most (now {}); last_result versions superseded {}, RRD updates dropped {} (since start-up)",
+        fig(&s, &["store", "waiting_high_water"])?,
+        fig(&s, &["store", "waiting_rounds"])?,
+        fig(&s, &["store", "superseded"])?,
+        fig(&s, &["store", "rrd_dropped"])?
     );
     let warnings: Vec<&str> = log
         .lines()
@@ -1608,9 +1684,6 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     }
     let base = BaseDir::new(&root);
     base.create()?;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
     let shape = Shape {
         step: 60,
         pings: 20,
@@ -1630,26 +1703,21 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
 
     // Prepare every order, as the daemon does at order start.
     let prepare_all = |store: &pingmachine::store::writer::StoreHandle| {
-        rt.block_on(async {
-            for id in &ids {
-                store
-                    .send(StoreCmd::Prepare {
-                        id: id.clone(),
-                        generation: 1,
-                        shape,
-                        rrd_start: t0 - 60,
-                    })
-                    .await;
-            }
-        });
+        for id in &ids {
+            store.send(StoreCmd::Prepare {
+                id: id.clone(),
+                generation: 1,
+                shape,
+                rrd_start: t0 - 60,
+            });
+        }
     };
 
     // Create the files.
     let (store, writers) = Writers::start(&base, threads)?;
     let created = Instant::now();
     prepare_all(&store);
-    drop(store);
-    writers.join();
+    writers.stop(None);
     let create_s = created.elapsed().as_secs_f64();
     // Flush the gigabytes just created, so that their write-back does not
     // run during the measurement: "warm" means cached and clean.
@@ -1672,27 +1740,39 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
     }
     nix::unistd::sync();
     let started = Instant::now();
-    rt.block_on(async {
-        for r in 1..=i64::from(rounds) {
-            for id in &ids {
-                store
-                    .send(StoreCmd::Round {
-                        id: id.clone(),
-                        generation: 1,
-                        shape,
-                        t: t0 + r * 60,
-                        summary: summary.clone(),
-                        queued: Instant::now(),
-                    })
-                    .await;
-            }
+    // One round of every order at a time, each written before the next is
+    // handed over (a newer round of an order would otherwise supersede its
+    // unwritten last_result, and fewer files would be written than rounds).
+    let last_results = || {
+        store
+            .stats()
+            .last_results
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for r in 1..=i64::from(rounds) {
+        for id in &ids {
+            store.send(StoreCmd::Round {
+                id: id.clone(),
+                generation: 1,
+                shape,
+                t: t0 + r * 60,
+                summary: summary.clone(),
+                queued: Instant::now(),
+            });
         }
-    });
+        let want = r as u64 * orders as u64;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while last_results() < want {
+            if Instant::now() > deadline {
+                bail!("round {r} was not written within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
     let stats = store.stats();
     let updates = stats.rrd_updates.load(std::sync::atomic::Ordering::Relaxed);
     let errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
-    drop(store);
-    writers.join();
+    writers.stop(None);
     let secs = started.elapsed().as_secs_f64();
     println!("--- store writer: {orders} RRDs (step 60, 20 pings, ~2.1 MB each), {threads} writer threads ---");
     println!(
@@ -1707,7 +1787,7 @@ fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> anyhow::Resu
         secs
     );
     println!(
-        "writer throughput                {:>10.0} round writes/s (RRD updates at hand-over end: {updates}, errors {errors})",
+        "writer throughput                {:>10.0} round writes/s (RRD updates written {updates}, errors {errors})",
         f64::from(rounds) * orders as f64 / secs
     );
     // librrd alone: the same updates straight to the warm files, one
@@ -1888,6 +1968,7 @@ fn main() -> anyhow::Result<()> {
             pickup,
             warmup,
             net,
+            drop_caches_every,
         } => run(
             &cli,
             Load {
@@ -1900,6 +1981,7 @@ fn main() -> anyhow::Result<()> {
                 pickup: *pickup,
                 warmup: *warmup,
                 net: *net,
+                drop_caches_every: *drop_caches_every,
             },
             fping.then_some(*fping_mode),
         ),
@@ -1937,6 +2019,7 @@ fn main() -> anyhow::Result<()> {
                 pickup: 0,
                 warmup: 0,
                 net: Net::Loopback,
+                drop_caches_every: 0,
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),

@@ -126,7 +126,7 @@ impl Cached {
 /// `sync`, then drop clean caches: `3` page cache, dentries and inodes
 /// (before a window), `1` the page cache alone (during it: file data that
 /// does not fit, while metadata of 100,000 files would stay cached).
-fn drop_caches(what: &str) -> anyhow::Result<()> {
+pub(crate) fn drop_caches(what: &str) -> anyhow::Result<()> {
     nix::unistd::sync();
     std::fs::write("/proc/sys/vm/drop_caches", what).context("cannot drop the page cache")
 }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= metrics-buckets= writers= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= metrics-buckets= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -46,6 +46,7 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rescan-interval
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s V -l version -d 'Print version'
@@ -79,6 +80,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rescan-i
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'

@@ -55,6 +55,10 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 const LOG_DRAIN: Duration = Duration::from_secs(2);
 /// How long queued RRD updates may take to reach rrdcached at shutdown.
 const RRDCACHED_DRAIN: Duration = Duration::from_secs(5);
+/// How long the store writers may take at shutdown to write the rounds
+/// still waiting; what is left then is counted (`store.unwritten_at_stop`).
+/// With the other drains it stays within the unit's TimeoutStopSec=30.
+const STORE_DRAIN: Duration = Duration::from_secs(15);
 /// How often the watchdog looks at what reports no failure by itself.
 const WATCHDOG_EVERY: Duration = Duration::from_secs(1);
 
@@ -307,9 +311,14 @@ async fn daemon(
         }
         None => None,
     };
-    let (store, writers) =
-        Writers::start_supervised(base, usize::from(opts.writers), &sup, rrdcached.clone())
-            .context("cannot start store writer threads")?;
+    let (store, writers) = Writers::start_supervised(
+        base,
+        usize::from(opts.writers),
+        &sup,
+        rrdcached.clone(),
+        opts.rrd_backlog,
+    )
+    .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
     let cancel = CancellationToken::new();
     // Started by the registry once the first scan has read every order
@@ -441,7 +450,11 @@ async fn daemon(
             loop {
                 let text =
                     stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
-                if let Err(e) = stats::write(&root, &text) {
+                // On a blocking thread: a slow disk never holds up an async
+                // worker (the jobs run there). The next write waits for this one.
+                let root = root.clone();
+                let written = tokio::task::spawn_blocking(move || stats::write(&root, &text)).await;
+                if let Ok(Err(e)) = written {
                     warn!(error = %e, "cannot write {}", stats::FILE);
                 }
                 tokio::select! {
@@ -500,14 +513,16 @@ async fn daemon(
         write_errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed),
         "finishing queued writes"
     );
+    // Every round measured is written, or counted as not written when
+    // storage is too slow to finish within the drain.
+    tokio::task::spawn_blocking(move || writers.stop(Some(STORE_DRAIN)))
+        .await
+        .ok();
     let text = stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
     if let Err(e) = stats::write(&base.root, &text) {
         warn!(error = %e, "cannot write {}", stats::FILE);
     }
     drop(store);
-    tokio::task::spawn_blocking(move || writers.join())
-        .await
-        .ok();
     if let Some(c) = rrdcached {
         // The writers are done: what they queued goes to rrdcached now.
         tokio::task::spawn_blocking(move || c.shutdown(RRDCACHED_DRAIN))

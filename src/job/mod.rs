@@ -224,10 +224,10 @@ pub async fn run_job(mut ctx: JobCtx) {
                 () = ctx.cancel.cancelled() => return,
             };
             // Delivered outside the race with the next start: once probed,
-            // a round is handed over whole even when the writers' queues
-            // are full (the next round then starts late instead).
+            // a round is handed over whole; handing over never waits for
+            // storage, so the next round starts on time.
             if let Some(results) = results {
-                deliver(&ctx, &published_at_start, step, pings, start_ms, results).await;
+                deliver(&ctx, &published_at_start, step, pings, start_ms, results);
                 ctx.deps
                     .stats
                     .rounds
@@ -273,9 +273,10 @@ pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome, u32);
 /// A round's member results, produced as the store takes them.
 type RoundResults<'m> = Box<dyn Iterator<Item = MemberResult<'m>> + Send + 'm>;
 
-/// Stamps the results with the round's RRD time and sends those of orders
-/// still present and unchanged to the store.
-async fn deliver(
+/// Stamps the results with the round's RRD time and hands those of orders
+/// still present and unchanged to the sinks and the store. Never waits:
+/// the store keeps what it has not written yet (bounded per order).
+fn deliver(
     ctx: &JobCtx,
     published: &Members,
     step: u32,
@@ -332,10 +333,9 @@ async fn deliver(
             t,
             summary,
             queued: std::time::Instant::now(),
-        })
-        .await;
+        });
     }
-    out.flush().await;
+    out.flush();
 }
 
 fn log_round(member: &Member, addr: &str, t: i64, s: &Summary) {
@@ -435,7 +435,7 @@ mod tests {
             .build()
             .unwrap();
         rt.block_on(async {
-            let (store, mut rx) = StoreHandle::capture(4096);
+            let (store, rx) = StoreHandle::capture();
             let (tx, members) = watch::channel(at_start.clone());
             if let Some(now) = now {
                 tx.send_replace(now);
@@ -478,17 +478,13 @@ mod tests {
                 2,
                 120_000,
                 Box::new(results.into_iter()),
-            )
-            .await;
+            );
             drop(ctx);
             let mut out = Vec::new();
-            while let Some(cmd) = rx.recv().await {
-                if let StoreCmd::Round {
-                    id, generation, t, ..
-                } = cmd
-                {
-                    assert_eq!(t, schedule::rrd_time(120, 60));
-                    out.push((id.to_string(), generation));
+            while let Some(work) = rx.try_next() {
+                if let crate::store::queue::Work::Rounds(id, p) = work {
+                    assert_eq!(p.latest.t, schedule::rrd_time(120, 60));
+                    out.push((id.to_string(), p.generation));
                 }
             }
             out

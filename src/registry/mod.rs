@@ -363,7 +363,7 @@ impl<L: Launcher> Registry<L> {
             }
             None => {
                 for cmd in cmds {
-                    self.store.send(cmd).await;
+                    self.store.send(cmd);
                 }
             }
         }
@@ -381,7 +381,7 @@ impl<L: Launcher> Registry<L> {
         tokio::spawn(async move {
             let _ = gate.await;
             while let Some(cmd) = rx.recv().await {
-                store.send(cmd).await;
+                store.send(cmd);
             }
         })
     }
@@ -1236,7 +1236,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let base = BaseDir::new(dir.path());
         base.create().unwrap();
-        let (store, _rx) = StoreHandle::capture(16);
+        let (store, _rx) = StoreHandle::capture();
         let reg = Registry::new(
             base.clone(),
             Recorder::default(),

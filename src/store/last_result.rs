@@ -14,6 +14,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use super::queue::Latest;
 use crate::result::Summary;
 
 /// File name of the result.
@@ -42,15 +43,22 @@ fn rtt(x: Option<f64>) -> String {
 
 /// The file's text.
 pub fn format(time: i64, updated: i64, step: u32, pings: u32, s: &Summary) -> String {
+    format_latest(updated, step, pings, &Latest::of(time, s))
+}
+
+/// The file's text for a round kept as its `last_result` figures.
+pub fn format_latest(updated: i64, step: u32, pings: u32, l: &Latest) -> String {
+    let some = |x: f64| (!x.is_nan()).then_some(x);
     let mut out = String::with_capacity(128);
     // Writing to a String cannot fail.
     let _ = write!(
         out,
-        "time: {time}\nupdated: {updated}\nstep: {step}\npings: {pings}\nloss: {}\nmin: {}\nmedian: {}\nmax: {}\n",
-        s.lost,
-        rtt(s.min()),
-        rtt(s.median()),
-        rtt(s.max()),
+        "time: {}\nupdated: {updated}\nstep: {step}\npings: {pings}\nloss: {}\nmin: {}\nmedian: {}\nmax: {}\n",
+        l.t,
+        l.lost,
+        rtt(some(l.min)),
+        rtt(some(l.median)),
+        rtt(some(l.max)),
     );
     out
 }

@@ -5,12 +5,14 @@
 //! * [`last_result`] — the `last_result` text and its atomic replacement (the original's format).
 //! * [`rrdcached`] — RRD updates through rrdcached (`--rrdcached`).
 //! * [`archive`] — moving output to and from `archive/`, setting files aside.
+//! * [`queue`] — a writer's pending work, bounded per order; handing work over never waits.
 //! * [`writer`] — the writer threads that own every write below `output/` and `archive/`.
 
 pub mod archive;
 pub mod last_result;
+pub mod queue;
 pub mod rrd;
 pub mod rrdcached;
 pub mod writer;
 
-pub use writer::{Batches, Shape, StoreCmd, StoreHandle, StoreStats};
+pub use writer::{Batches, Shape, StoreCmd, StoreHandle, StoreStats, DEFAULT_RRD_BACKLOG};

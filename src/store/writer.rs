@@ -8,9 +8,15 @@
 //! replaced since is dropped, so a late round can never recreate `output/<id>/`
 //! beside `archive/<id>/`.
 //!
-//! Channels are bounded: when the disk is slow, rounds wait for room instead
-//! of piling up in memory. Dropping every [`StoreHandle`] lets the threads
-//! drain their queues and exit, which is how shutdown finishes the last writes.
+//! Handing work over never waits (see [`super::queue`]): a job pushes its
+//! finished round and starts the next on time however slow the disk is.
+//! The pending work is bounded per order, not per round: the latest round
+//! of each order for `last_result` (a newer one supersedes an unwritten
+//! older one, counted), and for an order with `main.rrd` at most
+//! `--rrd-backlog` unwritten RRD updates, written late and in time order
+//! (past that the oldest is dropped and counted for the order).
+//! [`Writers::stop`] lets the threads finish what is queued, up to a
+//! deadline, and counts what they could not write.
 //!
 //! Write failures (full disk, read-only or vanished directory, librrd errors)
 //! are counted and logged once per order until that order writes again, at
@@ -22,10 +28,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::queue::{Next, Pending, Queue, Work};
 use super::rrdcached::{Answer, RrdCached};
 use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
@@ -34,8 +41,8 @@ use crate::order::OrderId;
 use crate::result::Summary;
 use crate::supervise::Supervisor;
 
-/// Queue length of each writer thread.
-const QUEUE: usize = 4096;
+/// Unwritten RRD updates kept per order by default (`--rrd-backlog`).
+pub const DEFAULT_RRD_BACKLOG: usize = 10;
 
 /// Held while a writer creates an output directory (see [`Writer::prepare`]).
 static MKDIR: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -178,18 +185,37 @@ pub struct StoreStats {
     pub restored: AtomicU64,
     /// Failed writes of any kind.
     pub errors: AtomicU64,
-    /// Largest number of commands waiting in one queue.
+    /// Largest number of entries (orders with unwritten rounds, and
+    /// commands) waiting in one writer's queue.
     pub queue_high_water: AtomicU64,
     /// Longest time from a round's hand-over to its files being written, µs.
     pub write_delay_us_max: AtomicU64,
     /// Rounds written more than one step after their hand-over.
     pub late_writes: AtomicU64,
+    /// `last_result` versions replaced by a newer round of the order
+    /// before they were written (storage behind; not lost: the file shows
+    /// the latest round).
+    pub superseded: AtomicU64,
+    /// RRD updates dropped, oldest first, because an order already had
+    /// `--rrd-backlog` unwritten ones (a gap in its RRD).
+    pub rrd_dropped: AtomicU64,
+    /// Rounds waiting to be written now, over all writers (an order's RRD
+    /// updates each, or its one `last_result`).
+    pub waiting_rounds: AtomicU64,
+    /// Entries waiting now: orders with unwritten rounds, and commands.
+    pub waiting_entries: AtomicU64,
+    /// Largest number of rounds waiting to be written at once, over all
+    /// writers.
+    pub waiting_high_water: AtomicU64,
+    /// Rounds still unwritten when the writers had to stop (shutdown
+    /// deadline passed).
+    pub unwritten_at_stop: AtomicU64,
 }
 
 /// Sending side of the writer threads; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
-    shards: Arc<Vec<mpsc::Sender<StoreCmd>>>,
+    shards: Arc<Vec<Arc<Queue>>>,
     stats: Arc<StoreStats>,
 }
 
@@ -197,28 +223,33 @@ pub struct StoreHandle {
 #[derive(Debug)]
 pub struct Writers {
     threads: Vec<JoinHandle<()>>,
+    queues: Vec<Arc<Queue>>,
+    stats: Arc<StoreStats>,
 }
 
 impl Writers {
     /// Starts `n` (≥ 1) writer threads for the base directory `base`.
     pub fn start(base: &BaseDir, n: usize) -> std::io::Result<(StoreHandle, Writers)> {
-        Writers::start_supervised(base, n, &Supervisor::new(), None)
+        Writers::start_supervised(base, n, &Supervisor::new(), None, DEFAULT_RRD_BACKLOG)
     }
 
     /// Like [`Writers::start`]; a writer thread that panics is reported to
     /// `sup`. With `cached`, RRD files are created and updated through
-    /// rrdcached (see [`super::rrdcached`]).
+    /// rrdcached (see [`super::rrdcached`]). Each order keeps at most
+    /// `rrd_backlog` unwritten RRD updates.
     pub fn start_supervised(
         base: &BaseDir,
         n: usize,
         sup: &Supervisor,
         cached: Option<Arc<RrdCached>>,
+        rrd_backlog: usize,
     ) -> std::io::Result<(StoreHandle, Writers)> {
         let stats = Arc::new(StoreStats::default());
         let mut shards = Vec::new();
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
-            let (tx, rx) = mpsc::channel(QUEUE);
+            let queue = Arc::new(Queue::new(rrd_backlog, stats.clone()));
+            let rx = queue.clone();
             let mut w = Writer {
                 output: base.output.clone(),
                 archive: base.archive.clone(),
@@ -226,6 +257,7 @@ impl Writers {
                 active: HashMap::new(),
                 failing: HashMap::new(),
                 cached: cached.clone(),
+                dropping: HashMap::new(),
             };
             let guard = sup.guard(format!("store writer {i}"));
             threads.push(
@@ -233,28 +265,49 @@ impl Writers {
                     .name(format!("store-writer-{i}"))
                     .spawn(move || {
                         let _guard = guard;
-                        w.run(rx);
+                        w.run(&rx);
                     })?,
             );
-            shards.push(tx);
+            shards.push(queue);
         }
         Ok((
             StoreHandle {
-                shards: Arc::new(shards),
+                shards: Arc::new(shards.clone()),
+                stats: stats.clone(),
+            },
+            Writers {
+                threads,
+                queues: shards,
                 stats,
             },
-            Writers { threads },
         ))
     }
 
-    /// Waits for the threads to drain their queues and exit; call after
-    /// every [`StoreHandle`] is dropped.
-    pub fn join(self) {
+    /// Lets the threads write what is queued and exit: all of it, or, with
+    /// `within`, what they can until then. Rounds left unwritten are
+    /// counted (`unwritten_at_stop`) and returned. Work handed over after
+    /// this is not written.
+    pub fn stop(self, within: Option<Duration>) -> u64 {
+        let deadline = within.map(|d| Instant::now() + d);
+        for q in &self.queues {
+            q.close(deadline);
+        }
         for t in self.threads {
             if t.join().is_err() {
                 warn!("a store writer thread panicked");
             }
         }
+        let left: u64 = self.queues.iter().map(|q| q.abandon()).sum();
+        if left > 0 {
+            self.stats
+                .unwritten_at_stop
+                .fetch_add(left, Ordering::Relaxed);
+            warn!(
+                rounds = left,
+                "rounds not written at stop: storage too slow to write them within the stop deadline (counted in store.unwritten_at_stop)"
+            );
+        }
+        left
     }
 }
 
@@ -266,48 +319,16 @@ impl StoreHandle {
         (h.finish() % self.shards.len() as u64) as usize
     }
 
-    /// Queues `cmd` on the writer of its order, waiting for room.
-    pub async fn send(&self, cmd: StoreCmd) {
-        let shard = &self.shards[self.shard_of(cmd.id())];
-        if shard.send(cmd).await.is_err() {
-            warn!("store writer is gone; result dropped");
-            return;
-        }
-        self.note_queued(shard);
+    /// Hands `cmd` to the writer of its order. Never waits.
+    pub fn send(&self, cmd: StoreCmd) {
+        let shard = self.shard_of(cmd.id());
+        self.send_all(shard, &mut vec![cmd]);
     }
 
-    /// Queues all of `cmds` (at most [`BATCH`], all of writer `shard`) in
-    /// order, waiting until there is room for all of them at once: a sender
-    /// blocked on a full queue is woken once for the lot, not once for each
-    /// command the writer takes. Empties `cmds`.
-    async fn send_all(&self, shard: usize, cmds: &mut Vec<StoreCmd>) {
-        let tx = &self.shards[shard];
-        while !cmds.is_empty() {
-            // More than the queue holds is never asked for at once.
-            let n = cmds.len().min(tx.max_capacity());
-            match tx.reserve_many(n).await {
-                Ok(permits) => {
-                    for (permit, cmd) in permits.zip(cmds.drain(..n)) {
-                        permit.send(cmd);
-                    }
-                    self.note_queued(tx);
-                }
-                Err(_) => {
-                    warn!(
-                        results = cmds.len(),
-                        "store writer is gone; results dropped"
-                    );
-                    cmds.clear();
-                }
-            }
-        }
-    }
-
-    fn note_queued(&self, tx: &mpsc::Sender<StoreCmd>) {
-        let queued = (tx.max_capacity() - tx.capacity()) as u64;
-        self.stats
-            .queue_high_water
-            .fetch_max(queued, Ordering::Relaxed);
+    /// Hands all of `cmds` (all of writer `shard`) over in order, with one
+    /// lock of its queue and one wake-up of the writer. Empties `cmds`.
+    fn send_all(&self, shard: usize, cmds: &mut Vec<StoreCmd>) {
+        self.shards[shard].push_all(cmds.drain(..));
     }
 
     /// Gathers commands per writer and hands them over [`BATCH`] at a
@@ -324,17 +345,19 @@ impl StoreHandle {
         &self.stats
     }
 
-    /// A handle whose commands arrive on the returned receiver instead of
-    /// at writer threads (for unit tests of what sends to the store).
+    /// A handle with one queue and no writer thread: the test takes what
+    /// was handed over from the returned queue (for unit tests of what
+    /// sends to the store).
     #[cfg(test)]
-    pub(crate) fn capture(capacity: usize) -> (StoreHandle, mpsc::Receiver<StoreCmd>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub(crate) fn capture() -> (StoreHandle, Arc<Queue>) {
+        let stats = Arc::new(StoreStats::default());
+        let q = Arc::new(Queue::new(DEFAULT_RRD_BACKLOG, stats.clone()));
         (
             StoreHandle {
-                shards: Arc::new(vec![tx]),
-                stats: Arc::new(StoreStats::default()),
+                shards: Arc::new(vec![q.clone()]),
+                stats,
             },
-            rx,
+            q,
         )
     }
 }
@@ -343,13 +366,12 @@ impl StoreHandle {
 pub const BATCH: usize = 64;
 
 /// A round's store commands on their way to the writers: gathered per
-/// writer and queued [`BATCH`] at a time, so that when the writers are the
-/// bottleneck (a million orders' rounds ending within a minute) a job is
-/// woken once per batch instead of once per result, and the writer wakes
-/// the runtime as seldom. Each writer still receives one order's commands
-/// in the order they were pushed. What is pushed is queued only by
+/// writer and handed over [`BATCH`] at a time, one lock of the writer's
+/// queue and one wake-up of the writer per batch (a million orders' rounds
+/// end within a minute). Each writer still receives one order's commands in
+/// the order they were pushed. What is pushed is handed over only by
 /// [`Batches::push`] filling a batch or by [`Batches::flush`]: call it at
-/// the end.
+/// the end. Nothing here waits for the writers.
 #[derive(Debug)]
 pub struct Batches<'h> {
     handle: &'h StoreHandle,
@@ -357,8 +379,8 @@ pub struct Batches<'h> {
 }
 
 impl Batches<'_> {
-    /// Adds `cmd`, queuing its writer's batch when it is full.
-    pub async fn push(&mut self, cmd: StoreCmd) {
+    /// Adds `cmd`, handing its writer's batch over when it is full.
+    pub fn push(&mut self, cmd: StoreCmd) {
         let shard = self.handle.shard_of(cmd.id());
         let buf = &mut self.bufs[shard];
         if buf.capacity() == 0 {
@@ -366,15 +388,15 @@ impl Batches<'_> {
         }
         buf.push(cmd);
         if buf.len() >= BATCH {
-            self.handle.send_all(shard, buf).await;
+            self.handle.send_all(shard, buf);
         }
     }
 
-    /// Queues what is left.
-    pub async fn flush(&mut self) {
+    /// Hands over what is left.
+    pub fn flush(&mut self) {
         for (shard, buf) in self.bufs.iter_mut().enumerate() {
             if !buf.is_empty() {
-                self.handle.send_all(shard, buf).await;
+                self.handle.send_all(shard, buf);
             }
         }
     }
@@ -391,75 +413,162 @@ struct Writer {
     failing: HashMap<OrderId, u64>,
     /// rrdcached, when RRD updates go through it.
     cached: Option<Arc<RrdCached>>,
+    /// Orders whose RRD updates are being dropped (storage too slow), with
+    /// how many since the first.
+    dropping: HashMap<OrderId, u64>,
 }
 
 impl Writer {
-    fn run(&mut self, mut rx: mpsc::Receiver<StoreCmd>) {
-        while let Some(cmd) = rx.blocking_recv() {
-            match cmd {
-                StoreCmd::Prepare {
-                    id,
-                    generation,
-                    shape,
-                    rrd_start,
-                } => {
-                    self.active.insert(id.clone(), generation);
-                    let r = self.prepare(&id, shape, rrd_start);
-                    self.outcome(&id, "prepare output", r);
-                    self.stats.prepared.fetch_add(1, Ordering::Relaxed);
-                }
-                StoreCmd::Round {
-                    id,
-                    generation,
-                    shape,
-                    t,
-                    summary,
-                    queued,
-                } => {
-                    // Test builds only: a writer that dies (the daemon must
-                    // then stop with an error, not run on without writing).
-                    #[cfg(debug_assertions)]
-                    if std::env::var_os("PINGMACHINE_FAILPOINT")
-                        .is_some_and(|v| v == "store-writer-panic")
-                    {
-                        panic!("failpoint store-writer-panic");
+    fn run(&mut self, queue: &Queue) {
+        loop {
+            match queue.next() {
+                (_, Some(Work::Command(cmd))) => self.command(cmd),
+                (_, Some(Work::Rounds(id, pending))) => self.rounds(&id, &pending),
+                (Next::Exit, None) | (Next::Work, None) => return,
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: StoreCmd) {
+        match cmd {
+            StoreCmd::Prepare {
+                id,
+                generation,
+                shape,
+                rrd_start,
+            } => {
+                self.active.insert(id.clone(), generation);
+                let r = self.prepare(&id, shape, rrd_start);
+                self.outcome(&id, "prepare output", r);
+                self.stats.prepared.fetch_add(1, Ordering::Relaxed);
+            }
+            StoreCmd::Archive { id } => {
+                self.active.remove(&id);
+                self.failing.remove(&id);
+                self.dropping.remove(&id);
+                let src = id.under(&self.output);
+                let dst = id.under(&self.archive);
+                self.before_move(&id, &src.join(RRD_FILE));
+                match archive::move_files(&src, &dst, &self.output, now_unix()) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        self.stats.archived.fetch_add(1, Ordering::Relaxed);
+                        info!(order = %id, files = n, to = %dst.display(), "output archived");
                     }
-                    if self.active.get(&id) != Some(&generation) {
-                        self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
-                        debug!(order = %id, "round result for an ended or changed order dropped");
-                        continue;
-                    }
-                    let r = self.round(&id, shape, t, &summary);
-                    self.outcome(&id, "write round", r);
-                    let delay = queued.elapsed().as_micros() as u64;
-                    self.stats
-                        .write_delay_us_max
-                        .fetch_max(delay, Ordering::Relaxed);
-                    if delay > u64::from(shape.step) * 1_000_000 {
-                        // Written after the order's next round started.
-                        self.stats.late_writes.fetch_add(1, Ordering::Relaxed);
+                    Err(e) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        warn!(order = %id, error = %e, "cannot archive output (retried when the order ends again or at the next start)");
                     }
                 }
-                StoreCmd::Archive { id } => {
-                    self.active.remove(&id);
-                    self.failing.remove(&id);
-                    let src = id.under(&self.output);
-                    let dst = id.under(&self.archive);
-                    self.before_move(&id, &src.join(RRD_FILE));
-                    match archive::move_files(&src, &dst, &self.output, now_unix()) {
-                        Ok(0) => {}
-                        Ok(n) => {
-                            self.stats.archived.fetch_add(1, Ordering::Relaxed);
-                            info!(order = %id, files = n, to = %dst.display(), "output archived");
-                        }
-                        Err(e) => {
-                            self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(order = %id, error = %e, "cannot archive output (retried when the order ends again or at the next start)");
-                        }
+            }
+            // Rounds reach the writer as `Work::Rounds`, never as a command.
+            StoreCmd::Round { .. } => {}
+        }
+    }
+
+    /// Writes an order's unwritten rounds: its RRD updates in time order,
+    /// then `last_result` once, with the newest round.
+    fn rounds(&mut self, id: &OrderId, p: &Pending) {
+        // Test builds only: a writer that dies (the daemon must then stop
+        // with an error, not run on without writing).
+        #[cfg(debug_assertions)]
+        if std::env::var_os("PINGMACHINE_FAILPOINT").is_some_and(|v| v == "store-writer-panic") {
+            panic!("failpoint store-writer-panic");
+        }
+        self.stats
+            .superseded
+            .fetch_add(u64::from(p.superseded), Ordering::Relaxed);
+        if self.active.get(id) != Some(&p.generation) {
+            self.stats
+                .stale_rounds
+                .fetch_add(u64::from(p.rounds), Ordering::Relaxed);
+            debug!(order = %id, rounds = p.rounds, "round results for an ended or changed order dropped");
+            return;
+        }
+        self.note_dropped(id, p);
+        let r = self.write_rounds(id, p);
+        self.outcome(id, "write round", r);
+        let delay = p.queued.elapsed().as_micros() as u64;
+        self.stats
+            .write_delay_us_max
+            .fetch_max(delay, Ordering::Relaxed);
+        if delay > u64::from(p.shape.step) * 1_000_000 {
+            // Written after the order's next round started.
+            self.stats.late_writes.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts RRD updates dropped for `id` (its backlog was full) and says
+    /// so once per order while it lasts, and once when it ends.
+    fn note_dropped(&mut self, id: &OrderId, p: &Pending) {
+        let dropped = u64::from(p.rrd_dropped());
+        if dropped > 0 {
+            self.stats.rrd_dropped.fetch_add(dropped, Ordering::Relaxed);
+            let n = self.dropping.entry(id.clone()).or_insert(0);
+            if *n == 0 {
+                warn!(
+                    order = %id,
+                    dropped,
+                    backlog = p.rrd.as_ref().map_or(0, |b| b.updates.len()),
+                    "RRD updates dropped, oldest first: storage is too slow and the order already had --rrd-backlog unwritten ones (a gap in its main.rrd; counted in store.rrd_dropped)"
+                );
+            }
+            *n += dropped;
+        } else if let Some(n) = self.dropping.remove(id) {
+            info!(order = %id, dropped = n, "RRD updates written in time again");
+        }
+    }
+
+    fn write_rounds(&mut self, id: &OrderId, p: &Pending) -> Result<(), StoreError> {
+        let shape = p.shape;
+        let dir = id.under(&self.output);
+        // The directory exists nearly always: it is created (again) only
+        // when something in it is missing, not looked at every round.
+        let mkdir = || std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir));
+        let mut result = Ok(());
+        if shape.rrd {
+            let path = dir.join(RRD_FILE);
+            // Dropped rounds first, as one unknown update at the newest of
+            // them: the file's gap is then exactly the dropped rounds.
+            let gap = p.rrd.as_ref().and_then(|b| b.gap_until).map(|t| (t, None));
+            let kept = p
+                .rrd
+                .iter()
+                .flat_map(|b| b.updates.iter().map(|(t, s)| (*t, Some(s))));
+            for (t, summary) in gap.into_iter().chain(kept) {
+                if !path.exists() {
+                    mkdir()?;
+                    self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
+                }
+                let values = match summary {
+                    Some(s) => rrd::update_values(s),
+                    None => vec![None; shape.pings as usize + 2],
+                };
+                if let Some(c) = self.cached_for(id, &path) {
+                    // Queued, never waited for; refusals are rrdcached's to
+                    // report (its client logs and counts them).
+                    if c.update(&path, &rrd::update_string(t, &values)) {
+                        self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else if let Err(e) = self.update_local(id, &path, shape, t, &values) {
+                    // Still write last_result: it is independent of the RRD.
+                    if result.is_ok() {
+                        result = Err(e);
                     }
                 }
             }
         }
+        let text = last_result::format_latest(now_unix(), shape.step, shape.pings, &p.latest);
+        let written = match last_result::write_atomic(&dir, &text) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                mkdir()?;
+                last_result::write_atomic(&dir, &text)
+            }
+            other => other,
+        };
+        written.map_err(StoreError::io("write", &dir.join(last_result::FILE)))?;
+        self.stats.last_results.fetch_add(1, Ordering::Relaxed);
+        result
     }
 
     /// Logs a failure once per order until it recovers; counts every one.
@@ -639,48 +748,6 @@ impl Writer {
         }
     }
 
-    fn round(
-        &mut self,
-        id: &OrderId,
-        shape: Shape,
-        t: i64,
-        summary: &Summary,
-    ) -> Result<(), StoreError> {
-        let dir = id.under(&self.output);
-        // The directory exists nearly always: it is created (again) only
-        // when something in it is missing, not looked at every round.
-        let mkdir = || std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir));
-        let mut result = Ok(());
-        if shape.rrd {
-            let path = dir.join(RRD_FILE);
-            if !path.exists() {
-                mkdir()?;
-                self.ensure_rrd(id, &path, shape, t - i64::from(shape.step))?;
-            }
-            let values = rrd::update_values(summary);
-            if let Some(c) = self.cached_for(id, &path) {
-                // Queued, never waited for; refusals are rrdcached's to
-                // report (its client logs and counts them).
-                if c.update(&path, &rrd::update_string(t, &values)) {
-                    self.stats.rrd_updates.fetch_add(1, Ordering::Relaxed);
-                }
-            } else {
-                result = self.update_local(id, &path, shape, t, &values);
-            }
-        }
-        let text = last_result::format(t, now_unix(), shape.step, shape.pings, summary);
-        let written = match last_result::write_atomic(&dir, &text) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                mkdir()?;
-                last_result::write_atomic(&dir, &text)
-            }
-            other => other,
-        };
-        written.map_err(StoreError::io("write", &dir.join(last_result::FILE)))?;
-        self.stats.last_results.fetch_add(1, Ordering::Relaxed);
-        result
-    }
-
     /// One update written by librrd here; a corrupted file is set aside
     /// and a new one started (the original's rule).
     fn update_local(
@@ -742,16 +809,10 @@ mod tests {
 
     fn run(base: &BaseDir, cmds: Vec<StoreCmd>) {
         let (handle, writers) = Writers::start(base, 2).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for c in cmds {
-                handle.send(c).await;
-            }
-        });
-        drop(handle);
-        writers.join();
+        for c in cmds {
+            handle.send(c);
+        }
+        assert_eq!(writers.stop(None), 0, "everything written");
     }
 
     #[test]
@@ -857,10 +918,12 @@ mod tests {
 #[cfg(test)]
 mod batch_tests {
     use super::*;
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
 
     fn round(id: &str) -> StoreCmd {
+        round_at(id, 60)
+    }
+
+    fn round_at(id: &str, t: i64) -> StoreCmd {
         StoreCmd::Round {
             id: OrderId::new(id).unwrap(),
             generation: 1,
@@ -869,110 +932,62 @@ mod batch_tests {
                 pings: 1,
                 rrd: false,
             },
-            t: 60,
+            t,
             summary: Summary::of(&crate::result::RoundOutcome { rtts: vec![None] }),
             queued: std::time::Instant::now(),
         }
     }
 
-    fn drain(rx: &mut mpsc::Receiver<StoreCmd>) -> Vec<String> {
+    fn drain(q: &Queue) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(cmd) = rx.try_recv() {
-            out.push(cmd.id().to_string());
+        while let Some(w) = q.try_next() {
+            if let Work::Rounds(id, _) = w {
+                out.push(id.to_string());
+            }
         }
         out
     }
 
-    fn poll_once<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
-        f.poll(&mut Context::from_waker(Waker::noop()))
-    }
-
     #[test]
-    fn batches_queue_a_full_batch_then_the_rest_on_flush_in_order() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let (handle, mut rx) = StoreHandle::capture(QUEUE);
-        rt.block_on(async {
-            let mut out = handle.batches();
-            for i in 0..BATCH - 1 {
-                out.push(round(&format!("o{i:03}"))).await;
-            }
-            assert!(drain(&mut rx).is_empty(), "nothing before a batch is full");
-            out.push(round("o063")).await;
-            let first = drain(&mut rx);
-            assert_eq!(first.len(), BATCH);
-            for i in 0..10 {
-                out.push(round(&format!("p{i}"))).await;
-            }
-            assert!(drain(&mut rx).is_empty());
-            out.flush().await;
-            let rest = drain(&mut rx);
-            let want: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
-            assert_eq!(rest, want);
-            let want: Vec<String> = (0..BATCH).map(|i| format!("o{i:03}")).collect();
-            assert_eq!(first, want, "in the order pushed");
-        });
-    }
-
-    #[test]
-    fn a_batch_waits_for_room_for_all_of_it() {
-        let (handle, mut rx) = StoreHandle::capture(BATCH);
-        // The queue is full.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            for i in 0..BATCH {
-                handle.send(round(&format!("old{i}"))).await;
-            }
-        });
-        let mut cmds: Vec<StoreCmd> = (0..BATCH).map(|i| round(&format!("new{i}"))).collect();
-        let mut fut = std::pin::pin!(handle.send_all(0, &mut cmds));
-        assert!(poll_once(fut.as_mut()).is_pending());
-        // One slot short of the whole batch: still waiting, nothing queued.
-        for _ in 0..BATCH - 1 {
-            rx.try_recv().unwrap();
+    fn batches_hand_over_a_full_batch_then_the_rest_on_flush_in_order() {
+        let (handle, q) = StoreHandle::capture();
+        let mut out = handle.batches();
+        for i in 0..BATCH - 1 {
+            out.push(round(&format!("o{i:03}")));
         }
-        assert!(poll_once(fut.as_mut()).is_pending());
-        assert!(
-            rx.try_recv().unwrap().id().as_str().starts_with("old"),
-            "none of the batch is queued before there is room for all of it"
-        );
-        assert!(rx.try_recv().is_err());
-        assert!(poll_once(fut.as_mut()).is_ready());
-        let got = drain(&mut rx);
-        assert_eq!(got.len(), BATCH);
-        assert!(got.iter().all(|id| id.starts_with("new")));
+        assert!(drain(&q).is_empty(), "nothing before a batch is full");
+        out.push(round("o063"));
+        let first = drain(&q);
+        assert_eq!(first.len(), BATCH);
+        for i in 0..10 {
+            out.push(round(&format!("p{i}")));
+        }
+        assert!(drain(&q).is_empty());
+        out.flush();
+        let rest = drain(&q);
+        let want: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+        assert_eq!(rest, want);
+        let want: Vec<String> = (0..BATCH).map(|i| format!("o{i:03}")).collect();
+        assert_eq!(first, want, "in the order pushed");
     }
 
     #[test]
-    fn a_batch_larger_than_the_queue_is_queued_in_parts() {
-        let (handle, mut rx) = StoreHandle::capture(8);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let got = rt.block_on(async move {
-            let reader = tokio::spawn(async move {
-                let mut got = Vec::new();
-                while let Some(cmd) = rx.recv().await {
-                    got.push(cmd.id().to_string());
-                }
-                got
-            });
-            {
-                let mut out = handle.batches();
-                for i in 0..100 {
-                    out.push(round(&format!("o{i:03}"))).await;
-                }
-                out.flush().await;
+    fn handing_over_never_waits_for_the_writer() {
+        // No writer takes anything: a million orders' rounds are handed
+        // over at once, each order once (the queue is per order).
+        let (handle, q) = StoreHandle::capture();
+        let mut out = handle.batches();
+        for round_no in 0..3 {
+            for i in 0..10_000 {
+                out.push(round_at(&format!("o{i}"), 60 * (round_no + 1)));
             }
-            drop(handle);
-            reader.await.unwrap()
-        });
-        let want: Vec<String> = (0..100).map(|i| format!("o{i:03}")).collect();
-        assert_eq!(got, want);
+        }
+        out.flush();
+        assert_eq!(q.depth(), (10_000, 10_000), "one entry per order");
+        let st = handle.stats();
+        assert_eq!(st.waiting_rounds.load(Ordering::Relaxed), 10_000);
+        assert_eq!(st.queue_high_water.load(Ordering::Relaxed), 10_000);
+        assert_eq!(drain(&q).len(), 10_000);
+        assert_eq!(st.waiting_rounds.load(Ordering::Relaxed), 0);
     }
 }

@@ -17,6 +17,8 @@
 //!   namespaces (delay, jitter, loss, late, duplicate, foreign-identifier
 //!   and unreachable ICMP answers; delayed HTTP responses and TCP connects)
 //!   for the measurement-accuracy tests. Needs root.
+//! * [`slowdisk`]: a file system on a loop device that a test makes slow
+//!   (synchronous writes, a cgroup I/O limit) and fast again. Needs root.
 //! * [`require`]: what a test needs (root, ICMP, namespaces, tools); a
 //!   test that lacks it skips outside CI and fails under CI.
 //!
@@ -28,6 +30,7 @@ mod http;
 pub mod impair;
 pub mod require;
 mod script;
+pub mod slowdisk;
 mod tcp;
 
 pub use dns::DnsServer;

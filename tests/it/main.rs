@@ -14,6 +14,7 @@
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
 //! * [`rrdcached`] — `--rrdcached` against a real rrdcached.
+//! * [`slowdisk`] — probing on time while the base directory's disk is slow (root).
 //! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
 //! * [`web`] — the web page over HTTP and in a headless Chromium.
 
@@ -29,5 +30,6 @@ mod lineproto;
 mod metrics;
 mod probes;
 mod rrdcached;
+mod slowdisk;
 mod tools;
 mod web;

@@ -85,6 +85,9 @@ struct Shared {
     kinds: [AtomicU8; 2],
     /// Set when a thread of the engine died (panicked): what died.
     dead: std::sync::Mutex<Option<String>>,
+    /// The receive-buffer drop count each socket reported last
+    /// (`SO_RXQ_OVFL`, cumulative per socket), by socket id.
+    drops_seen: std::sync::Mutex<HashMap<u32, u32>>,
 }
 
 /// Held by each engine thread: records the thread's death if it unwinds.
@@ -177,6 +180,7 @@ impl IcmpEngine {
             stopping: AtomicBool::new(false),
             kinds: [AtomicU8::new(0), AtomicU8::new(0)],
             dead: std::sync::Mutex::new(None),
+            drops_seen: std::sync::Mutex::new(HashMap::new()),
         });
         let (tx, rx) = mpsc::channel();
         let scheduler = Scheduler {
@@ -234,6 +238,7 @@ impl IcmpEngine {
             tx_stamped: get(&c.tx_stamped),
             tx_fallbacks: get(&c.tx_fallbacks),
             rx_fallbacks: get(&c.rx_fallbacks),
+            rx_dropped: get(&c.rx_dropped),
         }
     }
 
@@ -875,6 +880,9 @@ fn drain(
                 }
             };
             let mono = Instant::now();
+            if let Some(d) = batch.got.iter().filter_map(|r| r.drops).max() {
+                note_drops(shared, info.id, d);
+            }
             for (r, buf) in batch.got.iter().zip(&batch.bufs) {
                 let data = buf.get(..r.len).unwrap_or(&buf[..]);
                 if errqueue {
@@ -892,6 +900,21 @@ fn drain(
         }
     }
     (got, replies, stamped)
+}
+
+/// Adds what socket `id`'s cumulative drop count `total` says is new to
+/// the engine's `rx_dropped` (the count only grows; it is reported with the
+/// packets read after a drop, so only once drops happened).
+fn note_drops(shared: &Shared, id: u32, total: u32) {
+    let mut seen = shared.drops_seen.lock().unwrap_or_else(|e| e.into_inner());
+    let last = seen.entry(id).or_insert(0);
+    if total > *last {
+        Counters::add(
+            &shared.matcher.counters.rx_dropped,
+            u64::from(total - *last),
+        );
+        *last = total;
+    }
 }
 
 /// The drain interval after a drain that read `got` entries `interval`

@@ -115,6 +115,9 @@ pub(crate) struct Counters {
     pub tx_fallbacks: AtomicU64,
     /// Answered pings whose RTT used the user-space receive time.
     pub rx_fallbacks: AtomicU64,
+    /// Packets the kernel dropped on our sockets because a receive buffer
+    /// was full (`SO_RXQ_OVFL`, summed over the sockets).
+    pub rx_dropped: AtomicU64,
 }
 
 impl Counters {

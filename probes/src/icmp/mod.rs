@@ -309,6 +309,10 @@ pub struct EngineStats {
     /// Answered pings whose RTT used the user-space receive time (the
     /// kernel gave no receive timestamp).
     pub rx_fallbacks: u64,
+    /// Packets the kernel dropped on the engine's sockets because a receive
+    /// buffer was full (`SO_RXQ_OVFL`): replies lost on this machine, not
+    /// on the network.
+    pub rx_dropped: u64,
 }
 
 #[cfg(test)]

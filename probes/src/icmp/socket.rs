@@ -48,6 +48,9 @@ pub struct Received {
     /// Kernel receive timestamp (CLOCK_REALTIME), when the socket gave one;
     /// for an error-queue entry, the kernel's transmit timestamp.
     pub timestamp: Option<SystemTime>,
+    /// Packets the kernel dropped on this socket so far because its receive
+    /// buffer was full (`SO_RXQ_OVFL`), when the socket reports it.
+    pub drops: Option<u32>,
 }
 
 /// Buffers for reading several packets with one system call.
@@ -258,7 +261,7 @@ impl Endpoint for IcmpSocket {
         let n = batch.bufs.len();
         let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(
             n,
-            Some(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8])),
+            Some(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
         );
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = batch
             .bufs
@@ -277,10 +280,11 @@ impl Endpoint for IcmpSocket {
             Err(e) => return Err(io::Error::from(e)),
         };
         for msg in results {
-            let timestamp = msg.cmsgs().ok().and_then(kernel_stamp);
+            let (timestamp, drops) = msg.cmsgs().ok().map_or((None, None), control);
             batch.got.push(Received {
                 len: msg.bytes,
                 timestamp,
+                drops,
             });
         }
         Ok(batch.got.len())
@@ -316,28 +320,34 @@ impl IcmpSocket {
             Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
             Err(e) => return Err(io::Error::from(e)),
         };
+        let (timestamp, drops) = msg.cmsgs().ok().map_or((None, None), control);
         Ok(Some(Received {
             len: msg.bytes,
-            timestamp: msg.cmsgs().ok().and_then(kernel_stamp),
+            timestamp,
+            drops,
         }))
     }
 }
 
-/// The kernel timestamp among a message's control messages: the software
-/// time of `SCM_TIMESTAMPING` (zero, i.e. absent, when the packet was not
-/// stamped), else `SCM_TIMESTAMPNS`.
-fn kernel_stamp(cmsgs: nsock::CmsgIterator<'_>) -> Option<SystemTime> {
-    let mut ns = None;
+/// What a message's control messages say: the kernel timestamp (the
+/// software time of `SCM_TIMESTAMPING`, zero, i.e. absent, when the packet
+/// was not stamped; else `SCM_TIMESTAMPNS`), and the socket's drop count
+/// (`SO_RXQ_OVFL`).
+fn control(cmsgs: nsock::CmsgIterator<'_>) -> (Option<SystemTime>, Option<u32>) {
+    let (mut ts_ing, mut ns, mut drops) = (None, None, None);
     for c in cmsgs {
         match c {
             ControlMessageOwned::ScmTimestampsns(ts) => {
-                return timespec_to_system_time(ts.system).filter(|t| *t > SystemTime::UNIX_EPOCH);
+                ts_ing = Some(
+                    timespec_to_system_time(ts.system).filter(|t| *t > SystemTime::UNIX_EPOCH),
+                );
             }
             ControlMessageOwned::ScmTimestampns(ts) => ns = timespec_to_system_time(ts),
+            ControlMessageOwned::RxqOvfl(n) => drops = Some(n),
             _ => {}
         }
     }
-    ns
+    (ts_ing.unwrap_or(ns), drops)
 }
 
 fn timespec_to_system_time(ts: TimeSpec) -> Option<SystemTime> {
@@ -607,6 +617,12 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
             (false, false)
         }
     };
+    // Every packet read then says how many the kernel dropped on this
+    // socket so far because its receive buffer was full: a lost ping of
+    // ours is then told from one the network lost.
+    if let Err(e) = nsock::setsockopt(&socket, sockopt::RxqOvfl, &1) {
+        tracing::debug!("SO_RXQ_OVFL unavailable on the ICMP socket for {fam} ({e}); receive-buffer drops are not counted");
+    }
     let rcvbuf = socket.recv_buffer_size().unwrap_or(0);
     tracing::info!(
         "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, receive buffer {} bytes)",
@@ -628,7 +644,7 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
         rcvbuf,
         // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs) and an
         // extended error from the error queue.
-        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8])),
+        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
     })
 }
 

@@ -32,6 +32,9 @@ struct Behaviour {
     /// time of the send plus this (as if the send left the device later
     /// than the user-space clock read).
     tx_stamps: Option<Duration>,
+    /// The socket's cumulative receive-buffer drop count, as `SO_RXQ_OVFL`
+    /// reports it with each packet read (0: not reported).
+    drops: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug)]
@@ -104,6 +107,7 @@ impl Endpoint for Fake {
             Received {
                 len: n,
                 timestamp: Some(at),
+                drops: None,
             }
         }))
     }
@@ -212,9 +216,11 @@ impl Endpoint for Fake {
                     };
                     let n = pkt.len().min(buf.len());
                     buf[..n].copy_from_slice(&pkt[..n]);
+                    let drops = self.behaviour.drops.load(Ordering::Relaxed);
                     return Ok(Some(Received {
                         len: n,
                         timestamp: self.behaviour.timestamps.then_some(wall_at),
+                        drops: (drops > 0).then_some(drops),
                     }));
                 }
             }
@@ -687,6 +693,31 @@ async fn missing_stamps_are_counted_as_fallbacks() {
     assert!(r.rtts.to_vecs().iter().flatten().all(Option::is_some));
     let s = wait_for(&engine, |s| s.rounds_active == 0).await;
     assert_eq!((s.received, s.tx_stamped, s.tx_fallbacks), (4, 0, 4));
+}
+
+/// Drops the kernel reports on a socket (`SO_RXQ_OVFL`, a cumulative count
+/// with each packet read) are counted once each, however often they are
+/// reported again.
+#[tokio::test]
+async fn receive_buffer_drops_reported_by_the_kernel_are_counted_once() {
+    let fake = Fake::new(Family::V4, SocketKind::Raw, Behaviour::default());
+    fake.behaviour.drops.store(5, Ordering::Relaxed);
+    let (engine, _) = engine_with(Arc::clone(&fake));
+    engine
+        .submit(request(Family::V4, vec![v4(1), v4(2)], 2))
+        .await
+        .expect("round");
+    assert_eq!(
+        engine.stats().rx_dropped,
+        5,
+        "4 replies read, each saying 5"
+    );
+    fake.behaviour.drops.store(8, Ordering::Relaxed);
+    engine
+        .submit(request(Family::V4, vec![v4(1)], 1))
+        .await
+        .expect("round");
+    assert_eq!(engine.stats().rx_dropped, 8, "3 more");
 }
 
 #[test]

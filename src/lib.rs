@@ -32,6 +32,7 @@
 //! * [`web`] — the web page: status, one order with SmokePing's graphs, JSON.
 //! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
 //! * [`logging`] — log lines through a bounded queue: never blocks or stops the daemon.
+//! * [`priority`] — background threads (storage, scans) yield the CPU to probing.
 //! * [`privilege`] — `--user`: switch to an unprivileged user, keeping `CAP_NET_RAW`.
 //! * [`proctitle`] — the process title `pingmachine [orders: N]`.
 //! * [`supervise`] — a dead thread or task stops the daemon with an error.
@@ -45,6 +46,7 @@ pub mod inspect;
 pub mod job;
 pub mod logging;
 pub mod order;
+pub mod priority;
 pub mod privilege;
 pub mod probe;
 pub mod proctitle;

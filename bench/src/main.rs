@@ -723,6 +723,7 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
     let switches_start = d.thread_switches();
     let read_start = d.disk_read_bytes();
     let napi_start = netns::napi_cpu_s();
+    let discards_start = testnet.as_ref().and_then(|_| netns::targets_out_discards());
     let window_start = Instant::now();
     let window_end = window_start + Duration::from_secs(u64::from(step) * u64::from(steps));
     let mut cache_drops = 0u32;
@@ -812,6 +813,30 @@ fn measure(cli: &Cli, load: Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         after_round: fig(&s, &["icmp", "unmatched"])?,
     };
     println!("  {}", causes.explain(lost));
+    // The same in the window alone (from the snapshot at its start).
+    let lost_at = |v: &Value| -> anyhow::Result<f64> {
+        Ok(fig(v, &["icmp", "sent"])?
+            - fig(v, &["icmp", "received"])?
+            - fig(v, &["icmp", "pending"])?)
+    };
+    let lost_window = (lost_at(&s)? - lost_at(&s0)?).max(0.0);
+    let window_causes = LossCauses {
+        targets_kernel: discards
+            .zip(discards_start)
+            .map(|(end, start)| end.saturating_sub(start) as f64),
+        receive_buffer: fig(&s, &["icmp", "rx_dropped"])? - fig(&s0, &["icmp", "rx_dropped"])?,
+        late: fig(&s, &["icmp", "late"])? - fig(&s0, &["icmp", "late"])?,
+        after_round: fig(&s, &["icmp", "unmatched"])? - fig(&s0, &["icmp", "unmatched"])?,
+    };
+    println!(
+        "loss in the window               {:>10.4} % ({lost_window} lost of {sent_window} sent)",
+        if sent_window > 0.0 {
+            lost_window * 100.0 / sent_window
+        } else {
+            0.0
+        }
+    );
+    println!("  {}", window_causes.explain(lost_window));
     println!(
         "CPU (user+sys)                   {:>10.2} s = {:.1} % of one core",
         cpu,

@@ -807,6 +807,7 @@ impl<L: Launcher> Registry<L> {
                         .chunks(per)
                         .map(|part| {
                             sc.spawn(move || {
+                                crate::priority::background_thread();
                                 part.iter()
                                     .map(|id| {
                                         this.look(

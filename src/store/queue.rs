@@ -14,7 +14,14 @@
 //!   for that order (a gap in its RRD, never a silent one);
 //! * the registry's commands (prepare an order's output, archive it) keep
 //!   their order relative to the rounds of the same order: a round handed
-//!   over after a command is never merged into work queued before it.
+//!   over after a command is never merged into work queued before it;
+//! * the queue knows each order's active *generation* (set by its prepare
+//!   command, cleared by its archive command, both in order): a round of
+//!   an order that ended or changed since is dropped when it is handed
+//!   over, counted, so a late round never recreates `output/<id>/` beside
+//!   `archive/<id>/`. Checking at hand-over is the same as checking when
+//!   the writer gets to it: every command of the order before the round is
+//!   already in the queue, and none after it matters to it.
 //!
 //! So a writer holds at most one pending entry per order it serves (plus a
 //! command per order change), each at most `1 + backlog` rounds: see
@@ -57,12 +64,10 @@ impl Latest {
     }
 }
 
-/// An order's unwritten rounds: 96 bytes (checked by a unit test), plus
+/// An order's unwritten rounds: 72 bytes (checked by a unit test), plus
 /// for an order with `main.rrd` a [`Backlog`].
 #[derive(Debug)]
 pub struct Pending {
-    /// The generation of the order the rounds were run for.
-    pub generation: u64,
     /// Step, pings and whether `main.rrd` is kept.
     pub shape: Shape,
     /// The newest round, for `last_result`.
@@ -73,8 +78,9 @@ pub struct Pending {
     pub rounds: u32,
     /// `last_result` versions replaced by a newer round before written.
     pub superseded: u32,
-    /// When the oldest round of this entry was handed over.
-    pub queued: Instant,
+    /// When the oldest round of this entry was handed over: milliseconds
+    /// after the queue was made (see [`Queue::waited`]).
+    queued_ms: u32,
 }
 
 /// An order's unwritten RRD updates: at most `backlog` rounds, each a
@@ -124,14 +130,28 @@ enum Slot {
     Rounds(OrderId, Pending),
 }
 
+/// What the queue knows of an order of its writer: 16 bytes, for every
+/// active order.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    /// The active generation, set by the order's last prepare command.
+    generation: u64,
+    /// The sequence number of the order's entry that later rounds may
+    /// still join; [`NOT_OPEN`] when none may (none queued, or a command
+    /// for the order was queued after it).
+    open: u64,
+}
+
+/// [`Known::open`] when no entry of the order may be joined.
+const NOT_OPEN: u64 = u64::MAX;
+
 #[derive(Debug, Default)]
 struct State {
     /// The work, in order; `fifo[i]` has the sequence number `head + i`.
     fifo: VecDeque<Slot>,
     head: u64,
-    /// The sequence number of each order's entry that later rounds may
-    /// still join (not once a command for the order was queued after it).
-    open: HashMap<OrderId, u64>,
+    /// Every active order of this writer.
+    orders: HashMap<OrderId, Known>,
     /// Rounds waiting, RRD backlog included.
     waiting_rounds: u64,
     closed: bool,
@@ -165,6 +185,8 @@ pub struct Queue {
     state: Mutex<State>,
     wake: Condvar,
     backlog: usize,
+    /// What `Pending::queued_ms` counts from.
+    epoch: Instant,
     /// Where the waiting rounds and entries of every writer's queue are
     /// added up (gauges and high-water marks).
     stats: Arc<StoreStats>,
@@ -178,8 +200,20 @@ impl Queue {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             backlog: backlog.max(1),
+            epoch: Instant::now(),
             stats,
         }
+    }
+
+    /// How long the oldest round of `p` has waited.
+    pub fn waited(&self, p: &Pending) -> std::time::Duration {
+        self.epoch
+            .elapsed()
+            .saturating_sub(std::time::Duration::from_millis(u64::from(p.queued_ms)))
+    }
+
+    fn ms_since_epoch(&self, at: Instant) -> u32 {
+        u32::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u32::MAX)
     }
 
     /// Adds this queue's change of depth to the store's gauges.
@@ -212,27 +246,48 @@ impl Queue {
     }
 
     fn push_locked(&self, st: &mut State, cmd: StoreCmd) {
-        let StoreCmd::Round {
-            id,
-            generation,
-            shape,
-            t,
-            summary,
-            queued,
-        } = cmd
-        else {
-            // A command: later rounds of its order start a new entry.
-            if let StoreCmd::Prepare { id, .. } | StoreCmd::Archive { id } = &cmd {
-                st.open.remove(id);
+        let (id, generation, shape, t, summary, queued) = match cmd {
+            StoreCmd::Round {
+                id,
+                generation,
+                shape,
+                t,
+                summary,
+                queued,
+            } => (id, generation, shape, t, summary, queued),
+            StoreCmd::Prepare {
+                ref id, generation, ..
+            } => {
+                // Later rounds of this generation start a new entry.
+                st.orders.insert(
+                    id.clone(),
+                    Known {
+                        generation,
+                        open: NOT_OPEN,
+                    },
+                );
+                st.fifo.push_back(Slot::Command(Box::new(cmd)));
+                return;
             }
-            st.fifo.push_back(Slot::Command(Box::new(cmd)));
+            StoreCmd::Archive { ref id } => {
+                st.orders.remove(id);
+                st.fifo.push_back(Slot::Command(Box::new(cmd)));
+                return;
+            }
+        };
+        let Some(known) = st.orders.get(&id).copied() else {
+            self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
             return;
         };
+        if known.generation != generation {
+            self.stats.stale_rounds.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         let latest = Latest::of(t, &summary);
-        if let Some(&seq) = st.open.get(&id) {
-            let i = usize::try_from(seq - st.head).unwrap_or(usize::MAX);
+        if known.open != NOT_OPEN {
+            let i = usize::try_from(known.open.saturating_sub(st.head)).unwrap_or(usize::MAX);
             if let Some(Slot::Rounds(_, p)) = st.fifo.get_mut(i) {
-                if p.generation == generation && p.shape == shape {
+                if p.shape == shape {
                     p.rounds = p.rounds.saturating_add(1);
                     p.superseded = p.superseded.saturating_add(1);
                     p.latest = latest;
@@ -252,9 +307,6 @@ impl Queue {
                     return;
                 }
             }
-            // Another generation or shape: the old entry keeps its place,
-            // the new rounds start their own.
-            st.open.remove(&id);
         }
         let rrd = shape.rrd.then(|| {
             let mut b = Box::<Backlog>::default();
@@ -262,17 +314,18 @@ impl Queue {
             b
         });
         let seq = st.head + st.fifo.len() as u64;
-        st.open.insert(id.clone(), seq);
+        if let Some(k) = st.orders.get_mut(&id) {
+            k.open = seq;
+        }
         st.fifo.push_back(Slot::Rounds(
             id,
             Pending {
-                generation,
                 shape,
                 latest,
                 rrd,
                 rounds: 1,
                 superseded: 0,
-                queued,
+                queued_ms: self.ms_since_epoch(queued),
             },
         ));
         st.waiting_rounds += 1;
@@ -315,8 +368,10 @@ impl Queue {
         Some(match slot {
             Slot::Command(cmd) => Work::Command(*cmd),
             Slot::Rounds(id, p) => {
-                if st.open.get(&id) == Some(&seq) {
-                    st.open.remove(&id);
+                if let Some(k) = st.orders.get_mut(&id) {
+                    if k.open == seq {
+                        k.open = NOT_OPEN;
+                    }
                 }
                 st.waiting_rounds -= p.rounds_held();
                 Work::Rounds(id, p)
@@ -341,7 +396,9 @@ impl Queue {
         let n = st.waiting_rounds;
         st.head += st.fifo.len() as u64;
         st.fifo.clear();
-        st.open.clear();
+        for k in st.orders.values_mut() {
+            k.open = NOT_OPEN;
+        }
         st.waiting_rounds = 0;
         self.account(before, &st);
         n
@@ -392,6 +449,23 @@ mod tests {
         }
     }
 
+    fn prepare(o: &str, generation: u64, shape: Shape) -> StoreCmd {
+        StoreCmd::Prepare {
+            id: id(o),
+            generation,
+            shape,
+            rrd_start: 0,
+        }
+    }
+
+    /// A queue whose writer already took the prepare commands of `orders`.
+    fn queue_with(backlog: usize, orders: &[(&str, Shape)]) -> Queue {
+        let q = queue(backlog);
+        q.push_all(orders.iter().map(|(o, shape)| prepare(o, 1, *shape)));
+        assert_eq!(drain(&q).len(), orders.len());
+        q
+    }
+
     fn drain(q: &Queue) -> Vec<String> {
         let mut out = Vec::new();
         while let Some(w) = q.try_next() {
@@ -413,8 +487,7 @@ mod tests {
                         .and_then(|b| b.gap_until)
                         .map_or(String::new(), |t| format!(" gap until {t}"));
                     format!(
-                        "rounds {id} g{} latest {} rrd {ts:?} superseded {} dropped {}{gap}",
-                        p.generation,
+                        "rounds {id} latest {} rrd {ts:?} superseded {} dropped {}{gap}",
                         p.latest.t,
                         p.superseded,
                         p.rrd_dropped()
@@ -427,7 +500,7 @@ mod tests {
 
     #[test]
     fn a_newer_round_supersedes_last_result_and_keeps_every_rrd_update_in_order() {
-        let q = queue(10);
+        let q = queue_with(10, &[("a", RRD), ("b", NORRD)]);
         q.push_all([
             round("a", 1, RRD, 60, 1),
             round("b", 1, NORRD, 60, 1),
@@ -443,8 +516,8 @@ mod tests {
         assert_eq!(
             drain(&q),
             [
-                "rounds a g1 latest 180 rrd [60, 120, 180] superseded 2 dropped 0",
-                "rounds b g1 latest 120 rrd [] superseded 1 dropped 0",
+                "rounds a latest 180 rrd [60, 120, 180] superseded 2 dropped 0",
+                "rounds b latest 120 rrd [] superseded 1 dropped 0",
             ]
         );
         assert_eq!(q.depth(), (0, 0));
@@ -452,70 +525,73 @@ mod tests {
 
     #[test]
     fn past_the_backlog_the_oldest_rrd_update_is_dropped_and_counted() {
-        let q = queue(3);
+        let q = queue_with(3, &[("a", RRD)]);
         for k in 1..=5 {
             q.push_all([round("a", 1, RRD, 60 * k, 1)]);
         }
         assert_eq!(q.depth(), (1, 3));
         assert_eq!(
             drain(&q),
-            ["rounds a g1 latest 300 rrd [180, 240, 300] superseded 4 dropped 2 gap until 120"]
+            ["rounds a latest 300 rrd [180, 240, 300] superseded 4 dropped 2 gap until 120"]
         );
     }
 
     #[test]
     fn rounds_after_a_command_never_join_work_queued_before_it() {
-        let q = queue(10);
+        let q = queue_with(10, &[("a", RRD)]);
         q.push_all([
             round("a", 1, RRD, 60, 1),
             StoreCmd::Archive { id: id("a") },
-            StoreCmd::Prepare {
-                id: id("a"),
-                generation: 2,
-                shape: RRD,
-                rrd_start: 60,
-            },
+            prepare("a", 2, RRD),
             round("a", 2, RRD, 120, 1),
             round("a", 2, RRD, 180, 1),
         ]);
         assert_eq!(
             drain(&q),
             [
-                "rounds a g1 latest 60 rrd [60] superseded 0 dropped 0",
+                "rounds a latest 60 rrd [60] superseded 0 dropped 0",
                 "archive a",
                 "prepare a 2",
-                "rounds a g2 latest 180 rrd [120, 180] superseded 1 dropped 0",
+                "rounds a latest 180 rrd [120, 180] superseded 1 dropped 0",
             ]
         );
     }
 
     #[test]
-    fn a_round_of_another_generation_starts_its_own_entry_behind_the_old_one() {
-        let q = queue(10);
+    fn a_round_of_an_order_that_ended_or_changed_is_dropped_and_counted() {
+        let q = queue_with(10, &[("a", NORRD), ("b", NORRD)]);
         q.push_all([
             round("a", 1, NORRD, 60, 1),
-            round("b", 1, NORRD, 60, 1),
+            prepare("a", 2, NORRD),
+            // Run for the order as it was: dropped.
+            round("a", 1, NORRD, 120, 1),
             round("a", 2, NORRD, 120, 1),
+            StoreCmd::Archive { id: id("b") },
+            round("b", 1, NORRD, 120, 1),
+            // Never prepared.
+            round("c", 1, NORRD, 120, 1),
         ]);
         assert_eq!(
             drain(&q),
             [
-                "rounds a g1 latest 60 rrd [] superseded 0 dropped 0",
-                "rounds b g1 latest 60 rrd [] superseded 0 dropped 0",
-                "rounds a g2 latest 120 rrd [] superseded 0 dropped 0",
+                "rounds a latest 60 rrd [] superseded 0 dropped 0",
+                "prepare a 2",
+                "rounds a latest 120 rrd [] superseded 0 dropped 0",
+                "archive b",
             ]
         );
+        assert_eq!(q.stats.stale_rounds.load(Ordering::Relaxed), 3);
     }
 
     #[test]
     fn close_lets_the_writer_finish_then_exit_and_a_deadline_cuts_it_short() {
-        let q = queue(10);
+        let q = queue_with(10, &[("a", NORRD)]);
         q.push_all([round("a", 1, NORRD, 60, 1)]);
         q.close(None);
         assert!(matches!(q.next(), (Next::Work, Some(_))));
         assert_eq!(q.next().0, Next::Exit);
 
-        let q = queue(10);
+        let q = queue_with(10, &[("a", RRD)]);
         q.push_all([round("a", 1, RRD, 60, 1), round("a", 1, RRD, 120, 1)]);
         q.close(Some(Instant::now()));
         assert_eq!(q.next().0, Next::Exit, "past the deadline");
@@ -526,8 +602,9 @@ mod tests {
     #[test]
     fn an_entry_is_small_and_its_size_is_what_the_docs_say() {
         // docs/SCALING.md and the docs of `Pending` quote these sizes.
-        assert_eq!(std::mem::size_of::<Pending>(), 96);
-        assert_eq!(std::mem::size_of::<Slot>(), 112);
+        assert_eq!(std::mem::size_of::<Pending>(), 72);
+        assert_eq!(std::mem::size_of::<Slot>(), 88);
+        assert_eq!(std::mem::size_of::<Known>(), 16);
     }
 
     #[test]
@@ -535,12 +612,15 @@ mod tests {
         let q = Arc::new(queue(10));
         let taker = {
             let q = q.clone();
-            std::thread::spawn(move || match q.next() {
-                (Next::Work, Some(Work::Rounds(id, _))) => id.to_string(),
-                other => format!("{other:?}"),
+            std::thread::spawn(move || loop {
+                match q.next() {
+                    (Next::Work, Some(Work::Rounds(id, _))) => return id.to_string(),
+                    (Next::Work, Some(Work::Command(_))) => {}
+                    other => return format!("{other:?}"),
+                }
             })
         };
-        q.push_all([round("late", 1, NORRD, 60, 1)]);
+        q.push_all([prepare("late", 1, NORRD), round("late", 1, NORRD, 60, 1)]);
         assert_eq!(taker.join().unwrap(), "late");
     }
 }

@@ -55,6 +55,9 @@ pub(super) const DRAIN_MAX: Duration = Duration::from_millis(100);
 /// Receive-buffer bytes one queued entry (a reply, or a transmit stamp with
 /// its packet) is counted as: more than a small packet's `truesize`.
 const DRAIN_ENTRY_BYTES: usize = 2048;
+/// After drops, a receive thread reckons its buffer at most this many
+/// times smaller than it is (and drains that much sooner).
+const MAX_DRAIN_PRESSURE: usize = 16;
 /// At most this many packets per queue per drain, so `stopping` is seen
 /// promptly.
 pub(super) const DRAIN_CAP: usize = 8192;
@@ -958,6 +961,9 @@ fn receive_loop(
     // read as it comes.
     let mut rx_stamped = false;
     let lazy_possible = endpoint.tx_timestamps() && endpoint.rx_stamps_at_arrival();
+    // How much smaller than its size the receive buffer is reckoned (1 until
+    // the kernel reports a drop on a socket).
+    let mut pressure: usize = 1;
     while !shared.stopping.load(Ordering::Acquire) {
         // A round in progress: replies are coming (even when none is
         // pending this instant, between two sends).
@@ -983,11 +989,20 @@ fn receive_loop(
                 }
             }
         }
+        let dropped_before = shared.matcher.counters.rx_dropped.load(Ordering::Relaxed);
         let (got, replies, stamped) = drain(endpoint, info, shared, commands, &mut batch);
         if replies > 0 {
             rx_stamped = stamped;
         }
-        interval = next_drain_interval(interval, got, endpoint.recv_buffer_bytes());
+        // The kernel dropped replies: the buffer held less than reckoned
+        // (bigger packets, or this thread was kept from running). From now
+        // on this socket is drained as if its buffer were half as large,
+        // down to a sixteenth.
+        if shared.matcher.counters.rx_dropped.load(Ordering::Relaxed) > dropped_before {
+            pressure = (pressure * 2).min(MAX_DRAIN_PRESSURE);
+            tracing::debug!(pressure, "ICMP receive buffer overflowed; draining sooner");
+        }
+        interval = next_drain_interval(interval, got, endpoint.recv_buffer_bytes() / pressure);
     }
 }
 

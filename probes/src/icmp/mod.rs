@@ -83,7 +83,12 @@ pub enum SocketKind {
 pub struct IcmpConfig {
     /// Kind of socket to open.
     pub socket_kind: SocketKind,
-    /// Receive buffer asked for on each socket (`SO_RCVBUFFORCE`, else `SO_RCVBUF`).
+    /// Receive buffer asked for on each socket (`SO_RCVBUFFORCE`, else
+    /// `SO_RCVBUF`, which `net.core.rmem_max` caps); the kernel doubles it
+    /// for its own bookkeeping. Memory is used only while replies wait in
+    /// it: 64 MiB hold a second of replies and transmit stamps at 66,667
+    /// pings/s, for a receive thread kept from running (the kernel drops
+    /// what does not fit, counted as `rx_dropped`).
     pub recv_buffer_bytes: usize,
     /// Sends are released on ticks of this length (zero: as soon as due).
     /// With a 1 ms quantum the sender thread wakes at most once per
@@ -103,7 +108,7 @@ impl Default for IcmpConfig {
     fn default() -> IcmpConfig {
         IcmpConfig {
             socket_kind: SocketKind::Auto,
-            recv_buffer_bytes: 16 << 20,
+            recv_buffer_bytes: 64 << 20,
             send_quantum: std::time::Duration::ZERO,
             tx_timestamps: true,
         }

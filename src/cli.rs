@@ -114,7 +114,7 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOpts {
     /// Listen on [ADDR:]PORT; a bare port is loopback only.
-    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::serve::parse_listen)]
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::web::parse_listen)]
     pub listen: std::net::SocketAddr,
     /// rrdcached holding updates (also RRDCACHED_ADDRESS): each graph's
     /// main.rrd is flushed before it is drawn.
@@ -333,7 +333,7 @@ pub struct RunOpts {
     /// Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP
     /// on [ADDR:]PORT. A bare port listens on loopback only; any other
     /// address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default.
-    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::serve::parse_listen)]
+    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::web::parse_listen)]
     pub listen: Option<std::net::SocketAddr>,
 
     /// Upper bounds (seconds, comma-separated, increasing) of the

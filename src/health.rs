@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use probes::icmp::EngineStats;
 
 use crate::basedir::BaseDir;
+use crate::counters::{JobStats, LATENESS_BUCKETS_S};
 use crate::sink::prometheus::{go_float, labels, Exposition, Kind};
 use crate::sink::Sinks;
-use crate::stats::{JobStats, LATENESS_BUCKETS_S};
 use crate::store::StoreStats;
 
 /// How long counts that need a directory walk (rejected and archived

@@ -13,9 +13,13 @@
 //! * [`cli`] — command-line definition (clap).
 //! * [`cmd`] — one module per subcommand.
 //! * [`basedir`] — the base directory layout and its `.lock`.
+//! * [`spec`] — the values an order holds (ids, hosts, URLs) and the reader of one field.
 //! * [`order`] — order files: YAML → validated [`order::Order`].
 //! * [`inspect`] — a read-only view of a base directory for the tools.
+//! * [`report`] — the state of every order (`status` and the web page).
+//! * [`graph`] — SmokePing-style graphs of an order's `main.rrd`.
 //! * [`watch`] — inotify hints about changed order files.
+//! * [`tree`] — walks of the base directory's trees (orders, output, archive, sidecars), file stamps.
 //! * [`registry`] — owns the active orders; reconciles files with jobs; lifecycle.
 //! * [`rejected`] — invalid order files moved to `rejected/` with the reason.
 //! * [`job`] — one task per probing job: rounds, fan-out of results.
@@ -27,9 +31,9 @@
 //! * [`store`] — `main.rrd` and `last_result`, written by dedicated threads.
 //! * [`sink`] — where finished rounds go besides the store: line protocol
 //!   to Telegraf and InfluxDB, Prometheus series.
-//! * [`serve`] — the HTTP server of `--listen`: `/metrics`, `/-/healthy`, `/-/ready`.
 //! * [`health`] — the daemon's own health as Prometheus metrics.
-//! * [`web`] — the web page: status, one order with SmokePing's graphs, JSON.
+//! * [`web`] — the HTTP side: `/metrics`, `/-/healthy`, `/-/ready`, and the web page (status, one order with SmokePing's graphs, JSON).
+//! * [`counters`] — the daemon's counters of rounds, orders, jobs and the safety net.
 //! * [`stats`] — daemon counters in `BASEDIR/.stats.json`.
 //! * [`logging`] — log lines through a bounded queue: never blocks or stops the daemon.
 //! * [`priority`] — background threads (storage, scans) yield the CPU to probing.
@@ -41,6 +45,8 @@ pub mod basedir;
 pub mod cli;
 pub mod clock;
 pub mod cmd;
+pub mod counters;
+pub mod graph;
 pub mod health;
 pub mod inspect;
 pub mod job;
@@ -52,12 +58,14 @@ pub mod probe;
 pub mod proctitle;
 pub mod registry;
 pub mod rejected;
+pub mod report;
 pub mod result;
 pub mod schedule;
-pub mod serve;
 pub mod sink;
+pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod supervise;
+pub mod tree;
 pub mod watch;
 pub mod web;

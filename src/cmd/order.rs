@@ -129,7 +129,7 @@ pub fn ls(base: &BaseDir, user: Option<&str>, prefix: Option<&str>) -> String {
             .and_then(|m| now.duration_since(m).ok())
             .map_or_else(
                 || "-".to_owned(),
-                |d| format!("{} ago", super::status::age(d.as_secs() as i64)),
+                |d| format!("{} ago", crate::report::age(d.as_secs() as i64)),
             );
         match &f.order {
             Ok(o) if user.is_none_or(|u| u == o.user) => rows.push([

@@ -40,7 +40,6 @@ use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::probe::ProbeDeps;
 use crate::proctitle;
 use crate::registry::{Registry, Spawner};
-use crate::serve::{DaemonView, ServeCtx};
 use crate::sink::Metrics;
 use crate::sink::{Destination, Sinks};
 use crate::stats;
@@ -48,6 +47,7 @@ use crate::store::rrdcached::RrdCached;
 use crate::store::writer::Writers;
 use crate::supervise::Supervisor;
 use crate::watch::{self, OrderWatcher, WatchEvent};
+use crate::web::{DaemonView, ServeCtx};
 
 /// How long job tasks get to stop at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -129,7 +129,7 @@ fn start(
     }
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
-    let listener = opts.listen.map(crate::serve::bind).transpose()?;
+    let listener = opts.listen.map(crate::web::bind).transpose()?;
     let raised = crate::privilege::raise_permitted_net_raw();
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
@@ -297,6 +297,7 @@ async fn daemon(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
     );
     let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps));
+    let counters = Arc::new(crate::counters::JobStats::default());
     let sup = Supervisor::new();
     let rrdcached = match &opts.rrdcached {
         Some(addr) => {
@@ -402,6 +403,7 @@ async fn daemon(
                 Some(DaemonView {
                     metrics,
                     deps: deps.clone(),
+                    counters: counters.clone(),
                     store: store.clone(),
                     sinks: sinks.clone(),
                     rrdcached: rrdcached.clone(),
@@ -411,7 +413,7 @@ async fn daemon(
         );
         let cancel = cancel.clone();
         tracker.spawn(sup.watch("the HTTP server".into(), async move {
-            if let Err(e) = crate::serve::run(listener, ctx, cancel).await {
+            if let Err(e) = crate::web::run(listener, ctx, cancel).await {
                 error!(error = %e, "HTTP server stopped");
             }
         }));
@@ -421,6 +423,7 @@ async fn daemon(
     }
     let launcher = Spawner {
         deps: deps.clone(),
+        counters: counters.clone(),
         store: store.clone(),
         sinks: sinks.clone(),
         tracker: tracker.clone(),
@@ -430,15 +433,16 @@ async fn daemon(
         base.clone(),
         launcher,
         store.clone(),
-        deps.stats.clone(),
+        counters.clone(),
         cancel.clone(),
         Duration::from_secs(opts.max_age),
     )
     .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
-        let (deps, store, sinks, root, cancel, started) = (
+        let (deps, counters, store, sinks, root, cancel, started) = (
             deps.clone(),
+            counters.clone(),
             store.clone(),
             sinks.clone(),
             base.root.clone(),
@@ -448,8 +452,7 @@ async fn daemon(
         tokio::spawn(sup.watch("the stats writer".into(), async move {
             // Written at once (a health check reads it), then every interval.
             loop {
-                let text =
-                    stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
+                let text = stats::snapshot(&started, &counters, &deps.icmp, store.stats(), &sinks);
                 // On a blocking thread: a slow disk never holds up an async
                 // worker (the jobs run there). The next write waits for this one.
                 let root = root.clone();
@@ -518,7 +521,7 @@ async fn daemon(
     tokio::task::spawn_blocking(move || writers.stop(Some(STORE_DRAIN)))
         .await
         .ok();
-    let text = stats::snapshot(&started, &deps.stats, &deps.icmp, store.stats(), &sinks);
+    let text = stats::snapshot(&started, &counters, &deps.icmp, store.stats(), &sinks);
     if let Err(e) = stats::write(&base.root, &text) {
         warn!(error = %e, "cannot write {}", stats::FILE);
     }

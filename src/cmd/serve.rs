@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::basedir::BaseDir;
 use crate::cli::ServeOpts;
-use crate::serve::{self, ServeCtx};
+use crate::web::{self as serve, ServeCtx};
 
 /// Runs `serve`.
 pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::clock::{instant_at, unix_ms};
+use crate::counters::JobStats;
 use crate::order::{Host, Order, OrderId, ProbeSpec};
 use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
@@ -136,6 +137,8 @@ pub struct JobCtx {
     pub offset_ms: u64,
     /// Shared probe resources.
     pub deps: Arc<ProbeDeps>,
+    /// The daemon's counters of rounds.
+    pub counters: Arc<JobStats>,
     /// Where results go.
     pub store: StoreHandle,
     /// Line-protocol destinations.
@@ -161,7 +164,7 @@ pub async fn run_job(mut ctx: JobCtx) {
             () = ctx.cancel.cancelled() => return,
         }
         let late_us = u64::try_from((unix_ms() - start_ms).max(0) * 1000).unwrap_or(0);
-        ctx.deps.stats.round_started(late_us);
+        ctx.counters.round_started(late_us);
         let next_ms = start_ms + step_ms;
         let published_at_start = ctx.members.borrow_and_update().clone();
         let members: Members = if published_at_start
@@ -183,8 +186,7 @@ pub async fn run_job(mut ctx: JobCtx) {
         let planned_ms = planned_round_ms(&ctx.key, members.len());
         let now_ms = unix_ms();
         if !members.is_empty() && planned_ms.is_some_and(|p| now_ms + p as i64 > next_ms) {
-            ctx.deps
-                .stats
+            ctx.counters
                 .rounds_skipped
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if !skipped_before {
@@ -214,7 +216,7 @@ pub async fn run_job(mut ctx: JobCtx) {
             let results = tokio::select! {
                 results = round => results,
                 () = tokio::time::sleep_until(instant_at(next_ms).into()) => {
-                    ctx.deps.stats.rounds_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    ctx.counters.rounds_abandoned.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(job = %ctx.name, orders = members.len(), "round still running at the next round's start: abandoned");
                     for m in members.iter() {
                         ctx.sinks.abandoned(&m.order, pings);
@@ -228,8 +230,7 @@ pub async fn run_job(mut ctx: JobCtx) {
             // storage, so the next round starts on time.
             if let Some(results) = results {
                 deliver(&ctx, &published_at_start, step, pings, start_ms, results);
-                ctx.deps
-                    .stats
+                ctx.counters
                     .rounds
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
@@ -470,6 +471,7 @@ mod tests {
                         max_parallel: 1,
                     },
                 )),
+                counters: Arc::new(JobStats::default()),
                 store,
                 sinks: Arc::new(Sinks::none()),
                 members,

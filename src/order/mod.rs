@@ -5,25 +5,20 @@
 //! is correct by construction, so the rest of the daemon never re-checks it.
 //! Every error names the file, the field, the offending value and the rule.
 //!
-//! * [`id`] — [`OrderId`], the order's path relative to `orders/`.
 //! * [`parse`] — YAML → [`Order`]: the top-level fields, then the probe's
 //!   section, parsed by its module in `crate::probe`.
-//! * [`fields`] — reading one field: the helpers every rule uses.
-//! * [`url`] — [`HttpUrl`], a URL checked as the HTTP client checks it.
+//!
+//! The values an order holds (its id, hosts, interfaces, URLs) and the
+//! reader of one field are `crate::spec`, below both this module and the
+//! probes; they are re-exported here.
 
-pub mod fields;
-pub mod id;
 pub mod parse;
-pub mod url;
 
 use std::collections::BTreeMap;
-use std::fmt;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub use id::{Interface, OrderId};
+pub use crate::spec::{fields, id, url, Host, HttpUrl, Interface, OrderError, OrderId};
 pub use parse::{parse_order, parse_telegraf_sidecar, Parsed};
-pub use url::HttpUrl;
 
 pub use crate::probe::{
     DnsSpec, ExecSpec, FpingSpec, HttpMethod, HttpingSpec, ProbeKind, ProbeSpec, ScionSpec,
@@ -292,55 +287,6 @@ pub struct TelegrafMeta {
     pub measurement_name: Option<String>,
     /// Tag key → value, values converted from YAML scalars to strings.
     pub tags: BTreeMap<String, String>,
-}
-
-/// A target host: an IP literal or a DNS name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Host {
-    /// An IPv4 or IPv6 literal.
-    Ip(IpAddr),
-    /// A syntactically valid DNS name, resolved at each round.
-    Name(String),
-}
-
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Ip(ip) => write!(f, "{ip}"),
-            Host::Name(n) => f.write_str(n),
-        }
-    }
-}
-
-/// Why an order file was not accepted: file, field, value and rule.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct OrderError {
-    /// The order file.
-    pub file: PathBuf,
-    /// Dotted field path (`fping.host`), `None` for whole-file errors.
-    pub field: Option<String>,
-    /// The offending value, shortened, when there is one.
-    pub value: Option<String>,
-    /// The rule that was broken, in words.
-    pub reason: String,
-    /// 1-based line in the file, when known.
-    pub line: Option<usize>,
-}
-
-impl fmt::Display for OrderError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file.display())?;
-        if let Some(line) = self.line {
-            write!(f, ":{line}")?;
-        }
-        if let Some(field) = &self.field {
-            write!(f, ": field `{field}`")?;
-        }
-        if let Some(value) = &self.value {
-            write!(f, ": value {value:?}")?;
-        }
-        write!(f, ": {}", self.reason)
-    }
 }
 
 #[cfg(test)]

@@ -12,9 +12,11 @@ use std::path::Path;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::fields::{opt_string, req_string, req_uint, scalar_text, show_value, Ctx, Section};
 use super::{Order, OrderError, OrderId, RrdTemplate, TelegrafMeta};
 use crate::probe::{ProbeKind, ProbeSpec};
+use crate::spec::fields::{
+    opt_string, req_string, req_uint, scalar_text, show_value, Ctx, Section,
+};
 
 /// Largest order file accepted.
 pub const MAX_ORDER_BYTES: usize = 64 * 1024;
@@ -254,9 +256,9 @@ fn telegraf_fields(cx: &Ctx<'_>, map: &Mapping) -> Result<Option<TelegrafMeta>, 
 
 #[cfg(test)]
 mod tests {
-    use super::super::fields::parse_host;
-    use super::super::Host;
     use super::*;
+    use crate::spec::fields::parse_host;
+    use crate::spec::Host;
     use std::path::PathBuf;
 
     fn parse(yaml: &str) -> Result<Order, OrderError> {

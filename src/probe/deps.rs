@@ -12,8 +12,8 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::ProbeKind;
-use crate::order::OrderId;
 use crate::schedule::HTTP_TIMEOUT;
+use crate::spec::OrderId;
 
 /// An HTTP client per (proxy, user agent).
 type HttpKey = (Option<String>, Option<String>);
@@ -33,8 +33,6 @@ pub struct ProbeDeps {
     pub exec: HashMap<String, CommandTemplate>,
     /// Concurrency limit of each probe type, by [`ProbeKind::index`].
     limits: [Arc<Semaphore>; ProbeKind::COUNT],
-    /// Job and registry counters.
-    pub stats: Arc<crate::stats::JobStats>,
     warned: Mutex<HashSet<(OrderId, String)>>,
 }
 
@@ -66,7 +64,6 @@ impl ProbeDeps {
             pping: cfg.pping,
             exec: cfg.exec,
             limits,
-            stats: Arc::new(crate::stats::JobStats::default()),
             warned: Mutex::new(HashSet::new()),
         }
     }

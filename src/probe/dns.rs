@@ -5,9 +5,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::{bounded, Probe, Probed, RoundCx};
-use crate::order::fields::{parse_host, Section};
-use crate::order::{Host, OrderError};
 use crate::schedule::{CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS};
+use crate::spec::fields::{parse_host, Section};
+use crate::spec::{Host, OrderError};
 
 /// The `dns:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

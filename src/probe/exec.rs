@@ -3,8 +3,8 @@
 //! per order and round, printing fping `-C` output.
 
 use super::{Probe, Probed, RoundCx};
-use crate::order::fields::{check_tool_arg, Section};
-use crate::order::OrderError;
+use crate::spec::fields::{check_tool_arg, Section};
+use crate::spec::OrderError;
 
 /// The `exec:` section: an external probe command configured by the
 /// operator (`--exec-probe NAME=COMMAND`), chosen by name.

@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 
 use super::Probe;
-use crate::order::fields::Section;
-use crate::order::{Host, Interface, OrderError};
 use crate::schedule::{self, FpingFit, FPING_MIN_INTERVAL_MS, FPING_TIMEOUT_MS};
+use crate::spec::fields::Section;
+use crate::spec::{Host, Interface, OrderError};
 
 /// The `fping:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,9 +5,9 @@
 use serde_yaml_ng::Value;
 
 use super::{bounded, Probe, Probed, RoundCx};
-use crate::order::fields::{scalar_text, Section};
-use crate::order::{HttpUrl, OrderError};
 use crate::schedule;
+use crate::spec::fields::{scalar_text, Section};
+use crate::spec::{HttpUrl, OrderError};
 
 /// The `httping:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

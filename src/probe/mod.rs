@@ -42,8 +42,8 @@ pub use scion::ScionSpec;
 pub use ssh::SshSpec;
 pub use tcp::TcpSpec;
 
-use crate::order::fields::Section;
-use crate::order::{Host, OrderError, OrderId};
+use crate::spec::fields::Section;
+use crate::spec::{Host, OrderError, OrderId};
 
 /// What a probe type provides; implemented by each spec type.
 pub trait Probe: Sized {

@@ -8,9 +8,9 @@ use std::net::IpAddr;
 use serde_yaml_ng::Value;
 
 use super::{Probe, ProbeKind, Probed, RoundCx};
-use crate::order::fields::{scalar_text, Section};
-use crate::order::{Interface, OrderError};
 use crate::schedule;
+use crate::spec::fields::{scalar_text, Section};
+use crate::spec::{Interface, OrderError};
 
 /// The `sping:` / `pping:` sections (SCION).
 #[derive(Debug, Clone, PartialEq, Eq)]

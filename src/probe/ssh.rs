@@ -2,9 +2,9 @@
 //! arrives: a series of `pings` connects `interval` ms apart.
 
 use super::{Probe, Probed, RoundCx};
-use crate::order::fields::Section;
-use crate::order::{Host, OrderError};
 use crate::schedule::CONNECT_TIMEOUT_MS;
+use crate::spec::fields::Section;
+use crate::spec::{Host, OrderError};
 
 /// The `ssh:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 use std::net::IpAddr;
 
 use super::{Probe, Probed, RoundCx};
-use crate::order::fields::Section;
-use crate::order::{Host, OrderError};
 use crate::schedule::CONNECT_TIMEOUT_MS;
+use crate::spec::fields::Section;
+use crate::spec::{Host, OrderError};
 
 /// The `tcp:` section.
 #[derive(Debug, Clone, PartialEq, Eq)]

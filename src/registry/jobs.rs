@@ -45,6 +45,8 @@ pub trait Launcher {
 pub struct Spawner {
     /// Shared probe resources.
     pub deps: Arc<ProbeDeps>,
+    /// The daemon's counters of rounds.
+    pub counters: Arc<crate::counters::JobStats>,
     /// Where results go.
     pub store: StoreHandle,
     /// Line-protocol destinations.
@@ -61,6 +63,7 @@ impl Launcher for Spawner {
             key: job.key,
             offset_ms: job.offset_ms,
             deps: self.deps.clone(),
+            counters: self.counters.clone(),
             store: self.store.clone(),
             sinks: self.sinks.clone(),
             members: job.members,

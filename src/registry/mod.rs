@@ -13,7 +13,6 @@
 //!   starting job tasks through a [`jobs::Launcher`].
 
 pub mod jobs;
-pub mod scan;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -25,16 +24,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::basedir::BaseDir;
+use crate::counters::JobStats;
 use crate::job::{JobKey, Member};
 use crate::order::id::is_ignored_name;
 use crate::order::{self, Order, OrderError, OrderId};
 use crate::rejected;
 use crate::schedule;
-use crate::stats::JobStats;
 use crate::store::{Shape, StoreCmd, StoreHandle};
+use crate::tree::{self as scan, Found, Stamp, MAX_DEPTH};
 use crate::watch::{OrderWatcher, WatchEvent};
 pub use jobs::{JobPool, Launcher, Slot, Spawner};
-use scan::{Found, Stamp, MAX_DEPTH};
 
 /// Interval of the safety-net check of directory mtimes: an
 /// order file added or removed without a hint is seen within this.

@@ -1,6 +1,6 @@
 //! Prometheus: every order's results as smokeping_prober exports them, plus
 //! gauges of each order's latest round, kept in memory and rendered on
-//! scrape (`/metrics`, see `crate::serve`).
+//! scrape (`/metrics`, see `crate::web`).
 //!
 //! Per order, with the labels `ip`, `host`, `source`, `tos` (as
 //! smokeping_prober sets them), `order`, `user`, `probe` and the order's own

@@ -63,6 +63,64 @@ pub fn format_latest(updated: i64, step: u32, pings: u32, l: &Latest) -> String 
     out
 }
 
+/// A parsed `last_result` file.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LastResult {
+    /// RRD time of the round.
+    pub time: i64,
+    /// Wall clock when it was written.
+    pub updated: i64,
+    /// Step.
+    pub step: u32,
+    /// Pings.
+    pub pings: u32,
+    /// Lost pings.
+    pub loss: u32,
+    /// Smallest RTT, seconds.
+    pub min: Option<f64>,
+    /// Median RTT, seconds.
+    pub median: Option<f64>,
+    /// Largest RTT, seconds.
+    pub max: Option<f64>,
+}
+
+impl LastResult {
+    /// Parses the text of a `last_result`; `None` when a field is missing
+    /// or malformed.
+    pub fn parse(text: &str) -> Option<LastResult> {
+        let get = |k: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix(": ")))
+                .map(str::trim)
+        };
+        let rtt = |k: &str| -> Option<Option<f64>> {
+            match get(k)? {
+                "~" => Some(None),
+                v => v.parse::<f64>().ok().map(Some),
+            }
+        };
+        Some(LastResult {
+            time: get("time")?.parse().ok()?,
+            updated: get("updated")?.parse().ok()?,
+            step: get("step")?.parse().ok()?,
+            pings: get("pings")?.parse().ok()?,
+            loss: get("loss")?.parse().ok()?,
+            min: rtt("min")?,
+            median: rtt("median")?,
+            max: rtt("max")?,
+        })
+    }
+
+    /// Loss in percent.
+    pub fn loss_pct(&self) -> f64 {
+        if self.pings == 0 {
+            0.0
+        } else {
+            f64::from(self.loss) * 100.0 / f64::from(self.pings)
+        }
+    }
+}
+
 /// Writes `text` to `dir/last_result.tmp` and renames it over
 /// `dir/last_result` (an exchange when possible, see the module docs).
 ///

@@ -787,7 +787,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inspect::LastResult;
+    use crate::store::last_result::LastResult;
     use crate::result::RoundOutcome;
     use std::time::Duration;
 

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use super::{ListQuery, RANGES};
-use crate::cmd::status::{age, OrderStatus, Report};
+use super::ctx::{ListQuery, RANGES};
 use crate::order::{Order, RrdTemplate};
+use crate::report::{age, OrderStatus, Report};
 
 /// Rows per page of the status list.
 pub const PAGE_ROWS: usize = 500;

@@ -17,12 +17,9 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-use crate::basedir::BaseDir;
-use crate::health::{self, DirCounts};
-use crate::probe::ProbeDeps;
+use super::ctx::ServeCtx;
+use crate::health;
 use crate::sink::prometheus::Exposition;
-use crate::sink::{Metrics, Sinks};
-use crate::store::StoreHandle;
 
 /// Why `--listen` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,56 +62,6 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// What the metrics handler reads in the daemon.
-#[derive(Debug)]
-pub struct DaemonView {
-    /// Per-order series.
-    pub metrics: Arc<Metrics>,
-    /// Job and engine counters.
-    pub deps: Arc<ProbeDeps>,
-    /// Store counters.
-    pub store: StoreHandle,
-    /// Line-protocol outputs.
-    pub sinks: Arc<Sinks>,
-    /// The rrdcached client, if RRD updates go through one.
-    pub rrdcached: Option<Arc<crate::store::rrdcached::RrdCached>>,
-}
-
-/// What the handlers read.
-#[derive(Debug)]
-pub struct ServeCtx {
-    /// The base directory.
-    pub base: BaseDir,
-    /// The daemon's parts; `None` in `pingmachine serve`.
-    pub daemon: Option<DaemonView>,
-    /// Cached counts of rejected and archived orders.
-    pub dir_counts: DirCounts,
-    /// The web page's caches.
-    pub web: crate::web::WebState,
-    /// rrdcached holding updates: a graph's file is flushed before it is
-    /// drawn.
-    pub rrdcached: Option<crate::store::rrdcached::Addr>,
-}
-
-impl ServeCtx {
-    /// A context for `base`; `daemon` is `None` without probing.
-    pub fn new(base: BaseDir, daemon: Option<DaemonView>) -> ServeCtx {
-        ServeCtx {
-            web: crate::web::WebState::new(&base),
-            base,
-            daemon,
-            dir_counts: DirCounts::default(),
-            rrdcached: None,
-        }
-    }
-
-    /// Flushes each graph's `main.rrd` through rrdcached at `addr` first.
-    pub fn with_rrdcached(mut self, addr: Option<crate::store::rrdcached::Addr>) -> ServeCtx {
-        self.rrdcached = addr;
-        self
-    }
-}
-
 /// Serves on `listener` until `cancel` fires.
 pub async fn run(
     listener: std::net::TcpListener,
@@ -126,16 +73,16 @@ pub async fn run(
     // that pays for it.
     {
         let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || crate::web::warm_up(&ctx));
+        tokio::task::spawn_blocking(move || super::site::warm_up(&ctx));
     }
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
-        .merge(crate::web::routes())
+        .merge(super::site::routes())
         .fallback(not_found)
         .layer(axum::middleware::map_response(
-            crate::web::defensive_headers,
+            super::site::defensive_headers,
         ))
         .with_state(ctx);
     axum::serve(listener, app)
@@ -155,7 +102,7 @@ async fn ready(State(ctx): State<Arc<ServeCtx>>) -> Response {
     let ready = ctx
         .daemon
         .as_ref()
-        .is_none_or(|d| d.deps.stats.initial_scan_ms.load(Ordering::Relaxed) > 0);
+        .is_none_or(|d| d.counters.initial_scan_ms.load(Ordering::Relaxed) > 0);
     if ready {
         (StatusCode::OK, "pingmachine is ready.\n").into_response()
     } else {
@@ -198,7 +145,7 @@ pub fn render(ctx: &ServeCtx, open_metrics: bool) -> Option<(&'static str, Strin
     health::render(
         &mut out,
         &health::Sources {
-            jobs: &d.deps.stats,
+            jobs: &d.counters,
             icmp: d.deps.icmp.stats(),
             store: d.store.stats(),
             sinks: &d.sinks,

@@ -1,0 +1,392 @@
+//! SmokePing-style graphs of an order's `main.rrd`, rendered by librrd's
+//! graph function, for `pingmachine graph` and the web page.
+//!
+//! * grey "smoke": for each pair of sorted pings (1st and last, 2nd and
+//!   second-to-last, …) a band between them, darker towards the middle, so
+//!   the spread of the RTT distribution shows as smoke around the median;
+//! * the median line, coloured by the round's loss (green at 0 %, then blue,
+//!   violet, magenta and red as loss grows);
+//! * a red-tinted background where pings were lost (stronger from 50 %);
+//! * a legend with the current, maximum and average median and loss.
+//!
+//! librrd's graphing is not thread-safe: every call goes through one lock.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use rrd::ops::graph::elements::{
+    Area, AreaColor, CDef, ColorWithLegend, Comment, Def, GPrint, GraphElement, Legend, Line, VDef,
+    VarName,
+};
+use rrd::ops::graph::props::{GraphProps, ImageFormat, Labels, Limits, Size, TimeRange};
+use rrd::ops::graph::Color;
+use rrd::ConsolidationFn;
+
+use crate::store::rrd as store_rrd;
+
+/// Serialises librrd graph calls.
+static GRAPH_LOCK: Mutex<()> = Mutex::new(());
+
+/// Loss buckets of the median line: (upper bound of the loss fraction, colour, legend).
+const LOSS_COLOURS: &[(f64, &str, &str)] = &[
+    (0.0, "#26C400", "0%"),
+    (0.05, "#00B8FF", "<=5%"),
+    (0.10, "#0059FF", "<=10%"),
+    (0.20, "#5E00FF", "<=20%"),
+    (0.50, "#DD00FF", "<=50%"),
+    (1.0, "#FF0000", ">50%"),
+];
+
+/// A `--period` that is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected day, week, month, year or a number of seconds (at least 60)")]
+pub struct PeriodError(String);
+
+/// `day`, `week`, `month`, `year` or a number of seconds.
+pub fn parse_period(s: &str) -> Result<Duration, PeriodError> {
+    let secs = match s {
+        "day" => 86_400,
+        "week" => 7 * 86_400,
+        "month" => 30 * 86_400,
+        "year" => 365 * 86_400,
+        n => n
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 60)
+            .ok_or_else(|| PeriodError(s.to_owned()))?,
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+/// The one id matching `prefix` (an exact id wins), or an error listing the
+/// candidates.
+pub fn resolve(ids: &[String], prefix: &str) -> anyhow::Result<String> {
+    if let Some(exact) = ids.iter().find(|i| *i == prefix) {
+        return Ok(exact.clone());
+    }
+    let matches: Vec<&String> = ids.iter().filter(|i| i.starts_with(prefix)).collect();
+    match matches.len() {
+        0 => bail!("no order with a main.rrd matches {prefix:?}"),
+        1 => Ok(matches[0].clone()),
+        n => {
+            let shown: Vec<&str> = matches.iter().take(20).map(|s| s.as_str()).collect();
+            let more = if n > 20 {
+                format!(" (and {} more)", n - 20)
+            } else {
+                String::new()
+            };
+            bail!(
+                "{prefix:?} matches {n} orders: {}{more}; give a longer prefix",
+                shown.join(", ")
+            )
+        }
+    }
+}
+
+fn var(name: &str) -> anyhow::Result<VarName> {
+    VarName::new(name).map_err(|e| anyhow::anyhow!("graph variable {name}: {e}"))
+}
+
+fn color(hex: &str) -> anyhow::Result<Color> {
+    hex.parse()
+        .map_err(|e| anyhow::anyhow!("colour {hex}: {e:?}"))
+}
+
+fn cdef(name: &str, rpn: String) -> anyhow::Result<GraphElement> {
+    Ok(CDef {
+        var_name: var(name)?,
+        rpn,
+    }
+    .into())
+}
+
+/// The graph elements for an RRD with `pings` ping data sources.
+pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
+    let def = |name: &str, ds: &str| -> anyhow::Result<GraphElement> {
+        Ok(Def {
+            var_name: var(name)?,
+            rrd: rrd.to_path_buf(),
+            ds_name: ds.to_owned(),
+            consolidation_fn: ConsolidationFn::Avg,
+            step: None,
+            start: None,
+            end: None,
+            reduce: None,
+        }
+        .into())
+    };
+    let mut e = vec![def("loss", "loss")?, def("median", "median")?];
+    for i in 1..=pings {
+        e.push(def(&format!("ping{i}"), &format!("ping{i}"))?);
+        // Seconds, as stored: librrd's SI prefixes then read "5 m" for
+        // 5 ms, SmokePing's convention (the axis says "seconds").
+        e.push(cdef(&format!("p{i}"), format!("ping{i}"))?);
+    }
+    e.push(cdef("med", "median".into())?);
+    e.push(cdef("lf", format!("loss,{pings},/"))?);
+    e.push(cdef("lp", "lf,100,*".into())?);
+
+    // Loss-tinted background, behind everything.
+    e.push(cdef("bg1", "lf,0,GT,lf,0.5,LT,*,INF,UNKN,IF".into())?);
+    e.push(cdef("bg2", "lf,0.5,GE,INF,UNKN,IF".into())?);
+    for (name, hex) in [("bg1", "#FF000018"), ("bg2", "#FF000040")] {
+        e.push(
+            Area {
+                value: var(name)?,
+                color: Some(ColorWithLegend {
+                    color: AreaColor::Color(color(hex)?),
+                    legend: None,
+                }),
+                stack: false,
+                skip_scale: true,
+            }
+            .into(),
+        );
+    }
+
+    // Smoke: bands between the i-th smallest and i-th largest ping.
+    let pairs = pings / 2;
+    for i in 1..=pairs {
+        let upper = pings + 1 - i;
+        e.push(cdef(&format!("s{i}"), format!("p{upper},p{i},-"))?);
+        e.push(
+            Area {
+                value: var(&format!("p{i}"))?,
+                color: None,
+                stack: false,
+                skip_scale: false,
+            }
+            .into(),
+        );
+        let shade = if pairs > 1 {
+            0xdd - (0xdd - 0x88) * (i - 1) / (pairs - 1)
+        } else {
+            0xaa
+        };
+        let grey = format!("#{shade:02X}{shade:02X}{shade:02X}");
+        e.push(
+            Area {
+                value: var(&format!("s{i}"))?,
+                color: Some(ColorWithLegend {
+                    color: AreaColor::Color(color(&grey)?),
+                    legend: None,
+                }),
+                stack: true,
+                skip_scale: false,
+            }
+            .into(),
+        );
+    }
+
+    // Legend figures first (GPRINT only prints), so the loss colour key
+    // below ends the legend and needs no line break.
+    for (name, rpn) in [
+        ("mednow", "med,LAST"),
+        ("medmax", "med,MAXIMUM"),
+        ("medavg", "med,AVERAGE"),
+        ("lpnow", "lp,LAST"),
+        ("lpmax", "lp,MAXIMUM"),
+        ("lpavg", "lp,AVERAGE"),
+    ] {
+        e.push(
+            VDef {
+                var_name: var(name)?,
+                rpn: rpn.into(),
+            }
+            .into(),
+        );
+    }
+    let gp = |v: &str, f: &str| -> anyhow::Result<GraphElement> {
+        Ok(GPrint {
+            var_name: var(v)?,
+            format: f.into(),
+        }
+        .into())
+    };
+    e.push(gp("mednow", "median RTT  now %6.2lf %ss")?);
+    e.push(gp("medmax", "max %6.2lf %ss")?);
+    e.push(gp("medavg", "avg %6.2lf %ss\\n")?);
+    e.push(gp("lpnow", "packet loss now %7.2lf %%")?);
+    e.push(gp("lpmax", "max %7.2lf %%")?);
+    e.push(gp("lpavg", "avg %7.2lf %%\\n")?);
+    // The median, coloured by loss.
+    e.push(
+        Comment {
+            text: "median by loss".into(),
+        }
+        .into(),
+    );
+    let mut lower = -1.0;
+    for (k, (upper, hex, label)) in LOSS_COLOURS.iter().enumerate() {
+        let rpn = if *upper == 0.0 {
+            "lf,0,EQ,med,UNKN,IF".to_owned()
+        } else {
+            format!("lf,{lower},GT,lf,{upper},LE,*,med,UNKN,IF")
+        };
+        e.push(cdef(&format!("m{k}"), rpn)?);
+        e.push(
+            Line {
+                width: 2.0,
+                value: var(&format!("m{k}"))?,
+                color: Some(ColorWithLegend {
+                    color: color(hex)?,
+                    legend: Some(Legend::new(*label)),
+                }),
+                stack: false,
+                skip_scale: false,
+                dashes: None,
+            }
+            .into(),
+        );
+        lower = *upper;
+    }
+
+    Ok(e)
+}
+
+/// Where the plot area sits in a graph image and what it spans, for
+/// drag-to-zoom on the web page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlotArea {
+    /// Pixels from the image's left edge.
+    pub left: u64,
+    /// Pixels from the image's top edge.
+    pub top: u64,
+    /// Width in pixels.
+    pub width: u64,
+    /// Height in pixels.
+    pub height: u64,
+    /// Unix time at the left edge.
+    pub start: i64,
+    /// Unix time at the right edge.
+    pub end: i64,
+}
+
+/// Renders the PNG bytes for `rrd` over `period` ending `end`.
+pub fn render(
+    rrd: &Path,
+    title: &str,
+    period: Duration,
+    end: SystemTime,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<Vec<u8>> {
+    render_area(rrd, title, end - period, end, width, height).map(|(png, _)| png)
+}
+
+/// Renders the PNG bytes for `rrd` from `start` to `end`, with where its
+/// plot area is. librrd's graph call is not thread-safe: one at a time.
+pub fn render_area(
+    rrd: &Path,
+    title: &str,
+    start: SystemTime,
+    end: SystemTime,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<(Vec<u8>, PlotArea)> {
+    let (_step, pings) =
+        store_rrd::shape(rrd).with_context(|| format!("cannot read {}", rrd.display()))?;
+    if pings == 0 {
+        bail!(
+            "{} has no ping data sources; not a pingmachine RRD",
+            rrd.display()
+        );
+    }
+    let props = GraphProps {
+        time_range: TimeRange {
+            start: Some(start),
+            end: Some(end),
+            step_seconds: None,
+        },
+        labels: Labels {
+            title: Some(title.to_owned()),
+            vertical_label: Some("seconds".into()),
+        },
+        size: Size {
+            width: Some(width),
+            height: Some(height),
+            full_size_mode: true,
+            only_graph: false,
+        },
+        limits: Limits {
+            lower_limit: Some(0.0),
+            ..Limits::default()
+        },
+        ..GraphProps::default()
+    };
+    let elements = elements(rrd, pings)?;
+    let _guard = GRAPH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (png, meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &elements)
+        .map_err(|e| anyhow::anyhow!("librrd graph: {e}"))?;
+    let unix = |t: &rrd::Timestamp| crate::clock::unix_s_of(*t);
+    Ok((
+        png,
+        PlotArea {
+            left: meta.graph_left,
+            top: meta.graph_top,
+            width: meta.graph_width,
+            height: meta.graph_height,
+            start: unix(&meta.graph_start),
+            end: unix(&meta.graph_end),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period("day").unwrap().as_secs(), 86_400);
+        assert_eq!(parse_period("week").unwrap().as_secs(), 604_800);
+        assert_eq!(parse_period("3600").unwrap().as_secs(), 3600);
+        assert!(parse_period("fortnight").is_err());
+        assert!(parse_period("5").is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        let ids: Vec<String> = ["app/a1", "app/a2", "app/b", "other/x"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(resolve(&ids, "app/b").unwrap(), "app/b");
+        assert_eq!(resolve(&ids, "oth").unwrap(), "other/x");
+        let e = resolve(&ids, "app/a").unwrap_err().to_string();
+        assert!(
+            e.contains("matches 2 orders") && e.contains("app/a1, app/a2"),
+            "{e}"
+        );
+        assert!(resolve(&ids, "zzz")
+            .unwrap_err()
+            .to_string()
+            .contains("no order"));
+        let ids = vec!["x".to_string(), "xy".to_string()];
+        assert_eq!(
+            resolve(&ids, "x").unwrap(),
+            "x",
+            "an exact id wins over longer ones"
+        );
+    }
+
+    #[test]
+    fn smoke_and_median_elements() {
+        let els = elements(Path::new("/x/main.rrd"), 20).unwrap();
+        let args = rrd::ops::graph::graph_args(None, &GraphProps::default(), &els).unwrap();
+        assert!(args.contains(&"DEF:ping20=/x/main.rrd:ping20:AVERAGE".to_string()));
+        assert!(
+            args.contains(&"CDEF:s1=p20,p1,-".to_string()),
+            "outermost band"
+        );
+        assert!(
+            args.contains(&"CDEF:s10=p11,p10,-".to_string()),
+            "innermost band"
+        );
+        assert_eq!(args.iter().filter(|a| a.starts_with("AREA:s")).count(), 10);
+        assert!(args.iter().any(|a| a.starts_with("LINE2:m0#26C400")));
+        assert!(args.iter().any(|a| a.starts_with("GPRINT:mednow")));
+    }
+}

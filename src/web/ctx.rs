@@ -1,0 +1,131 @@
+//! What the HTTP handlers share: the base directory, the daemon's parts
+//! when it runs (for `/metrics` and `/-/ready`), and the web page's caches.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::basedir::BaseDir;
+use crate::health::DirCounts;
+use crate::probe::ProbeDeps;
+use crate::report::Report;
+use crate::sink::{Metrics, Sinks};
+use crate::store::StoreHandle;
+
+/// Graphs drawn at once (each waits for librrd's lock in turn).
+pub const GRAPH_WORKERS: usize = 2;
+
+/// What the metrics handler reads in the daemon.
+#[derive(Debug)]
+pub struct DaemonView {
+    /// Per-order series.
+    pub metrics: Arc<Metrics>,
+    /// The ICMP engine's counters (through the probes' resources).
+    pub deps: Arc<ProbeDeps>,
+    /// The daemon's counters of rounds, orders and jobs.
+    pub counters: Arc<crate::counters::JobStats>,
+    /// Store counters.
+    pub store: StoreHandle,
+    /// Line-protocol outputs.
+    pub sinks: Arc<Sinks>,
+    /// The rrdcached client, if RRD updates go through one.
+    pub rrdcached: Option<Arc<crate::store::rrdcached::RrdCached>>,
+}
+
+/// What the handlers read.
+#[derive(Debug)]
+pub struct ServeCtx {
+    /// The base directory.
+    pub base: BaseDir,
+    /// The daemon's parts; `None` in `pingmachine serve`.
+    pub daemon: Option<DaemonView>,
+    /// Cached counts of rejected and archived orders.
+    pub dir_counts: DirCounts,
+    /// The web page's caches.
+    pub web: WebState,
+    /// rrdcached holding updates: a graph's file is flushed before it is
+    /// drawn.
+    pub rrdcached: Option<crate::store::rrdcached::Addr>,
+}
+
+impl ServeCtx {
+    /// A context for `base`; `daemon` is `None` without probing.
+    pub fn new(base: BaseDir, daemon: Option<DaemonView>) -> ServeCtx {
+        ServeCtx {
+            web: WebState::new(&base),
+            base,
+            daemon,
+            dir_counts: DirCounts::default(),
+            rrdcached: None,
+        }
+    }
+
+    /// Flushes each graph's `main.rrd` through rrdcached at `addr` first.
+    pub fn with_rrdcached(mut self, addr: Option<crate::store::rrdcached::Addr>) -> ServeCtx {
+        self.rrdcached = addr;
+        self
+    }
+}
+
+/// A drawn graph.
+#[derive(Debug)]
+pub struct Graph {
+    pub(super) png: Vec<u8>,
+    pub(super) area: crate::graph::PlotArea,
+    pub(super) width: u32,
+}
+
+/// A graph's order, range and size.
+pub(super) type GraphKey = (String, i64, i64, u32, u32);
+
+/// The graph ranges of an order's page: seconds and title.
+pub const RANGES: [(i64, &str); 4] = [
+    (3 * 3600, "last 3 hours"),
+    (30 * 3600, "last 30 hours"),
+    (10 * 86_400, "last 10 days"),
+    (360 * 86_400, "last 360 days"),
+];
+
+/// Query of `/`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ListQuery {
+    /// Only this user's orders.
+    pub user: Option<String>,
+    /// Only ids starting with this.
+    pub q: Option<String>,
+    /// Sort column.
+    pub sort: Option<String>,
+    /// Page, from 1.
+    pub page: Option<usize>,
+    /// `rows`: only the table rows (for the background refresh).
+    pub fragment: Option<String>,
+}
+
+/// What the web handlers keep between requests.
+#[derive(Debug)]
+pub struct WebState {
+    pub(super) orders_canon: PathBuf,
+    pub(super) output_canon: PathBuf,
+    pub(super) report: Mutex<Option<(Instant, Arc<Report>)>>,
+    pub(super) parsed: Mutex<crate::inspect::OrderCache>,
+    pub(super) graphs: Mutex<HashMap<GraphKey, (Instant, Arc<Graph>)>>,
+    pub(super) graph_permits: Semaphore,
+}
+
+impl WebState {
+    /// State for the base directory `base`.
+    pub fn new(base: &BaseDir) -> WebState {
+        let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        WebState {
+            orders_canon: canon(&base.orders),
+            output_canon: canon(&base.output),
+            report: Mutex::new(None),
+            parsed: Mutex::new(crate::inspect::OrderCache::default()),
+            graphs: Mutex::new(HashMap::new()),
+            graph_permits: Semaphore::new(GRAPH_WORKERS),
+        }
+    }
+}

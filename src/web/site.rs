@@ -1,0 +1,472 @@
+//! The web page's handlers: the status of every order (`/`), one order
+//! with SmokePing's graphs (`/order/<id>`), the graphs themselves
+//! (`/graph/<id>`), the status as JSON (`/api/v1/orders`,
+//! `/api/v1/orders/<id>`), and the embedded assets.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Deserialize;
+
+use super::ctx::{Graph, GraphKey, ListQuery, ServeCtx, RANGES};
+use super::pages;
+use crate::order::OrderId;
+use crate::report::{self, Filter, Report};
+use crate::store::writer::RRD_FILE;
+
+/// How long a drawn graph is served again.
+pub const GRAPH_TTL: Duration = Duration::from_secs(60);
+/// Most graphs kept.
+pub const GRAPH_CACHE: usize = 256;
+/// How long the status report is reused.
+pub const REPORT_TTL: Duration = Duration::from_secs(5);
+
+const CSS: &str = include_str!("assets/style.css");
+const JS: &str = include_str!("assets/app.js");
+
+/// The content security policy: nothing but this server.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// The web routes.
+pub fn routes() -> Router<Arc<ServeCtx>> {
+    Router::new()
+        .route("/", get(index))
+        .route("/order/{*id}", get(order_page))
+        .route("/graph/{*id}", get(graph))
+        .route("/api/v1/orders", get(api_orders))
+        .route("/api/v1/orders/{*id}", get(api_order))
+        .route(
+            "/assets/style.css",
+            get(|| async { asset("text/css; charset=utf-8", CSS) }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// Adds the defensive headers to every response.
+pub async fn defensive_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(
+        "cross-origin-resource-policy",
+        HeaderValue::from_static("same-origin"),
+    );
+    res
+}
+
+/// 404 with a short text.
+pub fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
+}
+
+/// The order id in a request path, or `None` (then: 404). Encoded slashes
+/// and backslashes are refused before decoding can hide them.
+fn checked_id(uri: &Uri, id: &str) -> Option<OrderId> {
+    let raw = uri.path().to_ascii_lowercase();
+    if raw.contains("%2f") || raw.contains("%5c") || raw.contains("%00") || id.contains('\\') {
+        return None;
+    }
+    OrderId::new(id).ok()
+}
+
+/// The path of `rel` below `id`'s output directory, if it is a regular
+/// file that stays inside `output/` (no symlink out).
+fn output_file(ctx: &ServeCtx, id: &OrderId, rel: &str) -> Option<PathBuf> {
+    let path = id.under(&ctx.base.output).join(rel);
+    let canon = std::fs::canonicalize(&path).ok()?;
+    (canon.starts_with(&ctx.web.output_canon) && canon.is_file()).then_some(canon)
+}
+
+/// The order file of `id`, if it is one the daemon would read.
+fn order_file(ctx: &ServeCtx, id: &OrderId) -> Option<PathBuf> {
+    let path = id.under(&ctx.base.orders);
+    match crate::tree::order_metadata(&path, &ctx.web.orders_canon) {
+        Ok(Some(_)) => Some(path),
+        _ => None,
+    }
+}
+
+/// Builds the first report (parsing every order file) ahead of the first
+/// request. Blocking.
+pub fn warm_up(ctx: &ServeCtx) {
+    let _ = report(ctx);
+}
+
+/// The status of every order, reused for [`REPORT_TTL`]. Blocking.
+fn report(ctx: &ServeCtx) -> Arc<Report> {
+    let mut cached = ctx.web.report.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((at, r)) = cached.as_ref() {
+        if at.elapsed() < REPORT_TTL {
+            return r.clone();
+        }
+    }
+    let mut parsed = ctx.web.parsed.lock().unwrap_or_else(|e| e.into_inner());
+    let r = Arc::new(report::report_cached(
+        &ctx.base,
+        &Filter::default(),
+        &mut parsed,
+    ));
+    *cached = Some((Instant::now(), r.clone()));
+    r
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+fn html(body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+async fn index(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ListQuery>) -> Response {
+    let c = ctx.clone();
+    let Some(r) = blocking(move || report(&c)).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let view = pages::ListView::of(&r, &q);
+    if q.fragment.as_deref() == Some("rows") {
+        html(pages::rows(&view))
+    } else {
+        html(pages::index(&r, &view, &q))
+    }
+}
+
+/// Query of `/order/<id>` and `/graph/<id>`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
+    /// Seconds back from now.
+    pub range: Option<i64>,
+    /// Unix start.
+    pub start: Option<String>,
+    /// Unix end.
+    pub end: Option<String>,
+    /// Image width.
+    pub width: Option<u32>,
+    /// Image height.
+    pub height: Option<u32>,
+}
+
+/// `1796000000` or `2026-11-30T04:00` (UTC, as an `<input
+/// type=datetime-local>` sends it).
+pub fn parse_time(s: &str) -> Option<i64> {
+    let s = s.trim();
+    if let Ok(t) = s.parse::<i64>() {
+        return Some(t);
+    }
+    let (date, time) = s.split_once(['T', ' '])?;
+    let mut d = date.split('-').map(|x| x.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, min) = (t.next()??, t.next()??);
+    let sec = t.next().flatten().unwrap_or(0);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 59 {
+        return None;
+    }
+    // Days from the civil date (proleptic Gregorian).
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + sec)
+}
+
+/// The time span a request asks for: `(start, end)`, checked.
+fn span(q: &RangeQuery, now: i64, default: i64) -> Option<(i64, i64)> {
+    let (start, end) = match (&q.start, &q.end) {
+        (Some(s), Some(e)) => (parse_time(s)?, parse_time(e)?),
+        (None, None) => {
+            let range = q.range.unwrap_or(default);
+            // Quantised, so that graphs of the last N hours are shared.
+            let end = now - now.rem_euclid(60);
+            (end - range, end)
+        }
+        _ => return None,
+    };
+    let ok = end - start >= 60 && end - start <= 800 * 86_400 && start > 0;
+    ok.then_some((start, end))
+}
+
+fn now() -> i64 {
+    crate::clock::unix_s()
+}
+
+async fn order_page(
+    State(ctx): State<Arc<ServeCtx>>,
+    uri: Uri,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let Some(id) = checked_id(&uri, &id) else {
+        return not_found();
+    };
+    let zoom = match (&q.start, &q.end) {
+        (None, None) => None,
+        _ => match span(&q, now(), 0) {
+            Some(s) => Some(s),
+            None => return (StatusCode::BAD_REQUEST, "bad start or end\n").into_response(),
+        },
+    };
+    let c = ctx.clone();
+    let page = blocking(move || {
+        let path = order_file(&c, &id)?;
+        let parsed = crate::order::read_order_file(&path, &id).ok()?;
+        let mut order = parsed.order;
+        crate::order::merge_sidecar(&mut order, &c.base.telegraf);
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let last = output_file(&c, &id, crate::store::last_result::FILE)
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        let has_rrd = output_file(&c, &id, RRD_FILE).is_some();
+        Some(pages::order(&order, &text, last.as_deref(), has_rrd, zoom))
+    })
+    .await
+    .flatten();
+    match page {
+        Some(p) => html(p),
+        None => not_found(),
+    }
+}
+
+async fn graph(
+    State(ctx): State<Arc<ServeCtx>>,
+    uri: Uri,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let Some(id) = checked_id(&uri, &id) else {
+        return not_found();
+    };
+    let Some((start, end)) = span(&q, now(), RANGES[1].0) else {
+        return (StatusCode::BAD_REQUEST, "bad range, start or end\n").into_response();
+    };
+    let width = q.width.unwrap_or(800).clamp(300, 2000);
+    let height = q.height.unwrap_or(260).clamp(120, 1000);
+    let key: GraphKey = (id.as_str().to_owned(), start, end, width, height);
+    if let Some(g) = cached_graph(&ctx, &key) {
+        return graph_response(&g);
+    }
+    let Ok(_permit) = ctx.web.graph_permits.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    // Another request may have drawn it while this one waited.
+    if let Some(g) = cached_graph(&ctx, &key) {
+        return graph_response(&g);
+    }
+    let c = ctx.clone();
+    let drawn = blocking(move || {
+        let rrd = output_file(&c, &id, RRD_FILE)?;
+        if let Some(addr) = &c.rrdcached {
+            if let Err(e) = crate::store::rrdcached::flush_one(addr, &rrd) {
+                tracing::debug!(error = %e, "graph drawn without flushing rrdcached");
+            }
+        }
+        let title = format!("{id}");
+        let at = |t: i64| UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+        let (png, area) =
+            crate::graph::render_area(&rrd, &title, at(start), at(end), width, height).ok()?;
+        let g = Arc::new(Graph { png, area, width });
+        let mut cache = c.web.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (t, _)| t.elapsed() < GRAPH_TTL);
+        if cache.len() >= GRAPH_CACHE {
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, (t, _))| *t)
+                .map(|(k, _)| k.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(key, (Instant::now(), g.clone()));
+        Some(g)
+    })
+    .await
+    .flatten();
+    match drawn {
+        Some(g) => graph_response(&g),
+        None => not_found(),
+    }
+}
+
+fn cached_graph(ctx: &ServeCtx, key: &GraphKey) -> Option<Arc<Graph>> {
+    let cache = ctx.web.graphs.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .get(key)
+        .filter(|(t, _)| t.elapsed() < GRAPH_TTL)
+        .map(|(_, g)| g.clone())
+}
+
+fn graph_response(g: &Graph) -> Response {
+    let n = |v: i64| HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"));
+    let mut res = (
+        [
+            (header::CONTENT_TYPE, "image/png"),
+            (header::CACHE_CONTROL, "max-age=60"),
+        ],
+        g.png.clone(),
+    )
+        .into_response();
+    let h = res.headers_mut();
+    h.insert("x-graph-left", n(g.area.left as i64));
+    h.insert("x-graph-top", n(g.area.top as i64));
+    h.insert("x-graph-width", n(g.area.width as i64));
+    h.insert("x-graph-height", n(g.area.height as i64));
+    h.insert("x-graph-start", n(g.area.start));
+    h.insert("x-graph-end", n(g.area.end));
+    h.insert("x-graph-image-width", n(i64::from(g.width)));
+    res
+}
+
+/// Query of `/api/v1/orders`.
+#[derive(Debug, Default, Deserialize)]
+pub struct ApiQuery {
+    /// Only this user's orders.
+    pub user: Option<String>,
+    /// Only ids starting with this.
+    pub prefix: Option<String>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Response {
+    match serde_json::to_vec(v) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn api_orders(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ApiQuery>) -> Response {
+    let c = ctx.clone();
+    let Some(r) = blocking(move || report(&c)).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    if q.user.is_none() && q.prefix.is_none() {
+        return json(&*r);
+    }
+    let keep = |id: &str| q.prefix.as_deref().is_none_or(|p| id.starts_with(p));
+    let filtered = serde_json::json!({
+        "now": r.now,
+        "orders": r.orders.iter()
+            .filter(|o| keep(&o.id) && q.user.as_deref().is_none_or(|u| u == o.user))
+            .collect::<Vec<_>>(),
+        "invalid": if q.user.is_none() { r.invalid.iter().filter(|i| keep(&i.id)).collect::<Vec<_>>() } else { Vec::new() },
+        "rejected": if q.user.is_none() { r.rejected.iter().filter(|i| keep(&i.id)).collect::<Vec<_>>() } else { Vec::new() },
+        "archived": r.archived,
+    });
+    json(&filtered)
+}
+
+async fn api_order(
+    State(ctx): State<Arc<ServeCtx>>,
+    uri: Uri,
+    UrlPath(id): UrlPath<String>,
+) -> Response {
+    let Some(id) = checked_id(&uri, &id) else {
+        return not_found();
+    };
+    let c = ctx.clone();
+    let Some(r) = blocking(move || report(&c)).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    match r.orders.iter().find(|o| o.id == id.as_str()) {
+        Some(o) => json(o),
+        None => not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_as_unix_or_utc_dates() {
+        assert_eq!(parse_time("1796000000"), Some(1_796_000_000));
+        assert_eq!(parse_time("1970-01-01T00:00"), Some(0));
+        assert_eq!(parse_time("2026-11-30T04:00"), Some(1_796_011_200));
+        assert_eq!(parse_time("2000-02-29 12:30:15"), Some(951_827_415));
+        for bad in [
+            "",
+            "x",
+            "2026-13-01T00:00",
+            "2026-11-30",
+            "2026-11-30T25:00",
+        ] {
+            assert_eq!(parse_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn spans_are_checked() {
+        let q = |start: Option<&str>, end: Option<&str>, range: Option<i64>| RangeQuery {
+            range,
+            start: start.map(str::to_owned),
+            end: end.map(str::to_owned),
+            width: None,
+            height: None,
+        };
+        assert_eq!(
+            span(&q(None, None, Some(3600)), 1_000_030, 60),
+            Some((996_420, 1_000_020))
+        );
+        assert_eq!(
+            span(&q(Some("1000"), Some("5000"), None), 0, 60),
+            Some((1000, 5000))
+        );
+        assert_eq!(span(&q(Some("5000"), Some("1000"), None), 0, 60), None);
+        assert_eq!(span(&q(Some("1000"), None, None), 0, 60), None);
+        assert_eq!(
+            span(&q(Some("1000"), Some("1030"), None), 0, 60),
+            None,
+            "under a minute"
+        );
+    }
+
+    #[test]
+    fn encoded_slashes_and_traversal_are_not_ids() {
+        let uri = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(checked_id(&uri("/order/app/t1"), "app/t1").is_some());
+        assert!(checked_id(&uri("/order/app%2Ft1"), "app/t1").is_none());
+        assert!(checked_id(&uri("/order/a/../b"), "a/../b").is_none());
+        assert!(checked_id(&uri("/order//etc/passwd"), "/etc/passwd").is_none());
+        assert!(checked_id(&uri("/order/a%5cb"), "a\\b").is_none());
+        assert!(checked_id(&uri("/order/.hidden"), ".hidden").is_none());
+    }
+}

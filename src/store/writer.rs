@@ -787,8 +787,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::last_result::LastResult;
     use crate::result::RoundOutcome;
+    use crate::store::last_result::LastResult;
     use std::time::Duration;
 
     fn summary(rtts_ms: &[Option<u64>]) -> Summary {

@@ -15,6 +15,7 @@
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
 //! * [`rrdcached`] — `--rrdcached` against a real rrdcached.
 //! * [`slowdisk`] — probing on time while the base directory's disk is slow (root).
+//! * [`telemetry`] — `.stats.json` keys and `/metrics` series against the lists kept in the repository.
 //! * [`tools`] — `status`, `graph`, `order put`, `check`, completions.
 //! * [`web`] — the web page over HTTP and in a headless Chromium.
 
@@ -31,5 +32,6 @@ mod metrics;
 mod probes;
 mod rrdcached;
 mod slowdisk;
+mod telemetry;
 mod tools;
 mod web;

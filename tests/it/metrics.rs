@@ -14,7 +14,7 @@ use testkit::impair::{HostCfg, Mode, Sim, SimConfig};
 use testkit::{HttpServer, TcpListenerServer};
 
 /// A GET over a new connection: status, content type and body.
-fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
+pub(crate) fn get(addr: SocketAddr, path: &str, accept: Option<&str>) -> (u16, String, String) {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let accept = accept.map_or(String::new(), |a| format!("Accept: {a}\r\n"));

@@ -16,14 +16,14 @@ use crate::support::{
 };
 
 /// A real rrdcached in the foreground on `DIR/sock`, journal in `DIR/j`.
-struct Cached {
+pub(crate) struct Cached {
     child: Option<Child>,
     dir: tempfile::TempDir,
     bin: PathBuf,
 }
 
 impl Cached {
-    fn start(test: &str) -> Option<Cached> {
+    pub(crate) fn start(test: &str) -> Option<Cached> {
         let bin = tool(test, "rrdcached", "rrdcached")?;
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("j")).unwrap();
@@ -40,7 +40,7 @@ impl Cached {
         self.dir.path().join("sock")
     }
 
-    fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("unix:{}", self.sock().display())
     }
 

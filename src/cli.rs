@@ -287,27 +287,9 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_parallel_probes: u32,
 
-    /// Send results as InfluxDB line protocol over UDP to Telegraf or
-    /// InfluxDB (as the original's --telegraf); [IPv6]:PORT for IPv6.
-    #[arg(short = 't', long, value_name = "HOST:PORT")]
-    pub telegraf: Option<String>,
-
-    /// Send results as line protocol to InfluxDB's HTTP write API
-    /// (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B
-    /// with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf's socket
-    /// listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable.
-    #[arg(long = "influx-url", value_name = "URL")]
-    pub influx_urls: Vec<String>,
-
-    /// A tag added to every line-protocol line, e.g. --tag site=zrh (an
-    /// order's own tag of the same name wins). Repeatable.
-    #[arg(long = "tag", value_name = "KEY=VALUE")]
-    pub tags: Vec<String>,
-
-    /// Most line-protocol lines queued per destination while it is slow or
-    /// down; beyond that the oldest are dropped (and counted).
-    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), value_name = "LINES")]
-    pub influx_buffer: u64,
+    /// The outputs besides the store: line protocol, Prometheus.
+    #[command(flatten)]
+    pub sinks: crate::sink::SinkArgs,
 
     /// Create and update main.rrd through rrdcached at ADDR: unix:/path,
     /// /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for
@@ -335,17 +317,6 @@ pub struct RunOpts {
     /// address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default.
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::web::parse_listen)]
     pub listen: Option<std::net::SocketAddr>,
-
-    /// Upper bounds (seconds, comma-separated, increasing) of the
-    /// smokeping_response_duration_seconds histogram; smokeping_prober's by
-    /// default.
-    #[arg(
-        long,
-        value_name = "SECONDS,...",
-        default_value = "5e-05,0.0001,0.0002,0.0004,0.0008,0.0016,0.0032,0.0064,0.0128,0.0256,0.0512,0.1024,0.2048,0.4096,0.8192,1.6384,3.2768,6.5536,13.1072,26.2144",
-        value_parser = crate::sink::prometheus::parse_buckets
-    )]
-    pub metrics_buckets: crate::sink::prometheus::Buckets,
 
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]
@@ -491,7 +462,10 @@ mod tests {
         assert!(cli.command.is_none());
         assert!(cli.daemon.debug);
         assert_eq!(cli.basedir, PathBuf::from("/var/lib/pm"));
-        assert_eq!(cli.daemon.telegraf.as_deref(), Some("127.0.0.1:8094"));
+        assert_eq!(
+            cli.daemon.sinks.line_protocol.telegraf.as_deref(),
+            Some("127.0.0.1:8094")
+        );
         let cli = Cli::try_parse_args([
             "pingmachine",
             "-d",
@@ -506,7 +480,10 @@ mod tests {
         assert!(cli.command.is_none() && cli.daemon.debug);
         assert_eq!(cli.daemon.user.as_deref(), Some("pingmachine"));
         assert_eq!(cli.basedir, PathBuf::from("/x"));
-        assert_eq!(cli.daemon.telegraf.as_deref(), Some("[::1]:8094"));
+        assert_eq!(
+            cli.daemon.sinks.line_protocol.telegraf.as_deref(),
+            Some("[::1]:8094")
+        );
         let cli = Cli::try_parse_args(["pingmachine", "--user=pm", "--basedir=/y"]).unwrap();
         assert_eq!(cli.daemon.user.as_deref(), Some("pm"));
         assert_eq!(cli.basedir, PathBuf::from("/y"));

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::telemetry::Sheet;
+
 /// Counters of jobs and the registry.
 #[derive(Debug, Default)]
 pub struct JobStats {
@@ -55,5 +57,75 @@ impl JobStats {
         let late_s = late_us as f64 / 1e6;
         let i = LATENESS_BUCKETS_S.partition_point(|b| *b < late_s);
         self.start_late_buckets[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn get(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl JobStats {
+    /// Its figures: the top-level keys of `.stats.json` from `orders` to
+    /// `round_start_late_buckets`, and their series.
+    pub fn telemetry(&self, s: &mut Sheet) {
+        s.figure("orders", get(&self.orders)).gauge_with(
+            "pingmachine_orders",
+            "Orders by state: active (valid and probed), rejected (in rejected/), archived (output in archive/).",
+            &[("state", "active")],
+        );
+        s.figure("jobs", get(&self.jobs))
+            .gauge("pingmachine_jobs", "Running probing jobs.");
+        let scan_ms = get(&self.initial_scan_ms);
+        s.json("initial_scan_ms", scan_ms);
+        s.metric(scan_ms > 0).gauge(
+            "pingmachine_ready",
+            "1 once the first scan of orders/ is done and its jobs run.",
+        );
+        s.figure("rounds", get(&self.rounds))
+            .counter("pingmachine_rounds", "Rounds whose results were delivered.");
+        s.figure("rounds_abandoned", get(&self.rounds_abandoned))
+            .counter(
+                "pingmachine_rounds_abandoned",
+                "Rounds still running at the next round's start, thrown away.",
+            );
+        s.figure("rounds_skipped", get(&self.rounds_skipped))
+            .counter(
+                "pingmachine_rounds_skipped",
+                "Rounds not begun because they started too late to end before the next round.",
+            );
+        s.figure("rescans", get(&self.rescans)).counter(
+            "pingmachine_rescans",
+            "Full rescans of orders/ (every 30 s, on SIGHUP, after lost watcher hints).",
+        );
+        s.metric(get(&self.watcher_overflows)).counter(
+            "pingmachine_watcher_overflows",
+            "Times the file watcher's hint queue overflowed (a rescan follows).",
+        );
+        s.json("dirs_listed", get(&self.dirs_listed));
+        s.json("files_checked", get(&self.files_checked));
+        let starts = get(&self.starts);
+        let sum_us = get(&self.start_late_us_sum) as f64;
+        s.json("round_starts", starts);
+        s.json("round_start_late_ms_sum", sum_us / 1000.0);
+        s.json(
+            "round_start_late_ms_avg",
+            sum_us / starts.max(1) as f64 / 1000.0,
+        );
+        s.json(
+            "round_start_late_ms_max",
+            get(&self.start_late_us_max) as f64 / 1000.0,
+        );
+        // Upper bounds (s) of the buckets; the last count is of later
+        // starts. Counts are per bucket, not cumulative.
+        let buckets: Vec<u64> = self.start_late_buckets.iter().map(get).collect();
+        s.json("round_start_late_bounds_s", LATENESS_BUCKETS_S.to_vec());
+        s.json("round_start_late_buckets", buckets.clone());
+        s.histogram(
+            "pingmachine_round_start_lateness_seconds",
+            "How late rounds started after their scheduled time.",
+            &LATENESS_BUCKETS_S,
+            buckets,
+            sum_us / 1e6,
+        );
     }
 }

@@ -66,6 +66,7 @@ pub mod spec;
 pub mod stats;
 pub mod store;
 pub mod supervise;
+pub mod telemetry;
 pub mod tree;
 pub mod watch;
 pub mod web;

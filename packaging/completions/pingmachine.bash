@@ -119,7 +119,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --metrics-buckets --writers --rrd-backlog --help --version run check status graph serve healthcheck order completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -189,6 +189,10 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-buckets)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -206,10 +210,6 @@ _pingmachine() {
                     return 0
                     ;;
                 --listen)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --metrics-buckets)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -755,7 +755,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --metrics-buckets --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -817,6 +817,10 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --metrics-buckets)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -834,10 +838,6 @@ _pingmachine() {
                     return 0
                     ;;
                 --listen)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --metrics-buckets)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -20,7 +20,6 @@
 //! SIGHUP triggers a full rescan. A dead thread or task stops the daemon
 //! with an error (exit 1), see [`crate::supervise`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,20 +33,20 @@ use tracing::{debug, error, info, warn};
 
 use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
+use crate::health::Telemetry;
 use crate::logging::{self, Logging, Target};
 use crate::privilege::RunAs;
 use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::probe::ProbeDeps;
 use crate::proctitle;
 use crate::registry::{Registry, Spawner};
-use crate::sink::Metrics;
-use crate::sink::{Destination, Sinks};
+use crate::sink::{self, Sinks};
 use crate::stats;
 use crate::store::rrdcached::RrdCached;
 use crate::store::writer::Writers;
 use crate::supervise::Supervisor;
 use crate::watch::{self, OrderWatcher, WatchEvent};
-use crate::web::{DaemonView, ServeCtx};
+use crate::web::ServeCtx;
 
 /// How long job tasks get to stop at shutdown.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -98,8 +97,7 @@ pub fn run(base: &BaseDir, opts: &RunOpts, launch: Launch) -> anyhow::Result<()>
 /// Everything parsed from the command line before anything starts.
 struct Settings {
     deps: DepsConfig,
-    destinations: Vec<Destination>,
-    tags: BTreeMap<String, String>,
+    sinks: Vec<Box<dyn sink::Plan>>,
     icmp: IcmpConfig,
     run_as: Option<RunAs>,
 }
@@ -177,11 +175,17 @@ fn settings(opts: &RunOpts) -> anyhow::Result<Settings> {
         IcmpSocket::Datagram => SocketKind::Datagram,
         IcmpSocket::Raw => SocketKind::Raw,
     };
-    let (destinations, tags) = sinks_config(opts)?;
+    let deps = deps_config(opts)?;
+    let sinks = sink::plan(
+        &opts.sinks,
+        &sink::Common {
+            http_ca: &deps.http_ca,
+            listen: opts.listen.is_some(),
+        },
+    )?;
     Ok(Settings {
-        deps: deps_config(opts)?,
-        destinations,
-        tags,
+        deps,
+        sinks,
         icmp: IcmpConfig {
             socket_kind,
             // One sender wake-up per millisecond for all jobs (the original's
@@ -256,33 +260,6 @@ fn deps_config(opts: &RunOpts) -> anyhow::Result<DepsConfig> {
         exec,
         max_parallel: opts.max_parallel_probes as usize,
     })
-}
-
-/// Line-protocol destinations and global tags from the command line.
-fn sinks_config(opts: &RunOpts) -> anyhow::Result<(Vec<Destination>, BTreeMap<String, String>)> {
-    let mut dests = Vec::new();
-    if let Some(t) = &opts.telegraf {
-        dests.push(
-            Destination::parse(&format!("udp://{t}"), |_| None, &[])
-                .map_err(|e| anyhow::anyhow!("--telegraf {t:?}: {e}"))?,
-        );
-    }
-    let mut ca = Vec::new();
-    for f in &opts.http_ca_files {
-        ca.push(std::fs::read(f).with_context(|| format!("--http-ca-file {}", f.display()))?);
-    }
-    for u in &opts.influx_urls {
-        dests.push(
-            Destination::parse(u, |k| std::env::var(k).ok(), &ca)
-                .map_err(|e| anyhow::anyhow!("--influx-url {u:?}: {e}"))?,
-        );
-    }
-    let mut tags = BTreeMap::new();
-    for t in &opts.tags {
-        let (k, v) = crate::sink::parse_tag(t).map_err(|e| anyhow::anyhow!("--tag {t:?}: {e}"))?;
-        tags.insert(k, v);
-    }
-    Ok((dests, tags))
 }
 
 async fn daemon(
@@ -375,41 +352,30 @@ async fn daemon(
     }
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
-    let metrics = listener
-        .as_ref()
-        .map(|_| Arc::new(Metrics::new(opts.metrics_buckets.0.clone())));
-    let mut sinks = Sinks::start(
-        settings.destinations,
-        settings.tags,
-        opts.influx_buffer as usize,
-        &tracker,
-        &cancel,
-        &sup,
-    );
-    if let Some(m) = &metrics {
-        sinks = sinks.with_metrics(m.clone());
-    }
-    let sinks = Arc::new(sinks);
-    let started = stats::Started {
-        stats_interval_s: opts.stats_interval,
-        listen: listener.as_ref().and_then(|l| l.local_addr().ok()),
-        rrdcached: rrdcached.clone(),
-    };
-    if let (Some(listener), Some(metrics)) = (listener, metrics) {
+    let sinks = Arc::new(Sinks::start(
+        settings.sinks,
+        &sink::Env {
+            tracker: &tracker,
+            cancel: &cancel,
+            sup: &sup,
+        },
+    ));
+    let telemetry = Arc::new(Telemetry {
+        started: stats::Started {
+            stats_interval_s: opts.stats_interval,
+            listen: listener.as_ref().and_then(|l| l.local_addr().ok()),
+            rrdcached: rrdcached.clone(),
+        },
+        jobs: counters.clone(),
+        icmp: engine.clone(),
+        store: store.clone(),
+        sinks: sinks.clone(),
+    });
+    if let Some(listener) = listener {
         let addr = listener.local_addr().ok();
         let ctx = Arc::new(
-            ServeCtx::new(
-                base.clone(),
-                Some(DaemonView {
-                    metrics,
-                    deps: deps.clone(),
-                    counters: counters.clone(),
-                    store: store.clone(),
-                    sinks: sinks.clone(),
-                    rrdcached: rrdcached.clone(),
-                }),
-            )
-            .with_rrdcached(opts.rrdcached.clone()),
+            ServeCtx::new(base.clone(), Some(telemetry.clone()))
+                .with_rrdcached(opts.rrdcached.clone()),
         );
         let cancel = cancel.clone();
         tracker.spawn(sup.watch("the HTTP server".into(), async move {
@@ -440,19 +406,11 @@ async fn daemon(
     .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let every = Duration::from_secs(opts.stats_interval);
     let stats_task = {
-        let (deps, counters, store, sinks, root, cancel, started) = (
-            deps.clone(),
-            counters.clone(),
-            store.clone(),
-            sinks.clone(),
-            base.root.clone(),
-            cancel.clone(),
-            started.clone(),
-        );
+        let (telemetry, root, cancel) = (telemetry.clone(), base.root.clone(), cancel.clone());
         tokio::spawn(sup.watch("the stats writer".into(), async move {
             // Written at once (a health check reads it), then every interval.
             loop {
-                let text = stats::snapshot(&started, &counters, &deps.icmp, store.stats(), &sinks);
+                let text = telemetry.stats_json();
                 // On a blocking thread: a slow disk never holds up an async
                 // worker (the jobs run there). The next write waits for this one.
                 let root = root.clone();
@@ -497,16 +455,7 @@ async fn daemon(
     {
         warn!("some jobs did not stop in time");
     }
-    for o in sinks.outputs() {
-        let s = &o.stats;
-        info!(
-            destination = %o.destination().label(),
-            sent = s.sent.load(std::sync::atomic::Ordering::Relaxed),
-            dropped = s.dropped.load(std::sync::atomic::Ordering::Relaxed),
-            retries = s.retries.load(std::sync::atomic::Ordering::Relaxed),
-            "line-protocol output totals"
-        );
-    }
+    sinks.log_totals();
     let stats = store.stats();
     info!(
         rrd_updates = stats.rrd_updates.load(std::sync::atomic::Ordering::Relaxed),
@@ -521,7 +470,7 @@ async fn daemon(
     tokio::task::spawn_blocking(move || writers.stop(Some(STORE_DRAIN)))
         .await
         .ok();
-    let text = stats::snapshot(&started, &counters, &deps.icmp, store.stats(), &sinks);
+    let text = telemetry.stats_json();
     if let Err(e) = stats::write(&base.root, &text) {
         warn!(error = %e, "cannot write {}", stats::FILE);
     }

@@ -1,24 +1,22 @@
-//! Where results go besides the store: every finished round becomes one
+//! Where results go besides the store. Every finished round becomes one
 //! [`RoundReport`], handed to [`Sinks::report`], which gives it to each
-//! sink. A new sink is a new file here and a line in `report`.
+//! [`Sink`] in turn; no sink ever waits, and none depends on the files
+//! being written.
 //!
-//! * Line protocol (the original's format; also over TCP and HTTP), to Telegraf or InfluxDB:
-//!   [`lineproto`] is the encoder (pure functions, table-tested);
-//!   [`output`] is one bounded queue and one writer task per destination:
-//!   UDP (`--telegraf HOST:PORT`, `udp://`), InfluxDB's HTTP write API (v1
-//!   `/write?db=`, v2 `/api/v2/write`), and TCP (`tcp://`, Telegraf's
-//!   socket listener). Queuing never waits: each queue holds at most
-//!   `--influx-buffer` lines and drops the oldest when full (counted and
-//!   logged), so probing and RRD writing never wait on the network and
-//!   memory stays bounded while an endpoint is down.
-//! * Prometheus ([`prometheus`]): smokeping_prober's series per order, kept
-//!   in memory for `/metrics` (`--listen`).
+//! * [`lineproto`] — InfluxDB line protocol (the original's format) to
+//!   Telegraf or InfluxDB over UDP, HTTP or TCP, each destination with a
+//!   bounded queue that drops its oldest lines when full (counted).
+//! * [`prometheus`] — smokeping_prober's series per order, kept in memory
+//!   for `/metrics` (with `--listen`).
+//!
+//! Adding an output is one new module here that implements [`Sink`] and
+//! has a `plan` function, plus its line in [`plan`] and its flags' field in
+//! [`SinkArgs`] (ARCHITECTURE.md, "Adding a sink").
 
 pub mod lineproto;
-pub mod output;
 pub mod prometheus;
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -27,8 +25,7 @@ use tokio_util::task::TaskTracker;
 use crate::order::Order;
 use crate::result::Summary;
 use crate::supervise::Supervisor;
-pub use output::{Destination, Output, OutputStats};
-pub use prometheus::Metrics;
+use crate::telemetry::{Exposition, Sheet};
 
 /// One order's finished round, as every sink sees it.
 #[derive(Debug, Clone, Copy)]
@@ -51,121 +48,217 @@ pub struct RoundReport<'a> {
     pub send_errors: u32,
 }
 
+/// An output of finished rounds.
+pub trait Sink: Send + Sync + fmt::Debug {
+    /// Takes one finished round. Never waits: a sink that sends queues,
+    /// bounded, and counts what it drops.
+    fn report(&self, r: &RoundReport<'_>);
+
+    /// An order's round was abandoned at the next round's start: its
+    /// `pings` were sent and their results thrown away. Line protocol and
+    /// the store have no row for such a round, as the original.
+    fn abandoned(&self, _order: &Order, _pings: u32) {}
+
+    /// Its own figures for `.stats.json` and `/metrics`.
+    fn telemetry(&self, _sheet: &mut Sheet) {}
+
+    /// Its series on `/metrics` besides its own figures (as of `now`,
+    /// Unix s).
+    fn expose(&self, _out: &mut Exposition, _now: i64) {}
+
+    /// At shutdown, after its tasks stopped: its totals in the log.
+    fn log_totals(&self) {}
+}
+
+/// Every sink's command-line flags, flattened into the daemon's.
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct SinkArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub line_protocol: lineproto::Args,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub prometheus: prometheus::Args,
+}
+
+/// What sinks read besides their own flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Common<'a> {
+    /// PEM certificates of `--http-ca-file`.
+    pub http_ca: &'a [Vec<u8>],
+    /// True with `--listen` (`/metrics` is served).
+    pub listen: bool,
+}
+
+/// Where a sink's tasks run and how they stop.
+#[derive(Debug, Clone, Copy)]
+pub struct Env<'a> {
+    /// Tasks are spawned here; the daemon waits for them at shutdown.
+    pub tracker: &'a TaskTracker,
+    /// Fires at shutdown: tasks flush (bounded) and stop.
+    pub cancel: &'a CancellationToken,
+    /// A task that panics is reported here.
+    pub sup: &'a Supervisor,
+}
+
+/// A sink's checked settings: checked at start-up, before anything
+/// runs, so that a bad flag is an error on the terminal; started inside
+/// the runtime.
+pub trait Plan: Send + fmt::Debug {
+    /// Starts the sink (its tasks, if any).
+    fn start(self: Box<Self>, env: &Env<'_>) -> Arc<dyn Sink>;
+}
+
+/// Every configured sink's plan, in the order they see each round.
+pub fn plan(args: &SinkArgs, common: &Common<'_>) -> anyhow::Result<Vec<Box<dyn Plan>>> {
+    let mut plans: Vec<Box<dyn Plan>> = Vec::new();
+    plans.extend(lineproto::plan(&args.line_protocol, common)?);
+    plans.extend(prometheus::plan(&args.prometheus, common)?);
+    Ok(plans)
+}
+
 /// All configured sinks.
 #[derive(Debug, Default)]
 pub struct Sinks {
-    outputs: Vec<Arc<Output>>,
-    global_tags: BTreeMap<String, String>,
-    metrics: Option<Arc<Metrics>>,
+    sinks: Vec<Arc<dyn Sink>>,
 }
 
 impl Sinks {
-    /// No destinations: nothing is encoded or sent.
+    /// No sinks: rounds go nowhere but the store.
     pub fn none() -> Sinks {
         Sinks::default()
     }
 
-    /// Starts one writer task per destination on `tracker`; they stop (after
-    /// a last, bounded flush) when `cancel` fires. A task that panics is
-    /// reported to `sup`.
-    pub fn start(
-        destinations: Vec<Destination>,
-        global_tags: BTreeMap<String, String>,
-        buffer_lines: usize,
-        tracker: &TaskTracker,
-        cancel: &CancellationToken,
-        sup: &Supervisor,
-    ) -> Sinks {
-        let outputs = destinations
-            .into_iter()
-            .map(|d| {
-                let out = Arc::new(Output::new(d, buffer_lines));
-                let name = format!("line-protocol writer {}", out.destination().label());
-                tracker.spawn(sup.watch(name, output::run(out.clone(), cancel.clone())));
-                out
-            })
-            .collect();
+    /// Starts every planned sink.
+    pub fn start(plans: Vec<Box<dyn Plan>>, env: &Env<'_>) -> Sinks {
         Sinks {
-            outputs,
-            global_tags,
-            metrics: None,
-        }
-    }
-
-    /// Also keeps every round for Prometheus in `metrics`.
-    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Sinks {
-        self.metrics = Some(metrics);
-        self
-    }
-
-    /// An order's round was abandoned at the next round's start: its
-    /// `pings` were sent and their results thrown away. Only Prometheus
-    /// counts them (as sent, unanswered); line protocol and the store have
-    /// no row for such a round, as the original.
-    pub fn abandoned(&self, order: &Order, pings: u32) {
-        if let Some(m) = &self.metrics {
-            m.abandoned(order, pings);
+            sinks: plans.into_iter().map(|p| p.start(env)).collect(),
         }
     }
 
     /// Hands one finished round to every sink; never waits.
     pub fn report(&self, r: &RoundReport<'_>) {
-        if let Some(series) = self.series_key(r.order) {
-            self.push(&lineproto::round_lines(&series, r.t, r.step, r.rtts));
-        }
-        if let Some(m) = &self.metrics {
-            m.record(r);
+        for s in &self.sinks {
+            s.report(r);
         }
     }
 
-    /// True when at least one destination is configured.
-    pub fn enabled(&self) -> bool {
-        !self.outputs.is_empty()
-    }
-
-    /// The series key of an order (`None`: the order sends nothing).
-    pub fn series_key(&self, order: &Order) -> Option<String> {
-        if !self.enabled() {
-            return None;
-        }
-        lineproto::series_key(order.telegraf.as_deref(), &self.global_tags)
-    }
-
-    /// Queues `lines` on every destination; never waits.
-    pub fn push(&self, lines: &[String]) {
-        for o in &self.outputs {
-            o.push(lines);
+    /// An order's round was abandoned (see [`Sink::abandoned`]).
+    pub fn abandoned(&self, order: &Order, pings: u32) {
+        for s in &self.sinks {
+            s.abandoned(order, pings);
         }
     }
 
-    /// The destinations (for stats).
-    pub fn outputs(&self) -> &[Arc<Output>] {
-        &self.outputs
+    /// Every sink's figures.
+    pub fn telemetry(&self, sheet: &mut Sheet) {
+        for s in &self.sinks {
+            s.telemetry(sheet);
+        }
+    }
+
+    /// Every sink's series on `/metrics`.
+    pub fn expose(&self, out: &mut Exposition, now: i64) {
+        for s in &self.sinks {
+            s.expose(out, now);
+        }
+    }
+
+    /// Every sink's totals in the log (at shutdown).
+    pub fn log_totals(&self) {
+        for s in &self.sinks {
+            s.log_totals();
+        }
     }
 }
 
-/// Why a `--tag` is refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum TagError {
-    /// No `=`.
-    #[error("expected KEY=VALUE")]
-    NoEquals,
-    /// `=VALUE` or `KEY=`.
-    #[error("tag key and value must not be empty")]
-    Empty,
-    /// A control character.
-    #[error("tags contain no control characters")]
-    Control,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Parses `KEY=VALUE` of `--tag`.
-pub fn parse_tag(s: &str) -> Result<(String, String), TagError> {
-    let (k, v) = s.split_once('=').ok_or(TagError::NoEquals)?;
-    if k.is_empty() || v.is_empty() {
-        return Err(TagError::Empty);
+    /// A sink of the test: counts what it is given.
+    #[derive(Debug, Default)]
+    struct Counting {
+        rounds: AtomicU32,
+        abandoned: AtomicU32,
     }
-    if s.chars().any(char::is_control) {
-        return Err(TagError::Control);
+
+    impl Sink for Counting {
+        fn report(&self, _r: &RoundReport<'_>) {
+            self.rounds.fetch_add(1, Ordering::Relaxed);
+        }
+        fn abandoned(&self, _order: &Order, pings: u32) {
+            self.abandoned.fetch_add(pings, Ordering::Relaxed);
+        }
+        fn telemetry(&self, sheet: &mut Sheet) {
+            sheet
+                .figure("counting", u64::from(self.rounds.load(Ordering::Relaxed)))
+                .counter("test_counting", "Rounds counted.");
+        }
     }
-    Ok((k.to_owned(), v.to_owned()))
+
+    #[derive(Debug)]
+    struct CountingPlan(Arc<Counting>);
+
+    impl Plan for CountingPlan {
+        fn start(self: Box<Self>, _env: &Env<'_>) -> Arc<dyn Sink> {
+            self.0
+        }
+    }
+
+    #[tokio::test]
+    async fn every_sink_sees_every_round_and_reports_its_figures() {
+        let a = Arc::new(Counting::default());
+        let b = Arc::new(Counting::default());
+        let (tracker, cancel, sup) = (
+            TaskTracker::new(),
+            CancellationToken::new(),
+            Supervisor::new(),
+        );
+        let sinks = Sinks::start(
+            vec![
+                Box::new(CountingPlan(a.clone())),
+                Box::new(CountingPlan(b.clone())),
+            ],
+            &Env {
+                tracker: &tracker,
+                cancel: &cancel,
+                sup: &sup,
+            },
+        );
+        let order = crate::order::parse_order(
+            std::path::Path::new("x"),
+            &crate::order::OrderId::new("t1").unwrap(),
+            b"user: u\nstep: 60\npings: 2\nprobe: fping\nfping: {host: 127.0.0.1}\n",
+        )
+        .unwrap()
+        .order;
+        let summary = Summary::of(&crate::result::RoundOutcome {
+            rtts: vec![None, None],
+        });
+        let r = RoundReport {
+            order: &order,
+            generation: 1,
+            t: 60,
+            step: 60,
+            rtts: &[None, None],
+            summary: &summary,
+            addr: "127.0.0.1",
+            send_errors: 0,
+        };
+        sinks.report(&r);
+        sinks.report(&r);
+        sinks.abandoned(&order, 2);
+        for s in [&a, &b] {
+            assert_eq!(s.rounds.load(Ordering::Relaxed), 2);
+            assert_eq!(s.abandoned.load(Ordering::Relaxed), 2);
+        }
+        let mut sheet = Sheet::new();
+        sinks.telemetry(&mut sheet);
+        let mut out = Exposition::new(false);
+        sheet.expose(&mut out);
+        assert_eq!(out.finish().matches("test_counting_total 2\n").count(), 2);
+    }
 }

@@ -6,6 +6,7 @@
 //! * [`rrdcached`] — RRD updates through rrdcached (`--rrdcached`).
 //! * [`archive`] — moving output to and from `archive/`, setting files aside.
 //! * [`queue`] — a writer's pending work, bounded per order; handing work over never waits.
+//! * [`stats`] — the writers' counters and their figures.
 //! * [`writer`] — the writer threads that own every write below `output/` and `archive/`.
 
 pub mod archive;
@@ -13,6 +14,8 @@ pub mod last_result;
 pub mod queue;
 pub mod rrd;
 pub mod rrdcached;
+pub mod stats;
 pub mod writer;
 
-pub use writer::{Batches, Shape, StoreCmd, StoreHandle, StoreStats, DEFAULT_RRD_BACKLOG};
+pub use stats::StoreStats;
+pub use writer::{Batches, Shape, StoreCmd, StoreHandle, DEFAULT_RRD_BACKLOG};

@@ -32,7 +32,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::writer::{Shape, StoreCmd, StoreStats};
+use super::stats::StoreStats;
+use super::writer::{Shape, StoreCmd};
 use crate::order::OrderId;
 use crate::result::Summary;
 

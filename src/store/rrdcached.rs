@@ -41,6 +41,8 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::telemetry::Sheet;
+
 /// rrdcached's default TCP port.
 pub const DEFAULT_PORT: u16 = 42217;
 /// Connect, read and write timeout of one operation.
@@ -474,6 +476,48 @@ pub struct CachedStats {
     pub flushes: AtomicU64,
     /// Files created through rrdcached.
     pub creates: AtomicU64,
+}
+
+impl RrdCached {
+    /// Its figures: the object `rrdcached` of `.stats.json`, and its series.
+    pub fn telemetry(&self, s: &mut Sheet) {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let st = self.stats();
+        s.object("rrdcached", |s| {
+            s.json("address", self.addr().to_string());
+            s.figure("connected", get(&st.connected) == 1)
+                .gauge("pingmachine_rrdcached_up", "1 while the connection to rrdcached is up.");
+            const UPDATES: &str = "RRD updates for rrdcached: sent (taken), refused by it, or dropped (queue full, file moved while it was down).";
+            s.figure("sent", get(&st.sent)).counter_with(
+                "pingmachine_rrdcached_updates",
+                UPDATES,
+                &[("result", "sent")],
+            );
+            s.figure("refused", get(&st.refused)).counter_with(
+                "pingmachine_rrdcached_updates",
+                UPDATES,
+                &[("result", "refused")],
+            );
+            s.figure("dropped", get(&st.dropped)).counter_with(
+                "pingmachine_rrdcached_updates",
+                UPDATES,
+                &[("result", "dropped")],
+            );
+            s.figure("queued", get(&st.queued)).gauge(
+                "pingmachine_rrdcached_queue_length",
+                "RRD updates waiting for rrdcached.",
+            );
+            s.json("queue_high_water", get(&st.queue_high_water));
+            s.json("batches", get(&st.batches));
+            s.json("flushes", get(&st.flushes));
+            s.json("creates", get(&st.creates));
+            s.json("connects", get(&st.connects));
+            s.figure("connect_failures", get(&st.connect_failures)).counter(
+                "pingmachine_rrdcached_connect_failures",
+                "Connections to rrdcached that failed or were lost.",
+            );
+        });
+    }
 }
 
 #[derive(Debug)]

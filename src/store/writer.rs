@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 
 use super::queue::{Next, Pending, Queue, Work};
 use super::rrdcached::{Answer, RrdCached};
+use super::stats::StoreStats;
 use super::{archive, last_result, rrd};
 use crate::basedir::BaseDir;
 use crate::clock::unix_s as now_unix;
@@ -164,52 +165,6 @@ impl StoreCmd {
             | StoreCmd::Archive { id } => id,
         }
     }
-}
-
-/// Counters of the writers.
-#[derive(Debug, Default)]
-pub struct StoreStats {
-    /// Successful RRD updates.
-    pub rrd_updates: AtomicU64,
-    /// RRD files created.
-    pub rrd_creates: AtomicU64,
-    /// Orders prepared (output directory ready), successfully or not.
-    pub prepared: AtomicU64,
-    /// `last_result` files written.
-    pub last_results: AtomicU64,
-    /// Round results dropped because their order had ended or changed.
-    pub stale_rounds: AtomicU64,
-    /// Output directories archived.
-    pub archived: AtomicU64,
-    /// Archives restored.
-    pub restored: AtomicU64,
-    /// Failed writes of any kind.
-    pub errors: AtomicU64,
-    /// Largest number of entries (orders with unwritten rounds, and
-    /// commands) waiting in one writer's queue.
-    pub queue_high_water: AtomicU64,
-    /// Longest time from a round's hand-over to its files being written, µs.
-    pub write_delay_us_max: AtomicU64,
-    /// Rounds written more than one step after their hand-over.
-    pub late_writes: AtomicU64,
-    /// `last_result` versions replaced by a newer round of the order
-    /// before they were written (storage behind; not lost: the file shows
-    /// the latest round).
-    pub superseded: AtomicU64,
-    /// RRD updates dropped, oldest first, because an order already had
-    /// `--rrd-backlog` unwritten ones (a gap in its RRD).
-    pub rrd_dropped: AtomicU64,
-    /// Rounds waiting to be written now, over all writers (an order's RRD
-    /// updates each, or its one `last_result`).
-    pub waiting_rounds: AtomicU64,
-    /// Entries waiting now: orders with unwritten rounds, and commands.
-    pub waiting_entries: AtomicU64,
-    /// Largest number of rounds waiting to be written at once, over all
-    /// writers.
-    pub waiting_high_water: AtomicU64,
-    /// Rounds still unwritten when the writers had to stop (shutdown
-    /// deadline passed).
-    pub unwritten_at_stop: AtomicU64,
 }
 
 /// Sending side of the writer threads; cheap to clone.

@@ -9,39 +9,19 @@ use std::time::Instant;
 use tokio::sync::Semaphore;
 
 use crate::basedir::BaseDir;
-use crate::health::DirCounts;
-use crate::probe::ProbeDeps;
+use crate::health::{DirCounts, Telemetry};
 use crate::report::Report;
-use crate::sink::{Metrics, Sinks};
-use crate::store::StoreHandle;
 
 /// Graphs drawn at once (each waits for librrd's lock in turn).
 pub const GRAPH_WORKERS: usize = 2;
-
-/// What the metrics handler reads in the daemon.
-#[derive(Debug)]
-pub struct DaemonView {
-    /// Per-order series.
-    pub metrics: Arc<Metrics>,
-    /// The ICMP engine's counters (through the probes' resources).
-    pub deps: Arc<ProbeDeps>,
-    /// The daemon's counters of rounds, orders and jobs.
-    pub counters: Arc<crate::counters::JobStats>,
-    /// Store counters.
-    pub store: StoreHandle,
-    /// Line-protocol outputs.
-    pub sinks: Arc<Sinks>,
-    /// The rrdcached client, if RRD updates go through one.
-    pub rrdcached: Option<Arc<crate::store::rrdcached::RrdCached>>,
-}
 
 /// What the handlers read.
 #[derive(Debug)]
 pub struct ServeCtx {
     /// The base directory.
     pub base: BaseDir,
-    /// The daemon's parts; `None` in `pingmachine serve`.
-    pub daemon: Option<DaemonView>,
+    /// The daemon's telemetry; `None` in `pingmachine serve`.
+    pub daemon: Option<Arc<Telemetry>>,
     /// Cached counts of rejected and archived orders.
     pub dir_counts: DirCounts,
     /// The web page's caches.
@@ -53,7 +33,7 @@ pub struct ServeCtx {
 
 impl ServeCtx {
     /// A context for `base`; `daemon` is `None` without probing.
-    pub fn new(base: BaseDir, daemon: Option<DaemonView>) -> ServeCtx {
+    pub fn new(base: BaseDir, daemon: Option<Arc<Telemetry>>) -> ServeCtx {
         ServeCtx {
             web: WebState::new(&base),
             base,

@@ -4,7 +4,7 @@
 //! * [`server`] — listening, the router, `/metrics` and the health
 //!   endpoints; anything not routed is 404.
 //! * `site` — the web page's handlers; `pages` — its HTML.
-//! * `ctx` — what the handlers share ([`ServeCtx`], [`DaemonView`]).
+//! * `ctx` — what the handlers share ([`ServeCtx`]).
 //!
 //! The web page: the status of every order (`/`), one order with SmokePing's graphs
 //! (`/order/<id>`), the graphs themselves (`/graph/<id>`), and the status
@@ -26,5 +26,5 @@ mod pages;
 pub mod server;
 mod site;
 
-pub use ctx::{DaemonView, ServeCtx, WebState};
+pub use ctx::{ServeCtx, WebState};
 pub use server::{bind, parse_listen, run};

@@ -18,8 +18,8 @@ use axum::Router;
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::ServeCtx;
-use crate::health;
-use crate::sink::prometheus::Exposition;
+
+use crate::telemetry::Exposition;
 
 /// Why `--listen` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,7 +102,7 @@ async fn ready(State(ctx): State<Arc<ServeCtx>>) -> Response {
     let ready = ctx
         .daemon
         .as_ref()
-        .is_none_or(|d| d.counters.initial_scan_ms.load(Ordering::Relaxed) > 0);
+        .is_none_or(|d| d.jobs.initial_scan_ms.load(Ordering::Relaxed) > 0);
     if ready {
         (StatusCode::OK, "pingmachine is ready.\n").into_response()
     } else {
@@ -141,18 +141,7 @@ async fn metrics(State(ctx): State<Arc<ServeCtx>>, headers: HeaderMap) -> Respon
 pub fn render(ctx: &ServeCtx, open_metrics: bool) -> Option<(&'static str, String)> {
     let d = ctx.daemon.as_ref()?;
     let mut out = Exposition::new(open_metrics);
-    d.metrics.render(&mut out, crate::clock::unix_s());
-    health::render(
-        &mut out,
-        &health::Sources {
-            jobs: &d.counters,
-            icmp: d.deps.icmp.stats(),
-            store: d.store.stats(),
-            sinks: &d.sinks,
-            rrdcached: d.rrdcached.as_ref().map(|c| c.stats()),
-            dir_counts: ctx.dir_counts.get(&ctx.base),
-        },
-    );
+    d.expose(&mut out, ctx.dir_counts.get(&ctx.base));
     let ct = out.content_type();
     Some((ct, out.finish()))
 }

@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use super::lineproto;
+use super::encode;
 
 /// Largest UDP datagram sent (below 1400 bytes, as the original's).
 pub const MAX_DATAGRAM: usize = 1400;
@@ -383,7 +383,7 @@ async fn send(dest: &Destination, conn: &mut Conn, batch: &[String]) -> Result<(
             };
             let mut failed = 0;
             let mut last_err = None;
-            for gram in lineproto::pack(batch, MAX_DATAGRAM) {
+            for gram in encode::pack(batch, MAX_DATAGRAM) {
                 if let Err(e) = s.send(&gram).await {
                     failed += 1;
                     last_err = Some(e);

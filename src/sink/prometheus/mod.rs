@@ -23,73 +23,71 @@
 //! (it ended or changed its labels).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+
 use std::sync::{Arc, Mutex};
 
-use super::RoundReport;
-use crate::order::OrderId;
+pub mod buckets;
 
-/// smokeping_prober's default buckets: 5e-05 doubling, 20 of them.
-pub const DEFAULT_BUCKETS: [f64; 20] = [
-    5e-05, 0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024,
-    0.2048, 0.4096, 0.8192, 1.6384, 3.2768, 6.5536, 13.1072, 26.2144,
-];
+use super::{Common, Env, Plan, RoundReport, Sink};
+use crate::order::{Order, OrderId};
+use crate::telemetry::exposition::{go_float, render_labels, Exposition, Kind};
+pub use buckets::{parse_bucket_list, parse_buckets, Buckets, BucketsError, DEFAULT_BUCKETS};
+
+/// The Prometheus flags (the series are served with `--listen`).
+#[derive(Debug, Clone, clap::Args)]
+#[group(skip)]
+pub struct Args {
+    /// Upper bounds (seconds, comma-separated, increasing) of the
+    /// smokeping_response_duration_seconds histogram; smokeping_prober's by
+    /// default.
+    #[arg(
+        long,
+        value_name = "SECONDS,...",
+        default_value = "5e-05,0.0001,0.0002,0.0004,0.0008,0.0016,0.0032,0.0064,0.0128,0.0256,0.0512,0.1024,0.2048,0.4096,0.8192,1.6384,3.2768,6.5536,13.1072,26.2144",
+        value_parser = parse_buckets
+    )]
+    pub metrics_buckets: Buckets,
+}
+
+#[derive(Debug)]
+struct PrometheusPlan {
+    buckets: Vec<f64>,
+}
+
+/// A sink with `--listen` (the series are only read there).
+pub fn plan(args: &Args, common: &Common<'_>) -> anyhow::Result<Option<Box<dyn Plan>>> {
+    Ok(common.listen.then(|| {
+        Box::new(PrometheusPlan {
+            buckets: args.metrics_buckets.0.clone(),
+        }) as Box<dyn Plan>
+    }))
+}
+
+impl Plan for PrometheusPlan {
+    fn start(self: Box<Self>, _env: &Env<'_>) -> Arc<dyn Sink> {
+        Arc::new(Metrics::new(self.buckets))
+    }
+}
+
+impl Sink for Metrics {
+    fn report(&self, r: &RoundReport<'_>) {
+        self.record(r);
+    }
+
+    fn abandoned(&self, order: &Order, pings: u32) {
+        Metrics::abandoned(self, order, pings);
+    }
+
+    fn expose(&self, out: &mut Exposition, now: i64) {
+        self.render(out, now);
+    }
+}
 
 /// Labels every per-order series has; an order tag of one of these names is
 /// renamed `tag_<name>`.
 pub const RESERVED_LABELS: [&str; 8] = [
     "ip", "host", "source", "tos", "order", "user", "probe", "le",
 ];
-
-/// Why `--metrics-buckets` is refused.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BucketsError {
-    /// Not a number.
-    #[error("{0:?} is not a number")]
-    NotANumber(String),
-    /// Zero, negative, infinite or NaN.
-    #[error("{0} is not a positive finite number of seconds")]
-    NotPositive(String),
-    /// Not strictly increasing.
-    #[error("buckets must be strictly increasing ({0} after {1})")]
-    NotIncreasing(String, String),
-    /// Nothing given.
-    #[error("no buckets given")]
-    Empty,
-}
-
-/// Histogram bucket bounds, seconds, increasing (`--metrics-buckets`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Buckets(pub Vec<f64>);
-
-/// Parses `--metrics-buckets` (see [`parse_bucket_list`]).
-pub fn parse_buckets(s: &str) -> Result<Buckets, BucketsError> {
-    parse_bucket_list(s).map(Buckets)
-}
-
-/// Parses upper bounds in seconds, comma-separated, strictly increasing
-/// (`+Inf` is implied).
-pub fn parse_bucket_list(s: &str) -> Result<Vec<f64>, BucketsError> {
-    let mut out: Vec<f64> = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let v: f64 = part
-            .parse()
-            .map_err(|_| BucketsError::NotANumber(part.to_owned()))?;
-        if !(v.is_finite() && v > 0.0) {
-            return Err(BucketsError::NotPositive(part.to_owned()));
-        }
-        if let Some(&last) = out.last() {
-            if v <= last {
-                return Err(BucketsError::NotIncreasing(go_float(v), go_float(last)));
-            }
-        }
-        out.push(v);
-    }
-    if out.is_empty() {
-        return Err(BucketsError::Empty);
-    }
-    Ok(out)
-}
 
 /// One order's series.
 #[derive(Debug, Clone)]
@@ -195,7 +193,7 @@ impl Metrics {
 
     /// Counts `pings` sent and unanswered for `order` (an abandoned round),
     /// if it has series already.
-    pub fn abandoned(&self, order: &crate::order::Order, pings: u32) {
+    pub fn abandoned(&self, order: &Order, pings: u32) {
         let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = map.get_mut(&order.id) {
             s.requests += u64::from(pings);
@@ -411,226 +409,12 @@ pub fn label_names(tags: &BTreeMap<String, String>) -> Vec<(String, &str)> {
     out
 }
 
-/// `name="value",…` with values escaped; empty values are left out (an
-/// empty label is the same as none).
-fn render_labels(labels: &[(String, String)]) -> String {
-    let mut out = String::new();
-    for (k, v) in labels {
-        if v.is_empty() {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        out.push_str(k);
-        out.push_str("=\"");
-        escape_label_value(&mut out, v);
-        out.push('"');
-    }
-    out
-}
-
-fn escape_label_value(out: &mut String, v: &str) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-/// A float as Go's `strconv.FormatFloat(f, 'g', -1, 64)` writes it, which
-/// is how smokeping_prober's `le` labels and values read (`5e-05`,
-/// `0.0001`, `26.2144`, `1e+06`).
-pub fn go_float(f: f64) -> String {
-    if f.is_nan() {
-        return "NaN".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 {
-            "+Inf".into()
-        } else {
-            "-Inf".into()
-        };
-    }
-    if f == 0.0 {
-        return "0".into();
-    }
-    // Rust's `{:e}` gives the shortest digits that read back exactly.
-    let e = format!("{f:e}");
-    let (mantissa, exp) = e.split_once('e').unwrap_or((&e, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    // Go uses the exponent form below 1e-4 and from 1e6 on.
-    if (-4..6).contains(&exp) {
-        return format!("{f}");
-    }
-    let sign = if exp < 0 { '-' } else { '+' };
-    format!("{mantissa}e{sign}{:02}", exp.abs())
-}
-
-/// A metric family's type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Only goes up.
-    Counter,
-    /// Any value.
-    Gauge,
-    /// Buckets, sum and count.
-    Histogram,
-    /// Labels with the value 1 (`_info`).
-    Info,
-}
-
-/// The text of a scrape: the Prometheus text format (0.0.4), or
-/// OpenMetrics 1.0 when the scraper asked for it.
-#[derive(Debug)]
-pub struct Exposition {
-    /// The text so far.
-    pub text: String,
-    open_metrics: bool,
-}
-
-/// Content type of the Prometheus text format.
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-/// Content type of OpenMetrics.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-impl Exposition {
-    /// An empty scrape; `open_metrics` chooses the format.
-    pub fn new(open_metrics: bool) -> Exposition {
-        Exposition {
-            text: String::with_capacity(64 * 1024),
-            open_metrics,
-        }
-    }
-
-    /// Its content type.
-    pub fn content_type(&self) -> &'static str {
-        if self.open_metrics {
-            OPENMETRICS_CONTENT_TYPE
-        } else {
-            TEXT_CONTENT_TYPE
-        }
-    }
-
-    /// Starts a family. `name` is without `_total` (counters) or `_info`
-    /// (info): the samples carry the suffix.
-    pub fn family(&mut self, name: &str, kind: Kind, help: &str) {
-        let (shown, ty) = match (kind, self.open_metrics) {
-            (Kind::Counter, true) => (name.to_owned(), "counter"),
-            (Kind::Counter, false) => (format!("{name}_total"), "counter"),
-            (Kind::Info, true) => (name.to_owned(), "info"),
-            (Kind::Info, false) => (format!("{name}_info"), "gauge"),
-            (Kind::Gauge, _) => (name.to_owned(), "gauge"),
-            (Kind::Histogram, _) => (name.to_owned(), "histogram"),
-        };
-        let _ = writeln!(self.text, "# HELP {shown} {help}");
-        let _ = writeln!(self.text, "# TYPE {shown} {ty}");
-    }
-
-    /// One sample: `name{labels,extra} value`.
-    pub fn sample(&mut self, name: &str, labels: &str, extra: &str, value: f64) {
-        self.text.push_str(name);
-        if !labels.is_empty() || !extra.is_empty() {
-            self.text.push('{');
-            self.text.push_str(labels);
-            if !labels.is_empty() && !extra.is_empty() {
-                self.text.push(',');
-            }
-            self.text.push_str(extra);
-            self.text.push('}');
-        }
-        self.text.push(' ');
-        self.text.push_str(&go_float(value));
-        self.text.push('\n');
-    }
-
-    /// One histogram bucket.
-    pub fn bucket(&mut self, name: &str, labels: &str, le: &str, cumulative: u64) {
-        self.text.push_str(name);
-        self.text.push('{');
-        if !labels.is_empty() {
-            self.text.push_str(labels);
-            self.text.push(',');
-        }
-        let _ = write!(self.text, "le=\"{le}\"}} {cumulative}");
-        self.text.push('\n');
-    }
-
-    /// Finishes the scrape (OpenMetrics needs `# EOF`).
-    pub fn finish(mut self) -> String {
-        if self.open_metrics {
-            self.text.push_str("# EOF\n");
-        }
-        self.text
-    }
-}
-
-/// Renders `labels` (pairs) for a health metric.
-pub fn labels(pairs: &[(&str, &str)]) -> String {
-    render_labels(
-        &pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect::<Vec<_>>(),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::order::{parse_order, OrderId};
     use crate::result::{RoundOutcome, Summary};
     use std::time::Duration;
-
-    #[test]
-    fn floats_read_as_go_writes_them() {
-        let want = "5e-05,0.0001,0.0002,0.0004,0.0008,0.0016,0.0032,0.0064,0.0128,0.0256,0.0512,0.1024,0.2048,0.4096,0.8192,1.6384,3.2768,6.5536,13.1072,26.2144";
-        let got: Vec<String> = DEFAULT_BUCKETS.iter().map(|b| go_float(*b)).collect();
-        assert_eq!(got.join(","), want);
-        for (f, s) in [
-            (0.0, "0"),
-            (1.0, "1"),
-            (100_000.0, "100000"),
-            (1_000_000.0, "1e+06"),
-            (1_234_567.0, "1.234567e+06"),
-            (0.5, "0.5"),
-            (1.5e-7, "1.5e-07"),
-            (-2.0, "-2"),
-            (f64::INFINITY, "+Inf"),
-        ] {
-            assert_eq!(go_float(f), s, "{f}");
-        }
-        assert_eq!(parse_bucket_list(want).unwrap(), DEFAULT_BUCKETS.to_vec());
-    }
-
-    #[test]
-    fn bad_buckets_are_refused() {
-        assert_eq!(
-            parse_bucket_list("0.1,x"),
-            Err(BucketsError::NotANumber("x".into()))
-        );
-        assert!(matches!(
-            parse_bucket_list("0.1,-1"),
-            Err(BucketsError::NotPositive(_))
-        ));
-        assert!(matches!(
-            parse_bucket_list("0.1,inf"),
-            Err(BucketsError::NotPositive(_))
-        ));
-        assert!(matches!(
-            parse_bucket_list("0.2,0.1"),
-            Err(BucketsError::NotIncreasing(..))
-        ));
-        assert_eq!(parse_bucket_list(" , "), Err(BucketsError::Empty));
-        assert_eq!(
-            parse_bucket_list("0.001, 0.01,1").unwrap(),
-            vec![0.001, 0.01, 1.0]
-        );
-    }
 
     #[test]
     fn tag_names_are_sanitised_and_clashes_resolved() {

@@ -1,4 +1,6 @@
+use super::codec::create_args;
 use super::*;
+use std::sync::atomic::Ordering;
 
 #[test]
 fn addresses_as_rrdtool_takes_them() {

@@ -6,6 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Condvar, Mutex};
 
+use super::receive::DRAIN_MIN;
 use super::*;
 use crate::icmp::packet::tests::make_reply;
 use crate::icmp::socket::Received;
@@ -602,21 +603,27 @@ fn quantize_rounds_up_to_ticks() {
     let epoch = Instant::now();
     let q = Duration::from_millis(1);
     let at = |us: u64| epoch + Duration::from_micros(us);
-    assert_eq!(super::quantize(at(0), epoch, q), at(0));
-    assert_eq!(super::quantize(at(1), epoch, q), at(1000));
-    assert_eq!(super::quantize(at(999), epoch, q), at(1000));
-    assert_eq!(super::quantize(at(1000), epoch, q), at(1000));
-    assert_eq!(super::quantize(at(1001), epoch, q), at(2000));
+    assert_eq!(super::scheduler::quantize(at(0), epoch, q), at(0));
+    assert_eq!(super::scheduler::quantize(at(1), epoch, q), at(1000));
+    assert_eq!(super::scheduler::quantize(at(999), epoch, q), at(1000));
+    assert_eq!(super::scheduler::quantize(at(1000), epoch, q), at(1000));
+    assert_eq!(super::scheduler::quantize(at(1001), epoch, q), at(2000));
     assert_eq!(
-        super::quantize(at(1234), epoch, Duration::ZERO),
+        super::scheduler::quantize(at(1234), epoch, Duration::ZERO),
         at(1234),
         "zero quantum: unchanged"
     );
     // The schedule's clock when sending on ticks: the tick woken for.
-    assert_eq!(super::floor_quantize(at(1999), epoch, q), at(1000));
-    assert_eq!(super::floor_quantize(at(2000), epoch, q), at(2000));
     assert_eq!(
-        super::floor_quantize(at(2001), epoch, Duration::ZERO),
+        super::scheduler::floor_quantize(at(1999), epoch, q),
+        at(1000)
+    );
+    assert_eq!(
+        super::scheduler::floor_quantize(at(2000), epoch, q),
+        at(2000)
+    );
+    assert_eq!(
+        super::scheduler::floor_quantize(at(2001), epoch, Duration::ZERO),
         at(2001)
     );
 }

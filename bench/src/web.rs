@@ -1,0 +1,256 @@
+//! `web`: the web page and `/metrics` under load: response times while
+//! the daemon probes.
+
+use crate::*;
+
+pub(crate) fn web(
+    cli: &Cli,
+    orders: usize,
+    rrd_orders: usize,
+    clients: usize,
+    window: u64,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let base = tempbase(&cli.dir, "web")?;
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, 60, 20, None, false)
+    })?;
+    write_orders(&base.join("orders"), orders..orders + rrd_orders, |i| {
+        order(i, 10, 4, None, true)
+    })?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let d = Daemon::start(&cli.bin, &base, &["--listen".to_owned(), port.to_string()])?;
+    wait(Duration::from_secs(180), || {
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    });
+    // Every job's first round, and a few rounds of the RRD orders.
+    std::thread::sleep(Duration::from_secs(75));
+    println!(
+        "{orders} orders on the page, {rrd_orders} with graphs (step 10), {clients} graph clients"
+    );
+
+    // `/`: each request after the 5 s report cache expired (server time
+    // of a fresh report), then cached.
+    let mut fresh = Vec::new();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(5200));
+        let (t, status, len) = http_get(port, "/")?;
+        anyhow::ensure!(status == 200, "/ returned {status}");
+        fresh.push((t, len));
+    }
+    let (cached, _, _) = http_get(port, "/")?;
+    let max = fresh.iter().map(|f| f.0).fold(0.0, f64::max);
+    let avg = fresh.iter().map(|f| f.0).sum::<f64>() / fresh.len() as f64;
+    println!(
+        "/ with a fresh report              avg {:.0} ms, max {:.0} ms ({:.1} MB of HTML, first page of 500 rows); from the cache {:.0} ms",
+        avg * 1000.0,
+        max * 1000.0,
+        fresh[0].1 as f64 / 1e6,
+        cached * 1000.0
+    );
+    // 30-hour graphs, each of another range so none comes from the cache.
+    let id = format!("bench/o{orders:06}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let mut times = Vec::new();
+    for k in 0..10 {
+        let end = now - 60 * k;
+        let (t, status, _) = http_get(
+            port,
+            &format!("/graph/{id}?start={}&end={end}", end - 108_000),
+        )?;
+        anyhow::ensure!(status == 200, "graph returned {status}");
+        times.push(t);
+    }
+    println!(
+        "30-hour graph (800x260 PNG)        avg {:.0} ms, max {:.0} ms",
+        times.iter().sum::<f64>() / times.len() as f64 * 1000.0,
+        times.iter().copied().fold(0.0, f64::max) * 1000.0
+    );
+
+    let a = lateness(port)?;
+    std::thread::sleep(Duration::from_secs(window));
+    let b = lateness(port)?;
+    print_lateness("round start lateness, idle", &a, &b);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let fetched = std::sync::Arc::new(AtomicU64::new(0));
+    let mut threads = Vec::new();
+    for c in 0..clients {
+        let (stop, fetched) = (stop.clone(), fetched.clone());
+        let ids: Vec<String> = (orders..orders + rrd_orders)
+            .map(|i| format!("bench/o{i:06}"))
+            .collect();
+        threads.push(std::thread::spawn(move || {
+            let mut k = c as i64;
+            while !stop.load(Ordering::Relaxed) {
+                let id = &ids[k as usize % ids.len()];
+                // Another range each time: nothing from the cache.
+                let end = now - (k % 1000) * 7;
+                let range = [10_800, 108_000, 864_000][k as usize % 3];
+                if http_get(
+                    port,
+                    &format!("/graph/{id}?start={}&end={end}", end - range),
+                )
+                .is_ok()
+                {
+                    fetched.fetch_add(1, Ordering::Relaxed);
+                }
+                k += clients as i64;
+            }
+        }));
+    }
+    let c0 = lateness(port)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(window));
+    let c1 = lateness(port)?;
+    let secs = t0.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    print_lateness(
+        &format!("round start lateness, {clients} clients"),
+        &c0,
+        &c1,
+    );
+    println!(
+        "graphs drawn meanwhile             {} ({:.1}/s)",
+        fetched.load(Ordering::Relaxed),
+        fetched.load(Ordering::Relaxed) as f64 / secs
+    );
+    d.stop()?;
+    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+/// One GET of `/metrics` on `port`: time to the whole body, and its size.
+pub(crate) fn scrape_once(port: u16) -> anyhow::Result<(f64, usize)> {
+    use std::io::{Read, Write};
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut body = Vec::new();
+    s.read_to_end(&mut body)?;
+    Ok((t.elapsed().as_secs_f64(), body.len()))
+}
+
+/// The daemon's CPU seconds and RSS over `secs` seconds after every job's
+/// first round, scraping `/metrics` every `every` seconds when `port` is
+/// set: (CPU % of one core, peak RSS MiB, scrape times s, last size).
+pub(crate) fn scrape_window(
+    cli: &Cli,
+    base: &Path,
+    step: u32,
+    secs: u64,
+    port: Option<(u16, u64)>,
+) -> anyhow::Result<(f64, f64, Vec<f64>, usize)> {
+    let extra: Vec<String> = port
+        .map(|(p, _)| vec!["--listen".to_owned(), p.to_string()])
+        .unwrap_or_default();
+    let d = Daemon::start(&cli.bin, base, &extra)?;
+    wait(Duration::from_secs(180), || {
+        std::fs::read_to_string(&d.log)
+            .unwrap_or_default()
+            .contains("initial scan done")
+    });
+    let mut jobs = 0.0;
+    wait(Duration::from_secs(15), || {
+        jobs = d.stats().map_or(0.0, |s| n(&s, &["jobs"]));
+        jobs > 0.0
+    });
+    wait(Duration::from_secs(u64::from(step) * 2 + 30), || {
+        d.stats()
+            .is_some_and(|s| n(&s, &["rounds"]) >= jobs.max(1.0))
+    });
+    let (cpu0, _) = d.cpu_rss();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    let mut size = 0;
+    let mut peak_rss = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        if let Some((p, every)) = port {
+            let (t, len) = scrape_once(p)?;
+            times.push(t);
+            size = len;
+            peak_rss = peak_rss.max(d.cpu_rss().1);
+            let next = Duration::from_secs(every * times.len() as u64);
+            std::thread::sleep(
+                next.saturating_sub(start.elapsed())
+                    .min(Duration::from_secs(secs).saturating_sub(start.elapsed())),
+            );
+        } else {
+            peak_rss = peak_rss.max(d.cpu_rss().1);
+            std::thread::sleep(
+                Duration::from_secs(1)
+                    .min(Duration::from_secs(secs).saturating_sub(start.elapsed())),
+            );
+        }
+    }
+    let (cpu1, rss) = d.cpu_rss();
+    let window = start.elapsed().as_secs_f64();
+    d.stop()?;
+    Ok((
+        (cpu1 - cpu0) * 100.0 / window,
+        peak_rss.max(rss) as f64 / 1024.0,
+        times,
+        size,
+    ))
+}
+
+pub(crate) fn scrape(
+    cli: &Cli,
+    orders: usize,
+    step: u32,
+    pings: u32,
+    steps: u32,
+    every: u64,
+) -> anyhow::Result<()> {
+    let base = tempbase(&cli.dir, "scrape")?;
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, step, pings, None, false)
+    })?;
+    let secs = u64::from(step) * u64::from(steps);
+    println!("{orders} orders (step {step}, pings {pings}, norrd), {secs} s windows after every job's first round");
+    let (cpu_off, rss_off, _, _) = scrape_window(cli, &base, step, secs, None)?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        l.local_addr()?.port()
+    };
+    let (cpu_on, rss_on, times, size) = scrape_window(cli, &base, step, secs, Some((port, every)))?;
+    std::fs::remove_dir_all(&base).ok();
+    let max = times.iter().copied().fold(0.0, f64::max);
+    let avg = times.iter().sum::<f64>() / times.len().max(1) as f64;
+    println!("--- without --listen ---");
+    println!("CPU                              {cpu_off:>10.2} % of one core");
+    println!("peak RSS                         {rss_off:>10.1} MB");
+    println!("--- with --listen, a scrape every {every} s ---");
+    println!(
+        "scrapes                          {:>10} (render and transfer: avg {:.3} s, max {:.3} s)",
+        times.len(),
+        avg,
+        max
+    );
+    println!(
+        "body                             {:>10.1} MB",
+        size as f64 / 1e6
+    );
+    println!(
+        "CPU                              {cpu_on:>10.2} % of one core (+{:.2})",
+        cpu_on - cpu_off
+    );
+    println!(
+        "peak RSS                         {rss_on:>10.1} MB (+{:.1})",
+        rss_on - rss_off
+    );
+    Ok(())
+}

@@ -276,19 +276,7 @@ async fn daemon(
     let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps));
     let counters = Arc::new(crate::counters::JobStats::default());
     let sup = Supervisor::new();
-    let rrdcached = match &opts.rrdcached {
-        Some(addr) => {
-            let c = RrdCached::start(
-                addr.clone(),
-                opts.rrdcached_queue,
-                Some(sup.guard("the rrdcached client")),
-            )
-            .context("cannot start the rrdcached client thread")?;
-            info!(rrdcached = %addr, queue = opts.rrdcached_queue, "main.rrd files are created and updated through rrdcached");
-            Some(c)
-        }
-        None => None,
-    };
+    let rrdcached = start_rrdcached(opts, &sup)?;
     let (store, writers) = Writers::start_supervised(
         base,
         usize::from(opts.writers),
@@ -299,57 +287,9 @@ async fn daemon(
     .context("cannot start store writer threads")?;
     let (tx, rx) = mpsc::channel(watch::QUEUE);
     let cancel = CancellationToken::new();
-    // Started by the registry once the first scan has read every order
-    // file: a watch from the start would queue an event for each of those
-    // reads (a million wake-ups of the watcher thread at a million orders).
-    let start_watcher = {
-        let (orders, telegraf, tx, sup, cancel) = (
-            base.orders.clone(),
-            base.telegraf.clone(),
-            tx.clone(),
-            sup.clone(),
-            cancel.clone(),
-        );
-        move || {
-            let t = std::time::Instant::now();
-            match OrderWatcher::start(&orders, &telegraf, tx) {
-                Ok(w) => {
-                    debug!(
-                        elapsed_ms = t.elapsed().as_millis() as u64,
-                        "file watcher started"
-                    );
-                    Some(w)
-                }
-                Err(e) => {
-                    sup.fail(format!("cannot watch {}: {e}", orders.display()));
-                    cancel.cancel();
-                    None
-                }
-            }
-        }
-    };
-
+    let start_watcher = watcher_starter(base, tx.clone(), &sup, &cancel);
     let tracker = TaskTracker::new();
-    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
-    {
-        let (cancel, sup) = (cancel.clone(), sup.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
-                    _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
-                    _ = sighup.recv() => {
-                        info!("SIGHUP: rescanning orders");
-                        let _ = tx.send(WatchEvent::Rescan("SIGHUP")).await;
-                    }
-                    () = sup.failed() => break,
-                }
-            }
-            cancel.cancel();
-        });
-    }
+    handle_signals(tx, &cancel, &sup)?;
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
     let sinks = Arc::new(Sinks::start(
@@ -372,23 +312,12 @@ async fn daemon(
         sinks: sinks.clone(),
     });
     if let Some(listener) = listener {
-        let addr = listener.local_addr().ok();
-        let ctx = Arc::new(
-            ServeCtx::new(base.clone(), Some(telemetry.clone()))
-                .with_rrdcached(opts.rrdcached.clone()),
-        );
-        let cancel = cancel.clone();
-        tracker.spawn(sup.watch("the HTTP server".into(), async move {
-            if let Err(e) = crate::web::run(listener, ctx, cancel).await {
-                error!(error = %e, "HTTP server stopped");
-            }
-        }));
-        if let Some(a) = addr {
-            info!(address = %a, "serving the web page, /metrics, /-/healthy and /-/ready");
-        }
+        let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))
+            .with_rrdcached(opts.rrdcached.clone());
+        serve(listener, ctx, &tracker, &sup, &cancel);
     }
     let launcher = Spawner {
-        deps: deps.clone(),
+        deps,
         counters: counters.clone(),
         store: store.clone(),
         sinks: sinks.clone(),
@@ -399,55 +328,196 @@ async fn daemon(
         base.clone(),
         launcher,
         store.clone(),
-        counters.clone(),
+        counters,
         cancel.clone(),
         Duration::from_secs(opts.max_age),
     )
     .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
-    let every = Duration::from_secs(opts.stats_interval);
-    let stats_task = {
-        let (telemetry, root, cancel) = (telemetry.clone(), base.root.clone(), cancel.clone());
-        tokio::spawn(sup.watch("the stats writer".into(), async move {
-            // Written at once (a health check reads it), then every interval.
-            loop {
-                let text = telemetry.stats_json();
-                // On a blocking thread: a slow disk never holds up an async
-                // worker (the jobs run there). The next write waits for this one.
-                let root = root.clone();
-                let written = tokio::task::spawn_blocking(move || stats::write(&root, &text)).await;
-                if let Ok(Err(e)) = written {
-                    warn!(error = %e, "cannot write {}", stats::FILE);
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(every) => {}
-                    () = cancel.cancelled() => break,
-                }
-            }
-        }))
-    };
-    // The watchdog: what cannot report its own death is looked at.
-    let watchdog = {
-        let (sup, cancel, engine) = (sup.clone(), cancel.clone(), engine.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(WATCHDOG_EVERY) => {}
-                    () = cancel.cancelled() => break,
-                }
-                if let Err(what) = engine.health() {
-                    sup.fail(what.to_string());
-                }
-                if sup.failure().is_some() {
-                    cancel.cancel();
-                    break;
-                }
-            }
-        })
-    };
+    let stats_task = spawn_stats_writer(
+        telemetry.clone(),
+        base.root.clone(),
+        Duration::from_secs(opts.stats_interval),
+        &cancel,
+        &sup,
+    );
+    let watchdog = spawn_watchdog(engine, &cancel, &sup);
     registry.run(rx, start_watcher).await;
     let _ = stats_task.await;
     let _ = watchdog.await;
+    shut_down(base, tracker, &sinks, store, writers, &telemetry, rrdcached).await;
+    if let Some(what) = sup.failure() {
+        error!(
+            "{what}: pingmachine stopped so that its service manager restarts it ({} log lines dropped)",
+            logging::dropped()
+        );
+        bail!("{what}; stopped");
+    }
+    info!(log_lines_dropped = logging::dropped(), "stopped");
+    Ok(())
+}
 
+/// The rrdcached client (`--rrdcached`), started.
+fn start_rrdcached(opts: &RunOpts, sup: &Supervisor) -> anyhow::Result<Option<Arc<RrdCached>>> {
+    let Some(addr) = &opts.rrdcached else {
+        return Ok(None);
+    };
+    let c = RrdCached::start(
+        addr.clone(),
+        opts.rrdcached_queue,
+        Some(sup.guard("the rrdcached client")),
+    )
+    .context("cannot start the rrdcached client thread")?;
+    info!(rrdcached = %addr, queue = opts.rrdcached_queue, "main.rrd files are created and updated through rrdcached");
+    Ok(Some(c))
+}
+
+/// What starts the file watcher. The registry calls it once the first
+/// scan has read every order file: a watch from the start would queue an
+/// event for each of those reads (a million wake-ups of the watcher
+/// thread at a million orders).
+fn watcher_starter(
+    base: &BaseDir,
+    tx: mpsc::Sender<WatchEvent>,
+    sup: &Supervisor,
+    cancel: &CancellationToken,
+) -> impl FnOnce() -> Option<OrderWatcher> {
+    let (orders, telegraf, sup, cancel) = (
+        base.orders.clone(),
+        base.telegraf.clone(),
+        sup.clone(),
+        cancel.clone(),
+    );
+    move || {
+        let t = std::time::Instant::now();
+        match OrderWatcher::start(&orders, &telegraf, tx) {
+            Ok(w) => {
+                debug!(
+                    elapsed_ms = t.elapsed().as_millis() as u64,
+                    "file watcher started"
+                );
+                Some(w)
+            }
+            Err(e) => {
+                sup.fail(format!("cannot watch {}: {e}", orders.display()));
+                cancel.cancel();
+                None
+            }
+        }
+    }
+}
+
+/// SIGTERM and SIGINT stop the daemon, SIGHUP rescans `orders/`; a failed
+/// part stops it too.
+fn handle_signals(
+    tx: mpsc::Sender<WatchEvent>,
+    cancel: &CancellationToken,
+    sup: &Supervisor,
+) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let (cancel, sup) = (cancel.clone(), sup.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = sigterm.recv() => { info!("SIGTERM: stopping"); break; }
+                _ = sigint.recv() => { info!("SIGINT: stopping"); break; }
+                _ = sighup.recv() => {
+                    info!("SIGHUP: rescanning orders");
+                    let _ = tx.send(WatchEvent::Rescan("SIGHUP")).await;
+                }
+                () = sup.failed() => break,
+            }
+        }
+        cancel.cancel();
+    });
+    Ok(())
+}
+
+/// The HTTP server (`--listen`) on the daemon's runtime.
+fn serve(
+    listener: std::net::TcpListener,
+    ctx: ServeCtx,
+    tracker: &TaskTracker,
+    sup: &Supervisor,
+    cancel: &CancellationToken,
+) {
+    let addr = listener.local_addr().ok();
+    let (ctx, cancel) = (Arc::new(ctx), cancel.clone());
+    tracker.spawn(sup.watch("the HTTP server".into(), async move {
+        if let Err(e) = crate::web::run(listener, ctx, cancel).await {
+            error!(error = %e, "HTTP server stopped");
+        }
+    }));
+    if let Some(a) = addr {
+        info!(address = %a, "serving the web page, /metrics, /-/healthy and /-/ready");
+    }
+}
+
+/// Writes `.stats.json` at once (a health check reads it), then `every`.
+fn spawn_stats_writer(
+    telemetry: Arc<Telemetry>,
+    root: std::path::PathBuf,
+    every: Duration,
+    cancel: &CancellationToken,
+    sup: &Supervisor,
+) -> tokio::task::JoinHandle<()> {
+    let cancel = cancel.clone();
+    tokio::spawn(sup.watch("the stats writer".into(), async move {
+        loop {
+            let text = telemetry.stats_json();
+            // On a blocking thread: a slow disk never holds up an async
+            // worker (the jobs run there). The next write waits for this one.
+            let root = root.clone();
+            let written = tokio::task::spawn_blocking(move || stats::write(&root, &text)).await;
+            if let Ok(Err(e)) = written {
+                warn!(error = %e, "cannot write {}", stats::FILE);
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cancel.cancelled() => break,
+            }
+        }
+    }))
+}
+
+/// The watchdog: what cannot report its own death (the ICMP engine's
+/// threads) is looked at every [`WATCHDOG_EVERY`].
+fn spawn_watchdog(
+    engine: Arc<IcmpEngine>,
+    cancel: &CancellationToken,
+    sup: &Supervisor,
+) -> tokio::task::JoinHandle<()> {
+    let (sup, cancel) = (sup.clone(), cancel.clone());
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(WATCHDOG_EVERY) => {}
+                () = cancel.cancelled() => break,
+            }
+            if let Err(what) = engine.health() {
+                sup.fail(what.to_string());
+            }
+            if sup.failure().is_some() {
+                cancel.cancel();
+                break;
+            }
+        }
+    })
+}
+
+/// After the registry stopped: jobs stop, the sinks log their totals, the
+/// writers drain (bounded), `.stats.json` is written a last time, and what
+/// the writers queued for rrdcached is sent.
+async fn shut_down(
+    base: &BaseDir,
+    tracker: TaskTracker,
+    sinks: &Sinks,
+    store: crate::store::StoreHandle,
+    writers: Writers,
+    telemetry: &Telemetry,
+    rrdcached: Option<Arc<RrdCached>>,
+) {
     tracker.close();
     if tokio::time::timeout(STOP_GRACE, tracker.wait())
         .await
@@ -481,13 +551,4 @@ async fn daemon(
             .await
             .ok();
     }
-    if let Some(what) = sup.failure() {
-        error!(
-            "{what}: pingmachine stopped so that its service manager restarts it ({} log lines dropped)",
-            logging::dropped()
-        );
-        bail!("{what}; stopped");
-    }
-    info!(log_lines_dropped = logging::dropped(), "stopped");
-    Ok(())
 }

@@ -126,6 +126,7 @@ impl<L: Launcher> JobPool<L> {
     }
 
     /// True without jobs.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
     }
@@ -227,6 +228,7 @@ impl<L: Launcher> JobPool<L> {
     }
 
     /// The launcher (for tests).
+    #[cfg(test)]
     pub fn launcher(&self) -> &L {
         &self.launcher
     }

@@ -26,5 +26,5 @@ mod pages;
 pub mod server;
 mod site;
 
-pub use ctx::{ServeCtx, WebState};
+pub use ctx::ServeCtx;
 pub use server::{bind, parse_listen, run};

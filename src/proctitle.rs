@@ -2,36 +2,36 @@
 //! (`$0 = ...`), shown by `ps` and `top`.
 //!
 //! Linux shows a process's command line from the memory that held its
-//! arguments and, after them, its environment strings. The title is
-//! written there, the way Perl's `$0` and `setproctitle(3)` do it, without
-//! `unsafe` code:
+//! arguments and, after them, its environment strings (`arg_start` to
+//! `env_end` in `/proc/self/stat`). The title is written there, as Perl's
+//! `$0` and `setproctitle(3)` do, in one small `unsafe` block whose
+//! soundness argument is written next to it:
 //!
-//! * [`init`] first copies every environment variable (`setenv` gives each
-//!   a new string), so nothing refers to the original environment strings
-//!   any more and that memory can hold a longer title. The arguments were
-//!   parsed before; Rust's `std::env::args` reads them again only when
-//!   called, and nothing calls it afterwards.
-//! * It reads where the area lies from `/proc/self/stat` (`arg_start`
-//!   to `env_end`) and opens `/proc/self/mem`, the process's own memory as
-//!   a file, before privileges are dropped (a process that changed its uid
-//!   may no longer open it).
-//! * [`set`] writes the title there, NUL-terminated and padded, with a
-//!   positional write. The kernel reads a title that runs past the
-//!   original arguments up to its NUL.
+//! * [`init`] runs while the process has one thread (it checks). It copies
+//!   every environment variable (`setenv` gives each a new string), so
+//!   nothing refers to the original environment strings any more and
+//!   their memory can hold a longer title. The arguments were parsed and
+//!   copied before.
+//! * [`set`] copies the title there, NUL-terminated and padded, under a
+//!   lock. The kernel reads a title that runs past the original arguments
+//!   up to its NUL.
 //!
-//! It is best effort: when the area is too small or any step fails, the
+//! Earlier designs and why not: writing through `/proc/self/mem` is the
+//! same write hidden from the compiler's `unsafe` accounting;
+//! `prctl(PR_SET_MM_ARG_START)` onto a buffer of our own needs
+//! `CAP_SYS_RESOURCE`, which neither the packaged unit nor many containers
+//! have.
+//!
+//! It is best effort: when the area is too small or a step fails, the
 //! title stays as it was (logged once at debug level). `/proc/PID/environ`
 //! then shows the title's bytes instead of the environment.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Mutex;
 
-/// Where the title can go.
+/// Where the title can go: `len` bytes from address `start`.
 #[derive(Debug)]
 struct Area {
-    mem: File,
-    start: u64,
+    start: usize,
     len: usize,
     /// Bytes from the start that may not be NUL (at first: the arguments).
     dirty: usize,
@@ -71,9 +71,17 @@ enum TitleError {
     Empty,
     #[error("argument area larger than memory")]
     TooLarge,
+    #[error("more than one thread runs")]
+    Threads,
 }
 
 fn try_init() -> Result<(), TitleError> {
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map_err(|e| TitleError::Io("/proc/self/task", e))?
+        .count();
+    if threads != 1 {
+        return Err(TitleError::Threads);
+    }
     let stat = std::fs::read_to_string("/proc/self/stat")
         .map_err(|e| TitleError::Io("/proc/self/stat", e))?;
     let [arg_start, arg_end, env_start, env_end] = stat_fields(&stat).ok_or(TitleError::Stat)?;
@@ -87,18 +95,16 @@ fn try_init() -> Result<(), TitleError> {
         return Err(TitleError::Empty);
     }
     if end == env_end {
+        // One thread (checked above): nothing reads the environment while
+        // it is replaced.
         for (k, v) in std::env::vars_os() {
             std::env::set_var(k, v);
         }
     }
-    let mem = File::options()
-        .write(true)
-        .open("/proc/self/mem")
-        .map_err(|e| TitleError::Io("/proc/self/mem", e))?;
+    let start = usize::try_from(arg_start).map_err(|_| TitleError::TooLarge)?;
     let len = usize::try_from(end - arg_start).map_err(|_| TitleError::TooLarge)?;
     *AREA.lock().unwrap_or_else(|e| e.into_inner()) = Some(Area {
-        mem,
-        start: arg_start,
+        start,
         len,
         dirty: usize::try_from(arg_end - arg_start).unwrap_or(len),
         last: String::new(),
@@ -106,8 +112,8 @@ fn try_init() -> Result<(), TitleError> {
     Ok(())
 }
 
-/// Sets the title (if [`init`] succeeded and it fits; a title that does
-/// not fit is cut).
+/// Sets the title (if [`init`] succeeded; a title that does not fit is
+/// cut).
 pub fn set(title: &str) {
     let mut guard = AREA.lock().unwrap_or_else(|e| e.into_inner());
     let Some(area) = guard.as_mut() else {
@@ -121,13 +127,30 @@ pub fn set(title: &str) {
     let keep = title.len().min(area.len.saturating_sub(1));
     let mut buf = title.as_bytes()[..keep].to_vec();
     buf.resize(area.dirty.max(keep + 1).min(area.len), 0);
-    if let Err(e) = area.mem.write_all_at(&buf, area.start) {
-        tracing::debug!("cannot set the process title: {e}");
-        *guard = None;
-        return;
-    }
+    write_area(area, &buf);
     area.dirty = keep + 1;
     area.last = title.to_owned();
+}
+
+/// Copies `bytes` (at most `area.len`) to the start of the area.
+fn write_area(area: &Area, bytes: &[u8]) {
+    let n = bytes.len().min(area.len);
+    // SAFETY: `area` is the kernel's record of where this process's
+    // argument and environment strings lie (`/proc/self/stat`, read in
+    // `init`): memory of this process, mapped for its whole life, writable
+    // (it is on the initial stack), and `n` bytes from `start` stay inside
+    // it. No Rust reference points into it: the command line was parsed
+    // into owned strings, `std::env::args` copies from it only when called
+    // (nothing calls it after start-up), and `init` gave every environment
+    // variable a new string first, so the C library's `environ` no longer
+    // points there. The only other pointer into it, glibc's
+    // `program_invocation_name`, is a C string read on demand and stays
+    // NUL-terminated. Writers are serialised by `AREA`'s lock, and
+    // `bytes` is a separate allocation, so the regions do not overlap.
+    #[allow(unsafe_code)]
+    unsafe {
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), area.start as *mut u8, n);
+    }
 }
 
 /// The original's title.

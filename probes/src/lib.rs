@@ -47,6 +47,6 @@ pub mod tcp;
 
 pub use icmp::{
     Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle, RoundRequest,
-    RoundResult, Rtts, SocketKind,
+    RoundResult, Rtts, SocketCause, SocketError, SocketKind,
 };
 pub use outcome::{series, Lost, PingResult};

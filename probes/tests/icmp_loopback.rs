@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use probes::{
     Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundRequest, RoundResult,
-    SocketKind,
+    SocketCause, SocketError, SocketKind,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -33,9 +33,8 @@ fn request(binding: Binding, targets: Vec<IpAddr>, pings: u32) -> RoundRequest {
 /// True (after saying so) when the round failed for lack of permission.
 fn skip_for_permission(what: &str, r: &Result<RoundResult, RoundError>) -> bool {
     match r {
-        Err(RoundError::Socket(msg))
-            if msg.contains("CAP_NET_RAW") || msg.contains("ping_group_range") =>
-        {
+        Err(RoundError::Socket(e)) if e.cause == SocketCause::NotPermitted => {
+            let msg = &e.message;
             testkit::require::skip(
                 what,
                 &format!("needs root (CAP_NET_RAW) or net.ipv4.ping_group_range covering a group of this user ({msg})"),
@@ -257,8 +256,8 @@ async fn timing_interface_binding_lo() {
             assert_all_answered(&r, 1, 2);
         }
         // SO_BINDTODEVICE itself may need CAP_NET_RAW on old kernels.
-        Err(RoundError::Socket(msg)) if msg.contains("interface") => {
-            testkit::require::skip("interface binding test", &msg);
+        Err(RoundError::Socket(e)) if e.cause == SocketCause::Interface => {
+            testkit::require::skip("interface binding test", &e.message);
         }
         Err(e) => panic!("{e}"),
     }
@@ -376,8 +375,9 @@ fn floor_sends_the_rate_and_reads_every_stamp_and_reply() {
     };
     let r = match floor::run(&targets, 2000, Duration::from_secs(1), 300 * MS, &config) {
         Err(e)
-            if e.to_string().contains("CAP_NET_RAW")
-                || e.to_string().contains("ping_group_range") =>
+            if e.get_ref()
+                .and_then(|i| i.downcast_ref::<SocketError>())
+                .is_some_and(|s| s.cause == SocketCause::NotPermitted) =>
         {
             testkit::require::skip("the floor", &e.to_string());
             return;

@@ -21,6 +21,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -56,15 +57,62 @@ pub fn run(base: &BaseDir) -> anyhow::Result<bool> {
     }
 }
 
-fn check(base: &BaseDir, now: i64) -> Result<String, String> {
+/// Why the daemon is not healthy (the line printed after `unhealthy: `).
+#[derive(Debug, thiserror::Error)]
+enum Unhealthy {
+    #[error("cannot read {} ({source}): no daemon has run on this base directory", path.display())]
+    NoStats {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    BadStats {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("{} was last written {age} s ago (limit {limit} s): the daemon (pid {pid}) is stopped or hung", path.display())]
+    Stale {
+        path: PathBuf,
+        age: i64,
+        limit: i64,
+        pid: u32,
+    },
+    #[error("{}: {source}", path.display())]
+    LockFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read /proc/locks: {0}")]
+    Locks(std::io::Error),
+    #[error("nothing holds the lock on {}: the daemon (pid {pid}) has stopped", path.display())]
+    NotLocked { path: PathBuf, pid: u32 },
+    #[error("listen address {listen:?} in {}: {source}", path.display())]
+    ListenAddr {
+        listen: String,
+        path: PathBuf,
+        source: std::net::AddrParseError,
+    },
+    #[error("http://{addr}/-/healthy: {source}")]
+    Http {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("http://{addr}/-/healthy: not an HTTP answer")]
+    NotHttp { addr: SocketAddr },
+    #[error("http://{addr}/-/healthy answered {status}")]
+    Status { addr: SocketAddr, status: u16 },
+}
+
+fn check(base: &BaseDir, now: i64) -> Result<String, Unhealthy> {
     let path = base.root.join(stats::FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "cannot read {} ({e}): no daemon has run on this base directory",
-            path.display()
-        )
+    let text = std::fs::read_to_string(&path).map_err(|source| Unhealthy::NoStats {
+        path: path.clone(),
+        source,
     })?;
-    let s: Stats = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let s: Stats = serde_json::from_str(&text).map_err(|source| Unhealthy::BadStats {
+        path: path.clone(),
+        source,
+    })?;
     let interval = if s.stats_interval_s == 0 {
         stats::INTERVAL.as_secs()
     } else {
@@ -73,24 +121,26 @@ fn check(base: &BaseDir, now: i64) -> Result<String, String> {
     let age = now - s.time;
     let limit = i64::try_from(2 * interval + 10).unwrap_or(i64::MAX);
     if age > limit {
-        return Err(format!(
-            "{} was last written {age} s ago (limit {limit} s): the daemon (pid {}) is stopped or hung",
-            path.display(),
-            s.pid
-        ));
+        return Err(Unhealthy::Stale {
+            path,
+            age,
+            limit,
+            pid: s.pid,
+        });
     }
     let lock = base.root.join(".lock");
     let ino = std::fs::metadata(&lock)
-        .map_err(|e| format!("{}: {e}", lock.display()))?
+        .map_err(|source| Unhealthy::LockFile {
+            path: lock.clone(),
+            source,
+        })?
         .ino();
-    let locks = std::fs::read_to_string("/proc/locks")
-        .map_err(|e| format!("cannot read /proc/locks: {e}"))?;
+    let locks = std::fs::read_to_string("/proc/locks").map_err(Unhealthy::Locks)?;
     if !flock_held(&locks, ino) {
-        return Err(format!(
-            "nothing holds the lock on {}: the daemon (pid {}) has stopped",
-            lock.display(),
-            s.pid
-        ));
+        return Err(Unhealthy::NotLocked {
+            path: lock,
+            pid: s.pid,
+        });
     }
     match s.listen.as_deref() {
         None => Ok(format!(
@@ -99,21 +149,18 @@ fn check(base: &BaseDir, now: i64) -> Result<String, String> {
             path.display()
         )),
         Some(listen) => {
-            let addr: SocketAddr = listen
-                .parse()
-                .map_err(|e| format!("listen address {listen:?} in {}: {e}", path.display()))?;
-            let status = get_healthy(loopback_for(addr))?;
-            if status == 200 {
-                Ok(format!(
-                    "pid {} holds the lock; http://{}/-/healthy answered 200",
-                    s.pid,
-                    loopback_for(addr)
-                ))
-            } else {
-                Err(format!(
-                    "http://{}/-/healthy answered {status}",
-                    loopback_for(addr)
-                ))
+            let addr: SocketAddr = listen.parse().map_err(|source| Unhealthy::ListenAddr {
+                listen: listen.to_owned(),
+                path: path.clone(),
+                source,
+            })?;
+            let addr = loopback_for(addr);
+            match get_healthy(addr)? {
+                200 => Ok(format!(
+                    "pid {} holds the lock; http://{addr}/-/healthy answered 200",
+                    s.pid
+                )),
+                status => Err(Unhealthy::Status { addr, status }),
             }
         }
     }
@@ -147,8 +194,8 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
 }
 
 /// `GET /-/healthy`; the HTTP status.
-fn get_healthy(addr: SocketAddr) -> Result<u16, String> {
-    let fail = |e: std::io::Error| format!("http://{addr}/-/healthy: {e}");
+fn get_healthy(addr: SocketAddr) -> Result<u16, Unhealthy> {
+    let fail = |source: std::io::Error| Unhealthy::Http { addr, source };
     let mut conn = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(fail)?;
     conn.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
     conn.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
@@ -172,7 +219,7 @@ fn get_healthy(addr: SocketAddr) -> Result<u16, String> {
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|c| c.parse().ok());
-    status.ok_or_else(|| format!("http://{addr}/-/healthy: not an HTTP answer"))
+    status.ok_or(Unhealthy::NotHttp { addr })
 }
 
 #[cfg(test)]
@@ -208,17 +255,17 @@ mod tests {
     fn stale_missing_and_unlocked_are_unhealthy() {
         let dir = tempfile::tempdir().unwrap();
         let base = BaseDir::new(dir.path());
-        let e = check(&base, 100).unwrap_err();
+        let e = check(&base, 100).unwrap_err().to_string();
         assert!(e.contains("no daemon has run"), "{e}");
         std::fs::write(
             dir.path().join(stats::FILE),
             r#"{"time": 100, "pid": 1, "stats_interval_s": 10}"#,
         )
         .unwrap();
-        let e = check(&base, 131).unwrap_err();
+        let e = check(&base, 131).unwrap_err().to_string();
         assert!(e.contains("31 s ago (limit 30 s)"), "{e}");
         std::fs::write(dir.path().join(".lock"), "").unwrap();
-        let e = check(&base, 110).unwrap_err();
+        let e = check(&base, 110).unwrap_err().to_string();
         assert!(e.contains("nothing holds the lock"), "{e}");
         // Held by this process: healthy.
         let lock = base.lock().unwrap();

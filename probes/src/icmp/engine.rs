@@ -38,7 +38,7 @@ use super::schedule::{add_capped, Schedule};
 use super::socket::{self, Endpoint, RecvBatch};
 use super::{
     Binding, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest, RoundResult,
-    Rtts, SocketKind,
+    Rtts, SocketCause, SocketError, SocketKind,
 };
 
 /// Receive buffer for one packet; ours are under 64 bytes, anything longer is
@@ -53,7 +53,7 @@ const RECEIVE_GRACE: Duration = Duration::from_millis(5);
 type Reply = oneshot::Sender<Result<RoundResult, RoundError>>;
 
 /// Opens the endpoint of a binding (a real socket, or a fake in tests).
-pub(crate) type OpenFn = Box<dyn FnMut(&Binding) -> Result<Arc<dyn Endpoint>, String> + Send>;
+pub(crate) type OpenFn = Box<dyn FnMut(&Binding) -> Result<Arc<dyn Endpoint>, SocketError> + Send>;
 
 enum Command {
     Submit(Box<RoundRequest>, Reply),
@@ -146,7 +146,7 @@ impl IcmpEngine {
             }
             socket::open(binding, &config)
                 .map(|s| Arc::new(s) as Arc<dyn Endpoint>)
-                .map_err(|e| e.to_string())
+                .map_err(|e| SocketError::from(&e))
         }))?;
         engine.set_quantum(quantum);
         Ok(engine)

@@ -75,8 +75,10 @@ pub fn run(
     if targets.iter().any(|t| Family::of(t) != family) {
         return Err(std::io::Error::other("targets of both families"));
     }
-    let sock: Arc<dyn Endpoint> =
-        Arc::new(socket::open(&Binding::any(family), config).map_err(std::io::Error::other)?);
+    let sock: Arc<dyn Endpoint> = Arc::new(
+        socket::open(&Binding::any(family), config)
+            .map_err(|e| std::io::Error::other(super::SocketError::from(&e)))?,
+    );
     let tx_stamps_on = sock.tx_timestamps();
     let quantum = config.send_quantum.max(Duration::from_micros(100));
     let stop = Arc::new(AtomicBool::new(false));

@@ -253,12 +253,48 @@ impl std::fmt::Debug for Rtts {
     }
 }
 
+/// What kept a binding's ICMP socket from opening.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketCause {
+    /// Not allowed: neither `CAP_NET_RAW` nor `net.ipv4.ping_group_range`
+    /// covering a group of the process.
+    NotPermitted,
+    /// The source address cannot be used (other family, not local).
+    Source,
+    /// The interface cannot be bound (missing, or not allowed).
+    Interface,
+    /// Anything else: the kernel refused for another reason, a socket
+    /// option failed, a thread could not start.
+    Other,
+}
+
+/// Why a binding's ICMP socket could not be opened: the cause to act on,
+/// and the message for the user.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SocketError {
+    /// What kept it from opening.
+    pub cause: SocketCause,
+    /// What failed and why, with what would allow it.
+    pub message: String,
+}
+
+impl SocketError {
+    /// An error of `cause` saying `message`.
+    pub fn new(cause: SocketCause, message: impl Into<String>) -> SocketError {
+        SocketError {
+            cause,
+            message: message.into(),
+        }
+    }
+}
+
 /// Why a round has no result.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum RoundError {
-    /// The binding's socket could not be opened (the message says what and why).
+    /// The binding's socket could not be opened.
     #[error("{0}")]
-    Socket(String),
+    Socket(SocketError),
     /// The engine was dropped before the round completed.
     #[error("ICMP engine stopped")]
     Stopped,

@@ -485,6 +485,24 @@ pub enum OpenError {
     },
 }
 
+impl From<&OpenError> for super::SocketError {
+    fn from(e: &OpenError) -> super::SocketError {
+        use super::SocketCause;
+        let cause = match e {
+            OpenError::Create { datagram, raw, .. }
+                if datagram.as_ref().is_some_and(is_permission)
+                    || raw.as_ref().is_some_and(is_permission) =>
+            {
+                SocketCause::NotPermitted
+            }
+            OpenError::SourceFamily { .. } | OpenError::Bind { .. } => SocketCause::Source,
+            OpenError::Device { .. } => SocketCause::Interface,
+            OpenError::Create { .. } | OpenError::Timeout { .. } => SocketCause::Other,
+        };
+        super::SocketError::new(cause, e.to_string())
+    }
+}
+
 /// Opens the socket for `binding` as `config` says.
 pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenError> {
     let family = binding.family;

@@ -73,13 +73,36 @@ impl std::fmt::Display for Addr {
     }
 }
 
+/// Why an rrdcached address is refused (each names the address given).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// `unix:` with a relative path.
+    #[error("{0:?}: a unix socket path must be absolute")]
+    RelativeUnix(String),
+    /// Empty, or white space inside.
+    #[error("{0:?}: expected unix:/path, host or host:port")]
+    Malformed(String),
+    /// `[` without `]`.
+    #[error("{0:?}: missing ']' after an IPv6 address")]
+    UnclosedBracket(String),
+    /// Something after `]` that is not `:port`.
+    #[error("{0:?}: expected [address]:port")]
+    AfterBracket(String),
+    /// A port that is not 1-65535.
+    #[error("{0:?}: port {1:?} is not 1-65535")]
+    Port(String, String),
+    /// No host before the port.
+    #[error("{0:?}: no host")]
+    NoHost(String),
+}
+
 /// Parses an address as rrdtool's `--daemon` and `RRDCACHED_ADDRESS` take
 /// it: `unix:/path`, `/path`, `host`, `host:port`, `[v6addr]:port`.
-pub fn parse_addr(s: &str) -> Result<Addr, String> {
+pub fn parse_addr(s: &str) -> Result<Addr, AddrError> {
     let s = s.trim();
     if let Some(p) = s.strip_prefix("unix:") {
         if !p.starts_with('/') {
-            return Err(format!("{s:?}: a unix socket path must be absolute"));
+            return Err(AddrError::RelativeUnix(s.to_owned()));
         }
         return Ok(Addr::Unix(PathBuf::from(p)));
     }
@@ -87,16 +110,16 @@ pub fn parse_addr(s: &str) -> Result<Addr, String> {
         return Ok(Addr::Unix(PathBuf::from(s)));
     }
     if s.is_empty() || s.contains(char::is_whitespace) {
-        return Err(format!("{s:?}: expected unix:/path, host or host:port"));
+        return Err(AddrError::Malformed(s.to_owned()));
     }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (h, after) = rest
             .split_once(']')
-            .ok_or_else(|| format!("{s:?}: missing ']' after an IPv6 address"))?;
+            .ok_or_else(|| AddrError::UnclosedBracket(s.to_owned()))?;
         match after.strip_prefix(':') {
             Some(p) => (format!("[{h}]"), p),
             None if after.is_empty() => (format!("[{h}]"), ""),
-            None => return Err(format!("{s:?}: expected [address]:port")),
+            None => return Err(AddrError::AfterBracket(s.to_owned())),
         }
     } else if s.matches(':').count() == 1 {
         let (h, p) = s.split_once(':').unwrap_or((s, ""));
@@ -112,24 +135,32 @@ pub fn parse_addr(s: &str) -> Result<Addr, String> {
     } else {
         match port.parse::<u16>() {
             Ok(p) if p > 0 => p,
-            _ => return Err(format!("{s:?}: port {port:?} is not 1-65535")),
+            _ => return Err(AddrError::Port(s.to_owned(), port.to_owned())),
         }
     };
     if host.is_empty() || host == "[]" {
-        return Err(format!("{s:?}: no host"));
+        return Err(AddrError::NoHost(s.to_owned()));
     }
     Ok(Addr::Tcp(format!("{host}:{port}")))
 }
 
+/// Why a path cannot be named in rrdcached's protocol.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    /// Arguments are separated by spaces.
+    #[error("{}: rrdcached's protocol cannot name a path with white space", .0.display())]
+    WhiteSpace(PathBuf),
+    /// The protocol is text.
+    #[error("{}: not UTF-8", .0.display())]
+    NotUtf8(PathBuf),
+}
+
 /// Whether `path` can be named in rrdcached's protocol (no white space).
-pub fn check_path(path: &Path) -> Result<(), String> {
+pub fn check_path(path: &Path) -> Result<(), PathError> {
     match path.to_str() {
         Some(s) if !s.contains(char::is_whitespace) => Ok(()),
-        Some(_) => Err(format!(
-            "{}: rrdcached's protocol cannot name a path with white space",
-            path.display()
-        )),
-        None => Err(format!("{}: not UTF-8", path.display())),
+        Some(_) => Err(PathError::WhiteSpace(path.to_owned())),
+        None => Err(PathError::NotUtf8(path.to_owned())),
     }
 }
 

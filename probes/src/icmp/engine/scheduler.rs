@@ -207,16 +207,19 @@ impl Scheduler {
 
     /// The cached socket of a binding, opening it (and starting its receive
     /// thread) on first use. Failures are not cached: a later round retries.
-    fn socket_for(&mut self, binding: &Binding) -> Result<(Arc<dyn Endpoint>, u32), String> {
+    fn socket_for(&mut self, binding: &Binding) -> Result<(Arc<dyn Endpoint>, u32), SocketError> {
         if let Some(s) = self.sockets.get(binding) {
             return Ok((Arc::clone(&s.endpoint), s.id));
         }
         let endpoint = (self.opener)(binding)?;
         if endpoint.family() != binding.family {
-            return Err(format!(
-                "ICMP socket for {:?} has family {:?}",
-                binding.family,
-                endpoint.family()
+            return Err(SocketError::new(
+                SocketCause::Other,
+                format!(
+                    "ICMP socket for {:?} has family {:?}",
+                    binding.family,
+                    endpoint.family()
+                ),
             ));
         }
         let id = self.next_socket_id;
@@ -239,7 +242,12 @@ impl Scheduler {
                     }
                 ))
                 .spawn(move || receive_loop(endpoint.as_ref(), info, &shared, &commands))
-                .map_err(|e| format!("cannot start ICMP receive thread: {e}"))?
+                .map_err(|e| {
+                    SocketError::new(
+                        SocketCause::Other,
+                        format!("cannot start ICMP receive thread: {e}"),
+                    )
+                })?
         };
         self.shared.kinds[family_index(info.family)].store(
             match info.kind {

@@ -536,7 +536,10 @@ async fn dropped_handle_abandons_round() {
 async fn open_failure_and_stop() {
     let engine = IcmpEngine::with_opener(Box::new(|b: &Binding| {
         if b.family == Family::V6 {
-            Err("cannot open ICMP socket for IPv6: test".to_string())
+            Err(SocketError::new(
+                SocketCause::Other,
+                "cannot open ICMP socket for IPv6: test",
+            ))
         } else {
             Ok(Fake::new(
                 Family::V4,
@@ -558,9 +561,10 @@ async fn open_failure_and_stop() {
         .await;
     assert_eq!(
         err,
-        Err(RoundError::Socket(
-            "cannot open ICMP socket for IPv6: test".into()
-        ))
+        Err(RoundError::Socket(SocketError::new(
+            SocketCause::Other,
+            "cannot open ICMP socket for IPv6: test"
+        )))
     );
     // Empty and zero-ping rounds resolve at once with the right shape.
     let r = engine.submit(request(Family::V4, vec![], 3)).await;

@@ -9,6 +9,7 @@
 //! * [`accuracy`] — what the daemon records against the wire (root).
 //! * [`daemon`] — rounds, pickup, `.stats.json`, signals.
 //! * [`dropin`] — the Perl original's command line, tools and sidecars.
+//! * [`layers`] — the crate's layers against its `use` lines (no cycle, nothing upwards).
 //! * [`lifecycle`] — orders that change, expire, break and come back.
 //! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
@@ -26,6 +27,7 @@ mod support;
 mod accuracy;
 mod daemon;
 mod dropin;
+mod layers;
 mod lifecycle;
 mod lineproto;
 mod metrics;

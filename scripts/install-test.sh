@@ -210,7 +210,8 @@ grep -q 'loopback-v4' "$work/status" || fail "pingmachine-status does not list t
   || fail "pingmachine-status without --basedir"
 grep -q 'loopback-v4' "$work/status-default" \
   || fail "pingmachine-status without --basedir does not list the order: $(cat "$work/status-default")"
-as_user /usr/bin/pingmachine healthcheck >"$work/health" || fail "healthcheck: $(cat "$work/health")"
+as_user /usr/bin/pingmachine healthcheck >"$work/health" \
+  || { tail -n 20 "$work/daemon.log" >&2; fail "healthcheck: $(cat "$work/health")"; }
 say "$(cat "$work/health")"
 # systemctl reload sends SIGHUP: a rescan.
 kill -HUP "$daemon_pid"

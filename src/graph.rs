@@ -11,6 +11,7 @@
 //!
 //! librrd's graphing is not thread-safe: every call goes through one lock.
 
+use probes::sync::lock;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -317,7 +318,7 @@ pub fn render_area(
         ..GraphProps::default()
     };
     let elements = elements(rrd, pings)?;
-    let _guard = GRAPH_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = lock(&GRAPH_LOCK);
     let (png, meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &elements)
         .map_err(|e| anyhow::anyhow!("librrd graph: {e}"))?;
     let unix = |t: &rrd::Timestamp| crate::clock::unix_s_of(*t);

@@ -5,6 +5,7 @@
 //! is `BASEDIR/.stats.json` ([`Telemetry::stats_json`]) and the daemon's
 //! part of `/metrics` ([`Telemetry::expose`]); nothing is mapped twice.
 
+use probes::sync::lock;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,7 @@ impl DirCounts {
     /// `(rejected, archived)`, walking the directories when the last count
     /// is older than [`DIR_COUNT_TTL`]. Blocking.
     pub fn get(&self, base: &BaseDir) -> (u64, u64) {
-        let mut c = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = lock(&self.cached);
         if let Some((at, r, a)) = *c {
             if at.elapsed() < DIR_COUNT_TTL {
                 return (r, a);

@@ -14,6 +14,7 @@
 //! privileges before any thread exists; lines logged before that wait in
 //! the queue. [`Logging::finish`] drains what is left, bounded in time.
 
+use probes::sync::lock;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -184,7 +185,7 @@ impl Logging {
     /// Starts the worker thread (once). Falls back to writing nothing
     /// (counting every line as dropped) if the thread cannot start.
     pub fn start(&self) {
-        let Some(rx) = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(rx) = lock(&self.rx).take() else {
             return;
         };
         let (target, stop) = (self.target, Arc::clone(&self.stop));
@@ -192,7 +193,7 @@ impl Logging {
             .name("log-writer".into())
             .spawn(move || work(target, &rx, &stop));
         if let Ok(h) = spawned {
-            *self.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(h);
+            *lock(&self.worker) = Some(h);
         }
     }
 
@@ -201,7 +202,7 @@ impl Logging {
     pub fn finish(&self, timeout: Duration) {
         self.start();
         self.stop.store(true, Ordering::Relaxed);
-        let Some(h) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        let Some(h) = lock(&self.worker).take() else {
             return;
         };
         let deadline = Instant::now() + timeout;

@@ -26,6 +26,7 @@
 //! title stays as it was (logged once at debug level). `/proc/PID/environ`
 //! then shows the title's bytes instead of the environment.
 
+use probes::sync::lock;
 use std::sync::Mutex;
 
 /// Where the title can go: `len` bytes from address `start`.
@@ -103,7 +104,7 @@ fn try_init() -> Result<(), TitleError> {
     }
     let start = usize::try_from(arg_start).map_err(|_| TitleError::TooLarge)?;
     let len = usize::try_from(end - arg_start).map_err(|_| TitleError::TooLarge)?;
-    *AREA.lock().unwrap_or_else(|e| e.into_inner()) = Some(Area {
+    *lock(&AREA) = Some(Area {
         start,
         len,
         dirty: usize::try_from(arg_end - arg_start).unwrap_or(len),
@@ -115,7 +116,7 @@ fn try_init() -> Result<(), TitleError> {
 /// Sets the title (if [`init`] succeeded; a title that does not fit is
 /// cut).
 pub fn set(title: &str) {
-    let mut guard = AREA.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = lock(&AREA);
     let Some(area) = guard.as_mut() else {
         return;
     };

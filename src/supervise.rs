@@ -10,6 +10,7 @@
 //! polls the health of what reports nothing by itself (the ICMP engine's
 //! threads, finished tasks).
 
+use probes::sync::lock;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
@@ -38,7 +39,7 @@ impl Supervisor {
     /// Records that `what` died (the first failure is kept) and wakes
     /// [`Supervisor::failed`].
     pub fn fail(&self, what: impl Into<String>) {
-        let mut f = self.inner.failure.lock().unwrap_or_else(|e| e.into_inner());
+        let mut f = lock(&self.inner.failure);
         if f.is_none() {
             *f = Some(what.into());
         }
@@ -49,11 +50,7 @@ impl Supervisor {
 
     /// What died, if anything.
     pub fn failure(&self) -> Option<String> {
-        self.inner
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.inner.failure).clone()
     }
 
     /// Resolves once something failed.

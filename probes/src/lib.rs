@@ -43,6 +43,7 @@ pub mod http;
 pub mod icmp;
 pub mod outcome;
 pub mod ssh;
+pub mod sync;
 pub mod tcp;
 
 pub use icmp::{

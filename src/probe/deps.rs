@@ -2,6 +2,7 @@
 //! user agent), the external command templates, per-probe-type concurrency
 //! limits (one per [`ProbeKind`]), and once-per-order error reporting.
 
+use probes::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -75,7 +76,7 @@ impl ProbeDeps {
         user_agent: Option<&str>,
     ) -> Result<Arc<HttpProber>, SetupError> {
         let key = (proxy.map(str::to_owned), user_agent.map(str::to_owned));
-        let mut map = self.http.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.http);
         if let Some(p) = map.get(&key) {
             return Ok(p.clone());
         }
@@ -96,11 +97,7 @@ impl ProbeDeps {
 
     /// Logs `msg` for `id` at warn the first time, at debug afterwards.
     pub fn warn_once(&self, id: &OrderId, msg: &str) {
-        let first = self
-            .warned
-            .lock()
-            .map(|mut w| w.insert((id.clone(), msg.to_owned())))
-            .unwrap_or(true);
+        let first = lock(&self.warned).insert((id.clone(), msg.to_owned()));
         if first {
             warn!(order = %id, "{msg} (repeats are logged at debug)");
         } else {

@@ -27,6 +27,7 @@
 //! command per order change), each at most `1 + backlog` rounds: see
 //! [`Pending`] for the bytes.
 
+use probes::sync::{lock, wait};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -230,7 +231,7 @@ impl Queue {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A writer that panicked while holding the lock stops the daemon
         // (its supervisor); the state itself is never left half-changed.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
     /// Adds `cmds` in order and wakes the writer once. Never waits for the
@@ -349,7 +350,7 @@ impl Queue {
             if st.closed {
                 return (Next::Exit, None);
             }
-            st = self.wake.wait(st).unwrap_or_else(|e| e.into_inner());
+            st = wait(&self.wake, st);
         }
     }
 

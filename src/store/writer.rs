@@ -22,6 +22,7 @@
 //! are counted and logged once per order until that order writes again, at
 //! which point the recovery is logged; the next round simply retries.
 
+use probes::sync::lock;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -556,7 +557,7 @@ impl Writer {
             // create thousands in one parent (a first start) otherwise
             // contend for its lock in the kernel, which spins, and take
             // more than twice the CPU for the same work.
-            let _one = MKDIR.lock().unwrap_or_else(|e| e.into_inner());
+            let _one = lock(&MKDIR);
             std::fs::create_dir_all(&dir).map_err(StoreError::io("create", &dir))?;
         }
         if shape.rrd {

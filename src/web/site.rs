@@ -3,6 +3,7 @@
 //! (`/graph/<id>`), the status as JSON (`/api/v1/orders`,
 //! `/api/v1/orders/<id>`), and the embedded assets.
 
+use probes::sync::lock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -119,13 +120,13 @@ pub fn warm_up(ctx: &ServeCtx) {
 
 /// The status of every order, reused for [`REPORT_TTL`]. Blocking.
 fn report(ctx: &ServeCtx) -> Arc<Report> {
-    let mut cached = ctx.web.report.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cached = lock(&ctx.web.report);
     if let Some((at, r)) = cached.as_ref() {
         if at.elapsed() < REPORT_TTL {
             return r.clone();
         }
     }
-    let mut parsed = ctx.web.parsed.lock().unwrap_or_else(|e| e.into_inner());
+    let mut parsed = lock(&ctx.web.parsed);
     let r = Arc::new(report::report_cached(
         &ctx.base,
         &Filter::default(),
@@ -299,7 +300,7 @@ async fn graph(
         let (png, area) =
             crate::graph::render_area(&rrd, &title, at(start), at(end), width, height).ok()?;
         let g = Arc::new(Graph { png, area, width });
-        let mut cache = c.web.graphs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cache = lock(&c.web.graphs);
         cache.retain(|_, (t, _)| t.elapsed() < GRAPH_TTL);
         if cache.len() >= GRAPH_CACHE {
             if let Some(oldest) = cache
@@ -322,7 +323,7 @@ async fn graph(
 }
 
 fn cached_graph(ctx: &ServeCtx, key: &GraphKey) -> Option<Arc<Graph>> {
-    let cache = ctx.web.graphs.lock().unwrap_or_else(|e| e.into_inner());
+    let cache = lock(&ctx.web.graphs);
     cache
         .get(key)
         .filter(|(t, _)| t.elapsed() < GRAPH_TTL)

@@ -18,6 +18,7 @@
 //! packet; at a round's end the sender thread drains the socket once more
 //! itself, so nothing that arrived in time is missed.
 
+use crate::sync::lock;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::io;
@@ -85,7 +86,7 @@ struct DeathWatch<'a> {
 impl Drop for DeathWatch<'_> {
     fn drop(&mut self) {
         if thread::panicking() {
-            let mut dead = self.shared.dead.lock().unwrap_or_else(|e| e.into_inner());
+            let mut dead = lock(&self.shared.dead);
             dead.get_or_insert_with(|| format!("{} panicked", self.name));
         }
     }
@@ -216,13 +217,7 @@ impl IcmpEngine {
     /// engine runs (rounds would no longer complete): the caller should stop
     /// (and be restarted) rather than go on without measuring.
     pub fn health(&self) -> Result<(), EngineDown> {
-        if let Some(what) = self
-            .shared
-            .dead
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
+        if let Some(what) = lock(&self.shared.dead).clone() {
             return Err(EngineDown::Thread(what));
         }
         if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {

@@ -29,6 +29,7 @@
 // Keys are small sequential integers chosen by us, not by the network:
 // a fast non-keyed hash is safe, and SipHash was a visible share of the
 // sender's user time at 66,667 pings/s.
+use crate::sync::lock;
 use rustc_hash::FxHashMap as HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -344,7 +345,7 @@ impl Matcher {
         let m = &self.shards[key as usize % SHARDS];
         // A poisoned shard only means a thread panicked while holding it; the
         // map itself is still consistent (single inserts/removes).
-        m.lock().unwrap_or_else(|e| e.into_inner())
+        lock(m)
     }
 
     #[cfg(test)]

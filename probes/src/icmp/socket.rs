@@ -16,6 +16,7 @@
 //! token) and a short receive timeout so the receive thread notices
 //! shutdown. Sends of one tick go out in one `sendmmsg`.
 
+use crate::sync::lock;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
@@ -308,7 +309,7 @@ impl IcmpSocket {
     /// One `recvmsg` with `flags`; the kernel timestamp from
     /// `SO_TIMESTAMPING` (error queue) or `SO_TIMESTAMPNS` (data).
     fn recv_from_queue(&self, buf: &mut [u8], flags: MsgFlags) -> io::Result<Option<Received>> {
-        let mut cmsg = self.cmsg.lock().unwrap_or_else(|e| e.into_inner());
+        let mut cmsg = lock(&self.cmsg);
         let mut iov = [IoSliceMut::new(buf)];
         let msg = match nsock::recvmsg::<SockaddrStorage>(
             self.socket.as_raw_fd(),

@@ -11,6 +11,7 @@
 //! * TCP: newline-terminated lines over a kept-open connection, reopened
 //!   after an error.
 
+use probes::sync::lock;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -205,7 +206,7 @@ impl Output {
 
     /// Queues lines, dropping the oldest beyond the cap; never waits.
     pub fn push(&self, lines: &[String]) {
-        let Ok(mut q) = self.queue.lock() else { return };
+        let mut q = lock(&self.queue);
         let mut dropped = 0;
         for l in lines {
             if q.len() >= self.cap {
@@ -227,19 +228,15 @@ impl Output {
 
     /// Takes up to `n` lines from the front.
     fn take(&self, n: usize) -> Vec<String> {
-        match self.queue.lock() {
-            Ok(mut q) => {
-                let k = n.min(q.len());
-                q.drain(..k).collect()
-            }
-            Err(_) => Vec::new(),
-        }
+        let mut q = lock(&self.queue);
+        let k = n.min(q.len());
+        q.drain(..k).collect()
     }
 
     /// Puts a failed batch back at the front, keeping the newest lines when
     /// that overflows the cap.
     fn put_back(&self, batch: Vec<String>) {
-        let Ok(mut q) = self.queue.lock() else { return };
+        let mut q = lock(&self.queue);
         let room = self.cap.saturating_sub(q.len());
         let skip = batch.len().saturating_sub(room);
         for l in batch.into_iter().skip(skip).rev() {
@@ -253,7 +250,7 @@ impl Output {
 
     /// Lines waiting in the queue now.
     pub fn queued(&self) -> usize {
-        self.queue.lock().map(|q| q.len()).unwrap_or(0)
+        lock(&self.queue).len()
     }
 }
 

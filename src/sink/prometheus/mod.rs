@@ -22,6 +22,7 @@
 //! An order's series disappear once it has had no round for three steps
 //! (it ended or changed its labels).
 
+use probes::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 
 use std::sync::{Arc, Mutex};
@@ -137,7 +138,7 @@ impl Metrics {
     pub fn record(&self, r: &RoundReport<'_>) {
         let labels = series_labels(r);
         let gauge_labels = gauge_labels(r);
-        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.series);
         let s = map
             .entry(r.order.id.clone())
             .or_insert_with(|| OrderSeries {
@@ -194,7 +195,7 @@ impl Metrics {
     /// Counts `pings` sent and unanswered for `order` (an abandoned round),
     /// if it has series already.
     pub fn abandoned(&self, order: &Order, pings: u32) {
-        let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = lock(&self.series);
         if let Some(s) = map.get_mut(&order.id) {
             s.requests += u64::from(pings);
             s.updated = crate::clock::unix_s();
@@ -203,7 +204,7 @@ impl Metrics {
 
     /// Number of orders with series.
     pub fn len(&self) -> usize {
-        self.series.lock().map_or(0, |m| m.len())
+        lock(&self.series).len()
     }
 
     /// True without any order's series.
@@ -217,7 +218,7 @@ impl Metrics {
         // A copy taken under the lock (labels are shared, not copied), so
         // rounds delivered meanwhile never wait for the formatting.
         let snapshot: Vec<OrderSeries> = {
-            let mut map = self.series.lock().unwrap_or_else(|e| e.into_inner());
+            let mut map = lock(&self.series);
             map.retain(|_, s| now - s.updated <= 3 * i64::from(s.step));
             map.values().cloned().collect()
         };

@@ -181,10 +181,7 @@ impl RrdCached {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        probes::sync::lock(&self.shared.queue)
     }
 
     /// Queues `UPDATE path t:v:…`; never blocks. Returns false when the
@@ -249,11 +246,7 @@ impl RrdCached {
         self.lock().shutdown = true;
         self.shared.cv.notify_all();
         let deadline = Instant::now() + wait;
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
+        let thread = probes::sync::lock(&self.thread).take();
         if let Some(t) = thread {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
@@ -297,10 +290,7 @@ impl Sender {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
-        self.shared
-            .queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        probes::sync::lock(&self.shared.queue)
     }
 
     fn run(mut self) {

@@ -3,6 +3,7 @@
 //! kernel stamps both directions.
 
 use super::*;
+use crate::sync::lock;
 
 /// While rounds are in progress on a socket whose kernel stamps sends and
 /// receives, its receive thread drains it every `drain` interval, adapted
@@ -93,7 +94,7 @@ pub(super) fn drain(
 /// the engine's `rx_dropped` (the count only grows; it is reported with the
 /// packets read after a drop, so only once drops happened).
 fn note_drops(shared: &Shared, id: u32, total: u32) {
-    let mut seen = shared.drops_seen.lock().unwrap_or_else(|e| e.into_inner());
+    let mut seen = lock(&shared.drops_seen);
     let last = seen.entry(id).or_insert(0);
     if total > *last {
         Counters::add(

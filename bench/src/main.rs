@@ -44,6 +44,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 mod common;
+mod figures;
 mod floor;
 mod netns;
 mod pickup;
@@ -55,6 +56,7 @@ mod web;
 mod writer;
 
 use common::*;
+use figures::*;
 use floor::*;
 use pickup::*;
 use run::*;

@@ -508,7 +508,39 @@ impl From<&OpenError> for super::SocketError {
 pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenError> {
     let family = binding.family;
     let fam = family_name(family);
-    let (socket, kind) = match config.socket_kind {
+    let (socket, kind) = create_kind(family, config.socket_kind)?;
+    bind(&socket, binding)?;
+    let (rx_at_arrival, tx_stamps) = set_options(&socket, family, kind, config)?;
+    let rcvbuf = socket.recv_buffer_size().unwrap_or(0);
+    tracing::info!(
+        "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, receive buffer {} bytes)",
+        match kind {
+            SocketKind::Raw => "raw",
+            _ => "datagram",
+        },
+        binding.source,
+        binding.interface,
+        rcvbuf
+    );
+
+    Ok(IcmpSocket {
+        socket,
+        family,
+        kind,
+        tx_stamps,
+        rx_at_arrival,
+        rcvbuf,
+        // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs) and an
+        // extended error from the error queue.
+        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
+    })
+}
+
+/// Creates the socket of the kind `config` asks for (`Auto`: a datagram
+/// socket, else a raw one).
+fn create_kind(family: Family, requested: SocketKind) -> Result<(Socket, SocketKind), OpenError> {
+    let fam = family_name(family);
+    let (socket, kind) = match requested {
         SocketKind::Raw => match create(family, SocketKind::Raw) {
             Ok(s) => (s, SocketKind::Raw),
             Err(e) => {
@@ -565,7 +597,12 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
             }
         },
     };
+    Ok((socket, kind))
+}
 
+/// Binds `socket` to the binding's source address and interface.
+fn bind(socket: &Socket, binding: &Binding) -> Result<(), OpenError> {
+    let family = binding.family;
     if let Some(source) = binding.source {
         let source_family = match source {
             IpAddr::V4(_) => Family::V4,
@@ -594,8 +631,21 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
                 error,
             })?;
     }
+    Ok(())
+}
+
+/// The socket's options: type filter, receive timeout, buffers, kernel
+/// timestamps, drop counts. Returns whether receive stamps are taken at
+/// arrival and whether sends are stamped.
+fn set_options(
+    socket: &Socket,
+    family: Family,
+    kind: SocketKind,
+    config: &IcmpConfig,
+) -> Result<(bool, bool), OpenError> {
+    let fam = family_name(family);
     if kind == SocketKind::Raw {
-        if let Err(e) = super::filter::install(&socket, family) {
+        if let Err(e) = super::filter::install(socket, family) {
             tracing::debug!("cannot install the ICMP type filter on the raw {fam} socket ({e}); unrelated ICMP is filtered in user space");
         }
     }
@@ -607,7 +657,7 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
     // CAP_NET_ADMIN); SO_RCVBUF is capped by it.
     let want = config.recv_buffer_bytes;
     if want > 0 {
-        if let Err(force_err) = nsock::setsockopt(&socket, sockopt::RcvBufForce, &want) {
+        if let Err(force_err) = nsock::setsockopt(socket, sockopt::RcvBufForce, &want) {
             if let Err(e) = socket.set_recv_buffer_size(want) {
                 tracing::warn!(
                     "cannot enlarge ICMP receive buffer for {fam} ({force_err}; {e}); replies may be dropped under load"
@@ -623,12 +673,12 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
     if config.tx_timestamps {
         flags |= TimestampingFlag::SOF_TIMESTAMPING_TX_SOFTWARE;
     }
-    let (rx_at_arrival, tx_stamps) = match nsock::setsockopt(&socket, sockopt::Timestamping, &flags)
+    let (rx_at_arrival, tx_stamps) = match nsock::setsockopt(socket, sockopt::Timestamping, &flags)
     {
         Ok(()) => (true, config.tx_timestamps),
         Err(e) => {
             tracing::info!("SO_TIMESTAMPING unavailable on the ICMP socket for {fam} ({e}); send times are taken in user space");
-            if let Err(e) = nsock::setsockopt(&socket, sockopt::ReceiveTimestampns, &true) {
+            if let Err(e) = nsock::setsockopt(socket, sockopt::ReceiveTimestampns, &true) {
                 tracing::debug!(
                     "SO_TIMESTAMPNS unavailable on ICMP socket for {fam} ({e}); RTTs use user-space receive times"
                 );
@@ -639,32 +689,10 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
     // Every packet read then says how many the kernel dropped on this
     // socket so far because its receive buffer was full: a lost ping of
     // ours is then told from one the network lost.
-    if let Err(e) = nsock::setsockopt(&socket, sockopt::RxqOvfl, &1) {
+    if let Err(e) = nsock::setsockopt(socket, sockopt::RxqOvfl, &1) {
         tracing::debug!("SO_RXQ_OVFL unavailable on the ICMP socket for {fam} ({e}); receive-buffer drops are not counted");
     }
-    let rcvbuf = socket.recv_buffer_size().unwrap_or(0);
-    tracing::info!(
-        "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, receive buffer {} bytes)",
-        match kind {
-            SocketKind::Raw => "raw",
-            _ => "datagram",
-        },
-        binding.source,
-        binding.interface,
-        rcvbuf
-    );
-
-    Ok(IcmpSocket {
-        socket,
-        family,
-        kind,
-        tx_stamps,
-        rx_at_arrival,
-        rcvbuf,
-        // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs) and an
-        // extended error from the error queue.
-        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
-    })
+    Ok((rx_at_arrival, tx_stamps))
 }
 
 #[cfg(test)]

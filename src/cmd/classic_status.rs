@@ -281,21 +281,7 @@ pub fn render(base: &BaseDir, now: i64, color: bool) -> Result<(String, Vec<Stri
         .iter()
         .any(|r| r.host.as_deref().is_some_and(looks_ipv6));
     let id_len = rows.iter().map(|r| r.id.len()).max().unwrap_or(0).max(8);
-    for r in &mut rows {
-        let path = base
-            .output
-            .join(&r.id)
-            .join(crate::store::last_result::FILE);
-        if path.is_file() {
-            match std::fs::read(&path)
-                .ok()
-                .and_then(|b| serde_yaml_ng::from_slice::<Value>(&b).ok())
-            {
-                Some(v) => r.result = Some(v),
-                None => warnings.push(format!("WARNING: can't parse {}\n", path.display())),
-            }
-        }
-    }
+    read_results(base, &mut rows, &mut warnings);
     let p = Paint(color);
     let mut by_user: BTreeMap<String, Vec<&Row>> = BTreeMap::new();
     for r in &rows {
@@ -355,58 +341,7 @@ pub fn render(base: &BaseDir, now: i64, color: bool) -> Result<(String, Vec<Stri
         ));
         orders.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
         for r in orders.iter() {
-            let res = r.result.as_ref();
-            let field = |k: &str| res.and_then(|v| get(v, k));
-            let updated = match res {
-                None => "-".to_owned(),
-                Some(_) => {
-                    let u = field("updated").and_then(number).unwrap_or(0.0);
-                    let t = pretty_time(now, u);
-                    if now as f64 - u > r.step_num.unwrap_or(0.0) {
-                        p.wrap(RED, &t)
-                    } else {
-                        t
-                    }
-                }
-            };
-            let rtt = match res {
-                None => "-".to_owned(),
-                Some(_) => match field("median").filter(|v| !v.is_null()).and_then(number) {
-                    Some(m) => format!("{:.0} ms", m * 1000.0),
-                    None => "-".to_owned(),
-                },
-            };
-            let loss = match res {
-                None => "-".to_owned(),
-                Some(_) => match (
-                    field("loss").filter(|v| !v.is_null()).and_then(number),
-                    r.pings_num.filter(|n| *n != 0.0),
-                ) {
-                    (Some(l), Some(pings)) => {
-                        let t = format!("{:>3.0}%", l * 100.0 / pings);
-                        let code = if l == 0.0 || (pings > 2.0 && l == 1.0) {
-                            GREEN
-                        } else if l < pings {
-                            YELLOW
-                        } else {
-                            RED
-                        };
-                        p.wrap(code, &t)
-                    }
-                    _ => "-".to_owned(),
-                },
-            };
-            let extra: Vec<String> = r
-                .interface
-                .iter()
-                .cloned()
-                .chain(r.source_ip.iter().map(|s| format!("source={s}")))
-                .collect();
-            let extra = if extra.is_empty() {
-                String::new()
-            } else {
-                format!("  ({})", extra.join(", "))
-            };
+            let [updated, rtt, loss, extra] = cells(r, now, &p);
             out.push_str(&line(
                 [
                     &r.id,
@@ -423,6 +358,84 @@ pub fn render(base: &BaseDir, now: i64, color: bool) -> Result<(String, Vec<Stri
         }
     }
     Ok((out, warnings))
+}
+
+/// Reads each order's `last_result` (a file that does not parse is a
+/// warning, as in the original).
+fn read_results(base: &BaseDir, rows: &mut [Row], warnings: &mut Vec<String>) {
+    for r in rows {
+        let path = base
+            .output
+            .join(&r.id)
+            .join(crate::store::last_result::FILE);
+        if path.is_file() {
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_yaml_ng::from_slice::<Value>(&b).ok())
+            {
+                Some(v) => r.result = Some(v),
+                None => warnings.push(format!("WARNING: can't parse {}\n", path.display())),
+            }
+        }
+    }
+}
+
+/// An order's updated, median RTT and loss cells, and what follows the
+/// row (interface, source address).
+fn cells(r: &Row, now: i64, p: &Paint) -> [String; 4] {
+    let res = r.result.as_ref();
+    let field = |k: &str| res.and_then(|v| get(v, k));
+    let updated = match res {
+        None => "-".to_owned(),
+        Some(_) => {
+            let u = field("updated").and_then(number).unwrap_or(0.0);
+            let t = pretty_time(now, u);
+            if now as f64 - u > r.step_num.unwrap_or(0.0) {
+                p.wrap(RED, &t)
+            } else {
+                t
+            }
+        }
+    };
+    let rtt = match res {
+        None => "-".to_owned(),
+        Some(_) => match field("median").filter(|v| !v.is_null()).and_then(number) {
+            Some(m) => format!("{:.0} ms", m * 1000.0),
+            None => "-".to_owned(),
+        },
+    };
+    let loss = match res {
+        None => "-".to_owned(),
+        Some(_) => match (
+            field("loss").filter(|v| !v.is_null()).and_then(number),
+            r.pings_num.filter(|n| *n != 0.0),
+        ) {
+            (Some(l), Some(pings)) => {
+                let t = format!("{:>3.0}%", l * 100.0 / pings);
+                let code = if l == 0.0 || (pings > 2.0 && l == 1.0) {
+                    GREEN
+                } else if l < pings {
+                    YELLOW
+                } else {
+                    RED
+                };
+                p.wrap(code, &t)
+            }
+            _ => "-".to_owned(),
+        },
+    };
+    let extra: Vec<String> = r
+        .interface
+        .iter()
+        .cloned()
+        .chain(r.source_ip.iter().map(|s| format!("source={s}")))
+        .collect();
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!("  ({})", extra.join(", "))
+    };
+    [updated, rtt, loss, extra]
 }
 
 /// Colours as the original decides: on a terminal, unless disabled.

@@ -129,7 +129,14 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
     e.push(cdef("lf", format!("loss,{pings},/"))?);
     e.push(cdef("lp", "lf,100,*".into())?);
 
-    // Loss-tinted background, behind everything.
+    background(&mut e)?;
+    smoke(&mut e, pings)?;
+    legend(&mut e)?;
+    Ok(e)
+}
+
+/// The loss-tinted background, behind everything.
+fn background(e: &mut Vec<GraphElement>) -> anyhow::Result<()> {
     e.push(cdef("bg1", "lf,0,GT,lf,0.5,LT,*,INF,UNKN,IF".into())?);
     e.push(cdef("bg2", "lf,0.5,GE,INF,UNKN,IF".into())?);
     for (name, hex) in [("bg1", "#FF000018"), ("bg2", "#FF000040")] {
@@ -147,7 +154,11 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
         );
     }
 
-    // Smoke: bands between the i-th smallest and i-th largest ping.
+    Ok(())
+}
+
+/// Smoke: bands between the i-th smallest and i-th largest ping.
+fn smoke(e: &mut Vec<GraphElement>, pings: u32) -> anyhow::Result<()> {
     let pairs = pings / 2;
     for i in 1..=pairs {
         let upper = pings + 1 - i;
@@ -181,6 +192,11 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
         );
     }
 
+    Ok(())
+}
+
+/// The legend's figures, then the median coloured by loss with its key.
+fn legend(e: &mut Vec<GraphElement>) -> anyhow::Result<()> {
     // Legend figures first (GPRINT only prints), so the loss colour key
     // below ends the legend and needs no line break.
     for (name, rpn) in [
@@ -244,7 +260,7 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
         lower = *upper;
     }
 
-    Ok(e)
+    Ok(())
 }
 
 /// Where the plot area sits in a graph image and what it spans, for

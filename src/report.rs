@@ -217,42 +217,7 @@ pub fn render(r: &Report, color: bool) -> String {
                 &format!("user {user} ({n} order{})", if n == 1 { "" } else { "s" })
             )
         );
-        let rows: Vec<Vec<(String, String)>> = orders
-            .iter()
-            .map(|o| {
-                let age_text = o.age_s.map_or_else(|| "-".to_owned(), age);
-                let age_col = if o.stale {
-                    p.wrap("31", &age_text)
-                } else {
-                    age_text.clone()
-                };
-                let med = o.median_ms.map_or_else(|| "-".to_owned(), ms);
-                let (loss_text, loss_col) = match o.loss_pct {
-                    Some(l) => {
-                        let t = format!("{l:.1}%");
-                        let code = if l == 0.0 {
-                            "32"
-                        } else if l < 20.0 {
-                            "33"
-                        } else {
-                            "31"
-                        };
-                        (t.clone(), p.wrap(code, &t))
-                    }
-                    None => ("-".to_owned(), "-".to_owned()),
-                };
-                vec![
-                    (o.id.clone(), o.id.clone()),
-                    (o.step.to_string(), o.step.to_string()),
-                    (o.pings.to_string(), o.pings.to_string()),
-                    (o.probe.clone(), o.probe.clone()),
-                    (o.target.clone(), o.target.clone()),
-                    (age_text, age_col),
-                    (med.clone(), med),
-                    (loss_text, loss_col),
-                ]
-            })
-            .collect();
+        let rows: Vec<Vec<(String, String)>> = orders.iter().map(|o| cells(o, &p)).collect();
         let widths: Vec<usize> = (0..head.len())
             .map(|c| {
                 rows.iter()
@@ -318,6 +283,42 @@ pub fn render(r: &Report, color: bool) -> String {
     }
     let _ = writeln!(out, "archived: {}", r.archived);
     out
+}
+
+/// An order's cells: each as it reads (for widths) and as it is shown
+/// (coloured).
+fn cells(o: &OrderStatus, p: &Paint) -> Vec<(String, String)> {
+    let age_text = o.age_s.map_or_else(|| "-".to_owned(), age);
+    let age_col = if o.stale {
+        p.wrap("31", &age_text)
+    } else {
+        age_text.clone()
+    };
+    let med = o.median_ms.map_or_else(|| "-".to_owned(), ms);
+    let (loss_text, loss_col) = match o.loss_pct {
+        Some(l) => {
+            let t = format!("{l:.1}%");
+            let code = if l == 0.0 {
+                "32"
+            } else if l < 20.0 {
+                "33"
+            } else {
+                "31"
+            };
+            (t.clone(), p.wrap(code, &t))
+        }
+        None => ("-".to_owned(), "-".to_owned()),
+    };
+    vec![
+        (o.id.clone(), o.id.clone()),
+        (o.step.to_string(), o.step.to_string()),
+        (o.pings.to_string(), o.pings.to_string()),
+        (o.probe.clone(), o.probe.clone()),
+        (o.target.clone(), o.target.clone()),
+        (age_text, age_col),
+        (med.clone(), med),
+        (loss_text, loss_col),
+    ]
 }
 
 #[cfg(test)]

@@ -1,8 +1,12 @@
-//! The HTML of the web page, as plain functions of the data: the status
+//! The HTML of the web page, as maud templates of the data: the status
 //! list (grouped by user, filtered, sorted, paged on the server) and one
-//! order with its graphs. Every value is escaped.
+//! order with its graphs. maud escapes every value it is given; the only
+//! markup passed through unescaped is the rows fragment, itself a
+//! template.
 
 use std::fmt::Write as _;
+
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use super::ctx::{ListQuery, RANGES};
 use crate::order::{Order, RrdTemplate};
@@ -10,22 +14,6 @@ use crate::report::{age, OrderStatus, Report};
 
 /// Rows per page of the status list.
 pub const PAGE_ROWS: usize = 500;
-
-/// Escapes text for HTML content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Percent-encodes a query value or a path (keeping `/` when `path`).
 pub fn enc(s: &str, path: bool) -> String {
@@ -125,62 +113,63 @@ impl<'a> ListView<'a> {
     }
 }
 
-fn head(title: &str) -> String {
-    format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><link rel=\"stylesheet\" href=\"/assets/style.css\">\
-         <script src=\"/assets/app.js\" defer></script></head><body>\n",
-        esc(title)
-    )
+/// A whole page: the shared head (CSS, script), then `body`.
+fn page(title: &str, body: Markup) -> String {
+    let mut out = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) }
+                link rel="stylesheet" href="/assets/style.css";
+                script src="/assets/app.js" defer {}
+            }
+            body { (body) }
+        }
+    }
+    .into_string();
+    out.push('\n');
+    out
 }
 
 /// The rows of the status table (also the background refresh's fragment).
 pub fn rows(v: &ListView<'_>) -> String {
-    let mut out = String::with_capacity(v.rows.len() * 400);
-    let mut user: Option<&str> = None;
-    for o in &v.rows {
-        if v.sort == "user" && user != Some(o.user.as_str()) {
-            user = Some(o.user.as_str());
-            let _ = write!(
-                out,
-                "<tr class=\"group\"><th colspan=\"8\">{}</th></tr>",
-                esc(&o.user)
-            );
+    // Sorted by user, each user's rows start with a group row.
+    let starts_group =
+        |i: usize| v.sort == "user" && (i == 0 || v.rows[i - 1].user != v.rows[i].user);
+    let markup = html! {
+        @for (i, o) in v.rows.iter().enumerate() {
+            @if starts_group(i) {
+                tr.group { th colspan="8" { (o.user) } }
+            }
+            tr data-id=(o.id) {
+                td { a href={ "/order/" (enc(&o.id, true)) } { (o.id) } }
+                td { (o.target) }
+                td.hide-narrow { (o.probe) }
+                td.num.hide-narrow { (o.step) "/" (o.pings) }
+                @match o.age_s {
+                    Some(a) => td.num.stale[o.stale] data-age=(a) { (age(a)) },
+                    None => td.num.stale { "never" },
+                }
+                td.num.median {
+                    @match o.median_ms {
+                        Some(m) => (format!("{m:.3} ms")),
+                        None => "-",
+                    }
+                }
+                @match o.loss_pct {
+                    Some(l) => td class={ "num " (loss_class(l)) } { (format!("{l:.0} %")) },
+                    None => td.num { "-" },
+                }
+                td.hide-narrow { (o.user) }
+            }
         }
-        let age = match o.age_s {
-            Some(a) => format!(
-                "<td class=\"num{}\" data-age=\"{a}\">{}</td>",
-                if o.stale { " stale" } else { "" },
-                age(a)
-            ),
-            None => "<td class=\"num stale\">never</td>".to_owned(),
-        };
-        let median = o
-            .median_ms
-            .map_or_else(|| "-".to_owned(), |m| format!("{m:.3} ms"));
-        let loss = match o.loss_pct {
-            Some(l) => format!("<td class=\"num {}\">{l:.0} %</td>", loss_class(l)),
-            None => "<td class=\"num\">-</td>".to_owned(),
-        };
-        let _ = write!(
-            out,
-            "<tr data-id=\"{id}\"><td><a href=\"/order/{path}\">{id}</a></td><td>{target}</td>\
-             <td class=\"hide-narrow\">{probe}</td><td class=\"num hide-narrow\">{step}/{pings}</td>{age}\
-             <td class=\"num median\">{median}</td>{loss}<td class=\"hide-narrow\">{user}</td></tr>",
-            id = esc(&o.id),
-            path = esc(&enc(&o.id, true)),
-            target = esc(&o.target),
-            probe = esc(&o.probe),
-            step = o.step,
-            pings = o.pings,
-            user = esc(&o.user),
-        );
-    }
-    if v.rows.is_empty() {
-        out.push_str("<tr><td colspan=\"8\" class=\"muted\">no orders</td></tr>");
-    }
-    out
+        @if v.rows.is_empty() {
+            tr { td colspan="8" .muted { "no orders" } }
+        }
+    };
+    markup.into_string()
 }
 
 fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
@@ -202,101 +191,83 @@ fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
 
 /// The status page.
 pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery) -> String {
-    let mut out = head("pingmachine");
     let mut users: Vec<&str> = r.orders.iter().map(|o| o.user.as_str()).collect();
     users.sort_unstable();
     users.dedup();
     let selected = q.user.as_deref().unwrap_or("");
-    let _ = write!(
-        out,
-        "<header><h1><a href=\"/\">pingmachine</a></h1>\
-         <form method=\"get\" action=\"/\"><select name=\"user\" aria-label=\"user\"><option value=\"\">all users</option>"
-    );
-    for u in users {
-        let _ = write!(
-            out,
-            "<option value=\"{0}\"{1}>{0}</option>",
-            esc(u),
-            if u == selected { " selected" } else { "" }
-        );
-    }
-    let _ = write!(
-        out,
-        "</select><input name=\"q\" placeholder=\"id prefix\" value=\"{}\" aria-label=\"id prefix\">\
-         <input type=\"hidden\" name=\"sort\" value=\"{}\"><button>filter</button></form>\
-         <span class=\"muted\" id=\"updated\">{} orders, {} shown</span></header>\n<main>",
-        esc(q.q.as_deref().unwrap_or("")),
-        esc(v.sort),
-        r.orders.len(),
-        v.matching,
-    );
-    out.push_str("<div class=\"table-wrap\"><table id=\"orders\"><thead><tr>");
-    for (key, label) in COLUMNS {
-        let class = match key {
-            "probe" | "step" | "user" => " class=\"hide-narrow\"",
-            "age" | "median" | "loss" => " class=\"num\"",
-            _ => "",
-        };
-        let mark = if key == v.sort { " ▾" } else { "" };
-        let _ = write!(
-            out,
-            "<th{class}><a href=\"{}\">{label}{mark}</a></th>",
-            esc(&link(q, Some(key), None))
-        );
-    }
-    out.push_str("</tr></thead><tbody id=\"rows\">");
-    out.push_str(&rows(v));
-    out.push_str("</tbody></table></div>");
-    if v.pages > 1 {
-        out.push_str("<nav class=\"pager\">");
-        if v.page > 1 {
-            let _ = write!(
-                out,
-                "<a href=\"{}\">← previous</a>",
-                esc(&link(q, None, Some(v.page - 1)))
-            );
+    let column_class = |key: &str| match key {
+        "probe" | "step" | "user" => Some("hide-narrow"),
+        "age" | "median" | "loss" => Some("num"),
+        _ => None,
+    };
+    let body = html! {
+        header {
+            h1 { a href="/" { "pingmachine" } }
+            form method="get" action="/" {
+                select name="user" aria-label="user" {
+                    option value="" { "all users" }
+                    @for u in &users {
+                        option value=(u) selected[*u == selected] { (u) }
+                    }
+                }
+                input name="q" placeholder="id prefix" value=(q.q.as_deref().unwrap_or("")) aria-label="id prefix";
+                input type="hidden" name="sort" value=(v.sort);
+                button { "filter" }
+            }
+            span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
         }
-        let _ = write!(out, "<span>page {} of {}</span>", v.page, v.pages);
-        if v.page < v.pages {
-            let _ = write!(
-                out,
-                "<a href=\"{}\">next →</a>",
-                esc(&link(q, None, Some(v.page + 1)))
-            );
+        main {
+            div.table-wrap {
+                table #orders {
+                    thead {
+                        tr {
+                            @for (key, label) in COLUMNS {
+                                th class=[column_class(key)] {
+                                    a href=(link(q, Some(key), None)) {
+                                        (label) @if key == v.sort { " ▾" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    tbody #rows { (PreEscaped(rows(v))) }
+                }
+            }
+            @if v.pages > 1 {
+                nav.pager {
+                    @if v.page > 1 {
+                        a href=(link(q, None, Some(v.page - 1))) { "← previous" }
+                    }
+                    span { "page " (v.page) " of " (v.pages) }
+                    @if v.page < v.pages {
+                        a href=(link(q, None, Some(v.page + 1))) { "next →" }
+                    }
+                }
+            }
+            @if !r.invalid.is_empty() {
+                h2 { "Invalid order files" }
+                table { tbody {
+                    @for i in &r.invalid {
+                        tr { td { (i.id) } td { (i.reason) } }
+                    }
+                } }
+            }
+            @if !r.rejected.is_empty() {
+                h2 { "Rejected orders" }
+                table #rejected { tbody {
+                    @for i in &r.rejected {
+                        tr {
+                            td { (i.id) }
+                            td { (i.reason) }
+                            td.muted { (i.time.as_deref().unwrap_or("")) }
+                        }
+                    }
+                } }
+            }
+            p.muted #archived { (r.archived) " archived orders" }
         }
-        out.push_str("</nav>");
-    }
-    if !r.invalid.is_empty() {
-        out.push_str("<h2>Invalid order files</h2><table><tbody>");
-        for i in &r.invalid {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td></tr>",
-                esc(&i.id),
-                esc(&i.reason)
-            );
-        }
-        out.push_str("</tbody></table>");
-    }
-    if !r.rejected.is_empty() {
-        out.push_str("<h2>Rejected orders</h2><table id=\"rejected\"><tbody>");
-        for i in &r.rejected {
-            let _ = write!(
-                out,
-                "<tr><td>{}</td><td>{}</td><td class=\"muted\">{}</td></tr>",
-                esc(&i.id),
-                esc(&i.reason),
-                esc(i.time.as_deref().unwrap_or(""))
-            );
-        }
-        out.push_str("</tbody></table>");
-    }
-    let _ = writeln!(
-        out,
-        "<p class=\"muted\" id=\"archived\">{} archived orders</p></main></body></html>",
-        r.archived
-    );
-    out
+    };
+    page("pingmachine", body)
 }
 
 /// One order: its graphs (or a note for `norrd`), then its last result,
@@ -309,95 +280,71 @@ pub fn order(
     zoom: Option<(i64, i64)>,
 ) -> String {
     let id = o.id.as_str();
-    let mut out = head(&format!("{id} — pingmachine"));
-    let _ = write!(
-        out,
-        "<header><h1><a href=\"/\">pingmachine</a> / <span id=\"order-id\">{}</span></h1></header>\n<main>",
-        esc(id)
-    );
-    let _ = write!(
-        out,
-        "<dl class=\"facts\"><dt>user</dt><dd>{}</dd><dt>task</dt><dd>{}</dd>\
-         <dt>probe</dt><dd>{}</dd><dt>target</dt><dd id=\"target\">{}</dd>\
-         <dt>step / pings</dt><dd>{} s / {}</dd><dt>RRD</dt><dd>{}</dd></dl>",
-        esc(&o.user),
-        esc(o.task.as_deref().unwrap_or("-")),
-        esc(o.probe.name()),
-        esc(&o.probe.target()),
-        o.step,
-        o.pings,
-        if o.rrd == RrdTemplate::NoRrd {
-            "norrd: last result only"
-        } else {
-            "main.rrd"
+    let path = enc(id, true);
+    let norrd = o.rrd == RrdTemplate::NoRrd;
+    let figure = |query: String, caption: &str, class: &str| {
+        let src = format!("/graph/{path}?{query}");
+        html! {
+            figure class=(class) {
+                div.graph-box {
+                    img.graph src=(src) data-src=(src) width="800" height="260" alt={ (id) " " (caption) };
+                    div.zoom-sel {}
+                }
+                figcaption { (caption) }
+            }
         }
-    );
-    let path = esc(&enc(id, true));
-    if o.rrd == RrdTemplate::NoRrd || !has_rrd {
-        out.push_str(if o.rrd == RrdTemplate::NoRrd {
-            "<p class=\"muted\" id=\"no-graphs\">This order is norrd: no graphs.</p>"
-        } else {
-            "<p class=\"muted\" id=\"no-graphs\">No main.rrd yet.</p>"
-        });
-    } else {
-        let _ = write!(
-            out,
-            "<form class=\"range\" method=\"get\" action=\"/order/{path}\">\
-             <label>from <input type=\"datetime-local\" name=\"start\" step=\"60\"></label>\
-             <label>to <input type=\"datetime-local\" name=\"end\" step=\"60\"></label>\
-             <button>show (UTC)</button><span class=\"muted\">or drag across a graph to zoom</span></form>"
-        );
-        let figure = |out: &mut String, query: &str, caption: &str, class: &str| {
-            let src = format!("/graph/{path}?{query}");
-            let _ = write!(
-                out,
-                "<figure class=\"{class}\"><div class=\"graph-box\"><img class=\"graph\" src=\"{src}\" \
-                 data-src=\"{src}\" width=\"800\" height=\"260\" alt=\"{} {}\">\
-                 <div class=\"zoom-sel\"></div></div><figcaption>{}</figcaption></figure>",
-                esc(id),
-                esc(caption),
-                esc(caption)
-            );
-        };
-        if let Some((s, e)) = zoom {
-            figure(
-                &mut out,
-                &format!("start={s}&amp;end={e}"),
-                &format!("from {s} to {e} (Unix time)"),
-                "zoomed",
-            );
+    };
+    let body = html! {
+        header {
+            h1 { a href="/" { "pingmachine" } " / " span #order-id { (id) } }
         }
-        for (range, caption) in RANGES {
-            figure(&mut out, &format!("range={range}"), caption, "range");
+        main {
+            dl.facts {
+                dt { "user" } dd { (o.user) }
+                dt { "task" } dd { (o.task.as_deref().unwrap_or("-")) }
+                dt { "probe" } dd { (o.probe.name()) }
+                dt { "target" } dd #target { (o.probe.target()) }
+                dt { "step / pings" } dd { (o.step) " s / " (o.pings) }
+                dt { "RRD" } dd { @if norrd { "norrd: last result only" } @else { "main.rrd" } }
+            }
+            @if norrd {
+                p.muted #no-graphs { "This order is norrd: no graphs." }
+            } @else if !has_rrd {
+                p.muted #no-graphs { "No main.rrd yet." }
+            } @else {
+                form.range method="get" action={ "/order/" (path) } {
+                    label { "from " input type="datetime-local" name="start" step="60"; }
+                    label { "to " input type="datetime-local" name="end" step="60"; }
+                    button { "show (UTC)" }
+                    span.muted { "or drag across a graph to zoom" }
+                }
+                @if let Some((s, e)) = zoom {
+                    (figure(format!("start={s}&end={e}"), &format!("from {s} to {e} (Unix time)"), "zoomed"))
+                }
+                @for (range, caption) in RANGES {
+                    (figure(format!("range={range}"), caption, "range"))
+                }
+            }
+            h2 { "Last result" }
+            @match last_result {
+                Some(t) => pre #last-result { (t) },
+                None => p.muted #last-result { "none yet" },
+            }
+            h2 { "Line protocol" }
+            @match &o.telegraf {
+                Some(t) => dl.facts {
+                    dt { "measurement" }
+                    dd { (t.measurement_name.as_deref().unwrap_or("- (none: nothing is sent)")) }
+                    dt { "tags" }
+                    dd { (t.tags.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")) }
+                },
+                None => p.muted { "no measurement name: nothing is sent" },
+            }
+            h2 { "Order file" }
+            pre #order-file { (file_text) }
         }
-    }
-    out.push_str("<h2>Last result</h2>");
-    match last_result {
-        Some(t) => {
-            let _ = write!(out, "<pre id=\"last-result\">{}</pre>", esc(t));
-        }
-        None => out.push_str("<p class=\"muted\" id=\"last-result\">none yet</p>"),
-    }
-    out.push_str("<h2>Line protocol</h2>");
-    match &o.telegraf {
-        Some(t) => {
-            let tags: Vec<String> = t.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ =
-                write!(
-                out,
-                "<dl class=\"facts\"><dt>measurement</dt><dd>{}</dd><dt>tags</dt><dd>{}</dd></dl>",
-                esc(t.measurement_name.as_deref().unwrap_or("- (none: nothing is sent)")),
-                esc(&tags.join(", "))
-            );
-        }
-        None => out.push_str("<p class=\"muted\">no measurement name: nothing is sent</p>"),
-    }
-    let _ = writeln!(
-        out,
-        "<h2>Order file</h2><pre id=\"order-file\">{}</pre></main></body></html>",
-        esc(file_text)
-    );
-    out
+    };
+    page(&format!("{id} — pingmachine"), body)
 }
 
 #[cfg(test)]
@@ -406,9 +353,42 @@ mod tests {
 
     #[test]
     fn escaping() {
-        assert_eq!(
-            esc("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        let hostile = "<a href=\"x\">&'";
+        let o = OrderStatus {
+            id: hostile.into(),
+            user: hostile.into(),
+            task: None,
+            step: 60,
+            pings: 20,
+            probe: "fping".into(),
+            target: hostile.into(),
+            refreshed_age_s: None,
+            last_result: None,
+            age_s: None,
+            stale: true,
+            median_ms: None,
+            loss_pct: None,
+        };
+        let v = ListView {
+            rows: vec![&o],
+            matching: 1,
+            page: 1,
+            pages: 1,
+            sort: "user",
+        };
+        let html = rows(&v);
+        assert!(!html.contains(hostile), "{html}");
+        assert!(
+            html.contains("<td>&lt;a href=&quot;x&quot;&gt;&amp;'</td>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("data-id=\"&lt;a href=&quot;x&quot;&gt;&amp;'\""),
+            "{html}"
+        );
+        assert!(
+            html.contains("href=\"/order/%3Ca%20href%3D%22x%22%3E%26%27\""),
+            "{html}"
         );
         assert_eq!(enc("app/t 1?&", true), "app/t%201%3F%26");
         assert_eq!(enc("a/b", false), "a%2Fb");

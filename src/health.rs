@@ -169,58 +169,35 @@ fn icmp(s: &mut Sheet, e: &EngineStats) {
     });
 }
 
-/// The standard `process_*` metrics, from `/proc/self`.
+/// The standard `process_*` figures, from `/proc/self` (on `/metrics`).
 fn process(s: &mut Sheet) {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    let Ok(me) = procfs::process::Process::myself() else {
         return;
     };
-    // Fields after the command name, which is in parentheses.
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| f.get(n - 3).and_then(|v| v.parse::<f64>().ok());
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .map_or(100.0, |t| t as f64);
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .map_or(4096.0, |p| p as f64);
-    if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        s.metric((utime + stime) / ticks).counter(
+    if let Ok(st) = me.stat() {
+        let ticks = procfs::ticks_per_second() as f64;
+        s.metric((st.utime + st.stime) as f64 / ticks).counter(
             "process_cpu_seconds",
             "Total user and system CPU time spent in seconds.",
         );
-    }
-    if let Some(vsize) = field(23) {
-        s.metric(vsize).gauge(
+        s.metric(st.vsize).gauge(
             "process_virtual_memory_bytes",
             "Virtual memory size in bytes.",
         );
-    }
-    if let Some(rss) = field(24) {
-        s.metric(rss * page).gauge(
+        s.metric(st.rss * procfs::page_size()).gauge(
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
         );
-    }
-    if let (Some(start), Ok(uptime)) = (field(22), std::fs::read_to_string("/proc/uptime")) {
-        if let Some(up) = uptime
-            .split_whitespace()
-            .next()
-            .and_then(|u| u.parse::<f64>().ok())
-        {
-            let boot = crate::clock::unix_ms() as f64 / 1000.0 - up;
-            s.metric((boot + start / ticks).round()).gauge(
-                "process_start_time_seconds",
-                "Start time of the process since unix epoch in seconds.",
-            );
+        if let Ok(boot) = procfs::boot_time_secs() {
+            s.metric((boot as f64 + st.starttime as f64 / ticks).round())
+                .gauge(
+                    "process_start_time_seconds",
+                    "Start time of the process since unix epoch in seconds.",
+                );
         }
     }
-    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
-        s.metric(rd.count() as u64)
+    if let Ok(n) = me.fd_count() {
+        s.metric(n as u64)
             .gauge("process_open_fds", "Number of open file descriptors.");
     }
     if let Ok((soft, _)) =

@@ -39,11 +39,9 @@ mod tests {
     #[test]
     fn a_background_thread_has_the_background_nice_value_and_others_keep_theirs() {
         let nice_of = |tid: i32| -> i32 {
-            let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-            let rest = stat.rsplit_once(')').unwrap().1;
-            // Fields after the command: state is the 3rd field overall,
-            // nice the 19th.
-            rest.split_whitespace().nth(16).unwrap().parse().unwrap()
+            let me = procfs::process::Process::myself().unwrap();
+            let nice = me.task_from_tid(tid).unwrap().stat().unwrap().nice;
+            i32::try_from(nice).unwrap()
         };
         let before = nice_of(nix::unistd::gettid().as_raw());
         let background = std::thread::spawn(move || {

@@ -41,16 +41,14 @@ struct Area {
 
 static AREA: Mutex<Option<Area>> = Mutex::new(None);
 
-/// `arg_start`, `arg_end`, `env_start`, `env_end` from a `/proc/PID/stat`
-/// line (fields 48 to 51, counted from 1).
-fn stat_fields(stat: &str) -> Option<[u64; 4]> {
-    // The command name may hold spaces and parentheses: count from the
-    // last ')', after which the third field (state) comes first.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Field n (1-based) of the whole line is index n - 3 here.
-    let get = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
-    Some([get(48)?, get(49)?, get(50)?, get(51)?])
+/// `arg_start`, `arg_end`, `env_start`, `env_end` of a `/proc/PID/stat`.
+fn stat_fields(stat: &procfs::process::Stat) -> Option<[u64; 4]> {
+    Some([
+        stat.arg_start?,
+        stat.arg_end?,
+        stat.env_start?,
+        stat.env_end?,
+    ])
 }
 
 /// Prepares the title area; call once, single-threaded, before dropping
@@ -64,9 +62,9 @@ pub fn init() {
 /// Why the title area is not available.
 #[derive(Debug, thiserror::Error)]
 enum TitleError {
-    #[error("{0}: {1}")]
-    Io(&'static str, std::io::Error),
-    #[error("cannot read the argument area from /proc/self/stat")]
+    #[error("/proc/self: {0}")]
+    Proc(#[from] procfs::ProcError),
+    #[error("/proc/self/stat shows no argument area")]
     Stat,
     #[error("empty argument area")]
     Empty,
@@ -77,14 +75,12 @@ enum TitleError {
 }
 
 fn try_init() -> Result<(), TitleError> {
-    let threads = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| TitleError::Io("/proc/self/task", e))?
-        .count();
+    let me = procfs::process::Process::myself()?;
+    let threads = me.tasks()?.count();
     if threads != 1 {
         return Err(TitleError::Threads);
     }
-    let stat = std::fs::read_to_string("/proc/self/stat")
-        .map_err(|e| TitleError::Io("/proc/self/stat", e))?;
+    let stat = me.stat()?;
     let [arg_start, arg_end, env_start, env_end] = stat_fields(&stat).ok_or(TitleError::Stat)?;
     // The environment must follow the arguments to be usable as well.
     let end = if env_start == arg_end {
@@ -165,14 +161,23 @@ mod tests {
 
     #[test]
     fn reads_the_argument_area_from_stat() {
+        use procfs::FromRead;
         // A command name with a space and a parenthesis.
         let mut line = String::from("123 (ping machine)) S");
         for i in 4..=52 {
             line.push_str(&format!(" {i}"));
         }
-        assert_eq!(stat_fields(&line), Some([48, 49, 50, 51]));
-        assert_eq!(stat_fields("1 (x) S 2 3"), None);
-        let own = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let stat = procfs::process::Stat::from_read(line.as_bytes()).unwrap();
+        assert_eq!(stat_fields(&stat), Some([48, 49, 50, 51]));
+        // An old kernel's line, without the argument area.
+        let mut short = String::from("1 (x) S");
+        for i in 4..=44 {
+            short.push_str(&format!(" {i}"));
+        }
+        if let Ok(stat) = procfs::process::Stat::from_read(short.as_bytes()) {
+            assert_eq!(stat_fields(&stat), None);
+        }
+        let own = procfs::process::Process::myself().unwrap().stat().unwrap();
         let [a, b, c, d] = stat_fields(&own).unwrap();
         assert!(a < b && b <= c && c < d, "{a} {b} {c} {d}");
     }

@@ -149,26 +149,13 @@ impl Daemon {
     /// CPU seconds by thread name, (user, system): user time is the
     /// daemon's own code (and libc's), system time the kernel's work for it.
     pub(crate) fn thread_cpu_split(&self) -> std::collections::BTreeMap<String, (f64, f64)> {
-        let pid = self.child.id();
-        let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-            .ok()
-            .flatten()
-            .unwrap_or(100) as f64;
+        let ticks = procfs::ticks_per_second() as f64;
         let mut out = std::collections::BTreeMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return out;
-        };
-        for t in tasks.flatten() {
-            let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-                continue;
-            };
-            let name = stat[open + 1..close].to_owned();
-            let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-            let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-            let e = out.entry(name).or_insert((0.0, 0.0));
-            e.0 += field(11) / ticks;
-            e.1 += field(12) / ticks;
+        for t in tasks(self.child.id()) {
+            let Ok(st) = t.stat() else { continue };
+            let e = out.entry(st.comm).or_insert((0.0, 0.0));
+            e.0 += st.utime as f64 / ticks;
+            e.1 += st.stime as f64 / ticks;
         }
         out
     }
@@ -177,29 +164,12 @@ impl Daemon {
     /// involuntary), from `/proc/PID/task/TID/status`: a thread that
     /// waits for another is switched out voluntarily each time.
     pub(crate) fn thread_switches(&self) -> std::collections::BTreeMap<String, (u64, u64)> {
-        let pid = self.child.id();
         let mut out = std::collections::BTreeMap::new();
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-            return out;
-        };
-        for t in tasks.flatten() {
-            let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
-            let field = |key: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(key))
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let name = status
-                .lines()
-                .find_map(|l| l.strip_prefix("Name:"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            let e = out.entry(name).or_insert((0, 0));
-            e.0 += field("voluntary_ctxt_switches:");
-            e.1 += field("nonvoluntary_ctxt_switches:");
+        for t in tasks(self.child.id()) {
+            let Ok(st) = t.status() else { continue };
+            let e = out.entry(st.name).or_insert((0, 0));
+            e.0 += st.voluntary_ctxt_switches.unwrap_or(0);
+            e.1 += st.nonvoluntary_ctxt_switches.unwrap_or(0);
         }
         out
     }
@@ -207,13 +177,9 @@ impl Daemon {
     /// Bytes the daemon has read from the disk (`read_bytes` of
     /// `/proc/PID/io`): pages it needed that were not in the page cache.
     pub(crate) fn disk_read_bytes(&self) -> u64 {
-        let pid = self.child.id();
-        std::fs::read_to_string(format!("/proc/{pid}/io"))
-            .unwrap_or_default()
-            .lines()
-            .find_map(|l| l.strip_prefix("read_bytes:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
+        process(self.child.id())
+            .and_then(|p| p.io().ok())
+            .map_or(0, |io| io.read_bytes)
     }
 
     pub(crate) fn stop(mut self) -> anyhow::Result<String> {
@@ -234,28 +200,31 @@ impl Daemon {
     }
 }
 
+/// `/proc/PID`, if the process exists.
+pub(crate) fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
+}
+
+/// The threads of process `pid`.
+fn tasks(pid: u32) -> Vec<procfs::process::Task> {
+    process(pid)
+        .and_then(|p| p.tasks().ok())
+        .map(|t| t.flatten().collect())
+        .unwrap_or_default()
+}
+
 /// User+system CPU seconds of process `pid` (`/proc/PID/stat`).
 pub(crate) fn proc_cpu_s(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
-    (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-        / ticks
+    process(pid).and_then(|p| p.stat().ok()).map_or(0.0, |st| {
+        (st.utime + st.stime) as f64 / procfs::ticks_per_second() as f64
+    })
 }
 
 /// Peak RSS (`VmHWM`) of process `pid`, KiB.
 pub(crate) fn proc_hwm_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    process(pid)
+        .and_then(|p| p.status().ok())
+        .and_then(|st| st.vmhwm)
         .unwrap_or(0)
 }
 

@@ -277,33 +277,19 @@ impl Drop for TestNet {
     }
 }
 
-/// The veth pair's NAPI kernel threads: (pid, /proc/PID/stat fields after
-/// the name).
-fn napi_stats() -> Vec<(u32, Vec<String>)> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
+/// The veth pair's NAPI kernel threads, with their `/proc/PID/stat`.
+fn napi_stats() -> Vec<(u32, procfs::process::Stat)> {
+    let Ok(all) = procfs::process::all_processes() else {
         return Vec::new();
     };
-    let mut out = Vec::new();
-    for p in procs.flatten() {
-        let Some(pid) = p.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(p.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let name = &stat[open + 1..close];
-        if name.starts_with(&format!("napi/{PROBER_DEV}-"))
-            || name.starts_with(&format!("napi/{TARGET_DEV}-"))
-        {
-            let fields = stat[close + 1..]
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
-            out.push((pid, fields));
-        }
-    }
-    out
+    all.flatten()
+        .filter_map(|p| {
+            let st = p.stat().ok()?;
+            let ours = st.comm.starts_with(&format!("napi/{PROBER_DEV}-"))
+                || st.comm.starts_with(&format!("napi/{TARGET_DEV}-"));
+            Some((u32::try_from(p.pid).ok()?, st)).filter(|_| ours)
+        })
+        .collect()
 }
 
 fn napi_threads() -> Vec<u32> {
@@ -327,17 +313,10 @@ pub fn targets_out_discards() -> Option<u64> {
 
 /// CPU seconds (user+sys) of the veth pair's NAPI kernel threads.
 pub fn napi_cpu_s() -> f64 {
-    let ticks = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .unwrap_or(100) as f64;
+    let ticks = procfs::ticks_per_second() as f64;
     napi_stats()
         .iter()
-        .map(|(_, f)| {
-            (f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-                + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0))
-                / ticks
-        })
+        .map(|(_, st)| (st.utime + st.stime) as f64 / ticks)
         .sum()
 }
 

@@ -31,16 +31,10 @@ struct Io {
 
 impl Io {
     fn of(pid: u32) -> Io {
-        let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
-        let field = |k: &str| {
-            io.lines()
-                .find_map(|l| l.strip_prefix(k))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0)
-        };
+        let io = crate::common::process(pid).and_then(|p| p.io().ok());
         Io {
-            read: field("read_bytes:"),
-            write: field("write_bytes:"),
+            read: io.as_ref().map_or(0, |io| io.read_bytes),
+            write: io.as_ref().map_or(0, |io| io.write_bytes),
             cpu_s: proc_cpu_s(pid),
         }
     }

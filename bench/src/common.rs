@@ -300,22 +300,30 @@ pub(crate) fn interval_ms(step: u32, pings: u32, targets: usize, explicit: Optio
     )
 }
 
-/// One GET of `path` on `port`: seconds to the whole response, status.
-pub(crate) fn http_get(port: u16, path: &str) -> anyhow::Result<(f64, u16, usize)> {
-    use std::io::{Read, Write};
+/// `GET path` on loopback `port` with the one HTTP client (ureq; no
+/// redirects, no status taken as an error, 60 s at most): seconds to the
+/// whole body, the status, and the body (no size limit: a scrape of a
+/// million orders is large).
+pub(crate) fn get(port: u16, path: &str) -> anyhow::Result<(f64, u16, Vec<u8>)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(60)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
     let t = Instant::now();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)?;
-    let status = String::from_utf8_lossy(&body[..body.len().min(16)])
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Ok((t.elapsed().as_secs_f64(), status, body.len()))
+    let mut resp = agent.get(format!("http://127.0.0.1:{port}{path}")).call()?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()?;
+    Ok((t.elapsed().as_secs_f64(), status, body))
+}
+
+/// Like [`get`]: seconds, status and the body's size.
+pub(crate) fn http_get(port: u16, path: &str) -> anyhow::Result<(f64, u16, usize)> {
+    let (t, status, body) = get(port, path)?;
+    Ok((t, status, body.len()))
 }

@@ -49,14 +49,8 @@ impl LossCauses {
 pub(crate) type Lateness = (f64, f64, Vec<(String, f64)>);
 
 pub(crate) fn lateness(port: u16) -> anyhow::Result<Lateness> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
+    let (_, _, body) = get(port, "/metrics")?;
+    let text = String::from_utf8_lossy(&body);
     let mut count = 0.0;
     let mut sum = 0.0;
     let mut buckets = Vec::new();

@@ -131,17 +131,8 @@ pub(crate) fn web(
 
 /// One GET of `/metrics` on `port`: time to the whole body, and its size.
 pub(crate) fn scrape_once(port: u16) -> anyhow::Result<(f64, usize)> {
-    use std::io::{Read, Write};
-    let t = Instant::now();
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut body = Vec::new();
-    s.read_to_end(&mut body)?;
-    Ok((t.elapsed().as_secs_f64(), body.len()))
+    let (t, _, len) = http_get(port, "/metrics")?;
+    Ok((t, len))
 }
 
 /// The daemon's CPU seconds and RSS over `secs` seconds after every job's

@@ -18,8 +18,7 @@
 //! 3. When the daemon listens (`--listen`), `GET /-/healthy` must answer
 //!    200 within five seconds (a wildcard address is asked on loopback).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -95,10 +94,8 @@ enum Unhealthy {
     #[error("http://{addr}/-/healthy: {source}")]
     Http {
         addr: SocketAddr,
-        source: std::io::Error,
+        source: ureq::Error,
     },
-    #[error("http://{addr}/-/healthy: not an HTTP answer")]
-    NotHttp { addr: SocketAddr },
     #[error("http://{addr}/-/healthy answered {status}")]
     Status { addr: SocketAddr, status: u16 },
 }
@@ -195,31 +192,17 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
 
 /// `GET /-/healthy`; the HTTP status.
 fn get_healthy(addr: SocketAddr) -> Result<u16, Unhealthy> {
-    let fail = |source: std::io::Error| Unhealthy::Http { addr, source };
-    let mut conn = TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(fail)?;
-    conn.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
-    conn.set_write_timeout(Some(HTTP_TIMEOUT)).map_err(fail)?;
-    write!(
-        conn,
-        "GET /-/healthy HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(fail)?;
-    let mut head = Vec::new();
-    let mut buf = [0u8; 256];
-    while !head.contains(&b'\n') && head.len() < 4096 {
-        let n = conn.read(&mut buf).map_err(fail)?;
-        if n == 0 {
-            break;
-        }
-        head.extend_from_slice(&buf[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let status = line
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok());
-    status.ok_or(Unhealthy::NotHttp { addr })
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(HTTP_TIMEOUT))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let resp = agent
+        .get(format!("http://{addr}/-/healthy"))
+        .call()
+        .map_err(|source| Unhealthy::Http { addr, source })?;
+    Ok(resp.status().as_u16())
 }
 
 #[cfg(test)]

@@ -16,8 +16,7 @@
 //! Needs root (a loop device, a mount, a cgroup, raw ICMP).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::support::{can_ping, require_root, rrd_fetch, skip, wait_for, Base, Daemon};
@@ -67,15 +66,7 @@ struct Scrape {
 }
 
 fn scrape(addr: SocketAddr) -> Scrape {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
+    let (_, _, text) = crate::support::http_get(addr, "/metrics", None);
     let mut out = Scrape {
         samples: BTreeMap::new(),
         requests: 0.0,

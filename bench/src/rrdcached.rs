@@ -268,10 +268,36 @@ pub fn run(
          page cache dropped before each window and every {drop_every} s in it"
     );
 
-    // The files, created once (not measured): the first daemon run.
+    create_files(cli, &base, orders)?;
+
+    let plan = Plan {
+        orders,
+        step,
+        window_s,
+        drop_every,
+    };
+    let direct = window(cli, &base, plan, None, false)?;
+    let cached = Cached::start(&base, write_interval)?;
+    let through = window(cli, &base, plan, Some(&cached), false);
+    cached.stop();
+    let through = through?;
+    // The same orders without RRD: what a round costs besides main.rrd
+    // (last_result, directories), to tell the RRD's own share.
+    write_orders(&base.join("orders"), 0..orders, |i| {
+        order(i, step, pings, None, false)
+    })?;
+    let plain = window(cli, &base, plan, None, true)?;
+    std::fs::remove_dir_all(&base).ok();
+
+    report(&direct, &through, &plain, write_interval);
+    Ok(())
+}
+
+/// The files, created once (not measured): the first daemon run.
+fn create_files(cli: &Cli, base: &Path, orders: usize) -> anyhow::Result<()> {
     let t = Instant::now();
     {
-        let d = Daemon::start(&cli.bin, &base, &[])?;
+        let d = Daemon::start(&cli.bin, base, &[])?;
         let scanned = wait(Duration::from_secs(600), || {
             d.stats().is_some_and(|s| n(&s, &["initial_scan_ms"]) > 0.0)
         });
@@ -305,25 +331,12 @@ pub fn run(
         t.elapsed().as_secs_f64()
     );
 
-    let plan = Plan {
-        orders,
-        step,
-        window_s,
-        drop_every,
-    };
-    let direct = window(cli, &base, plan, None, false)?;
-    let cached = Cached::start(&base, write_interval)?;
-    let through = window(cli, &base, plan, Some(&cached), false);
-    cached.stop();
-    let through = through?;
-    // The same orders without RRD: what a round costs besides main.rrd
-    // (last_result, directories), to tell the RRD's own share.
-    write_orders(&base.join("orders"), 0..orders, |i| {
-        order(i, step, pings, None, false)
-    })?;
-    let plain = window(cli, &base, plan, None, true)?;
-    std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
 
+/// Per RRD update, direct against through rrdcached, and the RRD's own
+/// share (each minus the same rounds without RRD).
+fn report(direct: &Window, through: &Window, plain: &Window, write_interval: u64) {
     let per = |x: u64, u: u64| x as f64 / u.max(1) as f64 / 1024.0;
     let both = through.daemon.plus(through.cached.unwrap_or_default());
     println!(
@@ -424,5 +437,4 @@ pub fn run(
         "disk I/O of main.rrd alone          {rrd_direct:>10.1} KB{rrd_cached:>13.1} KB   ({:.1}x less)",
         rrd_direct / rrd_cached.max(1e-9)
     );
-    Ok(())
 }

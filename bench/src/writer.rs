@@ -72,35 +72,7 @@ pub(crate) fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> a
     }
     nix::unistd::sync();
     let started = Instant::now();
-    // One round of every order at a time, each written before the next is
-    // handed over (a newer round of an order would otherwise supersede its
-    // unwritten last_result, and fewer files would be written than rounds).
-    let last_results = || {
-        store
-            .stats()
-            .last_results
-            .load(std::sync::atomic::Ordering::Relaxed)
-    };
-    for r in 1..=i64::from(rounds) {
-        for id in &ids {
-            store.send(StoreCmd::Round {
-                id: id.clone(),
-                generation: 1,
-                shape,
-                t: t0 + r * 60,
-                summary: summary.clone(),
-                queued: Instant::now(),
-            });
-        }
-        let want = r as u64 * orders as u64;
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while last_results() < want {
-            if Instant::now() > deadline {
-                bail!("round {r} was not written within 10 minutes");
-            }
-            std::thread::sleep(Duration::from_micros(200));
-        }
-    }
+    write_rounds(&store, &ids, rounds, shape, t0, &summary)?;
     let stats = store.stats();
     let updates = stats.rrd_updates.load(std::sync::atomic::Ordering::Relaxed);
     let errors = stats.errors.load(std::sync::atomic::Ordering::Relaxed);
@@ -122,28 +94,7 @@ pub(crate) fn writer(cli: &Cli, orders: usize, rounds: u32, threads: usize) -> a
         "writer throughput                {:>10.0} round writes/s (RRD updates written {updates}, errors {errors})",
         f64::from(rounds) * orders as f64 / secs
     );
-    // librrd alone: the same updates straight to the warm files, one
-    // thread per writer, without last_result.
-    let values = pingmachine::store::rrd::update_values(&summary);
-    let n_writes = u64::from(rounds) * orders as u64;
-    let rrd_secs = timed_per_thread(&ids, threads, rounds, |r, id| {
-        let path = id.under(&base.output).join("main.rrd");
-        let _ =
-            pingmachine::store::rrd::update_rrd(&path, t0 + (i64::from(rounds) + r) * 60, &values);
-    });
-    println!(
-        "librrd updates alone             {:>10.0} updates/s ({n_writes} updates in {rrd_secs:.2} s)",
-        n_writes as f64 / rrd_secs
-    );
-    // last_result alone, the same way.
-    let lr_secs = timed_per_thread(&ids, threads, rounds, |r, id| {
-        let text = pingmachine::store::last_result::format(t0 + r * 60, now, 60, 20, &summary);
-        let _ = pingmachine::store::last_result::write_atomic(&id.under(&base.output), &text);
-    });
-    println!(
-        "last_result writes alone         {:>10.0} writes/s ({n_writes} writes in {lr_secs:.2} s)",
-        n_writes as f64 / lr_secs
-    );
+    alone(&base, &ids, threads, rounds, (t0, now), &summary);
     std::fs::remove_dir_all(&root).ok();
     Ok(())
 }
@@ -171,4 +122,79 @@ pub(crate) fn timed_per_thread<T: Sync>(
         }
     });
     started.elapsed().as_secs_f64()
+}
+
+/// One round of every order at a time, each written before the next is
+/// handed over (a newer round of an order would otherwise supersede its
+/// unwritten last_result, and fewer files would be written than rounds).
+fn write_rounds(
+    store: &pingmachine::store::writer::StoreHandle,
+    ids: &[pingmachine::order::OrderId],
+    rounds: u32,
+    shape: pingmachine::store::Shape,
+    t0: i64,
+    summary: &pingmachine::result::Summary,
+) -> anyhow::Result<()> {
+    use pingmachine::store::StoreCmd;
+    let orders = ids.len();
+    let last_results = || {
+        store
+            .stats()
+            .last_results
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    for r in 1..=i64::from(rounds) {
+        for id in ids {
+            store.send(StoreCmd::Round {
+                id: id.clone(),
+                generation: 1,
+                shape,
+                t: t0 + r * 60,
+                summary: summary.clone(),
+                queued: Instant::now(),
+            });
+        }
+        let want = r as u64 * orders as u64;
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while last_results() < want {
+            if Instant::now() > deadline {
+                bail!("round {r} was not written within 10 minutes");
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    Ok(())
+}
+
+/// librrd alone and `last_result` alone: the same writes straight to the
+/// warm files, one thread per writer.
+fn alone(
+    base: &pingmachine::basedir::BaseDir,
+    ids: &[pingmachine::order::OrderId],
+    threads: usize,
+    rounds: u32,
+    (t0, now): (i64, i64),
+    summary: &pingmachine::result::Summary,
+) {
+    let orders = ids.len();
+    let values = pingmachine::store::rrd::update_values(summary);
+    let n_writes = u64::from(rounds) * orders as u64;
+    let rrd_secs = timed_per_thread(ids, threads, rounds, |r, id| {
+        let path = id.under(&base.output).join("main.rrd");
+        let _ =
+            pingmachine::store::rrd::update_rrd(&path, t0 + (i64::from(rounds) + r) * 60, &values);
+    });
+    println!(
+        "librrd updates alone             {:>10.0} updates/s ({n_writes} updates in {rrd_secs:.2} s)",
+        n_writes as f64 / rrd_secs
+    );
+    // last_result alone, the same way.
+    let lr_secs = timed_per_thread(ids, threads, rounds, |r, id| {
+        let text = pingmachine::store::last_result::format(t0 + r * 60, now, 60, 20, summary);
+        let _ = pingmachine::store::last_result::write_atomic(&id.under(&base.output), &text);
+    });
+    println!(
+        "last_result writes alone         {:>10.0} writes/s ({n_writes} writes in {lr_secs:.2} s)",
+        n_writes as f64 / lr_secs
+    );
 }

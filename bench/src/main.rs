@@ -265,19 +265,8 @@ enum Cmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    if let Cmd::Wakeup { count } = &cli.cmd {
-        return wakeup(*count);
-    }
-    if let Cmd::FloorChild {
-        targets,
-        rate,
-        seconds,
-    } = &cli.cmd
-    {
-        return floor_measure(*targets, *rate, *seconds, Net::Netns);
-    }
+/// The daemon's binary is there, and this is root.
+fn check_can_run(cli: &Cli) -> anyhow::Result<()> {
     if !cli.bin.exists() {
         bail!(
             "{} not found (cargo build --release first, or pass --bin)",
@@ -292,6 +281,23 @@ fn main() -> anyhow::Result<()> {
             range.trim()
         );
     }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Cmd::Wakeup { count } = &cli.cmd {
+        return wakeup(*count);
+    }
+    if let Cmd::FloorChild {
+        targets,
+        rate,
+        seconds,
+    } = &cli.cmd
+    {
+        return floor_measure(*targets, *rate, *seconds, Net::Netns);
+    }
+    check_can_run(&cli)?;
     match &cli.cmd {
         Cmd::Run {
             orders,

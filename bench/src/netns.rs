@@ -152,110 +152,9 @@ impl TestNet {
             watcher,
             _lock: lock,
         };
-        ip(&["netns", "add", PROBER])?;
-        ip(&["netns", "add", TARGETS])?;
-        ip(&[
-            "link", "add", PROBER_DEV, "netns", PROBER, "type", "veth", "peer", "name", TARGET_DEV,
-            "netns", TARGETS,
-        ])?;
-        for (ns, dev, addr) in [
-            (PROBER, PROBER_DEV, "2001:db8::1/64"),
-            (TARGETS, TARGET_DEV, "2001:db8::2/64"),
-        ] {
-            ip(&["-n", ns, "link", "set", "lo", "up"])?;
-            ip(&["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"])?;
-            ip(&["-n", ns, "link", "set", dev, "up"])?;
-        }
-        // A veth delivers to its peer's NAPI (run by a kernel thread once
-        // threaded) only with GRO on, and, while the sending end offers
-        // TSO, only for some packets: offloads off, GRO on. The NAPI
-        // exists once both ends are up.
-        for (ns, dev) in [(PROBER, PROBER_DEV), (TARGETS, TARGET_DEV)] {
-            in_ns(
-                ns,
-                &format!(
-                    "ethtool -K {dev} gro on tso off gso off && echo 1 > /sys/class/net/{dev}/threaded"
-                ),
-            )?;
-            // A queue in front of each end's 256-packet ring: when its
-            // kernel thread is late (two cores shared with the daemon), the
-            // veth holds packets back instead of dropping them.
-            ip_tc(ns, dev)?;
-        }
-        // The kernel threads stand in for other machines: they run before
-        // the daemon's threads, as a NIC's interrupts would.
-        for pid in napi_threads() {
-            let _ = Command::new("chrt")
-                .args(["-f", "-p", "10", &pid.to_string()])
-                .output();
-        }
-        // The targets' namespace answers for the whole /80.
-        ip(&[
-            "-n",
-            TARGETS,
-            "-6",
-            "route",
-            "add",
-            "local",
-            "2001:db8:0:0:1::/80",
-            "dev",
-            "lo",
-        ])?;
-        ip(&[
-            "-n",
-            PROBER,
-            "-6",
-            "route",
-            "add",
-            "2001:db8:0:0:1::/80",
-            "via",
-            "2001:db8::2",
-            "dev",
-            PROBER_DEV,
-        ])?;
-        let (pmac, tmac) = (mac(PROBER, PROBER_DEV)?, mac(TARGETS, TARGET_DEV)?);
-        ip(&[
-            "-n",
-            PROBER,
-            "-6",
-            "neigh",
-            "replace",
-            "2001:db8::2",
-            "lladdr",
-            &tmac,
-            "dev",
-            PROBER_DEV,
-            "nud",
-            "permanent",
-        ])?;
-        ip(&[
-            "-n",
-            TARGETS,
-            "-6",
-            "neigh",
-            "replace",
-            "2001:db8::1",
-            "lladdr",
-            &pmac,
-            "dev",
-            TARGET_DEV,
-            "nud",
-            "permanent",
-        ])?;
-        // The prober's namespace reaches nothing but the veth.
-        for fam in ["-4", "-6"] {
-            let routes = ip(&["-n", PROBER, fam, "route", "show", "table", "all"])?;
-            for line in routes.lines() {
-                let dev = line
-                    .split_whitespace()
-                    .skip_while(|w| *w != "dev")
-                    .nth(1)
-                    .unwrap_or("");
-                if dev != PROBER_DEV && dev != "lo" {
-                    bail!("unexpected route in {PROBER}: {line}");
-                }
-            }
-        }
+        links()?;
+        routes()?;
+        check_prober_routes()?;
         Ok(net)
     }
 
@@ -275,6 +174,125 @@ impl Drop for TestNet {
         }
         remove_namespaces();
     }
+}
+
+/// The two namespaces and the veth pair between them, up, with threaded
+/// NAPI at real-time priority.
+fn links() -> anyhow::Result<()> {
+    ip(&["netns", "add", PROBER])?;
+    ip(&["netns", "add", TARGETS])?;
+    ip(&[
+        "link", "add", PROBER_DEV, "netns", PROBER, "type", "veth", "peer", "name", TARGET_DEV,
+        "netns", TARGETS,
+    ])?;
+    for (ns, dev, addr) in [
+        (PROBER, PROBER_DEV, "2001:db8::1/64"),
+        (TARGETS, TARGET_DEV, "2001:db8::2/64"),
+    ] {
+        ip(&["-n", ns, "link", "set", "lo", "up"])?;
+        ip(&["-n", ns, "-6", "addr", "add", addr, "dev", dev, "nodad"])?;
+        ip(&["-n", ns, "link", "set", dev, "up"])?;
+    }
+    // A veth delivers to its peer's NAPI (run by a kernel thread once
+    // threaded) only with GRO on, and, while the sending end offers
+    // TSO, only for some packets: offloads off, GRO on. The NAPI
+    // exists once both ends are up.
+    for (ns, dev) in [(PROBER, PROBER_DEV), (TARGETS, TARGET_DEV)] {
+        in_ns(
+            ns,
+            &format!(
+                "ethtool -K {dev} gro on tso off gso off && echo 1 > /sys/class/net/{dev}/threaded"
+            ),
+        )?;
+        // A queue in front of each end's 256-packet ring: when its
+        // kernel thread is late (two cores shared with the daemon), the
+        // veth holds packets back instead of dropping them.
+        ip_tc(ns, dev)?;
+    }
+    // The kernel threads stand in for other machines: they run before
+    // the daemon's threads, as a NIC's interrupts would.
+    for pid in napi_threads() {
+        let _ = Command::new("chrt")
+            .args(["-f", "-p", "10", &pid.to_string()])
+            .output();
+    }
+    Ok(())
+}
+
+/// The targets' /80 and the neighbours, fixed.
+fn routes() -> anyhow::Result<()> {
+    // The targets' namespace answers for the whole /80.
+    ip(&[
+        "-n",
+        TARGETS,
+        "-6",
+        "route",
+        "add",
+        "local",
+        "2001:db8:0:0:1::/80",
+        "dev",
+        "lo",
+    ])?;
+    ip(&[
+        "-n",
+        PROBER,
+        "-6",
+        "route",
+        "add",
+        "2001:db8:0:0:1::/80",
+        "via",
+        "2001:db8::2",
+        "dev",
+        PROBER_DEV,
+    ])?;
+    let (pmac, tmac) = (mac(PROBER, PROBER_DEV)?, mac(TARGETS, TARGET_DEV)?);
+    ip(&[
+        "-n",
+        PROBER,
+        "-6",
+        "neigh",
+        "replace",
+        "2001:db8::2",
+        "lladdr",
+        &tmac,
+        "dev",
+        PROBER_DEV,
+        "nud",
+        "permanent",
+    ])?;
+    ip(&[
+        "-n",
+        TARGETS,
+        "-6",
+        "neigh",
+        "replace",
+        "2001:db8::1",
+        "lladdr",
+        &pmac,
+        "dev",
+        TARGET_DEV,
+        "nud",
+        "permanent",
+    ])?;
+    Ok(())
+}
+
+/// The prober's namespace reaches nothing but the veth.
+fn check_prober_routes() -> anyhow::Result<()> {
+    for fam in ["-4", "-6"] {
+        let routes = ip(&["-n", PROBER, fam, "route", "show", "table", "all"])?;
+        for line in routes.lines() {
+            let dev = line
+                .split_whitespace()
+                .skip_while(|w| *w != "dev")
+                .nth(1)
+                .unwrap_or("");
+            if dev != PROBER_DEV && dev != "lo" {
+                bail!("unexpected route in {PROBER}: {line}");
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The veth pair's NAPI kernel threads, with their `/proc/PID/stat`.

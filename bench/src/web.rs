@@ -34,46 +34,7 @@ pub(crate) fn web(
         "{orders} orders on the page, {rrd_orders} with graphs (step 10), {clients} graph clients"
     );
 
-    // `/`: each request after the 5 s report cache expired (server time
-    // of a fresh report), then cached.
-    let mut fresh = Vec::new();
-    for _ in 0..5 {
-        std::thread::sleep(Duration::from_millis(5200));
-        let (t, status, len) = http_get(port, "/")?;
-        anyhow::ensure!(status == 200, "/ returned {status}");
-        fresh.push((t, len));
-    }
-    let (cached, _, _) = http_get(port, "/")?;
-    let max = fresh.iter().map(|f| f.0).fold(0.0, f64::max);
-    let avg = fresh.iter().map(|f| f.0).sum::<f64>() / fresh.len() as f64;
-    println!(
-        "/ with a fresh report              avg {:.0} ms, max {:.0} ms ({:.1} MB of HTML, first page of 500 rows); from the cache {:.0} ms",
-        avg * 1000.0,
-        max * 1000.0,
-        fresh[0].1 as f64 / 1e6,
-        cached * 1000.0
-    );
-    // 30-hour graphs, each of another range so none comes from the cache.
-    let id = format!("bench/o{orders:06}");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_secs() as i64;
-    let mut times = Vec::new();
-    for k in 0..10 {
-        let end = now - 60 * k;
-        let (t, status, _) = http_get(
-            port,
-            &format!("/graph/{id}?start={}&end={end}", end - 108_000),
-        )?;
-        anyhow::ensure!(status == 200, "graph returned {status}");
-        times.push(t);
-    }
-    println!(
-        "30-hour graph (800x260 PNG)        avg {:.0} ms, max {:.0} ms",
-        times.iter().sum::<f64>() / times.len() as f64 * 1000.0,
-        times.iter().copied().fold(0.0, f64::max) * 1000.0
-    );
-
+    let now = page_and_graph_times(port, orders)?;
     let a = lateness(port)?;
     std::thread::sleep(Duration::from_secs(window));
     let b = lateness(port)?;
@@ -127,6 +88,52 @@ pub(crate) fn web(
     d.stop()?;
     std::fs::remove_dir_all(&base).ok();
     Ok(())
+}
+
+/// Server time of `/` (fresh report, then cached) and of uncached 30-hour
+/// graphs; returns the Unix time the graphs end at.
+fn page_and_graph_times(port: u16, orders: usize) -> anyhow::Result<i64> {
+    // `/`: each request after the 5 s report cache expired (server time
+    // of a fresh report), then cached.
+    let mut fresh = Vec::new();
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(5200));
+        let (t, status, len) = http_get(port, "/")?;
+        anyhow::ensure!(status == 200, "/ returned {status}");
+        fresh.push((t, len));
+    }
+    let (cached, _, _) = http_get(port, "/")?;
+    let max = fresh.iter().map(|f| f.0).fold(0.0, f64::max);
+    let avg = fresh.iter().map(|f| f.0).sum::<f64>() / fresh.len() as f64;
+    println!(
+        "/ with a fresh report              avg {:.0} ms, max {:.0} ms ({:.1} MB of HTML, first page of 500 rows); from the cache {:.0} ms",
+        avg * 1000.0,
+        max * 1000.0,
+        fresh[0].1 as f64 / 1e6,
+        cached * 1000.0
+    );
+    // 30-hour graphs, each of another range so none comes from the cache.
+    let id = format!("bench/o{orders:06}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let mut times = Vec::new();
+    for k in 0..10 {
+        let end = now - 60 * k;
+        let (t, status, _) = http_get(
+            port,
+            &format!("/graph/{id}?start={}&end={end}", end - 108_000),
+        )?;
+        anyhow::ensure!(status == 200, "graph returned {status}");
+        times.push(t);
+    }
+    println!(
+        "30-hour graph (800x260 PNG)        avg {:.0} ms, max {:.0} ms",
+        times.iter().sum::<f64>() / times.len() as f64 * 1000.0,
+        times.iter().copied().fold(0.0, f64::max) * 1000.0
+    );
+
+    Ok(now)
 }
 
 /// One GET of `/metrics` on `port`: time to the whole body, and its size.

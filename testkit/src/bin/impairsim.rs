@@ -74,19 +74,17 @@ fn delay_of(kv: &[(&str, &str)]) -> Result<f64, String> {
     }
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (opts, command) = match args.iter().position(|a| a == "--") {
-        Some(i) => (&args[..i], args[i + 1..].to_vec()),
-        None => (&args[..], Vec::new()),
-    };
+/// The options before `--`: the simulator's configuration, how long to
+/// hold without a command, and a command's timeout. `None` after saying
+/// what is wrong.
+fn parse_options(opts: &[String]) -> Option<(SimConfig, Duration, Duration)> {
     let mut cfg = SimConfig::default();
     let mut hold = Duration::from_secs(60);
     let mut timeout = Duration::from_secs(120);
     let mut it = opts.iter();
     while let Some(flag) = it.next() {
         let Some(value) = it.next() else {
-            return usage();
+            return None;
         };
         let r: Result<(), String> = (|| {
             match flag.as_str() {
@@ -126,14 +124,16 @@ fn main() -> ExitCode {
         })();
         if let Err(e) = r {
             eprintln!("impairsim: {e}");
-            return usage();
+            return None;
         }
     }
-    cfg.max_lifetime = Some(hold.max(timeout) + Duration::from_secs(30));
+    Some((cfg, hold, timeout))
+}
 
-    // SIGINT/SIGTERM: blocked here (and so in every thread spawned later),
-    // taken by a waiting thread that asks the main loop to stop, so the
-    // simulator's Drop removes the namespaces.
+/// SIGINT/SIGTERM: blocked here (and so in every thread spawned later),
+/// taken by a waiting thread that sets the flag returned, so the
+/// simulator's Drop removes the namespaces.
+fn catch_signals() -> Arc<AtomicBool> {
     let mut sigs = SigSet::empty();
     sigs.add(Signal::SIGINT);
     sigs.add(Signal::SIGTERM);
@@ -148,6 +148,21 @@ fn main() -> ExitCode {
                 }
             });
     }
+    interrupted
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (opts, command) = match args.iter().position(|a| a == "--") {
+        Some(i) => (&args[..i], args[i + 1..].to_vec()),
+        None => (&args[..], Vec::new()),
+    };
+    let Some((mut cfg, hold, timeout)) = parse_options(opts) else {
+        return usage();
+    };
+    cfg.max_lifetime = Some(hold.max(timeout) + Duration::from_secs(30));
+
+    let interrupted = catch_signals();
 
     let sim = match Sim::start(cfg) {
         Ok(s) => s,

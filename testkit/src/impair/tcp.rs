@@ -29,31 +29,7 @@ pub(super) fn tcp_loop(
     let mut buf = [0u8; 4096];
     let mut cmsg: Vec<u8> = nix::cmsg_space!(TimeSpec, [u64; 4]);
     while sh.running() {
-        let (ready_l, ready_c): (Vec<bool>, Vec<bool>) = {
-            let mut fds: Vec<PollFd<'_>> = listeners
-                .iter()
-                .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::POLLIN))
-                .chain(
-                    conns
-                        .iter()
-                        .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
-                )
-                .collect();
-            match nix::poll::poll(
-                &mut fds,
-                nix::poll::PollTimeout::from(TICK.as_millis() as u16),
-            ) {
-                Ok(0) | Err(_) => (vec![false; listeners.len()], vec![false; conns.len()]),
-                Ok(_) => {
-                    let r: Vec<bool> = fds
-                        .iter()
-                        .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                        .collect();
-                    let (a, b) = r.split_at(listeners.len());
-                    (a.to_vec(), b.to_vec())
-                }
-            }
-        };
+        let (ready_l, ready_c) = poll_ready(listeners, &conns);
         // Requests first (their delay counts from now), newest index first
         // so removals keep the earlier indices valid.
         for i in (0..ready_c.len()).rev() {
@@ -85,40 +61,8 @@ pub(super) fn tcp_loop(
                 }
             }
             if let Some(at) = complete {
-                let c = conns.swap_remove(i);
-                let local = c.stream.local_addr();
-                let peer = c.stream.peer_addr();
-                let (Ok(local), Ok(peer)) = (local, peer) else {
-                    continue;
-                };
-                let index = sh.record(Request {
-                    at,
-                    addr: local.ip(),
-                    from: peer.ip(),
-                    proto: Proto::Http,
-                    ident: peer.port(),
-                    seq: 0,
-                    size: c.request.len(),
-                    fate: Fate::Replied { delay: c.delay },
-                    sent: None,
-                });
-                let body: &[u8] = if c.request.starts_with(b"HEAD ") {
-                    b""
-                } else {
-                    b"ok\n"
-                };
-                let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\n".to_vec();
-                bytes.extend_from_slice(body);
                 n += 1;
-                let _ = tx.send(Scheduled {
-                    due: due_at(sh, at, c.delay),
-                    n,
-                    out: usize::MAX,
-                    dest: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
-                    bytes,
-                    stream: Some(c.stream),
-                    log: Some(index),
-                });
+                answer(sh, conns.swap_remove(i), at, n, tx);
             } else if done {
                 conns.swap_remove(i);
             }
@@ -151,4 +95,68 @@ pub(super) fn tcp_loop(
             }
         }
     }
+}
+
+/// Which listeners and connections are readable within a [`TICK`].
+fn poll_ready(listeners: &[(Socket, Option<Duration>)], conns: &[Conn]) -> (Vec<bool>, Vec<bool>) {
+    let mut fds: Vec<PollFd<'_>> = listeners
+        .iter()
+        .map(|(l, _)| PollFd::new(l.as_fd(), PollFlags::POLLIN))
+        .chain(
+            conns
+                .iter()
+                .map(|c| PollFd::new(c.stream.as_fd(), PollFlags::POLLIN)),
+        )
+        .collect();
+    match nix::poll::poll(
+        &mut fds,
+        nix::poll::PollTimeout::from(TICK.as_millis() as u16),
+    ) {
+        Ok(0) | Err(_) => (vec![false; listeners.len()], vec![false; conns.len()]),
+        Ok(_) => {
+            let r: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            let (a, b) = r.split_at(listeners.len());
+            (a.to_vec(), b.to_vec())
+        }
+    }
+}
+
+/// A whole request read at `at` (kernel time): logged, and its `200 OK`
+/// scheduled `c.delay` later as the `n`-th send.
+fn answer(sh: &Shared, c: Conn, at: SystemTime, n: u64, tx: &mpsc::Sender<Scheduled>) {
+    let local = c.stream.local_addr();
+    let peer = c.stream.peer_addr();
+    let (Ok(local), Ok(peer)) = (local, peer) else {
+        return;
+    };
+    let index = sh.record(Request {
+        at,
+        addr: local.ip(),
+        from: peer.ip(),
+        proto: Proto::Http,
+        ident: peer.port(),
+        seq: 0,
+        size: c.request.len(),
+        fate: Fate::Replied { delay: c.delay },
+        sent: None,
+    });
+    let body: &[u8] = if c.request.starts_with(b"HEAD ") {
+        b""
+    } else {
+        b"ok\n"
+    };
+    let mut bytes = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\n".to_vec();
+    bytes.extend_from_slice(body);
+    let _ = tx.send(Scheduled {
+        due: due_at(sh, at, c.delay),
+        n,
+        out: usize::MAX,
+        dest: SockAddr::from(SocketAddr::from(([0, 0, 0, 0], 0))),
+        bytes,
+        stream: Some(c.stream),
+        log: Some(index),
+    });
 }

@@ -83,9 +83,7 @@ fn parse_options(opts: &[String]) -> Option<(SimConfig, Duration, Duration)> {
     let mut timeout = Duration::from_secs(120);
     let mut it = opts.iter();
     while let Some(flag) = it.next() {
-        let Some(value) = it.next() else {
-            return None;
-        };
+        let value = it.next()?;
         let r: Result<(), String> = (|| {
             match flag.as_str() {
                 "--seed" => cfg.seed = value.parse().map_err(|_| "bad seed".to_owned())?,

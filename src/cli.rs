@@ -221,8 +221,9 @@ pub enum OrderAction {
 /// Options of `pingmachine check`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct CheckOpts {
-    /// Order files to check.
-    #[arg(required = true, value_name = "FILE")]
+    /// Order files to check; a directory is checked recursively, `-` reads
+    /// one order from standard input.
+    #[arg(required = true, value_name = "FILE|DIR|-")]
     pub files: Vec<PathBuf>,
 }
 
@@ -247,8 +248,10 @@ pub struct RunOpts {
     pub icmp_socket: IcmpSocket,
 
     /// Seconds after which an order file that was not refreshed (mtime)
-    /// expires: it is removed and its output archived.
-    #[arg(long, default_value_t = 3660, value_parser = clap::value_parser!(u64).range(1..), value_name = "SECONDS")]
+    /// expires: it is removed and its output archived (the original's
+    /// rule). 0: orders never expire (for order files written once, e.g.
+    /// by configuration management).
+    #[arg(long, default_value_t = 3660, value_name = "SECONDS")]
     pub max_age: u64,
 
     /// Extra trusted CA certificate (PEM file) for https targets of httping

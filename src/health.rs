@@ -72,6 +72,12 @@ impl Telemetry {
             "Version of pingmachine.",
             &[("version", env!("CARGO_PKG_VERSION"))],
         );
+        // Dashboards made for smokeping_prober find their probers by it.
+        s.metric(1u64).info(
+            "smokeping_prober_build",
+            "Compatibility alias of pingmachine_build_info, for dashboards made for smokeping_prober (pingmachine's version).",
+            &[("version", env!("CARGO_PKG_VERSION"))],
+        );
         s.json("time", crate::clock::unix_s());
         s.json("pid", std::process::id());
         s.json("stats_interval_s", self.started.stats_interval_s);

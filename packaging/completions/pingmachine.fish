@@ -29,7 +29,7 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -s u -l user -d 'R
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l icmp-socket -d 'Kind of ICMP socket: an unprivileged datagram socket where net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW)' -r -f -a "auto\t'Datagram if permitted, else raw'
 datagram\t'Unprivileged ICMP datagram socket only'
 raw\t'Raw socket only (CAP_NET_RAW)'"
-complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived (the original\'s rule). 0: orders never expire (for order files written once, e.g. by configuration management)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l http-ca-file -d 'Extra trusted CA certificate (PEM file) for https targets of httping orders, e.g. an internal CA. Repeatable' -r -F
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l sping-command -d 'Command run for sping orders: program and arguments, split on white space (no shell); `{pings}`, `{interval_ms}`, `{interval_s}`, `{timeout_ms}` and `{step}` are replaced. The order\'s interface (`-I IF`), source address (`-S IP`), flags and host are appended. It must print fping -C output (`host : 1.23 - 4.56`)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r
@@ -63,7 +63,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s u -l use
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l icmp-socket -d 'Kind of ICMP socket: an unprivileged datagram socket where net.ipv4.ping_group_range allows it, else a raw socket (needs CAP_NET_RAW)' -r -f -a "auto\t'Datagram if permitted, else raw'
 datagram\t'Unprivileged ICMP datagram socket only'
 raw\t'Raw socket only (CAP_NET_RAW)'"
-complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-age -d 'Seconds after which an order file that was not refreshed (mtime) expires: it is removed and its output archived (the original\'s rule). 0: orders never expire (for order files written once, e.g. by configuration management)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l http-ca-file -d 'Extra trusted CA certificate (PEM file) for https targets of httping orders, e.g. an internal CA. Repeatable' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l sping-command -d 'Command run for sping orders: program and arguments, split on white space (no shell); `{pings}`, `{interval_ms}`, `{interval_s}`, `{timeout_ms}` and `{step}` are replaced. The order\'s interface (`-I IF`), source address (`-S IP`), flags and host are appended. It must print fping -C output (`host : 1.23 - 4.56`)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r

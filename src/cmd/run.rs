@@ -330,7 +330,7 @@ async fn daemon(
         store.clone(),
         counters,
         cancel.clone(),
-        Duration::from_secs(opts.max_age),
+        max_age(opts.max_age),
     )
     .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
     let stats_task = spawn_stats_writer(
@@ -354,6 +354,15 @@ async fn daemon(
     }
     info!(log_lines_dropped = logging::dropped(), "stopped");
     Ok(())
+}
+
+/// `--max-age`: 0 is never (no file is that old).
+fn max_age(seconds: u64) -> Duration {
+    if seconds == 0 {
+        Duration::MAX
+    } else {
+        Duration::from_secs(seconds)
+    }
 }
 
 /// The rrdcached client (`--rrdcached`), started.

@@ -121,6 +121,12 @@ pub fn parse_order(file: &Path, id: &OrderId, bytes: &[u8]) -> Result<Parsed, Or
         }
     };
     let probe = ProbeSpec::parse(kind, &section, step, pings)?;
+    for key in section.unread() {
+        warnings.push(format!(
+            "{}: unknown field `{name}.{key}` ignored",
+            file.display()
+        ));
+    }
     let rrd = match opt_string(&cx, map, "rrd_template", "rrd_template")?.as_deref() {
         None | Some("smokeping") => RrdTemplate::Smokeping,
         Some("norrd") => RrdTemplate::NoRrd,

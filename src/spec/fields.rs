@@ -35,17 +35,39 @@ impl Ctx<'_> {
     }
 }
 
-/// A probe's section of an order: its name (`tcp`) and its mapping.
-#[derive(Debug, Clone, Copy)]
+/// A probe's section of an order: its name (`tcp`) and its mapping. It
+/// remembers which keys the probe's rules read, so that the others can be
+/// reported as unknown ([`Section::unread`]).
+#[derive(Debug, Clone)]
 pub struct Section<'a> {
     cx: Ctx<'a>,
     name: &'static str,
     map: &'a Mapping,
+    read: std::cell::RefCell<std::collections::BTreeSet<String>>,
 }
 
 impl<'a> Section<'a> {
     pub(crate) fn new(cx: Ctx<'a>, name: &'static str, map: &'a Mapping) -> Section<'a> {
-        Section { cx, name, map }
+        Section {
+            cx,
+            name,
+            map,
+            read: Default::default(),
+        }
+    }
+
+    fn note(&self, key: &str) {
+        self.read.borrow_mut().insert(key.to_owned());
+    }
+
+    /// The keys of the section that no rule read: unknown options (typos).
+    pub fn unread(&self) -> Vec<String> {
+        let read = self.read.borrow();
+        self.map
+            .keys()
+            .map(show_value)
+            .filter(|k| !read.contains(k.as_str()))
+            .collect()
     }
 
     /// The section's name (`tcp`).
@@ -60,6 +82,7 @@ impl<'a> Section<'a> {
 
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&'a Value> {
+        self.note(key);
         self.map.get(key)
     }
 
@@ -81,21 +104,25 @@ impl<'a> Section<'a> {
 
     /// Required text.
     pub fn req_string(&self, key: &str) -> Result<String, OrderError> {
+        self.note(key);
         req_string(&self.cx, self.map, key, &self.field(key))
     }
 
     /// Optional text (numbers are taken as text).
     pub fn opt_string(&self, key: &str) -> Result<Option<String>, OrderError> {
+        self.note(key);
         opt_string(&self.cx, self.map, key, &self.field(key))
     }
 
     /// Optional integer in `min..=max` (quoted numbers accepted).
     pub fn opt_uint(&self, key: &str, min: u32, max: u32) -> Result<Option<u32>, OrderError> {
+        self.note(key);
         opt_uint(&self.cx, self.map, key, &self.field(key), min, max)
     }
 
     /// Optional boolean (`true`, `yes`, `1` …).
     pub fn opt_bool(&self, key: &str) -> Result<Option<bool>, OrderError> {
+        self.note(key);
         opt_bool(&self.cx, self.map, key, &self.field(key))
     }
 

@@ -55,6 +55,46 @@ fn check(files: &[PathBuf]) -> (bool, String) {
     )
 }
 
+/// `check DIR` walks the tree as the daemon does and fails on the bad
+/// fixtures; `check -` reads standard input.
+#[test]
+fn check_reads_directories_and_standard_input() {
+    let (ok, out) = check(&[fixtures().join("good")]);
+    assert!(ok, "{out}");
+    assert!(out.contains("order files checked, 0 invalid"), "{out}");
+    let (ok, out) = check(&[fixtures().join("bad")]);
+    assert!(!ok, "{out}");
+    let n = fs::read_dir(fixtures().join("bad")).unwrap().count();
+    assert!(
+        out.contains(&format!("{n} order files checked, {n} invalid")),
+        "{out}"
+    );
+    let run = |input: &str| {
+        let mut child = Command::new(crate::support::bin())
+            .args(["check", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut child.stdin.take().unwrap(), input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, out) = run(
+        "user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, intervall: 500}\n",
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("unknown field `fping.intervall`") && out.contains("-: ok"),
+        "{out}"
+    );
+    let (ok, out) = run("user: u\nstep: 60\n");
+    assert!(!ok, "{out}");
+}
+
 #[test]
 fn check_reports_every_bad_order_with_its_reason() {
     let expected = expected_errors();
@@ -244,6 +284,32 @@ fn make_rrd(path: &Path, step: u32) {
         "DS:loss:GAUGE:120:0:5",
         "RRA:AVERAGE:0.5:1:10",
     ]);
+}
+
+/// `--max-age 0`: an order written two days ago (and never touched) keeps
+/// running, through rescans too.
+#[test]
+fn orders_never_expire_with_max_age_0() {
+    if !crate::support::can_ping("orders_never_expire_with_max_age_0") {
+        return;
+    }
+    let base = Base::new();
+    base.write_order("app/old", &order("127.0.0.1", 10, 2));
+    let file = base.orders().join("app/old");
+    set_mtime(&file, Duration::from_secs(2 * 86_400));
+    let d = Daemon::start(&base, &["--max-age", "0"]);
+    let first = wait_for(EVENTUALLY, || base.last_result("app/old"))
+        .unwrap_or_else(|| panic!("no round of a two-day-old order; log:\n{}", d.log_text()))
+        .int("time");
+    d.signal("HUP");
+    d.wait_log("full rescan done", EVENTUALLY);
+    let later = wait_for(EVENTUALLY, || {
+        let t = base.last_result("app/old")?.int("time");
+        (t > first).then_some(t)
+    });
+    assert!(later.is_some(), "rounds go on; log:\n{}", d.log_text());
+    assert!(file.exists(), "the order file stays");
+    assert!(!d.log_text().contains("order expired"), "{}", d.log_text());
 }
 
 #[test]

@@ -8,6 +8,19 @@
 # util-linux for the slow-disk test).
 set -euo pipefail
 
+# The Rust toolchain: the crate needs the version in Cargo.toml
+# (rust-version); Debian's own rustc is older.
+want_rust=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' "$(dirname "$0")/../Cargo.toml" | head -n 1)
+if ! command -v cargo >/dev/null; then
+  echo "deps: no cargo; install Rust $want_rust or newer: curl --proto '=https' -sSf https://sh.rustup.rs | sh" >&2
+  exit 1
+fi
+have_rust=$(rustc --version 2>/dev/null | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$want_rust" "${have_rust%%-*}" | sort -V | head -n 1)" != "$want_rust" ]; then
+  echo "deps: rustc $have_rust is older than the $want_rust this needs; update it (rustup update stable), or install rustup: https://rustup.rs" >&2
+  exit 1
+fi
+
 need=()
 have_pkg() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
 pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)

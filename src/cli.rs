@@ -113,9 +113,10 @@ pub enum Command {
 /// Options of `pingmachine serve`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOpts {
-    /// Listen on [ADDR:]PORT; a bare port is loopback only.
-    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::web::parse_listen)]
-    pub listen: std::net::SocketAddr,
+    /// Listen on PORT (loopback only), :PORT (every interface), HOST:PORT
+    /// or ADDR:PORT ([ADDR]:PORT for IPv6). Repeatable.
+    #[arg(long, required = true, value_name = "[HOST]:PORT", value_parser = crate::web::parse_listen)]
+    pub listen: Vec<crate::web::Listen>,
     /// rrdcached holding updates (also RRDCACHED_ADDRESS): each graph's
     /// main.rrd is flushed before it is drawn.
     #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
@@ -315,11 +316,12 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 30, hide = true, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub rescan_interval: u64,
 
-    /// Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP
-    /// on [ADDR:]PORT. A bare port listens on loopback only; any other
-    /// address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default.
-    #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::web::parse_listen)]
-    pub listen: Option<std::net::SocketAddr>,
+    /// Serve the web page and Prometheus metrics (/metrics, /-/healthy,
+    /// /-/ready) over HTTP on PORT (loopback only), :PORT (every
+    /// interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6).
+    /// Repeatable. Off by default.
+    #[arg(long, value_name = "[HOST]:PORT", value_parser = crate::web::parse_listen)]
+    pub listen: Vec<crate::web::Listen>,
 
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]

@@ -44,7 +44,7 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached -d 'C
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
-complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serve the web page and Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on PORT (loopback only), :PORT (every interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6). Repeatable. Off by default' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
@@ -78,7 +78,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcache
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rescan-interval -d 'Seconds between safety-net rescans of orders/ (tests raise it to show that a pickup came from the file watcher, not a rescan)' -r
-complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -d 'Serve Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on [ADDR:]PORT. A bare port listens on loopback only; any other address must be named, e.g. 0.0.0.0:9374 or [::]:9374. Off by default' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -d 'Serve the web page and Prometheus metrics (/metrics, /-/healthy, /-/ready) over HTTP on PORT (loopback only), :PORT (every interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6). Repeatable. Off by default' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
@@ -104,7 +104,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -l rrdcac
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s h -l help -d 'Print help'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s V -l version -d 'Print version'
-complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l listen -d 'Listen on [ADDR:]PORT; a bare port is loopback only' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l listen -d 'Listen on PORT (loopback only), :PORT (every interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l rrdcached -d 'rrdcached holding updates (also RRDCACHED_ADDRESS): each graph\'s main.rrd is flushed before it is drawn' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s h -l help -d 'Print help'

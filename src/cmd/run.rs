@@ -127,7 +127,7 @@ fn start(
     }
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
-    let listener = opts.listen.map(crate::web::bind).transpose()?;
+    let listeners = crate::web::bind_all(&opts.listen)?;
     let raised = crate::privilege::raise_permitted_net_raw();
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
@@ -165,7 +165,7 @@ fn start(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(daemon(&base, opts, settings, pre, lock, listener))
+    rt.block_on(daemon(&base, opts, settings, pre, lock, listeners))
 }
 
 /// Parses and checks every setting.
@@ -180,7 +180,7 @@ fn settings(opts: &RunOpts) -> anyhow::Result<Settings> {
         &opts.sinks,
         &sink::Common {
             http_ca: &deps.http_ca,
-            listen: opts.listen.is_some(),
+            listen: !opts.listen.is_empty(),
         },
     )?;
     Ok(Settings {
@@ -268,7 +268,7 @@ async fn daemon(
     settings: Settings,
     pre: PreOpened,
     _lock: Lock,
-    listener: Option<std::net::TcpListener>,
+    listeners: Vec<std::net::TcpListener>,
 ) -> anyhow::Result<()> {
     let engine = Arc::new(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
@@ -303,7 +303,7 @@ async fn daemon(
     let telemetry = Arc::new(Telemetry {
         started: stats::Started {
             stats_interval_s: opts.stats_interval,
-            listen: listener.as_ref().and_then(|l| l.local_addr().ok()),
+            listen: listeners.first().and_then(|l| l.local_addr().ok()),
             rrdcached: rrdcached.clone(),
         },
         jobs: counters.clone(),
@@ -311,10 +311,10 @@ async fn daemon(
         store: store.clone(),
         sinks: sinks.clone(),
     });
-    if let Some(listener) = listener {
+    if !listeners.is_empty() {
         let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))
             .with_rrdcached(opts.rrdcached.clone());
-        serve(listener, ctx, &tracker, &sup, &cancel);
+        serve(listeners, ctx, &tracker, &sup, &cancel);
     }
     let launcher = Spawner {
         deps,
@@ -443,23 +443,27 @@ fn handle_signals(
     Ok(())
 }
 
-/// The HTTP server (`--listen`) on the daemon's runtime.
+/// The HTTP server (`--listen`) on the daemon's runtime, one task per
+/// listening socket.
 fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     ctx: ServeCtx,
     tracker: &TaskTracker,
     sup: &Supervisor,
     cancel: &CancellationToken,
 ) {
-    let addr = listener.local_addr().ok();
-    let (ctx, cancel) = (Arc::new(ctx), cancel.clone());
-    tracker.spawn(sup.watch("the HTTP server".into(), async move {
-        if let Err(e) = crate::web::run(listener, ctx, cancel).await {
-            error!(error = %e, "HTTP server stopped");
+    let ctx = Arc::new(ctx);
+    for listener in listeners {
+        let addr = listener.local_addr().ok();
+        let (ctx, cancel) = (ctx.clone(), cancel.clone());
+        tracker.spawn(sup.watch("the HTTP server".into(), async move {
+            if let Err(e) = crate::web::run(listener, ctx, cancel).await {
+                error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        if let Some(a) = addr {
+            info!(address = %a, "serving the web page, /metrics, /-/healthy and /-/ready");
         }
-    }));
-    if let Some(a) = addr {
-        info!(address = %a, "serving the web page, /metrics, /-/healthy and /-/ready");
     }
 }
 

@@ -22,7 +22,7 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
             base.root.display()
         );
     }
-    let listener = serve::bind(opts.listen)?;
+    let listeners = serve::bind_all(&opts.listen)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pingmachine-serve")
@@ -43,12 +43,20 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
                 cancel.cancel();
             });
         }
-        eprintln!("serving {} on http://{}/", base.root.display(), opts.listen);
         let ctx =
             Arc::new(ServeCtx::new(base.clone(), None).with_rrdcached(opts.rrdcached.clone()));
-        serve::run(listener, ctx, cancel)
-            .await
-            .context("HTTP server")?;
+        let mut servers = tokio::task::JoinSet::new();
+        for listener in listeners {
+            if let Ok(a) = listener.local_addr() {
+                eprintln!("serving {} on http://{a}/", base.root.display());
+            }
+            servers.spawn(serve::run(listener, ctx.clone(), cancel.clone()));
+        }
+        while let Some(done) = servers.join_next().await {
+            // One server failing stops the others.
+            cancel.cancel();
+            done.context("HTTP server")?.context("HTTP server")?;
+        }
         Ok(())
     })
 }

@@ -27,4 +27,4 @@ pub mod server;
 mod site;
 
 pub use ctx::ServeCtx;
-pub use server::{bind, parse_listen, run};
+pub use server::{bind_all, parse_listen, run, Listen};

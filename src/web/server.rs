@@ -6,7 +6,7 @@
 //! else is 404. `pingmachine serve` has the page without probing (no
 //! `/metrics`).
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -24,34 +24,87 @@ use crate::telemetry::Exposition;
 /// Why `--listen` is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ListenError {
-    /// Neither `PORT` nor `ADDR:PORT`.
-    #[error("{0:?}: expected PORT (loopback), or ADDRESS:PORT with an IP address ([ADDR]:PORT for IPv6)")]
+    /// None of the forms.
+    #[error("{0:?}: expected PORT (loopback), :PORT (every interface), HOST:PORT, or an IP address with its port ([ADDR]:PORT for IPv6)")]
     Syntax(String),
     /// Port 0.
     #[error("{0:?}: the port is a number from 1 to 65535")]
     Port(String),
+    /// A host name that does not resolve.
+    #[error("{0:?}: cannot resolve the host: {1}")]
+    Resolve(String, String),
 }
 
-/// Parses `--listen [ADDR:]PORT`: a bare port binds loopback only; any
-/// other address must be named (`0.0.0.0:9374`, `[::]:9374`).
-pub fn parse_listen(s: &str) -> Result<SocketAddr, ListenError> {
+/// The addresses one `--listen` names (a host name may have several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen(pub Vec<SocketAddr>);
+
+/// Parses `--listen`: `PORT` is loopback only (127.0.0.1); `:PORT` every
+/// interface, IPv4 and IPv6 (as Go exporters read it); `HOST:PORT` every
+/// address of a host name (`localhost:PORT`); an IP address with its port
+/// (`0.0.0.0:PORT`, `[::1]:PORT`).
+pub fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     let t = s.trim();
-    let addr = if let Ok(port) = t.parse::<u16>() {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)
-    } else {
-        t.parse::<SocketAddr>()
-            .map_err(|_| ListenError::Syntax(s.to_owned()))?
+    let syntax = || ListenError::Syntax(s.to_owned());
+    let port_of = |p: &str| -> Result<u16, ListenError> {
+        match p.parse::<u16>() {
+            Ok(0) => Err(ListenError::Port(s.to_owned())),
+            Ok(p) => Ok(p),
+            Err(_) => Err(syntax()),
+        }
     };
-    if addr.port() == 0 {
-        return Err(ListenError::Port(s.to_owned()));
-    }
-    Ok(addr)
+    let addrs = if let Ok(port) = t.parse::<u16>() {
+        if port == 0 {
+            return Err(ListenError::Port(s.to_owned()));
+        }
+        vec![SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port)]
+    } else if let Some(p) = t.strip_prefix(':') {
+        vec![SocketAddr::new(
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            port_of(p)?,
+        )]
+    } else if let Ok(a) = t.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(ListenError::Port(s.to_owned()));
+        }
+        vec![a]
+    } else {
+        let (host, port) = t.rsplit_once(':').ok_or_else(syntax)?;
+        // An IPv6 address needs its brackets; a name has no white space.
+        if host.is_empty() || host.contains([':', '[', ']']) || host.contains(char::is_whitespace) {
+            return Err(syntax());
+        }
+        let port = port_of(port)?;
+        let mut addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+            .map_err(|e| ListenError::Resolve(s.to_owned(), e.to_string()))?
+            .collect();
+        addrs.sort_unstable();
+        addrs.dedup();
+        if addrs.is_empty() {
+            return Err(ListenError::Resolve(s.to_owned(), "no address".into()));
+        }
+        addrs
+    };
+    Ok(Listen(addrs))
 }
 
 /// Binds `addr` (before privileges are dropped), with a clear error when
-/// the port is taken or not allowed.
+/// the port is taken or not allowed. Every interface (`[::]`) falls back
+/// to IPv4's `0.0.0.0` where IPv6 is off.
 pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
-    let l = std::net::TcpListener::bind(addr).map_err(|e| match e.kind() {
+    let bound = std::net::TcpListener::bind(addr).or_else(|e| {
+        if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+            && e.kind() != std::io::ErrorKind::AddrInUse
+        {
+            std::net::TcpListener::bind(SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                addr.port(),
+            ))
+        } else {
+            Err(e)
+        }
+    });
+    let l = bound.map_err(|e| match e.kind() {
         std::io::ErrorKind::AddrInUse => {
             anyhow::anyhow!("--listen {addr}: the port is already in use ({e})")
         }
@@ -60,6 +113,15 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     l.set_nonblocking(true)
         .map_err(|e| anyhow::anyhow!("--listen {addr}: {e}"))?;
     Ok(l)
+}
+
+/// Binds every address of every `--listen`.
+pub fn bind_all(listen: &[Listen]) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    listen
+        .iter()
+        .flat_map(|l| l.0.iter())
+        .map(|a| bind(*a))
+        .collect()
 }
 
 /// Serves on `listener` until `cancel` fires.
@@ -152,25 +214,29 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        assert_eq!(
-            parse_listen("9374").unwrap(),
-            "127.0.0.1:9374".parse().unwrap()
+        let one = |s: &str| parse_listen(s).unwrap().0;
+        assert_eq!(one("9374"), ["127.0.0.1:9374".parse().unwrap()]);
+        assert_eq!(one("0.0.0.0:80"), ["0.0.0.0:80".parse().unwrap()]);
+        assert_eq!(one("[::1]:9374"), ["[::1]:9374".parse().unwrap()]);
+        assert_eq!(one(":9374"), ["[::]:9374".parse().unwrap()]);
+        let local = one("localhost:9374");
+        assert!(
+            !local.is_empty()
+                && local
+                    .iter()
+                    .all(|a| a.ip().is_loopback() && a.port() == 9374),
+            "{local:?}"
         );
-        assert_eq!(
-            parse_listen("0.0.0.0:80").unwrap(),
-            "0.0.0.0:80".parse().unwrap()
-        );
-        assert_eq!(
-            parse_listen("[::1]:9374").unwrap(),
-            "[::1]:9374".parse().unwrap()
-        );
-        for bad in ["", "localhost:9374", "::1:9374", "99999", "1.2.3.4", "x:1"] {
+        for bad in [
+            "", "::1:9374", "99999", "1.2.3.4", "x y:1", ":", ":x", "[::1]",
+        ] {
             assert!(
                 matches!(parse_listen(bad), Err(ListenError::Syntax(_))),
                 "{bad}"
             );
         }
         assert!(matches!(parse_listen("0"), Err(ListenError::Port(_))));
+        assert!(matches!(parse_listen(":0"), Err(ListenError::Port(_))));
         assert!(matches!(
             parse_listen("127.0.0.1:0"),
             Err(ListenError::Port(_))

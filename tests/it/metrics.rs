@@ -219,7 +219,7 @@ fn bad_listen_settings_are_clear_errors() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let (code, err) = run(&["--listen", "localhost:9374"]);
+    let (code, err) = run(&["--listen", "127.0.0.1"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.contains("--listen") && err.contains("IP address"),
@@ -239,6 +239,63 @@ fn bad_listen_settings_are_clear_errors() {
     let (code, err) = run(&["--listen", &port.to_string()]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("already in use"), "{err}");
+}
+
+/// `--listen` as Prometheus users write it: `:PORT` (every interface),
+/// `localhost:PORT`, repeated; with `--max-age 0` a two-day-old order runs.
+#[test]
+fn listen_on_every_interface_and_a_host_name_at_once() {
+    let base = Base::new();
+    let server = TcpListenerServer::start(None);
+    base.write_order(
+        "old",
+        &format!(
+            "user: u\nstep: 10\npings: 2\nprobe: tcp\ntcp: {{host: 127.0.0.1, port: {}}}\n",
+            server.addr().port()
+        ),
+    );
+    let f = std::fs::File::options()
+        .write(true)
+        .open(base.orders().join("old"))
+        .unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(2 * 86_400))
+        .unwrap();
+    let (all, local) = (testkit::free_tcp_port(), testkit::free_tcp_port());
+    let mut daemon = Daemon::start(
+        &base,
+        &[
+            "--listen",
+            &format!(":{all}"),
+            "--listen",
+            &format!("localhost:{local}"),
+            "--max-age",
+            "0",
+        ],
+    );
+    for port in [all, local] {
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let ok = wait_for(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(addr).ok()
+        });
+        assert!(
+            ok.is_some(),
+            "nothing listens on {addr}; log:\n{}",
+            daemon.log_text()
+        );
+        assert_eq!(get(addr, "/-/healthy", None).0, 200, "{addr}");
+    }
+    let addr: SocketAddr = format!("127.0.0.1:{all}").parse().unwrap();
+    let series = wait_for(Duration::from_secs(60), || {
+        let body = get(addr, "/metrics", None).2;
+        body.contains("smokeping_requests_total{").then_some(body)
+    });
+    assert!(
+        series.is_some(),
+        "the two-day-old order runs; log:\n{}",
+        daemon.log_text()
+    );
+    assert!(base.orders().join("old").exists());
+    assert!(daemon.stop().success());
 }
 
 /// A real Prometheus in a network namespace.

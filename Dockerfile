@@ -8,7 +8,7 @@
 #   docker run -d -v pingmachine:/var/lib/pingmachine pingmachine   (NET_RAW is a Docker default)
 #
 # Arguments to the image are `pingmachine run` flags, e.g.
-#   ... pingmachine run --listen 0.0.0.0:9374 --telegraf 192.0.2.10:8094
+#   ... pingmachine run --listen :8374 --telegraf 192.0.2.10:8094
 # The HEALTHCHECK asks /-/healthy when --listen is set, and otherwise checks
 # that the daemon holds its lock and writes .stats.json (pingmachine
 # healthcheck). Both base images can be replaced (--build-arg), e.g. with

@@ -298,6 +298,55 @@ fn listen_on_every_interface_and_a_host_name_at_once() {
     assert!(daemon.stop().success());
 }
 
+/// The shipped alert rules load (`promtool check rules`), fire on the
+/// series that should raise them and stay quiet otherwise (`promtool test
+/// rules`), and name only series the daemon exports.
+#[test]
+fn shipped_alert_rules_pass_promtool_and_name_exported_series() {
+    let Some(promtool) = tool("shipped_alert_rules", "promtool", "prometheus") else {
+        return;
+    };
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/prometheus");
+    for (what, file) in [
+        ("check", "pingmachine-rules.yml"),
+        ("test", "pingmachine-rules.test.yml"),
+    ] {
+        let out = Command::new(&promtool)
+            .args([what, "rules", file])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {what} rules {file}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let exported = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/telemetry/metrics-series.txt"),
+    )
+    .unwrap();
+    let exported: Vec<&str> = exported
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let rules = std::fs::read_to_string(dir.join("pingmachine-rules.yml")).unwrap();
+    let mut named = 0;
+    for expr in rules.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("pingmachine_") || word.starts_with("smokeping_") {
+                named += 1;
+                assert!(
+                    exported.contains(&word),
+                    "the rules use {word}, which the daemon does not export"
+                );
+            }
+        }
+    }
+    assert!(named >= 8, "{named}");
+}
+
 /// A real Prometheus in a network namespace.
 struct Prometheus {
     child: Child,

@@ -524,6 +524,22 @@ fn timing_prometheus_scrapes_smokeping_series() {
         bucket_of(from_histogram).abs_diff(bucket_of(median)) <= 1,
         "histogram median {from_histogram} s vs last_result median {median} s"
     );
+
+    // The README's join gives the latest-round gauges the target labels;
+    // smokeping_prober's dashboard finds the prober by its build info.
+    let joined = prom.query(
+        "pingmachine_last_loss_ratio * on (instance, order) group_left (host, ip) group by (instance, order, host, ip) (smokeping_requests_total)",
+    );
+    assert_eq!(joined.get("ok"), Some(&0.0), "{joined:?}");
+    assert_eq!(joined.get("dead"), Some(&1.0), "{joined:?}");
+    let hosts = prom.query(
+        "count by (order) (pingmachine_last_loss_ratio * on (instance, order) group_left (host, ip) group by (instance, order, host, ip) (smokeping_requests_total{host!=\"\"}))",
+    );
+    assert_eq!(hosts.len(), 2, "host labels after the join: {hosts:?}");
+    assert!(
+        !prom.query("smokeping_prober_build_info").is_empty(),
+        "smokeping_prober_build_info"
+    );
     drop(prom);
     drop(daemon);
 }

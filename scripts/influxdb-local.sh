@@ -2,7 +2,7 @@
 # Starts a throw-away InfluxDB 1.x (Debian's influxdb package, installed if
 # missing) on 127.0.0.1:8086 with its data in ./influxdb-demo, and creates
 # the database "pingmachine". Stop it with Ctrl-C. For trying the
-# line-protocol output with the demo (see README, "Line protocol").
+# line-protocol output with the demo (see docs/LINE-PROTOCOL.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test

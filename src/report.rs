@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::basedir::BaseDir;
 use crate::inspect::{self, LastResult, Rejected};
 
-/// The `--json` document (schema documented in the README and man page).
+/// The `--json` document (schema documented in `docs/OPERATIONS.md` and the man page).
 #[derive(Debug, Serialize)]
 pub struct Report {
     /// Unix time of the report.

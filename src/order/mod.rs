@@ -1,6 +1,6 @@
 //! Orders: what a client asked pingmachine to measure.
 //!
-//! An order file is YAML (see the README and `pingmachine-orders(5)`). This
+//! An order file is YAML (see `docs/ORDERS.md` and `pingmachine-orders(5)`). This
 //! module turns the bytes of one file into a validated [`Order`]: a value that
 //! is correct by construction, so the rest of the daemon never re-checks it.
 //! Every error names the file, the field, the offending value and the rule.

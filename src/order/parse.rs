@@ -1,7 +1,7 @@
 //! YAML → [`Order`]: parse the file into a YAML tree, then check each field
 //! with a small rule function whose error names file, field, value and rule.
 //!
-//! Policy decisions (documented in the README):
+//! Policy decisions (documented in `docs/ORDERS.md`):
 //! * unknown top-level keys are accepted (the original ignored them) and
 //!   reported as warnings, so typos are visible in the log;
 //! * numbers may be written quoted (`step: "300"`), as Perl clients often do;

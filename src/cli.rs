@@ -102,6 +102,12 @@ pub enum Command {
         #[command(subcommand)]
         action: OrderAction,
     },
+    /// Convert another prober's configuration into orders below orders/.
+    Import {
+        /// From what.
+        #[command(subcommand)]
+        from: ImportFrom,
+    },
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions {
         /// The shell.
@@ -216,6 +222,22 @@ pub enum OrderAction {
         /// Only ids starting with this.
         #[arg(value_name = "ID_PREFIX")]
         prefix: Option<String>,
+    },
+}
+
+/// What `pingmachine import` reads.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum ImportFrom {
+    /// A smokeping_prober configuration (YAML with `targets:`): one order
+    /// per host, written atomically; what cannot be converted is listed
+    /// with file and line (exit status 1).
+    #[command(name = "smokeping_prober")]
+    SmokepingProber {
+        /// The configuration file.
+        file: PathBuf,
+        /// Print the orders instead of writing them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

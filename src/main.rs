@@ -55,6 +55,9 @@ fn pingmachine(args: Vec<OsString>) -> ExitCode {
         Some(Command::Order { action }) => {
             pingmachine::cmd::order::run(&base, action).map(|()| true)
         }
+        Some(Command::Import {
+            from: pingmachine::cli::ImportFrom::SmokepingProber { file, dry_run },
+        }) => pingmachine::cmd::import::run(&base, file, *dry_run),
         Some(Command::Completions { shell }) => {
             pingmachine::cmd::completions::run(*shell);
             Ok(true)

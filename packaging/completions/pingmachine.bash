@@ -31,6 +31,9 @@ _pingmachine() {
             pingmachine,help)
                 cmd="pingmachine__subcmd__help"
                 ;;
+            pingmachine,import)
+                cmd="pingmachine__subcmd__import"
+                ;;
             pingmachine,order)
                 cmd="pingmachine__subcmd__order"
                 ;;
@@ -58,6 +61,9 @@ _pingmachine() {
             pingmachine__subcmd__help,help)
                 cmd="pingmachine__subcmd__help__subcmd__help"
                 ;;
+            pingmachine__subcmd__help,import)
+                cmd="pingmachine__subcmd__help__subcmd__import"
+                ;;
             pingmachine__subcmd__help,order)
                 cmd="pingmachine__subcmd__help__subcmd__order"
                 ;;
@@ -70,6 +76,9 @@ _pingmachine() {
             pingmachine__subcmd__help,status)
                 cmd="pingmachine__subcmd__help__subcmd__status"
                 ;;
+            pingmachine__subcmd__help__subcmd__import,smokeping_prober)
+                cmd="pingmachine__subcmd__help__subcmd__import__subcmd__smokeping_prober"
+                ;;
             pingmachine__subcmd__help__subcmd__order,ls)
                 cmd="pingmachine__subcmd__help__subcmd__order__subcmd__ls"
                 ;;
@@ -81,6 +90,18 @@ _pingmachine() {
                 ;;
             pingmachine__subcmd__help__subcmd__order,touch)
                 cmd="pingmachine__subcmd__help__subcmd__order__subcmd__touch"
+                ;;
+            pingmachine__subcmd__import,help)
+                cmd="pingmachine__subcmd__import__subcmd__help"
+                ;;
+            pingmachine__subcmd__import,smokeping_prober)
+                cmd="pingmachine__subcmd__import__subcmd__smokeping_prober"
+                ;;
+            pingmachine__subcmd__import__subcmd__help,help)
+                cmd="pingmachine__subcmd__import__subcmd__help__subcmd__help"
+                ;;
+            pingmachine__subcmd__import__subcmd__help,smokeping_prober)
+                cmd="pingmachine__subcmd__import__subcmd__help__subcmd__smokeping_prober"
                 ;;
             pingmachine__subcmd__order,help)
                 cmd="pingmachine__subcmd__order__subcmd__help"
@@ -119,7 +140,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -357,7 +378,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__help)
-            opts="run check status graph serve healthcheck order completions help"
+            opts="run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -429,6 +450,34 @@ _pingmachine() {
         pingmachine__subcmd__help__subcmd__help)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__help__subcmd__import)
+            opts="smokeping_prober"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__help__subcmd__import__subcmd__smokeping_prober)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -545,6 +594,92 @@ _pingmachine() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import)
+            opts="-b -h -V --basedir --help --version smokeping_prober help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --basedir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import__subcmd__help)
+            opts="smokeping_prober help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import__subcmd__help__subcmd__smokeping_prober)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import__subcmd__smokeping_prober)
+            opts="-b -h -V --dry-run --basedir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --basedir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

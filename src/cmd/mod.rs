@@ -5,6 +5,7 @@ pub mod classic_status;
 pub mod completions;
 pub mod graph;
 pub mod healthcheck;
+pub mod import;
 pub mod order;
 pub mod run;
 pub mod serve;

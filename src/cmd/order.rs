@@ -55,17 +55,29 @@ fn read_input(file: &str) -> anyhow::Result<Vec<u8>> {
 /// Validates and writes an order; returns its id.
 pub fn put(base: &BaseDir, file: &str, id: Option<&str>) -> anyhow::Result<OrderId> {
     let content = read_input(file)?;
-    let id = match id {
-        Some(i) => OrderId::new(i).map_err(|e| anyhow::anyhow!("--id: {e}"))?,
-        None => OrderId::new(&format!("{:x}", md5::compute(&content)))
-            .map_err(|e| anyhow::anyhow!(e))?,
-    };
     let shown = if file == "-" {
         Path::new("<stdin>")
     } else {
         Path::new(file)
     };
-    order::parse_order(shown, &id, &content).map_err(|e| anyhow::anyhow!("{e}"))?;
+    put_bytes(base, &content, id, shown)
+}
+
+/// Validates and writes the order `content` (read from `shown`, for
+/// messages) atomically; returns its id.
+pub fn put_bytes(
+    base: &BaseDir,
+    content: &[u8],
+    id: Option<&str>,
+    shown: &Path,
+) -> anyhow::Result<OrderId> {
+    let id = match id {
+        Some(i) => OrderId::new(i).map_err(|e| anyhow::anyhow!("--id: {e}"))?,
+        None => {
+            OrderId::new(&format!("{:x}", md5::compute(content))).map_err(|e| anyhow::anyhow!(e))?
+        }
+    };
+    order::parse_order(shown, &id, content).map_err(|e| anyhow::anyhow!("{e}"))?;
     let path = id.under(&base.orders);
     let dir = path.parent().unwrap_or(&base.orders);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -73,7 +85,7 @@ pub fn put(base: &BaseDir, file: &str, id: Option<&str>) -> anyhow::Result<Order
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&content)?;
+        f.write_all(content)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &path)
     };

@@ -647,3 +647,72 @@ fn pingmachine_graph_takes_the_original_flags() {
     assert!(out.status.success(), "{}", err(&out));
     assert!(png2.exists());
 }
+
+/// `import smokeping_prober`: one order per host, written atomically; what
+/// cannot be converted is listed with file and line (exit status 1); the
+/// imported tree passes `check`; `--dry-run` writes nothing.
+#[test]
+fn import_smokeping_prober_writes_checked_orders_and_lists_the_rest() {
+    let base = Base::new();
+    let config =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/smokeping_prober.yml");
+    let config = config.to_str().unwrap();
+
+    let dry = pm(
+        base.path(),
+        &["import", "smokeping_prober", config, "--dry-run"],
+    );
+    assert!(
+        text(&dry).contains("--- orders/smokeping_prober/localhost"),
+        "{}",
+        text(&dry)
+    );
+    assert!(
+        !base.orders().join("smokeping_prober").exists(),
+        "--dry-run wrote orders"
+    );
+
+    let o = pm(base.path(), &["import", "smokeping_prober", config]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", text(&o), err(&o));
+    let out = text(&o);
+    let written: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        written,
+        [
+            "smokeping_prober/127.0.0.1",
+            "smokeping_prober/localhost",
+            "smokeping_prober/::1",
+            "smokeping_prober/127.0.0.1-2",
+            "smokeping_prober/127.0.0.3",
+        ],
+        "{}",
+        err(&o)
+    );
+    let e = err(&o);
+    for note in [
+        "smokeping_prober.yml:23: protocol udp not converted",
+        "smokeping_prober.yml:26: size 1400 not converted",
+        "smokeping_prober.yml:27: option `tos` not converted",
+        "5 orders written, 3 things not converted",
+    ] {
+        assert!(e.contains(note), "{note}: {e}");
+    }
+    let v6 = std::fs::read_to_string(base.orders().join("smokeping_prober/::1")).unwrap();
+    assert!(
+        v6.contains("ipv6: true") && v6.contains("source_ip: '::1'") && v6.contains("site: 'lab'"),
+        "{v6}"
+    );
+    let slow = std::fs::read_to_string(base.orders().join("smokeping_prober/127.0.0.1-2")).unwrap();
+    assert!(
+        slow.contains("interval: 5000") && slow.contains("pings: 10"),
+        "{slow}"
+    );
+
+    let check = pm(base.path(), &["check", base.orders().to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("5 order files checked, 0 invalid"),
+        "{}",
+        text(&check)
+    );
+}

@@ -228,6 +228,17 @@ pub enum OrderAction {
 /// What `pingmachine import` reads.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum ImportFrom {
+    /// A SmokePing configuration (Database, Probes and Targets sections,
+    /// @include, continuation lines) or a Targets file alone: one order per
+    /// target, its id the target's place in the hierarchy; what cannot be
+    /// converted is listed with file and line (exit status 1).
+    Smokeping {
+        /// The configuration file.
+        file: PathBuf,
+        /// Print the orders instead of writing them.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// A smokeping_prober configuration (YAML with `targets:`): one order
     /// per host, written atomically; what cannot be converted is listed
     /// with file and line (exit status 1).

@@ -55,9 +55,18 @@ fn pingmachine(args: Vec<OsString>) -> ExitCode {
         Some(Command::Order { action }) => {
             pingmachine::cmd::order::run(&base, action).map(|()| true)
         }
-        Some(Command::Import {
-            from: pingmachine::cli::ImportFrom::SmokepingProber { file, dry_run },
-        }) => pingmachine::cmd::import::run(&base, file, *dry_run),
+        Some(Command::Import { from }) => {
+            use pingmachine::cli::ImportFrom;
+            use pingmachine::cmd::import::{run, Source};
+            match from {
+                ImportFrom::Smokeping { file, dry_run } => {
+                    run(&base, Source::Smokeping, file, *dry_run)
+                }
+                ImportFrom::SmokepingProber { file, dry_run } => {
+                    run(&base, Source::SmokepingProber, file, *dry_run)
+                }
+            }
+        }
         Some(Command::Completions { shell }) => {
             pingmachine::cmd::completions::run(*shell);
             Ok(true)

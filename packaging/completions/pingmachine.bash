@@ -76,6 +76,9 @@ _pingmachine() {
             pingmachine__subcmd__help,status)
                 cmd="pingmachine__subcmd__help__subcmd__status"
                 ;;
+            pingmachine__subcmd__help__subcmd__import,smokeping)
+                cmd="pingmachine__subcmd__help__subcmd__import__subcmd__smokeping"
+                ;;
             pingmachine__subcmd__help__subcmd__import,smokeping_prober)
                 cmd="pingmachine__subcmd__help__subcmd__import__subcmd__smokeping_prober"
                 ;;
@@ -94,11 +97,17 @@ _pingmachine() {
             pingmachine__subcmd__import,help)
                 cmd="pingmachine__subcmd__import__subcmd__help"
                 ;;
+            pingmachine__subcmd__import,smokeping)
+                cmd="pingmachine__subcmd__import__subcmd__smokeping"
+                ;;
             pingmachine__subcmd__import,smokeping_prober)
                 cmd="pingmachine__subcmd__import__subcmd__smokeping_prober"
                 ;;
             pingmachine__subcmd__import__subcmd__help,help)
                 cmd="pingmachine__subcmd__import__subcmd__help__subcmd__help"
+                ;;
+            pingmachine__subcmd__import__subcmd__help,smokeping)
+                cmd="pingmachine__subcmd__import__subcmd__help__subcmd__smokeping"
                 ;;
             pingmachine__subcmd__import__subcmd__help,smokeping_prober)
                 cmd="pingmachine__subcmd__import__subcmd__help__subcmd__smokeping_prober"
@@ -462,8 +471,22 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__help__subcmd__import)
-            opts="smokeping_prober"
+            opts="smokeping smokeping_prober"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__help__subcmd__import__subcmd__smokeping)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -602,7 +625,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__import)
-            opts="-b -h -V --basedir --help --version smokeping_prober help"
+            opts="-b -h -V --basedir --help --version smokeping smokeping_prober help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -624,7 +647,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__import__subcmd__help)
-            opts="smokeping_prober help"
+            opts="smokeping smokeping_prober help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -651,6 +674,20 @@ _pingmachine() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        pingmachine__subcmd__import__subcmd__help__subcmd__smokeping)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         pingmachine__subcmd__import__subcmd__help__subcmd__smokeping_prober)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
@@ -658,6 +695,28 @@ _pingmachine() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        pingmachine__subcmd__import__subcmd__smokeping)
+            opts="-b -h -V --dry-run --basedir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --basedir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -b)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -1,3 +1,8 @@
+//! `pingmachine import smokeping FILE [--dry-run]`: a SmokePing
+//! configuration (its Database, Probes and Targets sections, `@include`d
+//! files, continuation lines, comments) or a Targets file alone, one order
+//! per target, its id the target's place in the `+`/`++`/`+++` hierarchy.
+//!
 //! `pingmachine import smokeping_prober FILE [--dry-run]`: a
 //! smokeping_prober configuration (`targets:` groups of `hosts` with
 //! `interval`, `network`, `protocol`, `size`, `source`, `labels`) turned
@@ -252,12 +257,292 @@ pub fn smokeping_prober(file: &Path, text: &str) -> anyhow::Result<Import> {
     Ok(out)
 }
 
+/// One line of a SmokePing configuration, after includes and
+/// continuations: where it came from, and its text.
+#[derive(Debug, Clone)]
+struct Line {
+    at: String,
+    text: String,
+}
+
+/// The lines of `file` with `@include`s expanded (relative to the including
+/// file's directory, at most 8 deep) and `\`-continued lines joined;
+/// comments and blank lines dropped. `read` reads a file.
+fn smokeping_lines(
+    file: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+    depth: usize,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Vec<Line>> {
+    let text = read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut out: Vec<Line> = Vec::new();
+    let mut pending: Option<Line> = None;
+    for (n, raw) in text.lines().enumerate() {
+        let at = format!("{}:{}", file.display(), n + 1);
+        let content = raw.trim_end();
+        let (content, continued) = match content.strip_suffix('\\') {
+            Some(c) => (c.trim_end(), true),
+            None => (content, false),
+        };
+        let joined = match pending.take() {
+            Some(mut p) => {
+                p.text.push(' ');
+                p.text.push_str(content.trim());
+                p
+            }
+            None => Line {
+                at,
+                text: content.to_owned(),
+            },
+        };
+        if continued {
+            pending = Some(joined);
+            continue;
+        }
+        let t = joined.text.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(inc) = t.strip_prefix("@include") {
+            let inc = inc.trim();
+            let path = file.parent().unwrap_or(Path::new(".")).join(inc);
+            if depth >= 8 {
+                notes.push(format!("{}: @include {inc} too deep, not read", joined.at));
+                continue;
+            }
+            match smokeping_lines(&path, read, depth + 1, notes) {
+                Ok(lines) => out.extend(lines),
+                Err(e) => notes.push(format!("{}: @include {inc}: {e:#}", joined.at)),
+            }
+            continue;
+        }
+        out.push(Line {
+            at: joined.at,
+            text: t.to_owned(),
+        });
+    }
+    if let Some(p) = pending {
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// A `key = value` line.
+fn key_value(t: &str) -> Option<(&str, &str)> {
+    let (k, v) = t.split_once('=')?;
+    let k = k.trim();
+    (!k.is_empty() && !k.contains(char::is_whitespace)).then(|| (k, v.trim()))
+}
+
+/// A node of the Targets tree (or a probe of the Probes section): its
+/// depth (`+` count), name, variables and where it starts.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    depth: usize,
+    name: String,
+    vars: BTreeMap<String, String>,
+    at: String,
+}
+
+/// The `+`-sections of `lines`.
+fn nodes(lines: &[Line]) -> (BTreeMap<String, String>, Vec<Node>) {
+    let mut top = BTreeMap::new();
+    let mut out: Vec<Node> = Vec::new();
+    for l in lines {
+        let t = l.text.as_str();
+        let plus = t.chars().take_while(|c| *c == '+').count();
+        if plus > 0 {
+            out.push(Node {
+                depth: plus,
+                name: t[plus..].trim().to_owned(),
+                vars: BTreeMap::new(),
+                at: l.at.clone(),
+            });
+        } else if let Some((k, v)) = key_value(t) {
+            match out.last_mut() {
+                Some(n) => n.vars.insert(k.to_owned(), v.to_owned()),
+                None => top.insert(k.to_owned(), v.to_owned()),
+            };
+        }
+    }
+    (top, out)
+}
+
+/// Converts a whole SmokePing configuration, or a Targets file alone (its
+/// step and pings then SmokePing's defaults, 300 and 20, and its probes
+/// FPing unless named), read from `file` by `read`.
+pub fn smokeping(
+    file: &Path,
+    read: &dyn Fn(&Path) -> std::io::Result<String>,
+) -> anyhow::Result<Import> {
+    let mut out = Import::default();
+    let lines = smokeping_lines(file, read, 0, &mut out.notes)?;
+    // Split into sections; a file without `***` headers is a Targets file.
+    let mut sections: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+    let mut current = "Targets".to_owned();
+    for l in lines {
+        let t = l.text.trim();
+        if let Some(name) = t.strip_prefix("***").and_then(|r| r.strip_suffix("***")) {
+            current = name.trim().to_owned();
+            continue;
+        }
+        sections.entry(current.clone()).or_default().push(l);
+    }
+    let db = sections
+        .get("Database")
+        .map(|l| nodes(l).0)
+        .unwrap_or_default();
+    let num = |m: &BTreeMap<String, String>, k: &str| m.get(k).and_then(|v| v.parse::<u32>().ok());
+    let step = num(&db, "step").unwrap_or(300);
+    let pings = num(&db, "pings").unwrap_or(20);
+    let probes: BTreeMap<String, Node> = sections
+        .get("Probes")
+        .map(|l| nodes(l).1)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| (n.name.clone(), n))
+        .collect();
+    let (top, targets) = sections
+        .get("Targets")
+        .map(|l| nodes(l))
+        .unwrap_or_default();
+    // Each node's variables inherit its ancestors'.
+    let mut stack: Vec<(Vec<String>, BTreeMap<String, String>)> = vec![(Vec::new(), top)];
+    for n in targets {
+        stack.truncate(n.depth.min(stack.len()));
+        let (parent_path, parent_vars) = stack.last().cloned().unwrap_or_default();
+        let mut vars = parent_vars.clone();
+        for (k, v) in &n.vars {
+            vars.insert(k.clone(), v.clone());
+        }
+        let mut path = parent_path.clone();
+        path.push(n.name.clone());
+        if n.vars.contains_key("host") {
+            smokeping_target(&n, &path, &vars, &probes, (step, pings), &mut out);
+        }
+        // `host` is not inherited; everything else is.
+        vars.remove("host");
+        stack.push((path, vars));
+    }
+    Ok(out)
+}
+
+/// The order of one target, or a note saying why there is none.
+fn smokeping_target(
+    n: &Node,
+    path: &[String],
+    vars: &BTreeMap<String, String>,
+    probes: &BTreeMap<String, Node>,
+    (step, pings): (u32, u32),
+    out: &mut Import,
+) {
+    let at = &n.at;
+    let host = n.vars.get("host").map(String::as_str).unwrap_or_default();
+    if host.starts_with('/') {
+        out.notes.push(format!(
+            "{at}: {}: a multihost entry, not converted",
+            path.join("/")
+        ));
+        return;
+    }
+    let probe_name = vars.get("probe").map_or("FPing", String::as_str);
+    let probe_vars = probes
+        .get(probe_name)
+        .map(|p| p.vars.clone())
+        .unwrap_or_default();
+    let var = |k: &str| vars.get(k).or_else(|| probe_vars.get(k)).cloned();
+    let step = var("step").and_then(|v| v.parse().ok()).unwrap_or(step);
+    let pings = var("pings").and_then(|v| v.parse().ok()).unwrap_or(pings);
+    let section = match probe_name {
+        "FPing" => format!("probe: fping\nfping:\n  host: '{host}'\n"),
+        "FPing6" => format!("probe: fping\nfping:\n  host: '{host}'\n  ipv6: true\n"),
+        "DNS" => match var("lookup") {
+            Some(name) => format!("probe: dns\ndns:\n  server: '{host}'\n  name: '{name}'\n"),
+            None => {
+                out.notes.push(format!(
+                    "{at}: {}: DNS without `lookup`, not converted",
+                    path.join("/")
+                ));
+                return;
+            }
+        },
+        "TCPPing" => match var("port") {
+            Some(port) => format!("probe: tcp\ntcp:\n  host: '{host}'\n  port: {port}\n"),
+            None => {
+                out.notes.push(format!(
+                    "{at}: {}: TCPPing without `port`, not converted",
+                    path.join("/")
+                ));
+                return;
+            }
+        },
+        "Curl" => {
+            let url = var("urlformat").unwrap_or_else(|| "http://%host%/".to_owned());
+            format!(
+                "probe: httping\nhttping:\n  url: '{}'\n",
+                url.replace("%host%", host)
+            )
+        }
+        "EchoPingHttp" => {
+            let url = var("url").unwrap_or_else(|| "/".to_owned());
+            format!("probe: httping\nhttping:\n  url: 'http://{host}{url}'\n")
+        }
+        other => {
+            out.notes.push(format!(
+                "{at}: {}: probe {other} not converted (FPing, FPing6, DNS, TCPPing, Curl, EchoPingHttp)",
+                path.join("/")
+            ));
+            return;
+        }
+    };
+    // The target's own title (or menu), not one inherited from a section.
+    let task = n.vars.get("title").or_else(|| n.vars.get("menu"));
+    let mut text = format!("# Imported from {at}.\nuser: smokeping\n");
+    if let Some(t) = task {
+        text.push_str(&format!("task: '{}'\n", t.replace('\'', "''")));
+    }
+    text.push_str(&format!("step: {step}\npings: {pings}\n{section}"));
+    let id = path
+        .iter()
+        .map(|p| id_part(p))
+        .collect::<Vec<_>>()
+        .join("/");
+    let Ok(oid) = OrderId::new(&id) else {
+        out.notes.push(format!("{at}: {id}: not a valid order id"));
+        return;
+    };
+    if out.orders.iter().any(|o| o.id == id) {
+        out.notes.push(format!(
+            "{at}: {id}: a second target of that name, not converted"
+        ));
+        return;
+    }
+    match order::parse_order(Path::new(at.as_str()), &oid, text.as_bytes()) {
+        Ok(_) => out.orders.push(Imported { id, text }),
+        Err(e) => out.notes.push(format!("{at}: {id} not converted: {e}")),
+    }
+}
+
+/// What `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A SmokePing configuration or Targets file.
+    Smokeping,
+    /// A smokeping_prober configuration.
+    SmokepingProber,
+}
+
 /// Runs `import`: writes the orders (or prints them with `dry_run`), then
 /// lists what was not converted. `Ok(false)` when something was not.
-pub fn run(base: &BaseDir, file: &Path, dry_run: bool) -> anyhow::Result<bool> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let import = smokeping_prober(file, &text)?;
+pub fn run(base: &BaseDir, source: Source, file: &Path, dry_run: bool) -> anyhow::Result<bool> {
+    let import = match source {
+        Source::Smokeping => smokeping(file, &|p| std::fs::read_to_string(p))?,
+        Source::SmokepingProber => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            smokeping_prober(file, &text)?
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for o in &import.orders {

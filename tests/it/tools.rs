@@ -716,3 +716,67 @@ fn import_smokeping_prober_writes_checked_orders_and_lists_the_rest() {
         text(&check)
     );
 }
+
+/// `import smokeping`: a whole configuration with includes, continuation
+/// lines and comments; one order per target, its id the hierarchy; what
+/// cannot be converted is listed with file and line; the tree passes
+/// `check`.
+#[test]
+fn import_smokeping_converts_a_configuration_and_lists_the_rest() {
+    let base = Base::new();
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/import/smokeping.conf");
+    let config = config.to_str().unwrap();
+    let o = pm(base.path(), &["import", "smokeping", config]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", text(&o), err(&o));
+    let out = text(&o);
+    let written: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        written,
+        [
+            "Lab/gw",
+            "Lab/v6",
+            "Lab/resolver",
+            "Lab/ssh",
+            "Lab/web",
+            "Lab/echo",
+            "Remote/gw"
+        ],
+        "{}",
+        err(&o)
+    );
+    let e = err(&o);
+    for note in [
+        "smokeping.conf:73: Lab/keyscan: probe SSH not converted",
+        "smokeping.conf:77: Lab/both: a multihost entry",
+        "targets-more.conf:7: Remote/gw: a second target of that name",
+        "targets-more.conf:10: Remote/noport: TCPPing without `port`",
+        "7 orders written, 4 things not converted",
+    ] {
+        assert!(e.contains(note), "{note}: {e}");
+    }
+    let read = |id: &str| std::fs::read_to_string(base.orders().join(id)).unwrap();
+    let gw = read("Lab/gw");
+    assert!(
+        gw.contains("task: 'The lab''s gateway router'")
+            && gw.contains("step: 300")
+            && gw.contains("pings: 20"),
+        "{gw}"
+    );
+    assert!(read("Lab/v6").contains("ipv6: true"));
+    let dns = read("Lab/resolver");
+    assert!(
+        dns.contains("name: 'example.org'")
+            && dns.contains("step: 180")
+            && dns.contains("pings: 5"),
+        "{dns}"
+    );
+    assert!(read("Lab/ssh").contains("port: 22"));
+    assert!(read("Lab/web").contains("url: 'http://127.0.0.1/'"));
+    let check = pm(base.path(), &["check", base.orders().to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+    assert!(
+        text(&check).contains("7 order files checked, 0 invalid"),
+        "{}",
+        text(&check)
+    );
+}

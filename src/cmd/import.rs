@@ -127,6 +127,59 @@ fn id_part(host: &str) -> String {
     }
 }
 
+/// A target group's options but `hosts`, `interval` and `labels`: the
+/// fping section's extra lines, and whether the group cannot be converted
+/// at all (`protocol: udp`). What is not converted goes to `notes`.
+fn group_options(
+    g: &serde_yaml_ng::Mapping,
+    text: &str,
+    line: usize,
+    f: &str,
+    notes: &mut Vec<String>,
+) -> (String, bool) {
+    let mut fping = String::new();
+    let mut skip_group = false;
+    for (k, v) in g {
+        let key = scalar(k).unwrap_or_default();
+        let at = line_of(text, &key, line);
+        match key.as_str() {
+            "hosts" | "labels" => {}
+            "interval" => {}
+            "network" => match scalar(v).as_deref() {
+                Some("ip6") => fping.push_str("  ipv6: true\n"),
+                Some("ip" | "ip4") => {}
+                other => notes.push(format!(
+                    "{f}:{at}: network {other:?} not converted (ip, ip4 or ip6)"
+                )),
+            },
+            "protocol" => match scalar(v).as_deref() {
+                Some("icmp") => {}
+                other => {
+                    notes.push(format!(
+                        "{f}:{at}: protocol {} not converted: ICMP only; the group's hosts are left out",
+                        other.unwrap_or("?")
+                    ));
+                    skip_group = true;
+                }
+            },
+            "size" => {
+                if scalar(v).as_deref() != Some("56") {
+                    notes.push(format!(
+                        "{f}:{at}: size {} not converted: pings carry the default payload",
+                        scalar(v).unwrap_or_default()
+                    ));
+                }
+            }
+            "source" => match scalar(v) {
+                Some(s) => fping.push_str(&format!("  source_ip: '{s}'\n")),
+                None => notes.push(format!("{f}:{at}: source is not an address")),
+            },
+            other => notes.push(format!("{f}:{at}: option `{other}` not converted")),
+        }
+    }
+    (fping, skip_group)
+}
+
 /// Converts a smokeping_prober configuration read from `file`.
 pub fn smokeping_prober(file: &Path, text: &str) -> anyhow::Result<Import> {
     let root: Value =
@@ -146,50 +199,7 @@ pub fn smokeping_prober(file: &Path, text: &str) -> anyhow::Result<Import> {
             continue;
         };
         line = line_of(text, "hosts", line);
-        let mut fping = String::new();
-        let mut skip_group = false;
-        for (k, v) in g {
-            let key = scalar(k).unwrap_or_default();
-            let at = line_of(text, &key, line);
-            match key.as_str() {
-                "hosts" | "labels" => {}
-                "interval" => {}
-                "network" => match scalar(v).as_deref() {
-                    Some("ip6") => fping.push_str("  ipv6: true\n"),
-                    Some("ip" | "ip4") => {}
-                    other => out.notes.push(format!(
-                        "{f}:{at}: network {other:?} not converted (ip, ip4 or ip6)"
-                    )),
-                },
-                "protocol" => match scalar(v).as_deref() {
-                    Some("icmp") => {}
-                    other => {
-                        out.notes.push(format!(
-                            "{f}:{at}: protocol {} not converted: ICMP only; the group's hosts are left out",
-                            other.unwrap_or("?")
-                        ));
-                        skip_group = true;
-                    }
-                },
-                "size" => {
-                    if scalar(v).as_deref() != Some("56") {
-                        out.notes.push(format!(
-                            "{f}:{at}: size {} not converted: pings carry the default payload",
-                            scalar(v).unwrap_or_default()
-                        ));
-                    }
-                }
-                "source" => match scalar(v) {
-                    Some(s) => fping.push_str(&format!("  source_ip: '{s}'\n")),
-                    None => out
-                        .notes
-                        .push(format!("{f}:{at}: source is not an address")),
-                },
-                other => out
-                    .notes
-                    .push(format!("{f}:{at}: option `{other}` not converted")),
-            }
-        }
+        let (fping, skip_group) = group_options(g, text, line, &f.to_string(), &mut out.notes);
         let interval_ms = match g.get("interval") {
             None => 1000,
             Some(v) => match scalar(v).as_deref().and_then(go_duration_ms) {

@@ -347,6 +347,38 @@ fn shipped_alert_rules_pass_promtool_and_name_exported_series() {
     assert!(named >= 8, "{named}");
 }
 
+/// The PromQL of a Grafana dashboard: every panel target's `expr`, and for
+/// each `label_values(SELECTOR, LABEL)` template variable its selector,
+/// with the variables as "everything" (`$instance` → `.*`) and
+/// `$__rate_interval` as two minutes.
+fn dashboard_queries(path: &Path) -> Vec<String> {
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fill = |q: &str| {
+        q.replace("$__rate_interval", "2m")
+            .replace("$instance", ".*")
+            .replace("$order", ".*")
+    };
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            if let Some(e) = t["expr"].as_str() {
+                out.push(fill(e));
+            }
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if let Some(q) = v["query"]
+            .as_str()
+            .and_then(|q| q.strip_prefix("label_values("))
+        {
+            let selector = q.rsplit_once(',').map_or(q, |(s, _)| s);
+            out.push(fill(selector));
+        }
+    }
+    out
+}
+
 /// A real Prometheus in a network namespace.
 struct Prometheus {
     child: Child,
@@ -540,6 +572,19 @@ fn timing_prometheus_scrapes_smokeping_series() {
         !prom.query("smokeping_prober_build_info").is_empty(),
         "smokeping_prober_build_info"
     );
+
+    // Every query of the shipped dashboard, and of its template variables,
+    // returns data.
+    let dashboard =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/grafana/pingmachine-prometheus.json");
+    let queries = dashboard_queries(&dashboard);
+    assert!(queries.len() >= 10, "{queries:?}");
+    for q in &queries {
+        assert!(
+            !prom.query(q).is_empty(),
+            "the dashboard's query returns nothing: {q}"
+        );
+    }
     drop(prom);
     drop(daemon);
 }

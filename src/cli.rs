@@ -120,7 +120,8 @@ pub enum Command {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeOpts {
     /// Listen on PORT (loopback only), :PORT (every interface), HOST:PORT
-    /// or ADDR:PORT ([ADDR]:PORT for IPv6). Repeatable.
+    /// or ADDR:PORT ([ADDR]:PORT for IPv6), or on the sockets of systemd
+    /// socket activation (systemd). Repeatable.
     #[arg(long, required = true, value_name = "[HOST]:PORT", value_parser = crate::web::parse_listen)]
     pub listen: Vec<crate::web::Listen>,
     /// rrdcached holding updates (also RRDCACHED_ADDRESS): each graph's
@@ -351,8 +352,9 @@ pub struct RunOpts {
 
     /// Serve the web page and Prometheus metrics (/metrics, /-/healthy,
     /// /-/ready) over HTTP on PORT (loopback only), :PORT (every
-    /// interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6).
-    /// Repeatable. Off by default.
+    /// interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6), or on
+    /// the sockets of systemd socket activation (systemd). Repeatable. Off
+    /// by default.
     #[arg(long, value_name = "[HOST]:PORT", value_parser = crate::web::parse_listen)]
     pub listen: Vec<crate::web::Listen>,
 

@@ -35,16 +35,36 @@ pub enum ListenError {
     Resolve(String, String),
 }
 
-/// The addresses one `--listen` names (a host name may have several).
+/// What one `--listen` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Listen(pub Vec<SocketAddr>);
+pub enum Listen {
+    /// Addresses to bind (a host name may have several).
+    Addrs(Vec<SocketAddr>),
+    /// `systemd`: the listening sockets the service manager passed
+    /// (socket activation: `LISTEN_FDS`, `LISTEN_PID`).
+    Systemd,
+}
+
+impl Listen {
+    /// The addresses to bind (none for [`Listen::Systemd`]).
+    pub fn addrs(&self) -> &[SocketAddr] {
+        match self {
+            Listen::Addrs(a) => a,
+            Listen::Systemd => &[],
+        }
+    }
+}
 
 /// Parses `--listen`: `PORT` is loopback only (127.0.0.1); `:PORT` every
 /// interface, IPv4 and IPv6 (as Go exporters read it); `HOST:PORT` every
 /// address of a host name (`localhost:PORT`); an IP address with its port
-/// (`0.0.0.0:PORT`, `[::1]:PORT`).
+/// (`0.0.0.0:PORT`, `[::1]:PORT`); `systemd` the sockets passed by socket
+/// activation.
 pub fn parse_listen(s: &str) -> Result<Listen, ListenError> {
     let t = s.trim();
+    if t == "systemd" {
+        return Ok(Listen::Systemd);
+    }
     let syntax = || ListenError::Syntax(s.to_owned());
     let port_of = |p: &str| -> Result<u16, ListenError> {
         match p.parse::<u16>() {
@@ -85,7 +105,7 @@ pub fn parse_listen(s: &str) -> Result<Listen, ListenError> {
         }
         addrs
     };
-    Ok(Listen(addrs))
+    Ok(Listen::Addrs(addrs))
 }
 
 /// Binds `addr` (before privileges are dropped), with a clear error when
@@ -115,13 +135,49 @@ pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(l)
 }
 
-/// Binds every address of every `--listen`.
+/// Binds every address of every `--listen`, and takes the sockets of
+/// socket activation when `--listen systemd` is among them.
 pub fn bind_all(listen: &[Listen]) -> anyhow::Result<Vec<std::net::TcpListener>> {
-    listen
+    let mut out: Vec<std::net::TcpListener> = listen
         .iter()
-        .flat_map(|l| l.0.iter())
+        .flat_map(Listen::addrs)
         .map(|a| bind(*a))
-        .collect()
+        .collect::<anyhow::Result<_>>()?;
+    if listen.contains(&Listen::Systemd) {
+        out.extend(activated(listenfd::ListenFd::from_env())?);
+    }
+    Ok(out)
+}
+
+/// The listening TCP sockets passed by socket activation: every one of
+/// them, or an error that says what is missing or wrong.
+fn activated(mut fds: listenfd::ListenFd) -> anyhow::Result<Vec<std::net::TcpListener>> {
+    let n = fds.len();
+    if n == 0 {
+        anyhow::bail!(
+            "--listen systemd: no socket was passed (LISTEN_FDS and LISTEN_PID are not set \
+             for this process); start it from a systemd .socket unit, or bind an address instead"
+        );
+    }
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let fd = 3 + i;
+        let l = fds
+            .take_tcp_listener(i)
+            .map_err(|e| anyhow::anyhow!("--listen systemd: socket {fd}: {e}"))?
+            .ok_or_else(|| anyhow::anyhow!("--listen systemd: socket {fd} was already taken"))?;
+        let listening = nix::sys::socket::getsockopt(&l, nix::sys::socket::sockopt::AcceptConn)
+            .map_err(|e| anyhow::anyhow!("--listen systemd: socket {fd}: {e}"))?;
+        if !listening {
+            anyhow::bail!(
+                "--listen systemd: socket {fd} is not listening (the unit needs Accept=no)"
+            );
+        }
+        l.set_nonblocking(true)
+            .map_err(|e| anyhow::anyhow!("--listen systemd: socket {fd}: {e}"))?;
+        out.push(l);
+    }
+    Ok(out)
 }
 
 /// Serves on `listener` until `cancel` fires.
@@ -214,7 +270,7 @@ mod tests {
 
     #[test]
     fn listen_addresses() {
-        let one = |s: &str| parse_listen(s).unwrap().0;
+        let one = |s: &str| parse_listen(s).unwrap().addrs().to_vec();
         assert_eq!(one("9374"), ["127.0.0.1:9374".parse().unwrap()]);
         assert_eq!(one("0.0.0.0:80"), ["0.0.0.0:80".parse().unwrap()]);
         assert_eq!(one("[::1]:9374"), ["[::1]:9374".parse().unwrap()]);
@@ -235,12 +291,21 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(parse_listen(" systemd "), Ok(Listen::Systemd));
         assert!(matches!(parse_listen("0"), Err(ListenError::Port(_))));
         assert!(matches!(parse_listen(":0"), Err(ListenError::Port(_))));
         assert!(matches!(
             parse_listen("127.0.0.1:0"),
             Err(ListenError::Port(_))
         ));
+    }
+
+    #[test]
+    fn socket_activation_without_sockets_is_a_clear_error() {
+        let e = activated(listenfd::ListenFd::empty())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no socket was passed"), "{e}");
     }
 
     #[test]

@@ -298,6 +298,65 @@ fn listen_on_every_interface_and_a_host_name_at_once() {
     assert!(daemon.stop().success());
 }
 
+/// `--listen systemd` serves on the sockets socket activation passes
+/// (`systemd-socket-activate`, as a `.socket` unit does), next to an
+/// address of its own; without such sockets it refuses to start and says
+/// why.
+#[test]
+fn listen_on_sockets_passed_by_socket_activation() {
+    let Some(activate) = tool(
+        "listen_on_sockets_passed_by_socket_activation",
+        "systemd-socket-activate",
+        "systemd",
+    ) else {
+        return;
+    };
+    let base = Base::new();
+    let server = TcpListenerServer::start(None);
+    base.write_order(
+        "t",
+        &format!(
+            "user: u\nstep: 10\npings: 2\nprobe: tcp\ntcp: {{host: 127.0.0.1, port: {}}}\n",
+            server.addr().port()
+        ),
+    );
+    let (passed, own) = (testkit::free_tcp_port(), testkit::free_tcp_port());
+    let passed: SocketAddr = format!("127.0.0.1:{passed}").parse().unwrap();
+    let mut daemon = Daemon::start_activated(
+        &base,
+        &activate,
+        &[passed],
+        &["--listen", "systemd", "--listen", &own.to_string()],
+    );
+    for addr in [passed, format!("127.0.0.1:{own}").parse().unwrap()] {
+        let ok = wait_for(Duration::from_secs(30), || {
+            (get(addr, "/-/healthy", None).0 == 200).then_some(())
+        });
+        assert!(ok.is_some(), "{addr}; log:\n{}", daemon.log_text());
+    }
+    let series = wait_for(Duration::from_secs(60), || {
+        let body = get(passed, "/metrics", None).2;
+        body.contains("smokeping_requests_total{").then_some(body)
+    });
+    assert!(series.is_some(), "log:\n{}", daemon.log_text());
+    assert!(daemon.stop().success());
+
+    let out = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .args(["run", "--listen", "systemd"])
+        .env_remove("LISTEN_FDS")
+        .env_remove("LISTEN_PID")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--listen systemd: no socket was passed"),
+        "{err}"
+    );
+}
+
 /// The shipped alert rules load (`promtool check rules`), fire on the
 /// series that should raise them and stay quiet otherwise (`promtool test
 /// rules`), and name only series the daemon exports.

@@ -6,6 +6,7 @@ pub mod influx;
 
 use std::collections::HashMap;
 use std::fs;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -246,6 +247,32 @@ impl Daemon {
 }
 
 impl Daemon {
+    /// Like [`Daemon::start`], behind `systemd-socket-activate` listening
+    /// on `addrs`: the daemon gets those sockets by socket activation
+    /// (`systemd-socket-activate` execs it, so `child` is the daemon).
+    pub fn start_activated(
+        base: &Base,
+        tool: &Path,
+        addrs: &[SocketAddr],
+        extra: &[&str],
+    ) -> Daemon {
+        let mut cmd = Command::new(tool);
+        for a in addrs {
+            cmd.arg(format!("--listen={a}"));
+        }
+        cmd.arg(bin());
+        // The tool starts the daemon on the first connection.
+        let first = addrs[0];
+        let poke = std::thread::spawn(move || {
+            wait_for(Duration::from_secs(20), || {
+                std::net::TcpStream::connect(first).ok()
+            })
+        });
+        let d = Daemon::launch(base, cmd, "-activated", extra);
+        let _ = poke.join();
+        d
+    }
+
     /// Like [`Daemon::start`], but the daemon runs inside network namespace
     /// `netns` (`ip netns exec NETNS pingmachine ...`; `ip` execs the
     /// daemon, so `child` is the daemon itself and signals reach it). The

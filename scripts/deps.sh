@@ -23,7 +23,8 @@ fi
 
 need=()
 have_pkg() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = 'install ok installed' ]; }
-pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2)
+# python3: the demo hands its listening socket to the daemon.
+pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2 python3)
 # The test suite also needs a real InfluxDB (Debian's influxdb: influxd),
 # a real Prometheus (and promtool), and a headless browser for the web page.
 if [ "${1:-}" = "--test" ]; then

@@ -2,7 +2,8 @@
 # The full test suite: installs missing system packages, then formatting,
 # lints, the man pages, unit and integration tests of the whole workspace,
 # the timing-sensitive tests one at a time, the Debian package
-# (scripts/install-test.sh), the container image (scripts/container-test.sh)
+# (scripts/install-test.sh), the demo (scripts/demo-test.sh), the container
+# image (scripts/container-test.sh)
 # and a benchmark smoke run. docs/TESTING.md describes the phases.
 #
 # Tests that need root, network namespaces, a tool or a server say
@@ -51,6 +52,8 @@ phase "cargo test: timing-sensitive tests, one at a time"
 cargo test --workspace --locked -- timing_ --test-threads=1 --nocapture 2>&1
 phase "Debian package: build, lintian, install, run as the unit does, remove, purge (root)"
 bash scripts/install-test.sh
+phase "the demo: scripts/demo.sh answers, and Ctrl-C leaves nothing behind (root)"
+bash scripts/demo-test.sh
 phase "container image: podman build and run (root)"
 bash scripts/container-test.sh
 phase "benchmark smoke run (1000 loopback targets, one step; prints figures, no thresholds)"

@@ -2,7 +2,7 @@
 //! reproducing an accuracy case outside the tests. Needs root.
 //!
 //! ```text
-//! impairsim [--seed N] [--log FILE] [--hold SECONDS] [--timeout SECONDS]
+//! impairsim [--seed N] [--log FILE] [--hold SECONDS] [--timeout SECONDS] [--quiet]
 //!           [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,mode=normal|late|dup|foreign|unreach]]...
 //!           [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]...
 //!           [-- COMMAND ARGS...]
@@ -11,9 +11,11 @@
 //! With a COMMAND it runs it inside the prober namespace (killed after
 //! `--timeout`, default 120 s), prints its output and every request the
 //! simulator saw, and exits. Without one it prints the namespace names and
-//! holds the simulator for `--hold` seconds (default 60, at most 900) so
-//! you can run `ip netns exec PROBER ...` from another shell; SIGINT or
-//! SIGTERM end it early. The namespaces are removed on exit either way.
+//! holds the simulator for `--hold` seconds (default 60, at most a day) so
+//! you can run `ip netns exec PROBER ...` from another shell (the demo
+//! runs the daemon there); SIGINT or SIGTERM end it early. The namespaces
+//! are removed on exit either way. `--quiet` leaves out the list of
+//! requests at the end.
 
 use std::net::{IpAddr, SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
@@ -25,7 +27,7 @@ use nix::sys::signal::{SigSet, Signal};
 use testkit::impair::{HostCfg, HttpCfg, Mode, Sim, SimConfig, TcpDelayCfg};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: impairsim [--seed N] [--log FILE] [--hold S] [--timeout S] [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,mode=M]]... [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]... [-- COMMAND ARGS...]");
+    eprintln!("usage: impairsim [--seed N] [--log FILE] [--hold S] [--timeout S] [--quiet] [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,mode=M]]... [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]... [-- COMMAND ARGS...]");
     ExitCode::from(2)
 }
 
@@ -74,15 +76,32 @@ fn delay_of(kv: &[(&str, &str)]) -> Result<f64, String> {
     }
 }
 
-/// The options before `--`: the simulator's configuration, how long to
-/// hold without a command, and a command's timeout. `None` after saying
-/// what is wrong.
-fn parse_options(opts: &[String]) -> Option<(SimConfig, Duration, Duration)> {
+/// Longest `--hold` and `--timeout`: every run of the simulator ends.
+const MAX_SECONDS: u64 = 86_400;
+
+/// The options before `--`.
+struct Options {
+    cfg: SimConfig,
+    /// How long to hold without a command.
+    hold: Duration,
+    /// A command's timeout.
+    timeout: Duration,
+    /// No list of requests at the end.
+    quiet: bool,
+}
+
+/// Parses the options before `--`; `None` after saying what is wrong.
+fn parse_options(opts: &[String]) -> Option<Options> {
     let mut cfg = SimConfig::default();
     let mut hold = Duration::from_secs(60);
     let mut timeout = Duration::from_secs(120);
+    let mut quiet = false;
     let mut it = opts.iter();
     while let Some(flag) = it.next() {
+        if flag == "--quiet" {
+            quiet = true;
+            continue;
+        }
         let value = it.next()?;
         let r: Result<(), String> = (|| {
             match flag.as_str() {
@@ -90,11 +109,11 @@ fn parse_options(opts: &[String]) -> Option<(SimConfig, Duration, Duration)> {
                 "--log" => cfg.log_file = Some(value.into()),
                 "--hold" => {
                     let s: u64 = value.parse().map_err(|_| "bad --hold".to_owned())?;
-                    hold = Duration::from_secs(s.min(900));
+                    hold = Duration::from_secs(s.min(MAX_SECONDS));
                 }
                 "--timeout" => {
                     let s: u64 = value.parse().map_err(|_| "bad --timeout".to_owned())?;
-                    timeout = Duration::from_secs(s.min(900));
+                    timeout = Duration::from_secs(s.min(MAX_SECONDS));
                 }
                 "--host" => cfg.hosts.push(parse_host(value)?),
                 "--http" => {
@@ -125,7 +144,12 @@ fn parse_options(opts: &[String]) -> Option<(SimConfig, Duration, Duration)> {
             return None;
         }
     }
-    Some((cfg, hold, timeout))
+    Some(Options {
+        cfg,
+        hold,
+        timeout,
+        quiet,
+    })
 }
 
 /// SIGINT/SIGTERM: blocked here (and so in every thread spawned later),
@@ -155,7 +179,13 @@ fn main() -> ExitCode {
         Some(i) => (&args[..i], args[i + 1..].to_vec()),
         None => (&args[..], Vec::new()),
     };
-    let Some((mut cfg, hold, timeout)) = parse_options(opts) else {
+    let Some(Options {
+        mut cfg,
+        hold,
+        timeout,
+        quiet,
+    }) = parse_options(opts)
+    else {
         return usage();
     };
     cfg.max_lifetime = Some(hold.max(timeout) + Duration::from_secs(30));
@@ -195,7 +225,7 @@ fn main() -> ExitCode {
             }
         }
     }
-    for r in sim.requests() {
+    for r in sim.requests().iter().filter(|_| !quiet) {
         println!(
             "{:?} {} from {} ident {} seq {} {:?}",
             r.at, r.addr, r.from, r.ident, r.seq, r.fate

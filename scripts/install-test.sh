@@ -105,7 +105,8 @@ for f in /usr/bin/pingmachine /usr/lib/systemd/system/pingmachine.service /etc/d
   /usr/share/doc/pingmachine/copyright /usr/share/doc/pingmachine/changelog.Debian.gz \
   /usr/share/pingmachine/prometheus/pingmachine-rules.yml \
   /usr/share/pingmachine/prometheus/pingmachine-rules.test.yml \
-  /usr/share/pingmachine/grafana/pingmachine-prometheus.json; do
+  /usr/share/pingmachine/grafana/pingmachine-prometheus.json \
+  /usr/share/pingmachine/grafana/pingmachine-influxdb.json; do
   grep -qx "$f" "$work/files" || fail "$f is not in the package"
 done
 cmp -s <(dpkg-deb --fsys-tarfile "$deb" | tar -xO ./usr/bin/pingmachine) /usr/bin/pingmachine \

@@ -345,3 +345,128 @@ fn timing_endpoint_down_then_up_drops_oldest_and_resumes() {
         "the bounded buffer dropped the oldest lines: {totals}"
     );
 }
+
+/// The InfluxQL of a Grafana dashboard: every panel target's `query`
+/// (several statements split at `;`) and every template variable's, with
+/// the variables as "everything" (`$measurement` → `.*`), `$timeFilter`
+/// as the last hour and `$__interval` as ten seconds.
+fn influxql_queries(path: &std::path::Path) -> Vec<String> {
+    let d: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let fill = |q: &str| {
+        q.replace("$timeFilter", "time > now() - 1h")
+            .replace("$__interval", "10s")
+            .replace("$measurement", ".*")
+    };
+    let mut out = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let q = t["query"].as_str().expect("a raw InfluxQL query");
+            assert_eq!(t["rawQuery"], Value::Bool(true), "{q}");
+            out.push(fill(q));
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if v["type"] == "query" {
+            out.push(fill(v["query"].as_str().unwrap()));
+        }
+    }
+    out
+}
+
+/// The shipped Grafana dashboard for InfluxDB: against a real InfluxDB fed
+/// by the daemon (an order that answers and one that loses every ping),
+/// every panel query and template variable runs without an error and
+/// returns data, names only fields the daemon writes, and the rounds'
+/// medians come out in the loss class of their loss.
+#[test]
+fn shipped_influxdb_dashboard_queries_return_data() {
+    let Some(bin) = influxd("shipped_influxdb_dashboard_queries_return_data") else {
+        return;
+    };
+    let influx = Influx::start(&bin, 0, "pm_udp");
+    influx.create_db("pingmachine");
+    let target = TcpListenerServer::start(None);
+    let closed = testkit::free_tcp_port();
+    let base = Base::new();
+    let tags = |t: &str| format!("measurement_name: latency\ntags:\n  target: {t}\n");
+    base.write_order("ok", &tcp_order(target.addr().port(), &tags("ok")));
+    base.write_order("dead", &tcp_order(closed, &tags("dead")));
+    let _d = Daemon::start(
+        &base,
+        &[
+            "--influx-url",
+            &format!("http://127.0.0.1:{}/write?db=pingmachine", influx.http_port),
+        ],
+    );
+    let fed = wait_for(Duration::from_secs(120), || {
+        let c = counts(&influx, "pingmachine", "loss", "latency");
+        let rounds = |t: &str| {
+            c.iter()
+                .find(|(tags, _)| tag(tags, "target") == t)
+                .map_or(0, |(_, n)| *n)
+        };
+        (rounds("ok") >= 2 && rounds("dead") >= 2).then_some(())
+    });
+    assert!(fed.is_some(), "two rounds of each order in InfluxDB");
+
+    let fields: Vec<String> = {
+        let v: Value =
+            serde_json::from_str(&influx.query("pingmachine", "SHOW FIELD KEYS FROM \"latency\""))
+                .unwrap();
+        v["results"][0]["series"][0]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[0].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("packaging/grafana/pingmachine-influxdb.json");
+    let queries = influxql_queries(&path);
+    assert!(queries.len() >= 5, "{queries:?}");
+    for q in &queries {
+        for (i, part) in q.split("\"").enumerate() {
+            // Every quoted identifier after a function's "(" is a field.
+            if i % 2 == 1 && q.contains(&format!("(\"{part}\"")) {
+                assert!(
+                    fields.contains(&part.to_owned()),
+                    "{part} in {q}; the daemon writes {fields:?}"
+                );
+            }
+        }
+        let v: Value = serde_json::from_str(&influx.query("pingmachine", q)).unwrap();
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), q.split("; ").count(), "{q}: {v}");
+        for r in results {
+            assert!(r.get("error").is_none(), "{q}: {r}");
+        }
+        assert!(
+            results
+                .iter()
+                .any(|r| r["series"].as_array().is_some_and(|s| !s.is_empty())),
+            "the dashboard's query returns nothing: {q}"
+        );
+    }
+
+    // The rounds' medians by loss: the answering order's in class "0", the
+    // other's nowhere (no median without a reply).
+    let median = queries
+        .iter()
+        .find(|q| q.contains("median, loss 0"))
+        .expect("the median-by-loss query");
+    let v: Value = serde_json::from_str(&influx.query("pingmachine", median)).unwrap();
+    let mut classes = Vec::new();
+    for r in v["results"].as_array().unwrap() {
+        for s in r["series"].as_array().into_iter().flatten() {
+            classes.push((
+                s["columns"][1].as_str().unwrap().to_owned(),
+                tag(s["tags"].as_object().unwrap(), "target"),
+            ));
+        }
+    }
+    assert_eq!(
+        classes,
+        [("median, loss 0".to_owned(), "ok".to_owned())],
+        "{v}"
+    );
+}

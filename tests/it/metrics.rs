@@ -644,6 +644,20 @@ fn timing_prometheus_scrapes_smokeping_series() {
             "the dashboard's query returns nothing: {q}"
         );
     }
+    // Each round's median in the class of its loss: the answering order's
+    // in "0", the other's nowhere (no median without a reply).
+    let by_loss = queries
+        .iter()
+        .find(|q| q.contains("\"loss\", \"0\""))
+        .expect("the median-by-loss query");
+    let mut classes = Vec::new();
+    for part in by_loss.split(" or ") {
+        let class = part.split('"').nth_back(5).unwrap_or_default().to_owned();
+        for order in prom.query(part).into_keys() {
+            classes.push((class.clone(), order));
+        }
+    }
+    assert_eq!(classes, [("0".to_owned(), "ok".to_owned())], "{by_loss}");
     drop(prom);
     drop(daemon);
 }

@@ -644,6 +644,28 @@ fn timing_prometheus_scrapes_smokeping_series() {
             "the dashboard's query returns nothing: {q}"
         );
     }
+    // smokeping_prober's own dashboard, unchanged: its every query, with
+    // its prober variable as every instance and its target as "ok"'s host.
+    let theirs = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/grafana/smokeping_prober-dashboard-queries.txt"),
+    )
+    .unwrap();
+    let theirs: Vec<&str> = theirs
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    assert!(theirs.len() >= 8, "{theirs:?}");
+    for q in theirs {
+        let q = q
+            .replace("${target:raw}", "198.18.0.10")
+            .replace("$target", "198.18.0.10")
+            .replace("$prober", ".*");
+        assert!(
+            prom.query(&q).values().any(|v| v.is_finite()),
+            "smokeping_prober's dashboard query returns nothing: {q}"
+        );
+    }
     // Each round's median in the class of its loss: the answering order's
     // in "0", the other's nowhere (no median without a reply).
     let by_loss = queries

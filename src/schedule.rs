@@ -8,10 +8,11 @@ use std::time::Duration;
 
 use rand::Rng;
 
-/// Reply timeout of the fping probe (the original's rule), in ms.
+/// Reply timeout of the fping probe by default (the original's rule), in
+/// ms; an order may set its own (`fping.timeout`).
 pub const FPING_TIMEOUT_MS: u64 = 3000;
-/// Reply timeout of the fping probe (as the original does).
-pub const FPING_TIMEOUT: Duration = Duration::from_millis(FPING_TIMEOUT_MS);
+/// Shortest and longest `fping.timeout`, ms.
+pub const FPING_TIMEOUT_RANGE_MS: (u16, u16) = (10, 60_000);
 /// Smallest computed interval between two pings to one target (as the original does).
 pub const FPING_MIN_INTERVAL_MS: u64 = 1000;
 /// Minimum gap between two sends of one fping job (as the original does).
@@ -41,11 +42,11 @@ pub const HTTPING_JOB_ORDERS: usize = 15;
 pub const OTHER_JOB_ORDERS: usize = 100;
 
 /// The interval the fping probe uses between two pings to one target for a
-/// job of `targets` targets (the original's rule):
-/// `floor((step*800 - targets - 3000) / pings)`, before the 1000 ms floor
-/// is checked.
-pub fn fping_interval_ms(step: u32, pings: u32, targets: usize) -> i64 {
-    let budget = i64::from(step) * 800 - targets as i64 - FPING_TIMEOUT_MS as i64;
+/// job of `targets` targets with reply timeout `timeout_ms` (the original's
+/// rule, with its 3000 ms timeout): `floor((step*800 - targets - timeout) /
+/// pings)`, before the 1000 ms floor is checked.
+pub fn fping_interval_ms(step: u32, pings: u32, targets: usize, timeout_ms: u64) -> i64 {
+    let budget = i64::from(step) * 800 - targets as i64 - timeout_ms as i64;
     budget / i64::from(pings.max(1))
 }
 
@@ -72,12 +73,18 @@ pub enum FpingFit {
 }
 
 /// The interval an fping order of one target uses (its own `interval`, or
-/// the original's formula), or why its rounds do not fit in the step.
-pub fn fping_fit(step: u32, pings: u32, interval_ms: Option<u32>) -> Result<u64, FpingFit> {
+/// the original's formula), or why its rounds (with reply timeout
+/// `timeout_ms`) do not fit in the step.
+pub fn fping_fit(
+    step: u32,
+    pings: u32,
+    interval_ms: Option<u32>,
+    timeout_ms: u64,
+) -> Result<u64, FpingFit> {
     let interval = match interval_ms {
         Some(i) => u64::from(i),
         None if pings >= 2 => {
-            let computed = fping_interval_ms(step, pings, 1);
+            let computed = fping_interval_ms(step, pings, 1, timeout_ms);
             if computed < FPING_MIN_INTERVAL_MS as i64 {
                 return Err(FpingFit::IntervalTooShort { computed });
             }
@@ -85,7 +92,7 @@ pub fn fping_fit(step: u32, pings: u32, interval_ms: Option<u32>) -> Result<u64,
         }
         None => 0,
     };
-    let round_ms = u64::from(pings.saturating_sub(1)) * interval + FPING_TIMEOUT_MS;
+    let round_ms = u64::from(pings.saturating_sub(1)) * interval + timeout_ms;
     if round_ms >= u64::from(step) * 1000 {
         return Err(FpingFit::RoundTooLong { round_ms });
     }
@@ -140,23 +147,29 @@ pub fn next_round_start_ms(after_ms: i64, step: u32, offset_ms: u64) -> i64 {
 /// The interval between two pings to one target for a job of `targets`
 /// targets: the order's `interval`, else the original's formula, never below
 /// 1000 ms (job sizes are capped by [`job_capacity`] so the formula holds).
-pub fn job_interval_ms(step: u32, pings: u32, targets: usize, explicit: Option<u32>) -> u64 {
+pub fn job_interval_ms(
+    step: u32,
+    pings: u32,
+    targets: usize,
+    explicit: Option<u32>,
+    timeout_ms: u64,
+) -> u64 {
     match explicit {
         Some(ms) => u64::from(ms),
-        None => fping_interval_ms(step, pings, targets).max(FPING_MIN_INTERVAL_MS as i64) as u64,
+        None => fping_interval_ms(step, pings, targets, timeout_ms)
+            .max(FPING_MIN_INTERVAL_MS as i64) as u64,
     }
 }
 
-/// How many orders fit in one job with this step and pings: at most 1000,
-/// and (without an explicit interval, with pings ≥ 2) few enough that the
-/// computed interval stays at or above 1000 ms.
-pub fn job_capacity(step: u32, pings: u32, explicit_interval: bool) -> usize {
+/// How many orders fit in one job with this step, pings and reply timeout:
+/// at most 1000, and (without an explicit interval, with pings ≥ 2) few
+/// enough that the computed interval stays at or above 1000 ms.
+pub fn job_capacity(step: u32, pings: u32, explicit_interval: bool, timeout_ms: u64) -> usize {
     if explicit_interval || pings < 2 {
         return MAX_JOB_ORDERS;
     }
-    let budget = i64::from(step) * 800
-        - FPING_TIMEOUT_MS as i64
-        - FPING_MIN_INTERVAL_MS as i64 * i64::from(pings);
+    let budget =
+        i64::from(step) * 800 - timeout_ms as i64 - FPING_MIN_INTERVAL_MS as i64 * i64::from(pings);
     budget.clamp(1, MAX_JOB_ORDERS as i64) as usize
 }
 
@@ -199,37 +212,45 @@ mod tests {
 
     #[test]
     fn intervals() {
-        assert_eq!(job_interval_ms(60, 20, 1000, None), 2200);
-        assert_eq!(job_interval_ms(10, 3, 1, None), 1666);
-        assert_eq!(job_interval_ms(10, 4, 1000, None), 1000);
-        assert_eq!(job_interval_ms(10, 4, 2000, None), 1000);
-        assert_eq!(job_interval_ms(10, 4, 1, Some(250)), 250);
+        assert_eq!(job_interval_ms(60, 20, 1000, None, FPING_TIMEOUT_MS), 2200);
+        assert_eq!(job_interval_ms(10, 3, 1, None, FPING_TIMEOUT_MS), 1666);
+        assert_eq!(job_interval_ms(10, 4, 1000, None, FPING_TIMEOUT_MS), 1000);
+        assert_eq!(job_interval_ms(10, 4, 2000, None, FPING_TIMEOUT_MS), 1000);
+        assert_eq!(job_interval_ms(10, 4, 1, Some(250), FPING_TIMEOUT_MS), 250);
     }
 
     #[test]
     fn interval_formula() {
         // The original's formula: floor((step*1000*0.8 - targets*1 - 3000) / pings)
-        assert_eq!(fping_interval_ms(60, 20, 1000), 2200);
-        assert_eq!(fping_interval_ms(300, 20, 1), 11849);
-        assert_eq!(fping_interval_ms(10, 5, 1), 999);
+        assert_eq!(fping_interval_ms(60, 20, 1000, FPING_TIMEOUT_MS), 2200);
+        assert_eq!(fping_interval_ms(300, 20, 1, FPING_TIMEOUT_MS), 11849);
+        assert_eq!(fping_interval_ms(10, 5, 1, FPING_TIMEOUT_MS), 999);
     }
 
     #[test]
     fn fit_rules() {
-        assert_eq!(fping_fit(300, 20, None), Ok(11849));
+        assert_eq!(fping_fit(300, 20, None, FPING_TIMEOUT_MS), Ok(11849));
         assert_eq!(
-            fping_fit(10, 5, None),
+            fping_fit(10, 5, None, FPING_TIMEOUT_MS),
             Err(FpingFit::IntervalTooShort { computed: 999 })
         );
         assert_eq!(
-            fping_fit(3, 1, None),
+            fping_fit(3, 1, None, FPING_TIMEOUT_MS),
             Err(FpingFit::RoundTooLong { round_ms: 3000 })
         );
         assert_eq!(
-            fping_fit(10, 5, Some(2000)),
+            fping_fit(10, 5, Some(2000), FPING_TIMEOUT_MS),
             Err(FpingFit::RoundTooLong { round_ms: 11000 })
         );
-        assert_eq!(fping_fit(10, 5, Some(1000)), Ok(1000));
+        assert_eq!(fping_fit(10, 5, Some(1000), FPING_TIMEOUT_MS), Ok(1000));
+        // An order's own reply timeout takes the original's 3000 ms place.
+        assert_eq!(fping_interval_ms(10, 5, 1, 1000), 1399);
+        assert_eq!(fping_fit(10, 5, Some(2000), 1000), Ok(2000));
+        assert!(matches!(
+            fping_fit(10, 2, Some(1000), 9500),
+            Err(FpingFit::RoundTooLong { round_ms: 10_500 })
+        ));
+        assert_eq!(job_interval_ms(10, 5, 1, None, 1000), 1399);
         assert_eq!(series_round_ms(5, 1000, CONNECT_TIMEOUT_MS), 7000);
         assert_eq!(series_round_ms(1, 1000, 0), 0);
         assert_eq!(httping_fit(60, 30, 3), Err(87));
@@ -238,17 +259,17 @@ mod tests {
 
     #[test]
     fn capacities_keep_the_interval_formula_valid() {
-        assert_eq!(job_capacity(60, 20, false), 1000);
-        assert_eq!(job_capacity(10, 4, false), 1000);
-        assert_eq!(job_capacity(10, 3, false), 1000);
-        let c = job_capacity(10, 4, false);
-        assert!(fping_interval_ms(10, 4, c) >= 1000);
-        let c = job_capacity(20, 12, false);
+        assert_eq!(job_capacity(60, 20, false, FPING_TIMEOUT_MS), 1000);
+        assert_eq!(job_capacity(10, 4, false, FPING_TIMEOUT_MS), 1000);
+        assert_eq!(job_capacity(10, 3, false, FPING_TIMEOUT_MS), 1000);
+        let c = job_capacity(10, 4, false, FPING_TIMEOUT_MS);
+        assert!(fping_interval_ms(10, 4, c, FPING_TIMEOUT_MS) >= 1000);
+        let c = job_capacity(20, 12, false, FPING_TIMEOUT_MS);
         assert_eq!(c, 1000);
-        let c = job_capacity(6, 1, false);
+        let c = job_capacity(6, 1, false, FPING_TIMEOUT_MS);
         assert_eq!(c, 1000);
-        let c = job_capacity(8, 3, false);
-        assert!(fping_interval_ms(8, 3, c) >= 1000, "{c}");
-        assert_eq!(job_capacity(60, 20, true), 1000);
+        let c = job_capacity(8, 3, false, FPING_TIMEOUT_MS);
+        assert!(fping_interval_ms(8, 3, c, FPING_TIMEOUT_MS) >= 1000, "{c}");
+        assert_eq!(job_capacity(60, 20, true, FPING_TIMEOUT_MS), 1000);
     }
 }

@@ -17,7 +17,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use probes::{Binding, Family, IcmpConfig, IcmpEngine, RoundRequest};
+//! use probes::{Binding, EchoOptions, Family, IcmpConfig, IcmpEngine, RoundRequest};
 //! use std::time::{Duration, Instant};
 //!
 //! let engine = IcmpEngine::new(IcmpConfig::default())?;
@@ -30,6 +30,7 @@
 //!         spacing: Duration::from_millis(1),
 //!         timeout: Duration::from_secs(3),
 //!         start: Instant::now(),
+//!         options: EchoOptions::default(),
 //!     })
 //!     .await?;
 //! println!("{:?}", result.rtts.row(0).collect::<Vec<_>>());
@@ -47,7 +48,7 @@ pub mod sync;
 pub mod tcp;
 
 pub use icmp::{
-    Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle, RoundRequest,
-    RoundResult, Rtts, SocketCause, SocketError, SocketKind,
+    Binding, EchoOptions, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle,
+    RoundRequest, RoundResult, Rtts, SocketCause, SocketError, SocketKind,
 };
 pub use outcome::{series, Lost, PingResult};

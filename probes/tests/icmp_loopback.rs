@@ -12,8 +12,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use probes::{
-    Binding, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundRequest, RoundResult,
-    SocketCause, SocketError, SocketKind,
+    Binding, EchoOptions, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundRequest,
+    RoundResult, SocketCause, SocketError, SocketKind,
 };
 
 const MS: Duration = Duration::from_millis(1);
@@ -27,6 +27,7 @@ fn request(binding: Binding, targets: Vec<IpAddr>, pings: u32) -> RoundRequest {
         spacing: MS,
         timeout: Duration::from_secs(1),
         start: Instant::now(),
+        options: EchoOptions::default(),
     }
 }
 
@@ -218,6 +219,7 @@ async fn timing_source_bound_binding() {
         family: Family::V4,
         source: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         interface: None,
+        dont_fragment: None,
     };
     let targets = vec![
         IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
@@ -244,6 +246,7 @@ async fn timing_interface_binding_lo() {
         family: Family::V4,
         source: None,
         interface: Some("lo".into()),
+        dont_fragment: None,
     };
     let r = engine
         .submit(request(binding, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)], 2))
@@ -404,4 +407,59 @@ fn floor_sends_the_rate_and_reads_every_stamp_and_reply() {
     let mixed = vec![targets[0], Ipv6Addr::LOCALHOST.into()];
     assert!(floor::run(&mixed, 10, MS, MS, &config).is_err());
     assert!(floor::run(&[], 10, MS, MS, &config).is_err());
+}
+
+/// Rounds with their own size, TOS and TTL (set per packet on the shared
+/// socket) and don't-fragment settings (a socket each) are answered on
+/// loopback, beside a round with the defaults; each reply's TTL (hop
+/// limit) is the one loopback's echo replies carry.
+#[tokio::test]
+async fn timing_echo_options_and_reply_ttl() {
+    let engine = IcmpEngine::new(IcmpConfig::default()).expect("engine");
+    let kernel_ttl =
+        |path: &str| -> Option<u8> { std::fs::read_to_string(path).ok()?.trim().parse().ok() };
+    for (family, target, ttl_file) in [
+        (
+            Family::V4,
+            IpAddr::V4(Ipv4Addr::LOCALHOST),
+            "/proc/sys/net/ipv4/ip_default_ttl",
+        ),
+        (
+            Family::V6,
+            IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            "/proc/sys/net/ipv6/conf/lo/hop_limit",
+        ),
+    ] {
+        let mut custom = request(Binding::any(family), vec![target], 3);
+        custom.options = EchoOptions {
+            data_bytes: 1400,
+            tos: 0x28,
+            ttl: Some(9),
+        };
+        let mut df = request(
+            Binding {
+                dont_fragment: Some(true),
+                ..Binding::any(family)
+            },
+            vec![target],
+            2,
+        );
+        df.options.data_bytes = 65_507 - 40;
+        let plain = request(Binding::any(family), vec![target], 3);
+        let (a, b, c) = tokio::join!(
+            engine.submit(custom),
+            engine.submit(df),
+            engine.submit(plain)
+        );
+        if skip_for_permission("echo options test", &a) {
+            return;
+        }
+        let want = kernel_ttl(ttl_file);
+        assert!(want.is_some(), "{ttl_file}");
+        for (name, r, pings) in [("custom", a, 3), ("don't fragment", b, 2), ("plain", c, 3)] {
+            let r = r.unwrap_or_else(|e| panic!("{family:?} {name}: {e}"));
+            assert_all_answered(&r, 1, pings);
+            assert_eq!(r.reply_ttl, vec![want], "{family:?} {name}");
+        }
+    }
 }

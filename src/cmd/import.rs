@@ -14,7 +14,7 @@
 //! the group's interval (fewer when the interval is long, so that a round
 //! fits in its step). What cannot be converted is listed with the file and
 //! the line where it is, never dropped silently: a `udp` protocol (ICMP
-//! only), a packet `size` other than the default, an unknown key.
+//! only), a packet `size` below 16 data bytes, an unknown key.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -162,14 +162,22 @@ fn group_options(
                     skip_group = true;
                 }
             },
-            "size" => {
-                if scalar(v).as_deref() != Some("56") {
-                    notes.push(format!(
-                        "{f}:{at}: size {} not converted: pings carry the default payload",
-                        scalar(v).unwrap_or_default()
-                    ));
+            "size" => match scalar(v).and_then(|s| s.trim().parse::<u16>().ok()) {
+                Some(n)
+                    if (probes::icmp::MIN_DATA_BYTES..=probes::icmp::MAX_DATA_BYTES)
+                        .contains(&n) =>
+                {
+                    if n != probes::icmp::DEFAULT_DATA_BYTES {
+                        fping.push_str(&format!("  size: {n}\n"));
+                    }
                 }
-            }
+                _ => notes.push(format!(
+                    "{f}:{at}: size {} not converted: from {} to {} data bytes",
+                    scalar(v).unwrap_or_default(),
+                    probes::icmp::MIN_DATA_BYTES,
+                    probes::icmp::MAX_DATA_BYTES
+                )),
+            },
             "source" => match scalar(v) {
                 Some(s) => fping.push_str(&format!("  source_ip: '{s}'\n")),
                 None => notes.push(format!("{f}:{at}: source is not an address")),
@@ -437,6 +445,52 @@ pub fn smokeping(
     Ok(out)
 }
 
+/// The fping section's lines for SmokePing's FPing options `packetsize`
+/// (data bytes), `tos` (decimal or `0x` hex) and `timeout` (seconds); a
+/// value out of range is a note.
+fn fping_options(
+    var: &dyn Fn(&str) -> Option<String>,
+    at: &str,
+    path: &[String],
+    notes: &mut Vec<String>,
+) -> String {
+    let mut out = String::new();
+    let mut bad = |what: &str, v: &str| {
+        notes.push(format!(
+            "{at}: {}: {what} {v} not converted",
+            path.join("/")
+        ));
+    };
+    if let Some(v) = var("packetsize") {
+        match v.trim().parse::<u16>() {
+            Ok(n) if (probes::icmp::MIN_DATA_BYTES..=probes::icmp::MAX_DATA_BYTES).contains(&n) => {
+                out.push_str(&format!("  size: {n}\n"));
+            }
+            _ => bad("packetsize", &v),
+        }
+    }
+    if let Some(v) = var("tos") {
+        let t = v.trim();
+        let n = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
+            Some(hex) => u8::from_str_radix(hex, 16).ok(),
+            None => t.parse::<u8>().ok(),
+        };
+        match n {
+            Some(n) => out.push_str(&format!("  tos: {n}\n")),
+            None => bad("tos", &v),
+        }
+    }
+    if let Some(v) = var("timeout") {
+        match v.trim().parse::<f64>() {
+            Ok(s) if (0.01..=60.0).contains(&s) => {
+                out.push_str(&format!("  timeout: {}\n", (s * 1000.0).round() as u32));
+            }
+            _ => bad("timeout", &v),
+        }
+    }
+    out
+}
+
 /// The order of one target, or a note saying why there is none.
 fn smokeping_target(
     n: &Node,
@@ -464,8 +518,14 @@ fn smokeping_target(
     let step = var("step").and_then(|v| v.parse().ok()).unwrap_or(step);
     let pings = var("pings").and_then(|v| v.parse().ok()).unwrap_or(pings);
     let section = match probe_name {
-        "FPing" => format!("probe: fping\nfping:\n  host: '{host}'\n"),
-        "FPing6" => format!("probe: fping\nfping:\n  host: '{host}'\n  ipv6: true\n"),
+        "FPing" => format!(
+            "probe: fping\nfping:\n  host: '{host}'\n{}",
+            fping_options(&var, at, path, &mut out.notes)
+        ),
+        "FPing6" => format!(
+            "probe: fping\nfping:\n  host: '{host}'\n  ipv6: true\n{}",
+            fping_options(&var, at, path, &mut out.notes)
+        ),
         "DNS" => match var("lookup") {
             Some(name) => format!("probe: dns\ndns:\n  server: '{host}'\n  name: '{name}'\n"),
             None => {

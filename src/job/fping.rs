@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use probes::icmp::{Binding, Family, RoundRequest, Rtts};
+use probes::icmp::{Binding, EchoOptions, Family, RoundRequest, RoundResult, Rtts};
 use tracing::error;
 
 use super::{resolve_hosts, JobCtx, Member, MemberResult};
-use crate::order::{Host, Interface, ProbeSpec};
+use crate::order::{FpingSpec, Host, Interface, ProbeSpec};
 use crate::result::RoundOutcome;
-use crate::schedule::{self, FPING_SPACING, FPING_TIMEOUT};
+use crate::schedule::{self, FPING_SPACING};
 
 /// What orders must share to be in one fping job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -29,6 +29,33 @@ pub struct FpingKey {
     pub source_ip: Option<IpAddr>,
     /// Explicit interval, ms.
     pub interval_ms: Option<u32>,
+    /// Size, TOS and TTL of the echo requests.
+    pub options: EchoOptions,
+    /// IPv4 don't-fragment setting (`None` for IPv6: nothing to set).
+    pub dont_fragment: Option<bool>,
+    /// Reply timeout, ms.
+    pub timeout_ms: u16,
+}
+
+impl FpingKey {
+    /// The job key of an fping order.
+    pub fn of(step: u32, pings: u32, f: &FpingSpec) -> FpingKey {
+        FpingKey {
+            step,
+            pings,
+            ipv6: f.ipv6,
+            interface: f.interface.clone(),
+            source_ip: f.source_ip,
+            interval_ms: f.interval_ms.map(std::num::NonZeroU32::get),
+            options: EchoOptions {
+                data_bytes: f.data_bytes,
+                tos: f.tos,
+                ttl: f.ttl.map(std::num::NonZeroU8::get),
+            },
+            dont_fragment: f.dont_fragment.filter(|_| !f.ipv6),
+            timeout_ms: f.timeout_ms,
+        }
+    }
 }
 
 fn host_of(m: &Member) -> Option<&Host> {
@@ -62,26 +89,33 @@ pub(super) async fn round<'m>(
             .filter(|a| seen.insert(*a))
             .collect()
     };
-    let (rtts, send_errors) = if targets.is_empty() {
-        (Rtts::default(), Vec::new())
+    let result = if targets.is_empty() {
+        RoundResult::default()
     } else {
-        let interval =
-            schedule::job_interval_ms(key.step, key.pings, targets.len(), key.interval_ms);
+        let interval = schedule::job_interval_ms(
+            key.step,
+            key.pings,
+            targets.len(),
+            key.interval_ms,
+            u64::from(key.timeout_ms),
+        );
         let req = RoundRequest {
             binding: Binding {
                 family,
                 source: key.source_ip,
                 interface: key.interface.as_ref().map(|i| i.as_str().to_owned()),
+                dont_fragment: key.dont_fragment,
             },
             targets: targets.clone(),
             pings: key.pings,
             interval: Duration::from_millis(interval),
             spacing: FPING_SPACING,
-            timeout: FPING_TIMEOUT,
+            timeout: Duration::from_millis(u64::from(key.timeout_ms)),
             start: Instant::now(),
+            options: key.options,
         };
         match ctx.deps.icmp.submit(req).await {
-            Ok(result) => (result.rtts, result.send_errors),
+            Ok(result) => result,
             Err(e) => {
                 // Nothing was measured: store nothing rather than fake 100 % loss.
                 error!(job = %ctx.name, orders = members.len(), error = %e, "ICMP round failed; no results stored for this round");
@@ -89,14 +123,7 @@ pub(super) async fn round<'m>(
             }
         }
     };
-    Some(fan_out(
-        members,
-        addrs,
-        &targets,
-        rtts,
-        send_errors,
-        key.pings,
-    ))
+    Some(fan_out(members, addrs, &targets, result, key.pings))
 }
 
 /// A round's results, handed out member by member: each member gets the
@@ -112,6 +139,8 @@ pub(super) struct Fanned<'m> {
     rows: Vec<Option<u32>>,
     rtts: Rtts,
     send_errors: Vec<u32>,
+    /// Per target row: the TTL of its last reply.
+    reply_ttl: Vec<Option<u8>>,
     pings: u32,
     next: usize,
 }
@@ -120,8 +149,7 @@ fn fan_out<'m>(
     members: &'m [Member],
     addrs: Vec<Option<IpAddr>>,
     targets: &[IpAddr],
-    rtts: Rtts,
-    send_errors: Vec<u32>,
+    result: RoundResult,
     pings: u32,
 ) -> Fanned<'m> {
     let index: HashMap<IpAddr, u32> = targets
@@ -137,8 +165,9 @@ fn fan_out<'m>(
         members,
         addrs,
         rows,
-        rtts,
-        send_errors,
+        rtts: result.rtts,
+        send_errors: result.send_errors,
+        reply_ttl: result.reply_ttl,
         pings,
         next: 0,
     }
@@ -162,8 +191,12 @@ impl<'m> Iterator for Fanned<'m> {
             .and_then(|r| self.send_errors.get(r))
             .copied()
             .unwrap_or(0);
+        let reply_ttl = series
+            .and_then(|r| self.reply_ttl.get(r))
+            .copied()
+            .flatten();
         let shown = addr.map_or_else(|| "unresolved".to_owned(), |a| a.to_string());
-        Some((member, shown, RoundOutcome { rtts }, send_errors))
+        Some((member, shown, RoundOutcome { rtts }, send_errors, reply_ttl))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -193,6 +226,11 @@ mod tests {
                     source_ip: None,
                     interval_ms: None,
                     ipv6: false,
+                    data_bytes: 56,
+                    tos: 0,
+                    ttl: None,
+                    dont_fragment: None,
+                    timeout_ms: 3000,
                 }),
                 rrd: RrdTemplate::Smokeping,
                 telegraf: None,
@@ -215,7 +253,12 @@ mod tests {
         let targets = vec!["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()];
         let ms = |x| Some(Duration::from_millis(x));
         let rtts = Rtts::from_rows(&[vec![ms(5), None], vec![ms(2), ms(1)]], 2);
-        let out: Vec<_> = fan_out(&members, addrs, &targets, rtts, vec![0, 3], 2).collect();
+        let result = RoundResult {
+            rtts,
+            send_errors: vec![0, 3],
+            reply_ttl: vec![Some(61), None],
+        };
+        let out: Vec<_> = fan_out(&members, addrs, &targets, result, 2).collect();
         assert_eq!(out.len(), 4);
         let s = |i: usize| crate::result::Summary::of(&out[i].2);
         assert_eq!(out[0].2, out[1].2, "a and b share one series");
@@ -223,6 +266,11 @@ mod tests {
             out.iter().map(|r| r.3).collect::<Vec<_>>(),
             [3, 3, 0, 0],
             "unsent pings by target"
+        );
+        assert_eq!(
+            out.iter().map(|r| r.4).collect::<Vec<_>>(),
+            [None, None, Some(61), None],
+            "reply TTL by target"
         );
         assert_eq!(s(0).sorted, vec![0.001, 0.002]);
         assert_eq!((s(2).lost, s(2).sorted), (1, vec![0.005]));
@@ -238,7 +286,7 @@ mod tests {
         let members = vec![member("a", "127.0.0.1")];
         let addrs = vec![Some("127.0.0.1".parse().unwrap())];
         let out: Vec<_> =
-            fan_out(&members, addrs.clone(), &[], Rtts::default(), Vec::new(), 2).collect();
+            fan_out(&members, addrs.clone(), &[], RoundResult::default(), 2).collect();
         assert_eq!(out[0].2.rtts, vec![None, None]);
         // a series of the wrong length is not trusted either
         let ms = Some(Duration::from_millis(1));
@@ -246,8 +294,11 @@ mod tests {
             &members,
             addrs,
             &["127.0.0.1".parse().unwrap()],
-            Rtts::from_rows(&[vec![ms]], 1),
-            vec![0],
+            RoundResult {
+                rtts: Rtts::from_rows(&[vec![ms]], 1),
+                send_errors: vec![0],
+                reply_ttl: vec![Some(64)],
+            },
             2,
         )
         .collect();

@@ -58,14 +58,7 @@ impl JobKey {
     /// its job.
     pub fn of(order: &Order) -> JobKey {
         match &order.probe {
-            ProbeSpec::Fping(f) => JobKey::Fping(FpingKey {
-                step: order.step,
-                pings: order.pings,
-                ipv6: f.ipv6,
-                interface: f.interface.clone(),
-                source_ip: f.source_ip,
-                interval_ms: f.interval_ms,
-            }),
+            ProbeSpec::Fping(f) => JobKey::Fping(FpingKey::of(order.step, order.pings, f)),
             other => JobKey::Other(OtherKey {
                 probe: other.kind(),
                 step: order.step,
@@ -93,7 +86,12 @@ impl JobKey {
     /// Most orders in one job.
     pub fn capacity(&self) -> usize {
         match self {
-            JobKey::Fping(k) => schedule::job_capacity(k.step, k.pings, k.interval_ms.is_some()),
+            JobKey::Fping(k) => schedule::job_capacity(
+                k.step,
+                k.pings,
+                k.interval_ms.is_some(),
+                u64::from(k.timeout_ms),
+            ),
             JobKey::Other(k) => k.probe.job_capacity(),
         }
     }
@@ -101,12 +99,32 @@ impl JobKey {
     /// Name for logs.
     pub fn label(&self) -> String {
         match self {
-            JobKey::Fping(k) => format!(
-                "fping step={} pings={} ipv{}",
-                k.step,
-                k.pings,
-                if k.ipv6 { 6 } else { 4 }
-            ),
+            JobKey::Fping(k) => {
+                let mut label = format!(
+                    "fping step={} pings={} ipv{}",
+                    k.step,
+                    k.pings,
+                    if k.ipv6 { 6 } else { 4 }
+                );
+                // Settings other than the defaults, as the order names them.
+                let o = &k.options;
+                if o.data_bytes != probes::icmp::DEFAULT_DATA_BYTES {
+                    label.push_str(&format!(" size={}", o.data_bytes));
+                }
+                if o.tos != 0 {
+                    label.push_str(&format!(" tos={}", o.tos));
+                }
+                if let Some(ttl) = o.ttl {
+                    label.push_str(&format!(" ttl={ttl}"));
+                }
+                if let Some(df) = k.dont_fragment {
+                    label.push_str(&format!(" dont_fragment={df}"));
+                }
+                if u64::from(k.timeout_ms) != schedule::FPING_TIMEOUT_MS {
+                    label.push_str(&format!(" timeout={}", k.timeout_ms));
+                }
+                label
+            }
             JobKey::Other(k) => format!("{} step={} pings={}", k.probe, k.step, k.pings),
         }
     }
@@ -256,11 +274,13 @@ pub async fn run_job(mut ctx: JobCtx) {
 pub fn planned_round_ms(key: &JobKey, members: usize) -> Option<u64> {
     match key {
         JobKey::Fping(k) => {
-            let interval = schedule::job_interval_ms(k.step, k.pings, members, k.interval_ms);
+            let timeout = u64::from(k.timeout_ms);
+            let interval =
+                schedule::job_interval_ms(k.step, k.pings, members, k.interval_ms, timeout);
             Some(schedule::series_round_ms(
                 k.pings,
                 u32::try_from(interval).unwrap_or(u32::MAX),
-                schedule::FPING_TIMEOUT_MS,
+                timeout,
             ))
         }
         JobKey::Other(_) => None,
@@ -268,8 +288,9 @@ pub fn planned_round_ms(key: &JobKey, members: usize) -> Option<u64> {
 }
 
 /// A member's result: the member, what it was probed at (for logs), its
-/// RTTs in send order, and how many of its pings could not be sent.
-pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome, u32);
+/// RTTs in send order, how many of its pings could not be sent, and the
+/// TTL (hop limit) of its last reply (ICMP).
+pub(crate) type MemberResult<'m> = (&'m Member, String, RoundOutcome, u32, Option<u8>);
 
 /// A round's member results, produced as the store takes them.
 type RoundResults<'m> = Box<dyn Iterator<Item = MemberResult<'m>> + Send + 'm>;
@@ -304,7 +325,7 @@ fn deliver(
         )
     };
     let mut out = ctx.store.batches();
-    for (member, addr, outcome, send_errors) in results {
+    for (member, addr, outcome, send_errors, reply_ttl) in results {
         if let Some(current) = &current {
             if current.get(&member.order.id) != Some(&member.generation) {
                 debug!(order = %member.order.id, "order removed or changed during the round; result dropped");
@@ -322,6 +343,7 @@ fn deliver(
             summary: &summary,
             addr: &addr,
             send_errors,
+            reply_ttl,
         });
         out.push(StoreCmd::Round {
             id: member.order.id.clone(),
@@ -484,7 +506,7 @@ mod tests {
                     let outcome = RoundOutcome {
                         rtts: vec![Some(Duration::from_millis(1)), None],
                     };
-                    (m, "127.0.0.1".to_owned(), outcome, 0)
+                    (m, "127.0.0.1".to_owned(), outcome, 0, None)
                 })
                 .collect();
             deliver(
@@ -569,6 +591,19 @@ mod tests {
         assert_eq!(f.interval_ms, Some(1500));
         assert_eq!(fping.capacity(), 1000);
         assert_eq!(fping.label(), "fping step=60 pings=20 ipv6");
+        let custom = key(
+            "user: u\nstep: 60\npings: 20\nprobe: fping\nfping: {host: 192.0.2.1, size: 1400, tos: 184, ttl: 9, dont_fragment: true, timeout: 500}\n",
+        );
+        assert_eq!(
+            custom.label(),
+            "fping step=60 pings=20 ipv4 size=1400 tos=184 ttl=9 dont_fragment=true timeout=500"
+        );
+        assert_ne!(custom, fping);
+        // IPv6 has no don't-fragment flag to set: the same job as without.
+        let v6 = |df: &str| {
+            key(&format!("user: u\nstep: 60\npings: 20\nprobe: fping\nfping: {{host: '::1', interval: 1500{df}}}\n"))
+        };
+        assert_eq!(v6(", dont_fragment: true"), v6(""));
         let dns = key("user: u\nstep: 60\npings: 5\nprobe: dns\ndns: {server: 127.0.0.1, name: example.com}\n");
         assert_eq!(
             dns,

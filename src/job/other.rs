@@ -52,7 +52,7 @@ pub(super) async fn round<'m>(
                 addr,
             };
             let (shown, rtts) = m.order.probe.round(&cx).await?;
-            Some((m, shown, RoundOutcome { rtts }, 0))
+            Some((m, shown, RoundOutcome { rtts }, 0, None))
         }
     });
     let results: Vec<MemberResult<'m>> = futures_util::future::join_all(futs)

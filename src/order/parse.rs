@@ -312,8 +312,40 @@ mod tests {
         };
         assert!(f.ipv6);
         assert_eq!(f.interface.unwrap().as_str(), "eth0");
-        assert_eq!(f.interval_ms, Some(2000));
+        assert_eq!(f.interval_ms.map(std::num::NonZeroU32::get), Some(2000));
         assert_eq!(f.source_ip, Some("::1".parse().unwrap()));
+    }
+
+    #[test]
+    fn fping_packet_options() {
+        let f = |yaml: &str| {
+            let o = parse(&format!(
+                "user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {{host: 192.0.2.1{yaml}}}\n"
+            ))
+            .unwrap();
+            let ProbeSpec::Fping(f) = o.probe else {
+                panic!()
+            };
+            f
+        };
+        let d = f("");
+        assert_eq!(
+            (d.data_bytes, d.tos, d.ttl, d.dont_fragment, d.timeout_ms),
+            (56, 0, None, None, 3000),
+            "fping's defaults"
+        );
+        let c = f(", size: 1400, tos: '184', ttl: 9, dont_fragment: yes, timeout: 750");
+        assert_eq!(
+            (
+                c.data_bytes,
+                c.tos,
+                c.ttl.map(std::num::NonZeroU8::get),
+                c.dont_fragment,
+                c.timeout_ms
+            ),
+            (1400, 184, Some(9), Some(true), 750)
+        );
+        assert_eq!(f(", size: 16, dont_fragment: false").data_bytes, 16);
     }
 
     #[test]
@@ -416,6 +448,13 @@ mod tests {
             ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, source_ip: nowhere}\n", Some("fping.source_ip"), "not an IPv4"),
             ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, interface: 'eth 0'}\n", Some("fping.interface"), "white space"),
             ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, interval: 0}\n", Some("fping.interval"), "from 1"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, size: 8}\n", Some("fping.size"), "from 16 to 65507"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, size: 65508}\n", Some("fping.size"), "from 16 to 65507"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, tos: 256}\n", Some("fping.tos"), "from 0 to 255"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, ttl: 0}\n", Some("fping.ttl"), "from 1 to 255"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, dont_fragment: sometimes}\n", Some("fping.dont_fragment"), "true or false"),
+            ("user: u\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, timeout: 5}\n", Some("fping.timeout"), "from 10 to 60000"),
+            ("user: u\nstep: 10\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1, interval: 1000, timeout: 7000}\n", Some("fping.timeout"), "7000 ms reply timeout"),
             ("user: [a]\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 127.0.0.1}\n", Some("user"), "expected text"),
             ("user: u\nstep: 60\npings: 5\nprobe: fping\nrrd_template: fancy\nfping: {host: 127.0.0.1}\n", Some("rrd_template"), "norrd"),
             ("user: u\nstep: 60\npings: 5\nprobe: fping\ntags: [a]\nfping: {host: 127.0.0.1}\n", Some("tags"), "mapping"),

@@ -65,6 +65,11 @@ pub trait Probe: Sized {
         None
     }
 
+    /// The TOS (traffic class) byte of its packets (the `tos` label).
+    fn tos(&self) -> u8 {
+        0
+    }
+
     /// The host to resolve before a round, and whether over IPv6; `None`
     /// when the probe resolves nothing itself.
     fn host(&self) -> Option<(&Host, bool)> {
@@ -100,6 +105,10 @@ impl<T: Probe + Sync> Probe for Box<T> {
 
     fn source(&self) -> Option<IpAddr> {
         (**self).source()
+    }
+
+    fn tos(&self) -> u8 {
+        (**self).tos()
     }
 
     fn host(&self) -> Option<(&Host, bool)> {
@@ -302,6 +311,13 @@ macro_rules! probe_kinds {
             pub fn source(&self) -> Option<IpAddr> {
                 match self {
                     $(ProbeSpec::$variant(s) => Probe::source(s),)*
+                }
+            }
+
+            /// The TOS (traffic class) byte of its packets.
+            pub fn tos(&self) -> u8 {
+                match self {
+                    $(ProbeSpec::$variant(s) => Probe::tos(s),)*
                 }
             }
 

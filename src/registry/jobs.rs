@@ -410,7 +410,7 @@ pub(crate) mod tests {
     fn fping_capacity_keeps_the_interval_formula() {
         let mut pool = JobPool::new(Recorder::default(), CancellationToken::new());
         // step 8, pings 3: schedule::job_capacity allows fewer than 1000.
-        let cap = schedule::job_capacity(8, 3, false);
+        let cap = schedule::job_capacity(8, 3, false, schedule::FPING_TIMEOUT_MS);
         assert!(cap < 1000);
         for i in 0..=cap {
             let o = order(

@@ -46,6 +46,8 @@ pub struct RoundReport<'a> {
     pub addr: &'a str,
     /// Pings that could not be sent (ICMP; counted as lost too).
     pub send_errors: u32,
+    /// TTL (IPv4) or hop limit (IPv6) of the round's last reply (ICMP).
+    pub reply_ttl: Option<u8>,
 }
 
 /// An output of finished rounds.
@@ -247,6 +249,7 @@ mod tests {
             summary: &summary,
             addr: "127.0.0.1",
             send_errors: 0,
+            reply_ttl: None,
         };
         sinks.report(&r);
         sinks.report(&r);

@@ -284,6 +284,7 @@ fn setup() -> (SimConfig, Vec<Case>) {
         jitter_ms,
         loss,
         mode,
+        reply_ttl: None,
     };
     icmp(
         "v4/jitter",
@@ -1289,6 +1290,7 @@ fn timing_simulator_behaves_as_configured() {
         jitter_ms: 0.0,
         loss,
         mode,
+        reply_ttl: None,
     };
     let cfg = SimConfig {
         hosts: vec![
@@ -1600,6 +1602,7 @@ fn timing_explicit_interval_rounds_keep_their_rrd_time() {
             jitter_ms: 0.0,
             loss: 0.5,
             mode: Mode::Normal,
+            reply_ttl: None,
         }],
         seed: 3,
         max_lifetime: Some(Duration::from_secs(300)),
@@ -1673,4 +1676,212 @@ fn timing_explicit_interval_rounds_keep_their_rrd_time() {
         rows.iter().map(|r| (r.t, r.loss)).collect::<Vec<_>>(),
         daemon.log_text()
     );
+}
+
+/// The packet options of an fping order, on the wire: every captured echo
+/// request to a target carries the order's size, TOS byte (traffic class),
+/// TTL (hop limit) and don't-fragment flag, IPv4 and IPv6, and the default
+/// order fping's 56 data bytes (84-byte IPv4 packets) with TOS 0.
+/// `smokeping_response_ttl` is the TTL the responder set on its replies,
+/// and the `tos` label the order's. Header fields only: nothing here
+/// depends on timing.
+#[test]
+fn icmp_packet_options_on_the_wire() {
+    const TEST: &str = "icmp_packet_options_on_the_wire";
+    if !testkit::require::netns(TEST) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let h = |addr: &str, reply_ttl: u8| HostCfg {
+        reply_ttl: Some(reply_ttl),
+        ..HostCfg::delay(ip(addr), 1.0)
+    };
+    let sim = Sim::start(SimConfig {
+        hosts: vec![
+            h("198.18.0.30", 37),
+            h("198.18.0.31", 250),
+            h("198.18.0.32", 64),
+            h("2001:db8::30", 41),
+            h("2001:db8::31", 200),
+        ],
+        max_lifetime: Some(Duration::from_secs(300)),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let capture = sim.capture().expect("capture the prober's veth");
+    let base = Base::new();
+    let order = |host: &str, options: &str| {
+        format!("user: u\nstep: 10\npings: 3\nprobe: fping\nfping: {{host: '{host}'{options}}}\n")
+    };
+    let cases = [
+        OptionCase {
+            id: "v4/options",
+            host: "198.18.0.30",
+            options: ", size: 1000, tos: 184, ttl: 9, dont_fragment: true, timeout: 1500",
+            length: 1028,
+            tos: 184,
+            ttl: 9,
+            dont_fragment: Some(true),
+            reply_ttl: 37,
+        },
+        OptionCase {
+            id: "v4/fragmenting",
+            host: "198.18.0.31",
+            options: ", size: 200, tos: 4, ttl: 200, dont_fragment: false",
+            length: 228,
+            tos: 4,
+            ttl: 200,
+            dont_fragment: Some(false),
+            reply_ttl: 250,
+        },
+        OptionCase {
+            id: "v4/defaults",
+            host: "198.18.0.32",
+            options: "",
+            length: 84,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: None,
+            reply_ttl: 64,
+        },
+        OptionCase {
+            id: "v6/options",
+            host: "2001:db8::30",
+            options: ", size: 1000, tos: 184, ttl: 9, dont_fragment: true",
+            length: 1048,
+            tos: 184,
+            ttl: 9,
+            dont_fragment: None,
+            reply_ttl: 41,
+        },
+        OptionCase {
+            id: "v6/defaults",
+            host: "2001:db8::31",
+            options: "",
+            length: 104,
+            tos: 0,
+            ttl: 64,
+            dont_fragment: None,
+            reply_ttl: 200,
+        },
+    ];
+    for c in &cases {
+        base.write_order(c.id, &order(c.host, c.options));
+    }
+    let port = testkit::free_tcp_port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut daemon =
+        Daemon::start_in_netns(&base, sim.prober_ns(), &["--listen", &listen.to_string()]);
+    // Two answered rounds of every order.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let answered = |dst: IpAddr| {
+        capture
+            .packets()
+            .iter()
+            .filter(|p| p.src == dst && p.dir == wire::Dir::In)
+            .count()
+    };
+    while Instant::now() < deadline && cases.iter().any(|c| answered(ip(c.host)) < 6) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let metrics = wait_for_metrics(&sim, listen, cases.len());
+    daemon.stop();
+    let packets = capture.packets();
+    let mut problems = Vec::new();
+    for OptionCase {
+        id,
+        host,
+        length,
+        tos,
+        ttl,
+        dont_fragment: df,
+        reply_ttl,
+        ..
+    } in cases
+    {
+        let requests: Vec<&WirePacket> = packets
+            .iter()
+            .filter(|p| {
+                p.dst == ip(host)
+                    && p.dir == wire::Dir::Out
+                    && matches!(p.transport, wire::Transport::Icmp { typ: 8 | 128, .. })
+            })
+            .collect();
+        if requests.len() < 6 {
+            problems.push(format!(
+                "{id}: {} requests on the wire, want 6 or more",
+                requests.len()
+            ));
+        }
+        for r in &requests {
+            let got = (r.ip.length, r.ip.tos, r.ip.ttl);
+            if got != (length, tos, ttl) {
+                problems.push(format!(
+                    "{id}: (length, tos, ttl) {got:?}, want {:?}",
+                    (length, tos, ttl)
+                ));
+            }
+            if let Some(df) = df {
+                if r.ip.dont_fragment != df {
+                    problems.push(format!(
+                        "{id}: don't fragment {}, want {df}",
+                        r.ip.dont_fragment
+                    ));
+                }
+            }
+        }
+        let line = metrics.lines().find(|l| {
+            l.starts_with("smokeping_response_ttl{") && l.contains(&format!("order=\"{id}\""))
+        });
+        match line {
+            Some(l)
+                if l.ends_with(&format!(" {reply_ttl}"))
+                    && l.contains(&format!("tos=\"{tos}\"")) => {}
+            other => problems.push(format!(
+                "{id}: {other:?}, want TTL {reply_ttl} and tos=\"{tos}\""
+            )),
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "{}\nlog:\n{}",
+        problems.join("\n"),
+        daemon.log_text()
+    );
+}
+
+/// One order of [`icmp_packet_options_on_the_wire`] and what its packets
+/// must carry.
+struct OptionCase {
+    id: &'static str,
+    host: &'static str,
+    /// Appended to the fping section.
+    options: &'static str,
+    /// Of the IP packet.
+    length: usize,
+    tos: u8,
+    ttl: u8,
+    /// Checked when set.
+    dont_fragment: Option<bool>,
+    /// The TTL the responder sets on its replies.
+    reply_ttl: u8,
+}
+
+/// `/metrics` of a daemon in the prober namespace, once it has the reply
+/// TTL of `orders` orders (at most 30 s).
+fn wait_for_metrics(sim: &Sim, listen: SocketAddr, orders: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = sim
+            .run_in_prober(move || crate::support::http_get(listen, "/metrics", None).2)
+            .unwrap_or_default();
+        let n = text
+            .lines()
+            .filter(|l| l.starts_with("smokeping_response_ttl{"))
+            .count();
+        if n >= orders || Instant::now() > deadline {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

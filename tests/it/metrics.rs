@@ -539,6 +539,7 @@ fn timing_prometheus_scrapes_smokeping_series() {
                 jitter_ms: 0.0,
                 loss: 1.0,
                 mode: Mode::Normal,
+                reply_ttl: None,
             },
         ],
         max_lifetime: Some(Duration::from_secs(300)),

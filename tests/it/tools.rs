@@ -684,6 +684,7 @@ fn import_smokeping_prober_writes_checked_orders_and_lists_the_rest() {
             "smokeping_prober/::1",
             "smokeping_prober/127.0.0.1-2",
             "smokeping_prober/127.0.0.3",
+            "smokeping_prober/127.0.0.4",
         ],
         "{}",
         err(&o)
@@ -691,12 +692,14 @@ fn import_smokeping_prober_writes_checked_orders_and_lists_the_rest() {
     let e = err(&o);
     for note in [
         "smokeping_prober.yml:23: protocol udp not converted",
-        "smokeping_prober.yml:26: size 1400 not converted",
         "smokeping_prober.yml:27: option `tos` not converted",
-        "5 orders written, 3 things not converted",
+        "smokeping_prober.yml:30: size 8 not converted",
+        "6 orders written, 3 things not converted",
     ] {
         assert!(e.contains(note), "{note}: {e}");
     }
+    let big = std::fs::read_to_string(base.orders().join("smokeping_prober/127.0.0.3")).unwrap();
+    assert!(big.contains("size: 1400"), "{big}");
     let v6 = std::fs::read_to_string(base.orders().join("smokeping_prober/::1")).unwrap();
     assert!(
         v6.contains("ipv6: true") && v6.contains("source_ip: '::1'") && v6.contains("site: 'lab'"),
@@ -711,7 +714,7 @@ fn import_smokeping_prober_writes_checked_orders_and_lists_the_rest() {
     let check = pm(base.path(), &["check", base.orders().to_str().unwrap()]);
     assert!(check.status.success(), "{}", text(&check));
     assert!(
-        text(&check).contains("5 order files checked, 0 invalid"),
+        text(&check).contains("6 order files checked, 0 invalid"),
         "{}",
         text(&check)
     );
@@ -746,8 +749,8 @@ fn import_smokeping_converts_a_configuration_and_lists_the_rest() {
     );
     let e = err(&o);
     for note in [
-        "smokeping.conf:73: Lab/keyscan: probe SSH not converted",
-        "smokeping.conf:77: Lab/both: a multihost entry",
+        "smokeping.conf:76: Lab/keyscan: probe SSH not converted",
+        "smokeping.conf:80: Lab/both: a multihost entry",
         "targets-more.conf:7: Remote/gw: a second target of that name",
         "targets-more.conf:10: Remote/noport: TCPPing without `port`",
         "7 orders written, 4 things not converted",
@@ -762,7 +765,14 @@ fn import_smokeping_converts_a_configuration_and_lists_the_rest() {
             && gw.contains("pings: 20"),
         "{gw}"
     );
-    assert!(read("Lab/v6").contains("ipv6: true"));
+    let v6 = read("Lab/v6");
+    assert!(
+        v6.contains("ipv6: true")
+            && v6.contains("size: 1000")
+            && v6.contains("tos: 32")
+            && v6.contains("timeout: 1500"),
+        "{v6}"
+    );
     let dns = read("Lab/resolver");
     assert!(
         dns.contains("name: 'example.org'")

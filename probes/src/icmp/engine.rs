@@ -36,10 +36,10 @@ use tokio::sync::oneshot;
 use super::matching::{Counters, Matcher, Outcome, Pending, RoundShared, SocketInfo, KEY_LIMIT};
 use super::packet::{build_echo_request, Token};
 use super::schedule::{add_capped, Schedule};
-use super::socket::{self, Endpoint, RecvBatch};
+use super::socket::{self, Endpoint, PacketSettings, RecvBatch};
 use super::{
-    Binding, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest, RoundResult,
-    Rtts, SocketCause, SocketError, SocketKind,
+    Binding, EchoOptions, EngineStats, Family, IcmpConfig, RoundError, RoundHandle, RoundRequest,
+    RoundResult, Rtts, SocketCause, SocketError, SocketKind,
 };
 
 /// Receive buffer for one packet; ours are under 64 bytes, anything longer is

@@ -165,7 +165,7 @@ fn send(
             .collect();
         done = due;
         let batch: Vec<(&[u8], IpAddr)> = packets.iter().map(|(p, t)| (p.as_slice(), *t)).collect();
-        sock.send_batch(&batch, &mut results);
+        sock.send_batch(&batch, Default::default(), &mut results);
         for r in &results {
             if r.is_ok() {
                 sent += 1;

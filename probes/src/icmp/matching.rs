@@ -31,7 +31,7 @@
 // sender's user time at 66,667 pings/s.
 use crate::sync::lock;
 use rustc_hash::FxHashMap as HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -145,6 +145,8 @@ pub(crate) struct RoundShared {
     pub timeout: Duration,
     /// `[target * pings + ping]`: see [`slot`].
     slots: Vec<AtomicU32>,
+    /// `[target]`: TTL + 1 of the target's last answer in time (0: none).
+    ttls: Vec<AtomicU16>,
     /// Pings in the pending table.
     outstanding: AtomicUsize,
     /// Every send of the round has been done (or failed).
@@ -160,6 +162,7 @@ impl RoundShared {
             targets,
             timeout,
             slots: (0..n).map(|_| AtomicU32::new(slot::EMPTY)).collect(),
+            ttls: (0..targets).map(|_| AtomicU16::new(0)).collect(),
             outstanding: AtomicUsize::new(0),
             all_sent: AtomicBool::new(false),
         }
@@ -187,6 +190,22 @@ impl RoundShared {
                 slot::Value::Pending(key) => Some(key),
                 _ => None,
             })
+    }
+
+    /// Notes the TTL of an answer in time to the ping in slot `index`.
+    fn set_ttl(&self, index: usize, ttl: u8) {
+        let target = index / (self.pings.max(1) as usize);
+        if let Some(t) = self.ttls.get(target) {
+            t.store(u16::from(ttl) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Per target, the TTL of its last answer in time.
+    pub fn reply_ttls(&self) -> Vec<Option<u8>> {
+        self.ttls
+            .iter()
+            .map(|t| u8::try_from(t.load(Ordering::Relaxed).checked_sub(1)?).ok())
+            .collect()
     }
 
     /// The RTTs; a ping still pending reads as lost.
@@ -243,6 +262,8 @@ pub(crate) struct Pending {
     /// The reply (kernel receive time, if any; when read), when it was read
     /// before the transmit timestamp.
     pub reply: Option<(Option<SystemTime>, Instant)>,
+    /// That reply's TTL (or hop limit), when known.
+    pub reply_ttl: Option<u8>,
 }
 
 impl Pending {
@@ -262,6 +283,7 @@ impl Pending {
             wants_tx,
             tx: None,
             reply: None,
+            reply_ttl: None,
         }
     }
 }
@@ -383,6 +405,7 @@ impl Matcher {
     /// Handles one received packet. `recv_wall` is the kernel receive
     /// timestamp (CLOCK_REALTIME) if the socket delivered one; `recv_mono`
     /// is the monotonic clock read when the packet was handed to us.
+    #[cfg(test)]
     pub fn on_packet(
         &self,
         socket: SocketInfo,
@@ -390,6 +413,25 @@ impl Matcher {
         recv_wall: Option<SystemTime>,
         recv_mono: Instant,
     ) -> Outcome {
+        self.on_reply(socket, data, recv_wall, recv_mono, None)
+    }
+
+    /// [`Matcher::on_packet`] with the TTL (or hop limit) the kernel gave
+    /// in a control message; a raw IPv4 socket's packet carries its own in
+    /// its IP header, which wins.
+    pub fn on_reply(
+        &self,
+        socket: SocketInfo,
+        data: &[u8],
+        recv_wall: Option<SystemTime>,
+        recv_mono: Instant,
+        ttl: Option<u8>,
+    ) -> Outcome {
+        let ttl = if socket.with_ip_header() {
+            data.get(8).copied()
+        } else {
+            ttl
+        };
         let (ident, seq, payload) =
             match packet::parse(socket.family, socket.with_ip_header(), data) {
                 Ok(Message::EchoReply {
@@ -437,6 +479,7 @@ impl Matcher {
             Counters::inc(&self.counters.unmatched);
             return Outcome::Unmatched;
         }
+        entry.reply_ttl = ttl;
         if entry.wants_tx && entry.tx.is_none() {
             entry.reply = Some((recv_wall, recv_mono));
             return Outcome::AwaitingStamp;
@@ -513,6 +556,9 @@ impl Matcher {
         let late = rtt > p.round.timeout;
         p.round
             .set(p.slot, if late { slot::EMPTY } else { slot::rtt(rtt) });
+        if let (false, Some(ttl)) = (late, p.reply_ttl) {
+            p.round.set_ttl(p.slot, ttl);
+        }
         drop(shard);
         if !late {
             if p.tx.is_none() {

@@ -32,6 +32,7 @@ mod engine;
 mod filter;
 pub mod floor;
 mod matching;
+mod mtu;
 mod packet;
 mod schedule;
 mod socket;
@@ -124,6 +125,13 @@ pub struct Binding {
     pub source: Option<IpAddr>,
     /// Interface name (`SO_BINDTODEVICE`).
     pub interface: Option<String>,
+    /// IPv4's don't-fragment flag (`IP_MTU_DISCOVER`): `Some(true)` sets it
+    /// on every packet (fping `-M`; a packet larger than the path's MTU is
+    /// not sent), `Some(false)` never, `None` as the kernel does by default
+    /// (set, and cleared for a path that needs fragments). A socket option,
+    /// so each setting is its own socket. Ignored for IPv6, whose routers
+    /// never fragment.
+    pub dont_fragment: Option<bool>,
 }
 
 impl Binding {
@@ -133,6 +141,41 @@ impl Binding {
             family,
             source: None,
             interface: None,
+            dont_fragment: None,
+        }
+    }
+}
+
+/// Data bytes of an echo request by default: fping's (and the original
+/// pingmachine's) 56, an 84-byte IPv4 packet.
+pub const DEFAULT_DATA_BYTES: u16 = 56;
+/// Fewest data bytes of an echo request: the engine's token.
+pub const MIN_DATA_BYTES: u16 = packet::PAYLOAD_LEN as u16;
+/// Most data bytes of an echo request: an IPv4 packet of 65,535 bytes
+/// (20 of IP header, 8 of ICMP header).
+pub const MAX_DATA_BYTES: u16 = 65_507;
+
+/// What every echo request of a round carries, set per packet (control
+/// messages on the shared socket).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EchoOptions {
+    /// Data bytes after the ICMP header ([`MIN_DATA_BYTES`] to
+    /// [`MAX_DATA_BYTES`]; fping `-b`, SmokePing's `packetsize`).
+    pub data_bytes: u16,
+    /// IPv4 type of service / IPv6 traffic class byte (DSCP and ECN; fping
+    /// `-O`, SmokePing's `tos`); 0 is the kernel's default.
+    pub tos: u8,
+    /// IPv4 time to live / IPv6 hop limit (fping `-H`); `None` is the
+    /// kernel's default.
+    pub ttl: Option<u8>,
+}
+
+impl Default for EchoOptions {
+    fn default() -> EchoOptions {
+        EchoOptions {
+            data_bytes: DEFAULT_DATA_BYTES,
+            tos: 0,
+            ttl: None,
         }
     }
 }
@@ -154,6 +197,8 @@ pub struct RoundRequest {
     pub timeout: Duration,
     /// When the first send is due (in the past: start at once).
     pub start: Instant,
+    /// Size, TOS and TTL of every echo request.
+    pub options: EchoOptions,
 }
 
 /// The outcome of a round.
@@ -164,6 +209,10 @@ pub struct RoundResult {
     /// `[target index]`: pings that could not be sent (lost, and counted
     /// in [`EngineStats::send_errors`] too).
     pub send_errors: Vec<u32>,
+    /// `[target index]`: the TTL (IPv4) or hop limit (IPv6) of the last
+    /// answer in time, `None` when nothing answered or the kernel did not
+    /// say.
+    pub reply_ttl: Vec<Option<u8>>,
 }
 
 /// The RTTs of a round, `targets × pings`, four bytes each (nanoseconds

@@ -66,6 +66,14 @@ impl Token {
         p
     }
 
+    /// The echo payload of `data_bytes` bytes: the token, then zeros (at
+    /// least the token).
+    pub fn payload(&self, data_bytes: usize) -> Vec<u8> {
+        let mut p = self.encode().to_vec();
+        p.resize(data_bytes.max(PAYLOAD_LEN), 0);
+        p
+    }
+
     /// Finds the token carrying `magic` anywhere in `data` (a packet as the
     /// kernel loops it back with a transmit timestamp: link, network and
     /// ICMP headers before the payload, maybe padding after it).

@@ -14,7 +14,13 @@
 //! each packet as it transmits it, and the stamp comes back on the socket's
 //! error queue together with the packet, from which the engine reads its
 //! token) and a short receive timeout so the receive thread notices
-//! shutdown. Sends of one tick go out in one `sendmmsg`.
+//! shutdown. Sends of one tick go out in one `sendmmsg`, with the TOS and
+//! TTL of their round as control messages (`IP_TOS`, `IP_TTL`,
+//! `IPV6_TCLASS`, `IPV6_HOPLIMIT`), so rounds with different settings share
+//! the socket. Each reply's TTL (or hop limit) comes with it
+//! (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`; a raw IPv4 socket's packets carry
+//! their IP header). The don't-fragment setting is a socket option
+//! (`IP_MTU_DISCOVER`), part of the binding.
 
 use crate::sync::lock;
 use std::io::{self, IoSlice, IoSliceMut};
@@ -52,6 +58,19 @@ pub struct Received {
     /// Packets the kernel dropped on this socket so far because its receive
     /// buffer was full (`SO_RXQ_OVFL`), when the socket reports it.
     pub drops: Option<u32>,
+    /// The packet's TTL (IPv4) or hop limit (IPv6), when the kernel gave it
+    /// in a control message.
+    pub ttl: Option<u8>,
+}
+
+/// What is set per packet: the TOS (traffic class) byte and the TTL (hop
+/// limit). The default leaves both to the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PacketSettings {
+    /// 0: the socket's (the kernel's default, 0).
+    pub tos: u8,
+    /// `None`: the socket's (the kernel's default).
+    pub ttl: Option<u8>,
 }
 
 /// Buffers for reading several packets with one system call.
@@ -97,12 +116,23 @@ pub trait Endpoint: Send + Sync + std::fmt::Debug {
     }
     /// Sends one ICMP message (starting at the ICMP header) to `dest`.
     fn send_to(&self, packet: &[u8], dest: IpAddr) -> io::Result<()>;
-    /// Sends `packets` in order, in as few system calls as the socket
-    /// allows; `results` gets one entry per packet.
-    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+    /// Sends one ICMP message with `set`'s TOS and TTL.
+    fn send_with(&self, packet: &[u8], dest: IpAddr, set: PacketSettings) -> io::Result<()> {
+        let _ = set;
+        self.send_to(packet, dest)
+    }
+    /// Sends `packets` in order, each with `set`'s TOS and TTL, in as few
+    /// system calls as the socket allows; `results` gets one entry per
+    /// packet.
+    fn send_batch(
+        &self,
+        packets: &[(&[u8], IpAddr)],
+        set: PacketSettings,
+        results: &mut Vec<io::Result<()>>,
+    ) {
         results.clear();
         for (p, dest) in packets {
-            results.push(self.send_to(p, *dest));
+            results.push(self.send_with(p, *dest, set));
         }
     }
     /// Receives one packet; `Ok(None)` when nothing came. With `wait` it
@@ -182,15 +212,44 @@ impl Endpoint for IcmpSocket {
         self.socket.send_to(packet, &addr).map(|_| ())
     }
 
-    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+    fn send_with(&self, packet: &[u8], dest: IpAddr, set: PacketSettings) -> io::Result<()> {
+        if set == PacketSettings::default() {
+            return self.send_to(packet, dest);
+        }
+        let addr = SockaddrStorage::from(SocketAddr::new(dest, 0));
+        let values = CmsgValues::of(set);
+        let cmsgs = values.messages(self.family);
+        loop {
+            match nsock::sendmsg(
+                self.socket.as_raw_fd(),
+                &[IoSlice::new(packet)],
+                &cmsgs,
+                MsgFlags::empty(),
+                Some(&addr),
+            ) {
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(io::Error::from(e)),
+            }
+        }
+    }
+
+    fn send_batch(
+        &self,
+        packets: &[(&[u8], IpAddr)],
+        set: PacketSettings,
+        results: &mut Vec<io::Result<()>>,
+    ) {
         results.clear();
         if packets.len() < 2 {
             // One packet: sendto is cheaper than setting up sendmmsg.
             for (p, dest) in packets {
-                results.push(self.send_to(p, *dest));
+                results.push(self.send_with(p, *dest, set));
             }
             return;
         }
+        let values = CmsgValues::of(set);
+        let cmsgs = values.messages(self.family);
         let addrs: Vec<Option<SockaddrStorage>> = packets
             .iter()
             .map(|(_, d)| Some(SockaddrStorage::from(SocketAddr::new(*d, 0))))
@@ -207,7 +266,7 @@ impl Endpoint for IcmpSocket {
                 &mut headers,
                 &iovs[done..],
                 &addrs[done..],
-                [],
+                &cmsgs,
                 MsgFlags::empty(),
             ) {
                 Ok(sent) => {
@@ -215,7 +274,7 @@ impl Endpoint for IcmpSocket {
                     if sent == 0 {
                         // Nothing sent and no error: try them one by one.
                         for (p, dest) in &packets[done..] {
-                            results.push(self.send_to(p, *dest));
+                            results.push(self.send_with(p, *dest, set));
                         }
                         return;
                     }
@@ -262,7 +321,13 @@ impl Endpoint for IcmpSocket {
         let n = batch.bufs.len();
         let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(
             n,
-            Some(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
+            Some(nix::cmsg_space!(
+                TimeSpec,
+                [TimeSpec; 3],
+                [u64; 8],
+                u32,
+                i32
+            )),
         );
         let mut slices: Vec<[IoSliceMut<'_>; 1]> = batch
             .bufs
@@ -281,11 +346,12 @@ impl Endpoint for IcmpSocket {
             Err(e) => return Err(io::Error::from(e)),
         };
         for msg in results {
-            let (timestamp, drops) = msg.cmsgs().ok().map_or((None, None), control);
+            let c = msg.cmsgs().ok().map(control).unwrap_or_default();
             batch.got.push(Received {
                 len: msg.bytes,
-                timestamp,
-                drops,
+                timestamp: c.timestamp,
+                drops: c.drops,
+                ttl: c.ttl,
             });
         }
         Ok(batch.got.len())
@@ -321,21 +387,73 @@ impl IcmpSocket {
             Err(Errno::EAGAIN | Errno::EINTR) => return Ok(None),
             Err(e) => return Err(io::Error::from(e)),
         };
-        let (timestamp, drops) = msg.cmsgs().ok().map_or((None, None), control);
+        let c = msg.cmsgs().ok().map(control).unwrap_or_default();
         Ok(Some(Received {
             len: msg.bytes,
-            timestamp,
-            drops,
+            timestamp: c.timestamp,
+            drops: c.drops,
+            ttl: c.ttl,
         }))
     }
 }
 
-/// What a message's control messages say: the kernel timestamp (the
-/// software time of `SCM_TIMESTAMPING`, zero, i.e. absent, when the packet
-/// was not stamped; else `SCM_TIMESTAMPNS`), and the socket's drop count
-/// (`SO_RXQ_OVFL`).
-fn control(cmsgs: nsock::CmsgIterator<'_>) -> (Option<SystemTime>, Option<u32>) {
-    let (mut ts_ing, mut ns, mut drops) = (None, None, None);
+/// The control-message values of [`PacketSettings`], kept alive while
+/// the messages point at them.
+struct CmsgValues {
+    tos: u8,
+    tclass: i32,
+    ttl: Option<i32>,
+}
+
+impl CmsgValues {
+    fn of(set: PacketSettings) -> CmsgValues {
+        CmsgValues {
+            tos: set.tos,
+            tclass: i32::from(set.tos),
+            ttl: set.ttl.map(i32::from),
+        }
+    }
+
+    /// The messages for a socket of `family` (none for the defaults).
+    fn messages(&self, family: Family) -> Vec<nsock::ControlMessage<'_>> {
+        let mut out = Vec::with_capacity(2);
+        match family {
+            Family::V4 => {
+                if self.tos != 0 {
+                    out.push(nsock::ControlMessage::Ipv4Tos(&self.tos));
+                }
+                if let Some(ttl) = &self.ttl {
+                    out.push(nsock::ControlMessage::Ipv4Ttl(ttl));
+                }
+            }
+            Family::V6 => {
+                if self.tclass != 0 {
+                    out.push(nsock::ControlMessage::Ipv6TClass(&self.tclass));
+                }
+                if let Some(hops) = &self.ttl {
+                    out.push(nsock::ControlMessage::Ipv6HopLimit(hops));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a message's control messages say.
+#[derive(Clone, Copy, Debug, Default)]
+struct Control {
+    /// The kernel timestamp: the software time of `SCM_TIMESTAMPING`
+    /// (zero, i.e. absent, when the packet was not stamped), else
+    /// `SCM_TIMESTAMPNS`.
+    timestamp: Option<SystemTime>,
+    /// The socket's drop count (`SO_RXQ_OVFL`).
+    drops: Option<u32>,
+    /// The TTL or hop limit (`IP_RECVTTL`, `IPV6_RECVHOPLIMIT`).
+    ttl: Option<u8>,
+}
+
+fn control(cmsgs: nsock::CmsgIterator<'_>) -> Control {
+    let (mut ts_ing, mut ns, mut out) = (None, None, Control::default());
     for c in cmsgs {
         match c {
             ControlMessageOwned::ScmTimestampsns(ts) => {
@@ -344,11 +462,14 @@ fn control(cmsgs: nsock::CmsgIterator<'_>) -> (Option<SystemTime>, Option<u32>) 
                 );
             }
             ControlMessageOwned::ScmTimestampns(ts) => ns = timespec_to_system_time(ts),
-            ControlMessageOwned::RxqOvfl(n) => drops = Some(n),
+            ControlMessageOwned::RxqOvfl(n) => out.drops = Some(n),
+            ControlMessageOwned::Ipv4Ttl(t) => out.ttl = u8::try_from(t).ok(),
+            ControlMessageOwned::Ipv6HopLimit(t) => out.ttl = u8::try_from(t).ok(),
             _ => {}
         }
     }
-    (ts_ing.unwrap_or(ns), drops)
+    out.timestamp = ts_ing.unwrap_or(ns);
+    out
 }
 
 fn timespec_to_system_time(ts: TimeSpec) -> Option<SystemTime> {
@@ -484,6 +605,16 @@ pub enum OpenError {
         /// Why.
         error: io::Error,
     },
+    /// A socket option an order asked for could not be set.
+    #[error("cannot set {option} on ICMP socket for {}: {error}", family_name(*family))]
+    Option {
+        /// The socket's family.
+        family: Family,
+        /// The option.
+        option: &'static str,
+        /// Why.
+        error: io::Error,
+    },
 }
 
 impl From<&OpenError> for super::SocketError {
@@ -498,7 +629,9 @@ impl From<&OpenError> for super::SocketError {
             }
             OpenError::SourceFamily { .. } | OpenError::Bind { .. } => SocketCause::Source,
             OpenError::Device { .. } => SocketCause::Interface,
-            OpenError::Create { .. } | OpenError::Timeout { .. } => SocketCause::Other,
+            OpenError::Create { .. } | OpenError::Timeout { .. } | OpenError::Option { .. } => {
+                SocketCause::Other
+            }
         };
         super::SocketError::new(cause, e.to_string())
     }
@@ -511,15 +644,21 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
     let (socket, kind) = create_kind(family, config.socket_kind)?;
     bind(&socket, binding)?;
     let (rx_at_arrival, tx_stamps) = set_options(&socket, family, kind, config)?;
+    set_fragmenting(&socket, binding)?;
     let rcvbuf = socket.recv_buffer_size().unwrap_or(0);
     tracing::info!(
-        "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, receive buffer {} bytes)",
+        "opened ICMP {} socket for {fam} (source {:?}, interface {:?}, don't fragment {}, receive buffer {} bytes)",
         match kind {
             SocketKind::Raw => "raw",
             _ => "datagram",
         },
         binding.source,
         binding.interface,
+        match binding.dont_fragment {
+            Some(true) => "always",
+            Some(false) => "never",
+            None => "as the kernel does",
+        },
         rcvbuf
     );
 
@@ -530,9 +669,15 @@ pub fn open(binding: &Binding, config: &IcmpConfig) -> Result<IcmpSocket, OpenEr
         tx_stamps,
         rx_at_arrival,
         rcvbuf,
-        // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs) and an
-        // extended error from the error queue.
-        cmsg: Mutex::new(nix::cmsg_space!(TimeSpec, [TimeSpec; 3], [u64; 8], u32)),
+        // SO_TIMESTAMPNS, SO_TIMESTAMPING (three timespecs), an extended
+        // error from the error queue, the drop count and the TTL.
+        cmsg: Mutex::new(nix::cmsg_space!(
+            TimeSpec,
+            [TimeSpec; 3],
+            [u64; 8],
+            u32,
+            i32
+        )),
     })
 }
 
@@ -692,7 +837,31 @@ fn set_options(
     if let Err(e) = nsock::setsockopt(socket, sockopt::RxqOvfl, &1) {
         tracing::debug!("SO_RXQ_OVFL unavailable on the ICMP socket for {fam} ({e}); receive-buffer drops are not counted");
     }
+    // Each reply's TTL or hop limit, for smokeping_response_ttl. A raw
+    // IPv4 socket reads it from the IP header.
+    let ttl = match (family, kind) {
+        (Family::V4, SocketKind::Raw) => Ok(()),
+        (Family::V4, _) => nsock::setsockopt(socket, sockopt::Ipv4RecvTtl, &true),
+        (Family::V6, _) => nsock::setsockopt(socket, sockopt::Ipv6RecvHopLimit, &true),
+    };
+    if let Err(e) = ttl {
+        tracing::debug!("cannot ask for the TTL of replies on the ICMP socket for {fam} ({e})");
+    }
     Ok((rx_at_arrival, tx_stamps))
+}
+
+/// IPv4's don't-fragment setting of the binding (`IP_MTU_DISCOVER`):
+/// always (`IP_PMTUDISC_DO`) or never (`IP_PMTUDISC_DONT`); unset leaves
+/// the kernel's default. IPv6 has nothing to set.
+fn set_fragmenting(socket: &Socket, binding: &Binding) -> Result<(), OpenError> {
+    let (Family::V4, Some(df)) = (binding.family, binding.dont_fragment) else {
+        return Ok(());
+    };
+    super::mtu::set_dont_fragment(socket, df).map_err(|error| OpenError::Option {
+        family: binding.family,
+        option: "IP_MTU_DISCOVER",
+        error,
+    })
 }
 
 #[cfg(test)]

@@ -103,6 +103,8 @@ struct OrderSeries {
     buckets: Vec<u64>,
     count: u64,
     sum: f64,
+    /// TTL (hop limit) of the last reply, as smokeping_prober keeps it.
+    reply_ttl: Option<u8>,
     last: LastRound,
     /// Unix time of the last delivery, and the order's step.
     updated: i64,
@@ -149,6 +151,7 @@ impl Metrics {
                 buckets: vec![0; self.buckets.len() + 1],
                 count: 0,
                 sum: 0.0,
+                reply_ttl: None,
                 last: LastRound {
                     t: 0,
                     loss_ratio: 0.0,
@@ -167,6 +170,10 @@ impl Metrics {
             s.buckets.iter_mut().for_each(|b| *b = 0);
             s.count = 0;
             s.sum = 0.0;
+            s.reply_ttl = None;
+        }
+        if r.reply_ttl.is_some() {
+            s.reply_ttl = r.reply_ttl;
         }
         if *s.gauge_labels != *gauge_labels {
             s.gauge_labels = Arc::from(gauge_labels);
@@ -270,6 +277,16 @@ impl Metrics {
             );
         }
         out.family(
+            "smokeping_response_ttl",
+            Kind::Gauge,
+            "The last response Time To Live (TTL).",
+        );
+        for s in &all {
+            if let Some(ttl) = s.reply_ttl {
+                out.sample("smokeping_response_ttl", &s.labels, "", f64::from(ttl));
+            }
+        }
+        out.family(
             "smokeping_send_errors",
             Kind::Counter,
             "The number of errors when Pinger attempts to send packets.",
@@ -336,7 +353,7 @@ fn series_labels(r: &RoundReport<'_>) -> String {
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
         ),
-        ("tos".to_owned(), "0".to_owned()),
+        ("tos".to_owned(), r.order.probe.tos().to_string()),
         ("order".to_owned(), r.order.id.as_str().to_owned()),
         ("user".to_owned(), r.order.user.clone()),
         ("probe".to_owned(), r.order.probe.name().to_owned()),
@@ -459,6 +476,7 @@ mod tests {
             summary,
             addr,
             send_errors: 0,
+            reply_ttl: Some(57),
         }
     }
 
@@ -513,6 +531,22 @@ mod tests {
             "pingmachine_last_round_timestamp_seconds{{{g}}} 1.7e+09\n"
         )));
         assert!(text.contains("# TYPE smokeping_requests_total counter\n"));
+        // The last reply's TTL, as smokeping_prober exports it.
+        assert!(
+            text.contains(&format!("smokeping_response_ttl{{{labels}}} 57\n")),
+            "{text}"
+        );
+        // A round without a TTL (nothing answered) keeps the last one.
+        let kept = Metrics::new(DEFAULT_BUCKETS.to_vec());
+        kept.record(&report_for(&order, &rtts, &summary, "203.0.113.7"));
+        let mut lost = report_for(&order, &rtts, &summary, "203.0.113.7");
+        lost.reply_ttl = None;
+        kept.record(&lost);
+        let mut e = Exposition::new(false);
+        kept.render(&mut e, crate::clock::unix_s());
+        assert!(e
+            .finish()
+            .contains(&format!("smokeping_response_ttl{{{labels}}} 57\n")));
 
         // OpenMetrics: counter family without _total, and # EOF.
         let mut e = Exposition::new(true);
@@ -520,6 +554,24 @@ mod tests {
         let om = e.finish();
         assert!(om.contains("# TYPE smokeping_requests counter\n"));
         assert!(om.ends_with("# EOF\n"));
+
+        // The tos label is the order's TOS byte.
+        let id = OrderId::new("app/dscp").unwrap();
+        let dscp = parse_order(
+            std::path::Path::new("x"),
+            &id,
+            b"user: tmon\nstep: 60\npings: 4\nprobe: fping\nfping: {host: 192.0.2.9, tos: 184}\n",
+        )
+        .unwrap()
+        .order;
+        kept.record(&report_for(&dscp, &rtts, &summary, "192.0.2.9"));
+        let mut e = Exposition::new(false);
+        kept.render(&mut e, crate::clock::unix_s());
+        let text = e.finish();
+        assert!(
+            text.contains(r#"smokeping_requests_total{ip="192.0.2.9",host="192.0.2.9",tos="184",order="app/dscp""#),
+            "{text}"
+        );
 
         // An abandoned round: its pings count as sent and unanswered.
         m.abandoned(&order, 4);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! impairsim [--seed N] [--log FILE] [--hold SECONDS] [--timeout SECONDS] [--quiet]
-//!           [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,mode=normal|late|dup|foreign|unreach]]...
+//!           [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,ttl=N][,mode=normal|late|dup|foreign|unreach]]...
 //!           [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]...
 //!           [-- COMMAND ARGS...]
 //! ```
@@ -27,7 +27,7 @@ use nix::sys::signal::{SigSet, Signal};
 use testkit::impair::{HostCfg, HttpCfg, Mode, Sim, SimConfig, TcpDelayCfg};
 
 fn usage() -> ExitCode {
-    eprintln!("usage: impairsim [--seed N] [--log FILE] [--hold S] [--timeout S] [--quiet] [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,mode=M]]... [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]... [-- COMMAND ARGS...]");
+    eprintln!("usage: impairsim [--seed N] [--log FILE] [--hold S] [--timeout S] [--quiet] [--host ADDR[,delay=MS][,jitter=MS][,loss=P][,ttl=N][,mode=M]]... [--http ADDR:PORT,delay=MS]... [--tcp-accept ADDR:PORT]... [--tcp-delay ADDR:PORT,delay=MS]... [-- COMMAND ARGS...]");
     ExitCode::from(2)
 }
 
@@ -52,6 +52,9 @@ fn parse_host(spec: &str) -> Result<HostCfg, String> {
             "delay" => h.delay_ms = num()?,
             "jitter" => h.jitter_ms = num()?,
             "loss" => h.loss = num()?,
+            "ttl" => {
+                h.reply_ttl = Some(v.parse().map_err(|_| format!("bad TTL {v:?}"))?);
+            }
             "mode" => {
                 h.mode = match v {
                     "normal" => Mode::Normal,

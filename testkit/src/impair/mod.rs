@@ -142,6 +142,8 @@ pub struct HostCfg {
     /// Probability that a request is dropped (0..=1).
     pub loss: f64,
     pub mode: Mode,
+    /// TTL (hop limit) of the answers; `None`: the kernel's default.
+    pub reply_ttl: Option<u8>,
 }
 
 impl HostCfg {
@@ -153,6 +155,7 @@ impl HostCfg {
             jitter_ms: 0.0,
             loss: 0.0,
             mode: Mode::Normal,
+            reply_ttl: None,
         }
     }
 }

@@ -98,6 +98,12 @@ pub(super) fn open_sockets(cfg: &SimConfig) -> io::Result<HostSockets> {
         };
         let s = Socket::new(domain, Type::RAW, Some(proto))?;
         s.bind(&SockAddr::from(SocketAddr::new(h.addr, 0)))?;
+        if let Some(ttl) = h.reply_ttl {
+            match h.addr {
+                IpAddr::V4(_) => s.set_ttl_v4(u32::from(ttl))?,
+                IpAddr::V6(_) => s.set_unicast_hops_v6(u32::from(ttl))?,
+            }
+        }
         prepare_rx(&s)?;
         icmp.push(s);
     }

@@ -88,7 +88,20 @@ pub struct WirePacket {
     pub dir: Dir,
     pub src: IpAddr,
     pub dst: IpAddr,
+    /// The IP header: IPv4's total length (IPv6: 40 + payload length), its
+    /// TOS byte (traffic class), TTL (hop limit), and IPv4's
+    /// don't-fragment flag (false for IPv6).
+    pub ip: IpHeader,
     pub transport: Transport,
+}
+
+/// What the tests look at in an IP header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IpHeader {
+    pub length: usize,
+    pub tos: u8,
+    pub ttl: u8,
+    pub dont_fragment: bool,
 }
 
 /// TCP flag bits.
@@ -263,14 +276,26 @@ fn capture_loop(
 /// what is not IPv4 or IPv6 or is truncated.
 pub fn parse_ip(at: SystemTime, dir: Dir, data: &[u8]) -> Option<WirePacket> {
     let version = data.first()? >> 4;
-    let (src, dst, protocol, l4): (IpAddr, IpAddr, u8, &[u8]) = match version {
+    let (src, dst, protocol, l4, ip): (IpAddr, IpAddr, u8, &[u8], IpHeader) = match version {
         4 => {
             let ihl = usize::from(data.first()? & 0x0f) * 4;
             let total = usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?]));
             let src = Ipv4Addr::new(data[12], data[13], data[14], data[15]);
             let dst = Ipv4Addr::new(data[16], data[17], data[18], data[19]);
             let end = total.min(data.len());
-            (src.into(), dst.into(), *data.get(9)?, data.get(ihl..end)?)
+            let ip = IpHeader {
+                length: total,
+                tos: *data.get(1)?,
+                ttl: *data.get(8)?,
+                dont_fragment: data.get(6)? & 0x40 != 0,
+            };
+            (
+                src.into(),
+                dst.into(),
+                *data.get(9)?,
+                data.get(ihl..end)?,
+                ip,
+            )
         }
         6 => {
             let payload = usize::from(u16::from_be_bytes([*data.get(4)?, *data.get(5)?]));
@@ -278,7 +303,19 @@ pub fn parse_ip(at: SystemTime, dir: Dir, data: &[u8]) -> Option<WirePacket> {
             let src = Ipv6Addr::from(octets(8)?);
             let dst = Ipv6Addr::from(octets(24)?);
             let end = (40 + payload).min(data.len());
-            (src.into(), dst.into(), *data.get(6)?, data.get(40..end)?)
+            let ip = IpHeader {
+                length: 40 + payload,
+                tos: ((data.first()? & 0x0f) << 4) | (data.get(1)? >> 4),
+                ttl: *data.get(7)?,
+                dont_fragment: false,
+            };
+            (
+                src.into(),
+                dst.into(),
+                *data.get(6)?,
+                data.get(40..end)?,
+                ip,
+            )
         }
         _ => return None,
     };
@@ -307,6 +344,7 @@ pub fn parse_ip(at: SystemTime, dir: Dir, data: &[u8]) -> Option<WirePacket> {
         dir,
         src,
         dst,
+        ip,
         transport,
     })
 }
@@ -520,6 +558,7 @@ mod tests {
             dir,
             src,
             dst,
+            ip: IpHeader::default(),
             transport: Transport::Icmp {
                 typ,
                 code: 0,
@@ -572,6 +611,7 @@ mod tests {
             dir,
             src,
             dst,
+            ip: IpHeader::default(),
             transport: Transport::Tcp {
                 sport: s,
                 dport: d,

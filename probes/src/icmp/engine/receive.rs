@@ -78,7 +78,11 @@ pub(super) fn drain(
                 } else {
                     replies += 1;
                     stamped &= r.timestamp.is_some();
-                    notify(shared.matcher.on_packet(info, data, r.timestamp, mono));
+                    notify(
+                        shared
+                            .matcher
+                            .on_reply(info, data, r.timestamp, mono, r.ttl),
+                    );
                 }
             }
             got += n;

@@ -24,6 +24,8 @@ struct Round {
     /// they are pending).
     prepared: u64,
     timeout: Duration,
+    /// Size, TOS and TTL of its echo requests.
+    options: EchoOptions,
     deadline: Option<Instant>,
     send_errors: u64,
     /// Pings that could not be sent, by target index.
@@ -73,6 +75,9 @@ struct Prepared {
     /// Index of `target` in its round.
     target_index: usize,
     packet: Vec<u8>,
+    /// TOS and TTL, set per packet.
+    tos: u8,
+    ttl: Option<u8>,
 }
 
 impl Scheduler {
@@ -148,6 +153,7 @@ impl Scheduler {
             let _ = reply.send(Ok(RoundResult {
                 rtts: Rtts::new(n, 0),
                 send_errors: vec![0; n],
+                reply_ttl: vec![None; n],
             }));
             return;
         }
@@ -193,6 +199,7 @@ impl Scheduler {
             reply,
             prepared: 0,
             timeout: req.timeout,
+            options: req.options,
             deadline: None,
             send_errors: 0,
             target_send_errors: vec![0; n],
@@ -302,24 +309,29 @@ impl Scheduler {
             return;
         }
         let mut batch = std::mem::take(&mut self.batch);
-        // One group per socket, in send order within each.
-        batch.sort_by_key(|p| p.socket_id);
+        // One group per socket and TOS and TTL (set per packet), in send
+        // order within each.
+        batch.sort_by_key(|p| (p.socket_id, p.tos, p.ttl));
         let counters = &self.shared.matcher.counters;
         let mut start = 0;
         while start < batch.len() {
-            let sid = batch[start].socket_id;
+            let group_key = (batch[start].socket_id, batch[start].tos, batch[start].ttl);
             let end = batch[start..]
                 .iter()
-                .position(|p| p.socket_id != sid)
+                .position(|p| (p.socket_id, p.tos, p.ttl) != group_key)
                 .map_or(batch.len(), |n| start + n);
             let group = &batch[start..end];
             let packets: Vec<(&[u8], IpAddr)> = group
                 .iter()
                 .map(|p| (p.packet.as_slice(), p.target))
                 .collect();
+            let set = PacketSettings {
+                tos: group_key.1,
+                ttl: group_key.2,
+            };
             group[0]
                 .endpoint
-                .send_batch(&packets, &mut self.batch_results);
+                .send_batch(&packets, set, &mut self.batch_results);
             for (i, p) in group.iter().enumerate() {
                 match self.batch_results.get(i) {
                     Some(Ok(())) => Counters::inc(&counters.sent),
@@ -427,6 +439,7 @@ impl Scheduler {
                 let _ = round.reply.send(Ok(RoundResult {
                     rtts: round.shared.results(),
                     send_errors: round.target_send_errors,
+                    reply_ttl: round.shared.reply_ttls(),
                 }));
             }
             Finish::Abandoned => {
@@ -535,7 +548,12 @@ fn prepare_one(
         socket_id: round.socket_id,
         key,
     };
-    let packet = build_echo_request(round.endpoint.family(), ident, seq, &token.encode());
+    let packet = build_echo_request(
+        round.endpoint.family(),
+        ident,
+        seq,
+        &token.payload(usize::from(round.options.data_bytes)),
+    );
     round.prepared += 1;
     Some(Prepared {
         endpoint: Arc::clone(&round.endpoint),
@@ -545,5 +563,7 @@ fn prepare_one(
         target,
         target_index,
         packet,
+        tos: round.options.tos,
+        ttl: round.options.ttl,
     })
 }

@@ -9,7 +9,7 @@ use std::sync::{Condvar, Mutex};
 use super::receive::DRAIN_MIN;
 use super::*;
 use crate::icmp::packet::tests::make_reply;
-use crate::icmp::socket::Received;
+use crate::icmp::socket::{PacketSettings, Received};
 
 const MS: Duration = Duration::from_millis(1);
 const HOUR: Duration = Duration::from_secs(3600);
@@ -90,7 +90,12 @@ impl Endpoint for Fake {
         self.behaviour.timestamps
     }
 
-    fn send_batch(&self, packets: &[(&[u8], IpAddr)], results: &mut Vec<io::Result<()>>) {
+    fn send_batch(
+        &self,
+        packets: &[(&[u8], IpAddr)],
+        _set: PacketSettings,
+        results: &mut Vec<io::Result<()>>,
+    ) {
         if let Ok(mut b) = self.batches.lock() {
             b.push(packets.len());
         }
@@ -109,6 +114,7 @@ impl Endpoint for Fake {
                 len: n,
                 timestamp: Some(at),
                 drops: None,
+                ttl: None,
             }
         }))
     }
@@ -222,6 +228,7 @@ impl Endpoint for Fake {
                         len: n,
                         timestamp: self.behaviour.timestamps.then_some(wall_at),
                         drops: (drops > 0).then_some(drops),
+                        ttl: None,
                     }));
                 }
             }
@@ -263,6 +270,7 @@ fn request(family: Family, targets: Vec<IpAddr>, pings: u32) -> RoundRequest {
         spacing: MS,
         timeout: 300 * MS,
         start: Instant::now(),
+        options: EchoOptions::default(),
     }
 }
 
@@ -572,7 +580,8 @@ async fn open_failure_and_stop() {
         r,
         Ok(RoundResult {
             rtts: Rtts::new(0, 0),
-            send_errors: vec![]
+            send_errors: vec![],
+            reply_ttl: vec![],
         })
     );
     let r = engine.submit(request(Family::V4, vec![v4(1)], 0)).await;
@@ -580,7 +589,8 @@ async fn open_failure_and_stop() {
         r,
         Ok(RoundResult {
             rtts: Rtts::new(1, 0),
-            send_errors: vec![0]
+            send_errors: vec![0],
+            reply_ttl: vec![None],
         })
     );
 

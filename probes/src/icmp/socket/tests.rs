@@ -124,6 +124,7 @@ fn source_family_mismatch_is_an_error() {
         family: Family::V4,
         source: Some(IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)),
         interface: None,
+        dont_fragment: None,
     };
     // Whether or not we may open sockets, this must be an error.
     assert!(open(&b, &IcmpConfig::default()).is_err());

@@ -54,11 +54,66 @@ impl Summary {
     pub fn max(&self) -> Option<f64> {
         self.sorted.last().copied()
     }
+
+    /// Standard deviation of the answered RTTs (of the population, in
+    /// seconds); `None` with fewer than two answers.
+    pub fn stddev(&self) -> Option<f64> {
+        let n = self.sorted.len();
+        if n < 2 {
+            return None;
+        }
+        let mean = self.sorted.iter().sum::<f64>() / n as f64;
+        let var = self.sorted.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+        Some(var.sqrt())
+    }
+}
+
+/// Jitter of a round, in seconds: the mean absolute difference of the RTTs
+/// of consecutive pings, in send order, over every pair of neighbours that
+/// were both answered (a lost ping has no neighbour pair; RFC 3550's
+/// interarrival jitter without its smoothing). `None` without such a pair.
+pub fn jitter(rtts: &[Option<Duration>]) -> Option<f64> {
+    let (mut sum, mut pairs) = (0.0, 0u32);
+    for w in rtts.windows(2) {
+        if let [Some(a), Some(b)] = w {
+            sum += (b.as_secs_f64() - a.as_secs_f64()).abs();
+            pairs += 1;
+        }
+    }
+    (pairs > 0).then(|| sum / f64::from(pairs))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jitter_pairs_answered_neighbours_in_send_order() {
+        let ms = |v: u64| Some(Duration::from_millis(v));
+        // |12-10| + |11-12| = 3 over 2 pairs; the pair around the loss is
+        // left out.
+        let j = jitter(&[ms(10), ms(12), ms(11), None, ms(30)]).unwrap();
+        assert!((j - 0.0015).abs() < 1e-12, "{j}");
+        assert_eq!(jitter(&[ms(10), None, ms(12)]), None);
+        assert_eq!(jitter(&[ms(10)]), None);
+        assert_eq!(jitter(&[]), None);
+        // Send order, not sorted order: 10, 20, 10 is 10 ms of jitter.
+        let j = jitter(&[ms(10), ms(20), ms(10)]).unwrap();
+        assert!((j - 0.010).abs() < 1e-12, "{j}");
+    }
+
+    #[test]
+    fn stddev_of_the_answers() {
+        let ms = |v: u64| Some(Duration::from_millis(v));
+        let s = Summary::of(&RoundOutcome {
+            rtts: vec![ms(2), ms(4), ms(4), ms(4), ms(5), ms(5), ms(7), ms(9), None],
+        });
+        assert!((s.stddev().unwrap() - 0.002).abs() < 1e-12);
+        let one = Summary::of(&RoundOutcome {
+            rtts: vec![ms(2), None],
+        });
+        assert_eq!(one.stddev(), None);
+    }
 
     fn ms(v: &[Option<u64>]) -> RoundOutcome {
         RoundOutcome {

@@ -129,6 +129,12 @@ enum Cmd {
         /// whose memory is needed elsewhere, or a cold disk (0: never).
         #[arg(long, default_value_t = 0, value_name = "SECONDS")]
         drop_caches_every: u64,
+        /// This share of the orders (every order whose number modulo 100 is
+        /// below it) set packet options of their own (`size: 200`, `tos:
+        /// 184`, `ttl: 32`): their jobs send with control messages on the
+        /// shared socket, beside the others.
+        #[arg(long, default_value_t = 0, value_name = "PERCENT", value_parser = clap::value_parser!(u32).range(0..=100))]
+        with_options: u32,
     },
     /// Cost of Prometheus metrics: N orders run twice for the same window,
     /// without `--listen`, then with it and a scrape of /metrics every
@@ -312,6 +318,7 @@ fn main() -> anyhow::Result<()> {
             warmup,
             net,
             drop_caches_every,
+            with_options,
         } => run(
             &cli,
             Load {
@@ -325,6 +332,7 @@ fn main() -> anyhow::Result<()> {
                 warmup: *warmup,
                 net: *net,
                 drop_caches_every: *drop_caches_every,
+                with_options: *with_options,
             },
             fping.then_some(*fping_mode),
         ),
@@ -363,6 +371,7 @@ fn main() -> anyhow::Result<()> {
                 warmup: 0,
                 net: Net::Loopback,
                 drop_caches_every: 0,
+                with_options: 0,
             },
         ),
         Cmd::Pickup { running, new } => pickup(&cli, *running, *new),

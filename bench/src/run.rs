@@ -20,6 +20,8 @@ pub(crate) struct Load {
     pub(crate) net: Net,
     /// Seconds between drops of the page cache in the window (0: never).
     pub(crate) drop_caches_every: u64,
+    /// Percent of the orders with packet options of their own.
+    pub(crate) with_options: u32,
 }
 
 /// The figures of one measured daemon run.
@@ -81,15 +83,21 @@ fn settle(cli: &Cli, load: &Load, testnet: Option<&netns::TestNet>) -> anyhow::R
         rrd,
         warmup,
         net,
+        with_options,
         ..
     } = *load;
     let base = tempbase(&cli.dir, "run")?;
     let t0 = Instant::now();
     write_orders(&base.join("orders"), 0..orders, |i| {
-        order_to(net.target(i), step, pings, interval, rrd)
+        let o = order_to(net.target(i), step, pings, interval, rrd);
+        if (i % 100) < with_options as usize {
+            o.replace("fping:\n", "fping:\n  size: 200\n  tos: 184\n  ttl: 32\n")
+        } else {
+            o
+        }
     })?;
     println!(
-        "wrote {orders} orders (step {step}, pings {pings}, rrd {rrd}) in {:.1} s",
+        "wrote {orders} orders (step {step}, pings {pings}, rrd {rrd}, {with_options} % with packet options) in {:.1} s",
         t0.elapsed().as_secs_f64()
     );
     let started = Instant::now();

@@ -552,16 +552,31 @@ fn fping_c(sim: &Sim, args: &[&str], targets: &[String]) -> (Option<FpingRun>, S
     (None, msg)
 }
 
-/// `fping -C N -q -p 1000 -i 1 -t 3000 TARGETS` in the prober namespace.
+/// `fping -C N -q -p 1000 -i 1 -t 3000 -b 40 TARGETS` in the prober
+/// namespace.
 fn run_fping(sim: &Sim, targets: &[String]) -> Option<FpingRun> {
     let count = FPING_COUNT.to_string();
-    let args = ["-C", &count, "-q", "-p", "1000", "-i", "1", "-t", "3000"];
+    let args = [
+        "-C",
+        &count,
+        "-q",
+        "-p",
+        "1000",
+        "-i",
+        "1",
+        "-t",
+        "3000",
+        "-b",
+        FPING_DATA_BYTES,
+    ];
     fping_c(sim, &args, targets).0
 }
 
-/// ICMP message size of fping's echo requests (8 + its default 56 bytes);
-/// the daemon's are smaller.
-const FPING_ICMP_SIZE: usize = 64;
+/// Data bytes of fping's echo requests in these tests (`-b`): fewer than
+/// the daemon's (fping's default, 56), so that the capture tells them apart.
+const FPING_DATA_BYTES: &str = "40";
+/// ICMP message size of those requests (8 + 40 bytes).
+const FPING_ICMP_SIZE: usize = 48;
 
 /// fping's error against the wire, per ping (µs, fping − wire): its
 /// requests to `target` during the run, in send order, paired with its
@@ -1347,7 +1362,19 @@ fn timing_simulator_behaves_as_configured() {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    let args = ["-C", "10", "-q", "-p", "200", "-i", "1", "-t", "3000"];
+    let args = [
+        "-C",
+        "10",
+        "-q",
+        "-p",
+        "200",
+        "-i",
+        "1",
+        "-t",
+        "3000",
+        "-b",
+        FPING_DATA_BYTES,
+    ];
     let (run, ctx) = fping_c(&sim, &args, &targets);
     let run = run.unwrap_or_else(|| panic!("fping is needed to check the simulator: {ctx}"));
     let vals = |a: &str| {
@@ -1883,5 +1910,112 @@ fn wait_for_metrics(sim: &Sim, listen: SocketAddr, orders: usize) -> String {
             return text;
         }
         std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Jitter and standard deviation of a round, as the daemon exports them
+/// (`pingmachine_last_rtt_jitter_seconds`, `_stddev_seconds`), against the
+/// same statistics of the same round's pings on the wire (the capture's
+/// RTTs in send order). Each ping is within the accuracy bound (50 µs at
+/// p99) of the wire, so a difference of two is within twice that.
+#[test]
+fn timing_jitter_matches_the_wire() {
+    const TEST: &str = "timing_jitter_matches_the_wire";
+    if !testkit::require::netns(TEST) {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let host = "198.18.0.40";
+    let sim = Sim::start(SimConfig {
+        hosts: vec![HostCfg {
+            jitter_ms: 3.0,
+            ..HostCfg::delay(ip(host), 5.0)
+        }],
+        max_lifetime: Some(Duration::from_secs(300)),
+        ..SimConfig::default()
+    })
+    .unwrap();
+    let capture = sim.capture().expect("capture the prober's veth");
+    let base = Base::new();
+    base.write_order("j", &fping_order(host, 5, Some(1000)));
+    let port = testkit::free_tcp_port();
+    let listen: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut daemon =
+        Daemon::start_in_netns(&base, sim.prober_ns(), &["--listen", &listen.to_string()]);
+    let gauge = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("order=\"j\""))?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    // Three rounds checked, each from one scrape (its time, jitter and
+    // standard deviation together); at most 90 s.
+    let mut checked: Vec<(i64, f64, f64, f64, f64)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while checked.len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        let text = sim
+            .run_in_prober(move || crate::support::http_get(listen, "/metrics", None).2)
+            .unwrap_or_default();
+        let (Some(t), Some(jitter), Some(sd)) = (
+            gauge(&text, "pingmachine_last_round_timestamp_seconds"),
+            gauge(&text, "pingmachine_last_rtt_jitter_seconds"),
+            gauge(&text, "pingmachine_last_rtt_stddev_seconds"),
+        ) else {
+            continue;
+        };
+        let t = t as i64;
+        if checked.iter().any(|c| c.0 == t) {
+            continue;
+        }
+        // The round stamped t started in [t + step, t + 2 step).
+        let from = UNIX_EPOCH + Duration::from_secs((t + STEP) as u64);
+        let to = from + Duration::from_secs(STEP as u64);
+        let rtts: Vec<Option<Duration>> = wire::echoes(&capture.packets())
+            .iter()
+            .filter(|e| e.dst == ip(host) && e.sent >= from && e.sent < to)
+            .map(|e| e.rtt_within(Duration::from_secs(3)))
+            .collect();
+        assert_eq!(rtts.len(), 5, "round {t}: {rtts:?}");
+        let wire_jitter = pingmachine::result::jitter(&rtts).expect("answered pings");
+        let wire_sd = pingmachine::result::Summary::of(&pingmachine::result::RoundOutcome {
+            rtts: rtts.clone(),
+        })
+        .stddev()
+        .expect("answered pings");
+        checked.push((t, jitter, wire_jitter, sd, wire_sd));
+    }
+    daemon.stop();
+    println!("round, jitter daemon / wire µs, standard deviation daemon / wire µs");
+    for (t, j, wj, s, ws) in &checked {
+        println!(
+            "{t}, {:.1} / {:.1}, {:.1} / {:.1}",
+            j * 1e6,
+            wj * 1e6,
+            s * 1e6,
+            ws * 1e6
+        );
+    }
+    assert_eq!(
+        checked.len(),
+        3,
+        "rounds checked; log:\n{}",
+        daemon.log_text()
+    );
+    for (t, j, wj, s, ws) in checked {
+        assert!(
+            (j - wj).abs() <= 100e-6,
+            "round {t}: jitter {j} s, on the wire {wj} s"
+        );
+        assert!(
+            (s - ws).abs() <= 100e-6,
+            "round {t}: standard deviation {s} s, on the wire {ws} s"
+        );
+        assert!(
+            wj > 100e-6,
+            "round {t}: the simulator's jitter shows ({wj} s)"
+        );
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Per round and order with a measurement name: one line with `median_rtt`,
 //! `min_rtt`, `max_rtt` (seconds, omitted without replies) and `loss`
-//! (percent) at the round's RRD time, and one `individual_rtt` line per
+//! (percent) at the round's RRD time, then `jitter_rtt` and `stddev_rtt`
+//! (seconds, [`crate::result::jitter`] and the standard deviation, omitted
+//! when a round has too few answers; not in the original's lines, which
+//! are otherwise unchanged), and one `individual_rtt` line per
 //! answered ping at `time + step*i/pings` (i = the ping's index in send
 //! order). Timestamps in nanoseconds; all fields are floats.
 //!
@@ -102,6 +105,20 @@ pub fn round_lines(series: &str, t: i64, step: u32, rtts: &[Option<Duration>]) -
         lost as f64 * 100.0 / pings as f64
     };
     float(&mut line, loss_pct);
+    if let Some(j) = crate::result::jitter(rtts) {
+        line.push_str(",jitter_rtt=");
+        float(&mut line, j);
+    }
+    let summary = crate::result::Summary {
+        pings,
+        lost,
+        sorted,
+    };
+    if let Some(sd) = summary.stddev() {
+        line.push_str(",stddev_rtt=");
+        float(&mut line, sd);
+    }
+
     let _ = write!(line, " {t_ns}");
     lines.push(line);
 
@@ -209,7 +226,10 @@ mod tests {
         assert_eq!(
             lines,
             vec![
-                "tunnel,id=1 median_rtt=0.002,min_rtt=0.001,max_rtt=0.003,loss=25 1310116500000000000",
+                // The original's fields, then the jitter of the one pair of
+                // answered neighbours (1 ms, 2 ms) and the standard
+                // deviation of the three answers.
+                "tunnel,id=1 median_rtt=0.002,min_rtt=0.001,max_rtt=0.003,loss=25,jitter_rtt=0.001,stddev_rtt=0.000816496580927726 1310116500000000000",
                 "tunnel,id=1 individual_rtt=0.003 1310116500000000000",
                 "tunnel,id=1 individual_rtt=0.001 1310116510000000000",
                 "tunnel,id=1 individual_rtt=0.002 1310116515000000000",
@@ -219,6 +239,11 @@ mod tests {
         assert_eq!(
             round_lines("m", 60, 60, &[None, None]),
             vec!["m loss=100 60000000000"]
+        );
+        // One reply: no pair and no spread, so neither field.
+        assert_eq!(
+            round_lines("m", 60, 60, &[ms(4), None])[0],
+            "m median_rtt=0.004,min_rtt=0.004,max_rtt=0.004,loss=50 60000000000"
         );
         // step*i/pings with a remainder: integer nanoseconds.
         let l = round_lines("m", 0, 10, &[ms(1), ms(1), ms(1)]);

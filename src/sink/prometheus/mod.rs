@@ -118,6 +118,8 @@ struct LastRound {
     median: Option<f64>,
     min: Option<f64>,
     max: Option<f64>,
+    jitter: Option<f64>,
+    stddev: Option<f64>,
 }
 
 /// The Prometheus sink; see the module docs.
@@ -158,6 +160,8 @@ impl Metrics {
                     median: None,
                     min: None,
                     max: None,
+                    jitter: None,
+                    stddev: None,
                 },
                 updated: 0,
                 step: r.step,
@@ -194,6 +198,8 @@ impl Metrics {
             median: r.summary.median(),
             min: r.summary.min(),
             max: r.summary.max(),
+            jitter: crate::result::jitter(r.rtts),
+            stddev: r.summary.stddev(),
         };
         s.updated = crate::clock::unix_s();
         s.step = r.step;
@@ -301,7 +307,7 @@ impl Metrics {
         }
         all.sort_unstable_by(|a, b| a.gauge_labels.cmp(&b.gauge_labels));
         type Get = fn(&LastRound) -> Option<f64>;
-        let gauges: [(&str, &str, Get); 5] = [
+        let gauges: [(&str, &str, Get); 7] = [
             (
                 "pingmachine_last_loss_ratio",
                 "Share of the pings of the order's latest round that were lost (0 to 1).",
@@ -321,6 +327,16 @@ impl Metrics {
                 "pingmachine_last_rtt_max_seconds",
                 "Largest RTT of the order's latest round.",
                 |l| l.max,
+            ),
+            (
+                "pingmachine_last_rtt_jitter_seconds",
+                "Jitter of the order's latest round: the mean absolute difference of the RTTs of consecutive pings both answered, in send order.",
+                |l| l.jitter,
+            ),
+            (
+                "pingmachine_last_rtt_stddev_seconds",
+                "Standard deviation of the RTTs of the order's latest round.",
+                |l| l.stddev,
             ),
             (
                 "pingmachine_last_round_timestamp_seconds",
@@ -530,6 +546,14 @@ mod tests {
         assert!(text.contains(&format!(
             "pingmachine_last_round_timestamp_seconds{{{g}}} 1.7e+09\n"
         )));
+        // Jitter: the one pair of answered neighbours, 300 µs and 30 s.
+        assert!(
+            text.contains(&format!(
+                "pingmachine_last_rtt_jitter_seconds{{{g}}} 29.9997\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!("pingmachine_last_rtt_stddev_seconds{{{g}}} ")));
         assert!(text.contains("# TYPE smokeping_requests_total counter\n"));
         // The last reply's TTL, as smokeping_prober exports it.
         assert!(

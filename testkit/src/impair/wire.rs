@@ -369,7 +369,8 @@ pub struct Echo {
     pub dst: IpAddr,
     pub ident: u16,
     pub seq: u16,
-    /// ICMP message length: tells one pinger from another (fping's is 64).
+    /// ICMP message length: tells one pinger from another when their
+    /// sizes differ.
     pub size: usize,
     pub sent: SystemTime,
     /// When the first echo reply from `dst` with the same identifier and

@@ -463,3 +463,54 @@ async fn timing_echo_options_and_reply_ttl() {
         }
     }
 }
+
+/// Sends released together (a send quantum, no spacing: every target's
+/// ping of a wave in one `sendmmsg`) carry their round's TOS and TTL: a
+/// raw socket of the test's own sees the requests come in on loopback
+/// with both in their IP header. (Needs root for that socket.)
+#[tokio::test]
+async fn timing_batched_sends_carry_their_options() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    if !testkit::require::root(
+        "timing_batched_sends_carry_their_options",
+        "a raw socket of its own to see the requests",
+    ) {
+        return;
+    }
+    let sniffer = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4)).expect("raw socket");
+    sniffer
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    // Room for what other tests send meanwhile (it sees all ICMP).
+    let _ = sniffer.set_recv_buffer_size(16 << 20);
+    let engine = IcmpEngine::new(IcmpConfig {
+        send_quantum: 20 * MS,
+        ..IcmpConfig::default()
+    })
+    .expect("engine");
+    let targets: Vec<IpAddr> = (1..=6)
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 9, i)))
+        .collect();
+    let mut req = request(Binding::any(Family::V4), targets.clone(), 2);
+    req.spacing = Duration::ZERO;
+    req.options = EchoOptions {
+        data_bytes: 321,
+        tos: 0x28,
+        ttl: Some(9),
+    };
+    let r = engine.submit(req).await.expect("round");
+    assert_all_answered(&r, targets.len(), 2);
+    // Every request of that size the sniffer saw: 20 + 8 + 321 bytes.
+    let mut seen = 0;
+    let mut pkt = [0u8; 2048];
+    for _ in 0..1000 {
+        let Ok(n) = std::io::Read::read(&mut &sniffer, &mut pkt) else {
+            break;
+        };
+        if n == 349 && pkt[20] == 8 {
+            assert_eq!((pkt[1], pkt[8]), (0x28, 9), "TOS and TTL of a request");
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, targets.len() * 2, "requests seen on loopback");
+}

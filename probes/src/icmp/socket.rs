@@ -260,7 +260,10 @@ impl Endpoint for IcmpSocket {
         // first packet that could not be sent, which is then skipped.
         while done < packets.len() {
             let n = packets.len() - done;
-            let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(n, None);
+            // Room for the TOS and TTL messages of every packet (an int
+            // each at most), when there are any.
+            let room = (!cmsgs.is_empty()).then(|| nix::cmsg_space!(libc::c_int, libc::c_int));
+            let mut headers = nsock::MultiHeaders::<SockaddrStorage>::preallocate(n, room);
             match nsock::sendmmsg(
                 self.socket.as_raw_fd(),
                 &mut headers,

@@ -61,6 +61,15 @@ pub struct OrderStatus {
     pub median_ms: Option<f64>,
     /// Loss of the latest round, percent.
     pub loss_pct: Option<f64>,
+    /// Jitter of the latest round (the mean absolute difference of the
+    /// RTTs of consecutive answered pings, in send order), milliseconds;
+    /// only from a daemon with `--listen`, which keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    /// Standard deviation of the latest round's RTTs, milliseconds (as
+    /// `jitter_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stddev_ms: Option<f64>,
 }
 
 /// An invalid order file.
@@ -120,6 +129,8 @@ pub fn report_cached(base: &BaseDir, opts: &Filter, cache: &mut inspect::OrderCa
                     stale: age.is_none_or(|a| a > i64::from(o.step)),
                     median_ms: lr.as_ref().and_then(|r| r.median).map(|m| m * 1000.0),
                     loss_pct: lr.as_ref().map(LastResult::loss_pct),
+                    jitter_ms: None,
+                    stddev_ms: None,
                     age_s: age,
                     last_result: lr,
                 });
@@ -352,6 +363,8 @@ mod tests {
                 stale: true,
                 median_ms: Some(1.5),
                 loss_pct: Some(25.0),
+                jitter_ms: None,
+                stddev_ms: None,
             }],
             invalid: vec![],
             rejected: vec![],

@@ -70,6 +70,24 @@ pub trait Sink: Send + Sync + fmt::Debug {
 
     /// At shutdown, after its tasks stopped: its totals in the log.
     fn log_totals(&self) {}
+
+    /// What it keeps of an order's round at RRD time `t` that the files
+    /// do not hold (for the web page and its JSON), if it keeps that
+    /// round: the latest, or the one before (whose `last_result` may be
+    /// the one on disk while the latest is being written).
+    fn round_spread(&self, _id: &crate::order::OrderId, _t: i64) -> Option<RoundSpread> {
+        None
+    }
+}
+
+/// Statistics of a round from its RTTs in send order, which `last_result`
+/// and `main.rrd` (sorted) cannot give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundSpread {
+    /// [`crate::result::jitter`], seconds.
+    pub jitter: Option<f64>,
+    /// Standard deviation of the answered RTTs, seconds.
+    pub stddev: Option<f64>,
 }
 
 /// Every sink's command-line flags, flattened into the daemon's.
@@ -172,6 +190,12 @@ impl Sinks {
         for s in &self.sinks {
             s.log_totals();
         }
+    }
+
+    /// An order's round at RRD time `t` as the first sink that keeps it
+    /// has it.
+    pub fn round_spread(&self, id: &crate::order::OrderId, t: i64) -> Option<RoundSpread> {
+        self.sinks.iter().find_map(|s| s.round_spread(id, t))
     }
 }
 

@@ -276,6 +276,7 @@ pub fn order(
     o: &Order,
     file_text: &str,
     last_result: Option<&str>,
+    spread: (Option<f64>, Option<f64>),
     has_rrd: bool,
     zoom: Option<(i64, i64)>,
 ) -> String {
@@ -330,6 +331,15 @@ pub fn order(
                 Some(t) => pre #last-result { (t) },
                 None => p.muted #last-result { "none yet" },
             }
+            @if let (Some(j), sd) = spread {
+                p #spread {
+                    "Jitter " (format!("{j:.3}")) " ms"
+                    @if let Some(sd) = sd {
+                        ", standard deviation " (format!("{sd:.3}")) " ms"
+                    }
+                    " (this round, from its RTTs in send order)"
+                }
+            }
             h2 { "Line protocol" }
             @match &o.telegraf {
                 Some(t) => dl.facts {
@@ -368,6 +378,8 @@ mod tests {
             stale: true,
             median_ms: None,
             loss_pct: None,
+            jitter_ms: None,
+            stddev_ms: None,
         };
         let v = ListView {
             rows: vec![&o],

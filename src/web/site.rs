@@ -127,13 +127,32 @@ fn report(ctx: &ServeCtx) -> Arc<Report> {
         }
     }
     let mut parsed = lock(&ctx.web.parsed);
-    let r = Arc::new(report::report_cached(
-        &ctx.base,
-        &Filter::default(),
-        &mut parsed,
-    ));
+    let mut r = report::report_cached(&ctx.base, &Filter::default(), &mut parsed);
+    if let Some(d) = &ctx.daemon {
+        for o in &mut r.orders {
+            let (jitter, stddev) = latest_stats(d, &o.id, o.last_result.as_ref());
+            (o.jitter_ms, o.stddev_ms) = (jitter, stddev);
+        }
+    }
+    let r = Arc::new(r);
     *cached = Some((Instant::now(), r.clone()));
     r
+}
+
+/// Jitter and standard deviation (ms) of the round `last_result` holds,
+/// as the daemon kept them (none for another round, or without them).
+fn latest_stats(
+    d: &crate::health::Telemetry,
+    id: &str,
+    last: Option<&crate::inspect::LastResult>,
+) -> (Option<f64>, Option<f64>) {
+    let (Some(last), Ok(id)) = (last, crate::order::OrderId::new(id)) else {
+        return (None, None);
+    };
+    match d.sinks.round_spread(&id, last.time) {
+        Some(l) => (l.jitter.map(|s| s * 1000.0), l.stddev.map(|s| s * 1000.0)),
+        None => (None, None),
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
@@ -252,7 +271,24 @@ async fn order_page(
         let last = output_file(&c, &id, crate::store::last_result::FILE)
             .and_then(|p| std::fs::read_to_string(p).ok());
         let has_rrd = output_file(&c, &id, RRD_FILE).is_some();
-        Some(pages::order(&order, &text, last.as_deref(), has_rrd, zoom))
+        let spread = match &c.daemon {
+            Some(d) => latest_stats(
+                d,
+                id.as_str(),
+                last.as_deref()
+                    .and_then(crate::inspect::LastResult::parse)
+                    .as_ref(),
+            ),
+            None => (None, None),
+        };
+        Some(pages::order(
+            &order,
+            &text,
+            last.as_deref(),
+            spread,
+            has_rrd,
+            zoom,
+        ))
     })
     .await
     .flatten();

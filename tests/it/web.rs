@@ -243,6 +243,22 @@ fn web_pages_graphs_and_the_browser_agree_with_last_result() {
         serde_json::from_slice(&get(addr, "/api/v1/orders/lab/v4").2).unwrap();
     assert_eq!(one["id"], "lab/v4");
     assert_eq!(one["probe"], "fping");
+    // The daemon keeps each round's jitter and standard deviation (from
+    // its RTTs in send order): three answered pings have both; a round
+    // that lost every ping has neither.
+    assert!(
+        one["jitter_ms"].as_f64().is_some_and(|j| j >= 0.0)
+            && one["stddev_ms"].as_f64().is_some_and(|s| s >= 0.0),
+        "{one}"
+    );
+    let lossy: serde_json::Value =
+        serde_json::from_slice(&get(addr, "/api/v1/orders/ops/lossy").2).unwrap();
+    assert!(lossy.get("jitter_ms").is_none(), "{lossy}");
+    assert!(
+        text(addr, "/order/lab/v4").contains("<p id=\"spread\">Jitter "),
+        "{}",
+        text(addr, "/order/lab/v4")
+    );
 
     // In a real browser: the DOM after the scripts ran.
     let Some(browser) =

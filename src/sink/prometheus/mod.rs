@@ -82,6 +82,19 @@ impl Sink for Metrics {
     fn expose(&self, out: &mut Exposition, now: i64) {
         self.render(out, now);
     }
+
+    fn round_spread(&self, id: &OrderId, t: i64) -> Option<super::RoundSpread> {
+        let map = lock(&self.series);
+        let s = map.get(id)?;
+        let l = [Some(s.last), s.before]
+            .into_iter()
+            .flatten()
+            .find(|l| l.t == t)?;
+        Some(super::RoundSpread {
+            jitter: l.jitter,
+            stddev: l.stddev,
+        })
+    }
 }
 
 /// Labels every per-order series has; an order tag of one of these names is
@@ -106,6 +119,9 @@ struct OrderSeries {
     /// TTL (hop limit) of the last reply, as smokeping_prober keeps it.
     reply_ttl: Option<u8>,
     last: LastRound,
+    /// The round before `last` (the web page may still show its
+    /// `last_result` while the latest is being written).
+    before: Option<LastRound>,
     /// Unix time of the last delivery, and the order's step.
     updated: i64,
     step: u32,
@@ -154,6 +170,7 @@ impl Metrics {
                 count: 0,
                 sum: 0.0,
                 reply_ttl: None,
+                before: None,
                 last: LastRound {
                     t: 0,
                     loss_ratio: 0.0,
@@ -192,6 +209,7 @@ impl Metrics {
             s.sum += v;
         }
         let pings = r.summary.pings.max(1);
+        s.before = (s.last.t != 0).then_some(s.last);
         s.last = LastRound {
             t: r.t,
             loss_ratio: r.summary.lost as f64 / pings as f64,
@@ -571,6 +589,22 @@ mod tests {
         assert!(e
             .finish()
             .contains(&format!("smokeping_response_ttl{{{labels}}} 57\n")));
+
+        // The latest round's spread, and the one before's, for the web page.
+        let two = Metrics::new(DEFAULT_BUCKETS.to_vec());
+        two.record(&report_for(&order, &rtts, &summary, "203.0.113.7"));
+        let spread = two.round_spread(&order.id, 1_700_000_000).expect("kept");
+        assert!(spread.jitter.is_some() && spread.stddev.is_some());
+        let mut next = report_for(&order, &rtts, &summary, "203.0.113.7");
+        next.t += 60;
+        two.record(&next);
+        for (t, which) in [
+            (1_700_000_000, "the one before"),
+            (1_700_000_060, "the latest"),
+        ] {
+            assert!(two.round_spread(&order.id, t).is_some(), "{which}");
+        }
+        assert_eq!(two.round_spread(&order.id, 1_699_999_940), None);
 
         // OpenMetrics: counter family without _total, and # EOF.
         let mut e = Exposition::new(true);

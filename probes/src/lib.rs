@@ -46,6 +46,7 @@ pub mod outcome;
 pub mod ssh;
 pub mod sync;
 pub mod tcp;
+mod tcp_info;
 
 pub use icmp::{
     Binding, EchoOptions, EngineStats, Family, IcmpConfig, IcmpEngine, RoundError, RoundHandle,

@@ -1,6 +1,11 @@
 //! TCP connect probe: the round-trip time is the time `connect` takes (SYN
-//! out, SYN-ACK in), like `tcpping` / SmokePing's `TCPPing`. The connection
-//! is closed right after.
+//! out, SYN-ACK in), like `tcpping` / SmokePing's `TCPPing`, as the kernel
+//! timed it (`TCP_INFO`: from the SYN leaving to the SYN-ACK arriving,
+//! without the wake-ups of this process on either side). When the kernel
+//! has no sample, or a SYN was sent again (the connect then took its
+//! retransmission time too, which the kernel's sample leaves out), the
+//! time measured around `connect` here. The connection is closed right
+//! after.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -41,8 +46,20 @@ pub(crate) async fn connect(
     }
     let started = Instant::now();
     let connected = tokio::time::timeout(timeout, socket.connect(addr)).await;
-    let rtt = started.elapsed();
-    map_connect(connected.map_err(|_| Lost::Timeout)).map(|stream| (stream, rtt))
+    let elapsed = started.elapsed();
+    map_connect(connected.map_err(|_| Lost::Timeout)).map(|stream| {
+        let rtt = handshake_rtt(crate::tcp_info::read(&stream).ok(), elapsed);
+        (stream, rtt)
+    })
+}
+
+/// The connect time: the kernel's handshake sample when it has one and no
+/// segment was sent again, else `elapsed` (measured around `connect`).
+fn handshake_rtt(info: Option<crate::tcp_info::Info>, elapsed: Duration) -> Duration {
+    match info {
+        Some(i) if i.rtt > Duration::ZERO && i.total_retrans == 0 && i.rtt <= elapsed => i.rtt,
+        _ => elapsed,
+    }
 }
 
 /// Maps the outcome of a connect under a timeout (outer error: the timeout
@@ -69,6 +86,23 @@ mod tests {
         assert_eq!(map_connect(timed_out).err(), Some(Lost::Timeout));
         let unreachable = Ok(Err(io::Error::from(io::ErrorKind::HostUnreachable)));
         assert!(matches!(map_connect(unreachable), Err(Lost::Io(_))));
+    }
+
+    #[test]
+    fn the_kernel_sample_unless_a_syn_was_sent_again() {
+        use crate::tcp_info::Info;
+        let us = Duration::from_micros;
+        let info = |rtt, total_retrans| Some(Info { rtt, total_retrans });
+        assert_eq!(handshake_rtt(info(us(120), 0), us(300)), us(120));
+        // No sample, a retransmitted SYN, no TCP_INFO: the elapsed time.
+        assert_eq!(handshake_rtt(info(us(0), 0), us(300)), us(300));
+        assert_eq!(
+            handshake_rtt(info(us(120), 1), us(1_000_300)),
+            us(1_000_300)
+        );
+        assert_eq!(handshake_rtt(None, us(300)), us(300));
+        // Never more than what was measured around the call.
+        assert_eq!(handshake_rtt(info(us(500), 0), us(300)), us(300));
     }
 
     #[tokio::test(start_paused = true)]

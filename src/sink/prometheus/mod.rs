@@ -86,14 +86,15 @@ impl Sink for Metrics {
     fn round_spread(&self, id: &OrderId, t: i64) -> Option<super::RoundSpread> {
         let map = lock(&self.series);
         let s = map.get(id)?;
-        let l = [Some(s.last), s.before]
-            .into_iter()
-            .flatten()
-            .find(|l| l.t == t)?;
-        Some(super::RoundSpread {
-            jitter: l.jitter,
-            stddev: l.stddev,
-        })
+        if s.last.t == t {
+            return Some(super::RoundSpread {
+                jitter: s.last.jitter,
+                stddev: s.last.stddev,
+            });
+        }
+        s.before
+            .filter(|(bt, _)| *bt == t)
+            .map(|(_, spread)| spread)
     }
 }
 
@@ -119,9 +120,10 @@ struct OrderSeries {
     /// TTL (hop limit) of the last reply, as smokeping_prober keeps it.
     reply_ttl: Option<u8>,
     last: LastRound,
-    /// The round before `last` (the web page may still show its
-    /// `last_result` while the latest is being written).
-    before: Option<LastRound>,
+    /// The spread of the round before `last` and its time (the web page
+    /// may still show its `last_result` while the latest is being
+    /// written).
+    before: Option<(i64, super::RoundSpread)>,
     /// Unix time of the last delivery, and the order's step.
     updated: i64,
     step: u32,
@@ -209,7 +211,13 @@ impl Metrics {
             s.sum += v;
         }
         let pings = r.summary.pings.max(1);
-        s.before = (s.last.t != 0).then_some(s.last);
+        s.before = (s.last.t != 0).then_some((
+            s.last.t,
+            super::RoundSpread {
+                jitter: s.last.jitter,
+                stddev: s.last.stddev,
+            },
+        ));
         s.last = LastRound {
             t: r.t,
             loss_ratio: r.summary.lost as f64 / pings as f64,

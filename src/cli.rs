@@ -325,6 +325,22 @@ pub struct RunOpts {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000), value_name = "N")]
     pub max_parallel_probes: u32,
 
+    /// Name server for the orders' host names, instead of those of
+    /// /etc/resolv.conf: IP, IP:PORT or [IPv6]:PORT. Repeatable.
+    #[arg(long = "dns-server", value_name = "ADDR", value_parser = crate::names::parse_server)]
+    pub dns_servers: Vec<std::net::SocketAddr>,
+
+    /// Shortest time, in seconds, a host name's address is kept before it
+    /// is looked up again, whatever the DNS TTL of its answer (also the
+    /// retry time after a failed lookup).
+    #[arg(long, default_value_t = crate::names::DEFAULT_MIN_TTL_S, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::names::MAX_TTL_LIMIT_S)), value_name = "SECONDS")]
+    pub dns_min_ttl: u32,
+
+    /// Longest time, in seconds, a host name's address is kept before it
+    /// is looked up again, whatever the DNS TTL of its answer.
+    #[arg(long, default_value_t = crate::names::DEFAULT_MAX_TTL_S, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::names::MAX_TTL_LIMIT_S)), value_name = "SECONDS")]
+    pub dns_max_ttl: u32,
+
     /// The outputs besides the store: line protocol, Prometheus.
     #[command(flatten)]
     pub sinks: crate::sink::SinkArgs,

@@ -13,6 +13,7 @@ use probes::icmp::{EngineStats, IcmpEngine};
 
 use crate::basedir::BaseDir;
 use crate::counters::JobStats;
+use crate::names::Names;
 use crate::sink::Sinks;
 use crate::stats::Started;
 use crate::store::StoreHandle;
@@ -60,6 +61,8 @@ pub struct Telemetry {
     pub store: StoreHandle,
     /// The sinks.
     pub sinks: Arc<Sinks>,
+    /// The orders' host names.
+    pub names: Arc<Names>,
 }
 
 impl Telemetry {
@@ -97,6 +100,7 @@ impl Telemetry {
         icmp(&mut s, &self.icmp.stats());
         self.store.stats().telemetry(&mut s);
         self.sinks.telemetry(&mut s);
+        self.names.telemetry(&mut s);
         if let Some(c) = &self.started.rrdcached {
             c.telemetry(&mut s);
         }

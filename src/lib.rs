@@ -47,6 +47,7 @@ mod health;
 pub mod inspect;
 mod job;
 mod logging;
+mod names;
 pub mod order;
 mod priority;
 mod privilege;

@@ -149,7 +149,7 @@ pub struct Logging {
 fn filter(default: &str) -> EnvFilter {
     EnvFilter::try_from_env("PINGMACHINE_LOG").unwrap_or_else(|_| {
         EnvFilter::new(format!(
-            "{default},notify=warn,rrd=warn,hyper_util=info,reqwest=info,rustls=info,hickory_proto=info"
+            "{default},notify=warn,rrd=warn,hyper_util=info,reqwest=info,rustls=info,hickory_proto=info,hickory_net=info,hickory_resolver=info"
         ))
     })
 }

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= t/telegraf= influx-url= tag= influx-buffer= metrics-buckets= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= metrics-buckets= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -35,6 +35,9 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l sping-command -
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l exec-probe -d 'An exec probe usable by orders (`probe: exec`, `exec: {probe: NAME, host: ...}`): NAME=COMMAND, with COMMAND as for --sping-command; the order\'s args and host are appended. Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-parallel-probes -d 'Most probes of one type (httping, tcp, ssh, dns, sping, pping, exec) running at once' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-server -d 'Name server for the orders\' host names, instead of those of /etc/resolv.conf: IP, IP:PORT or [IPv6]:PORT. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-min-ttl -d 'Shortest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer (also the retry time after a failed lookup)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-max-ttl -d 'Longest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
@@ -70,6 +73,9 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l sping-co
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l pping-command -d 'Command run for pping orders (as --sping-command)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l exec-probe -d 'An exec probe usable by orders (`probe: exec`, `exec: {probe: NAME, host: ...}`): NAME=COMMAND, with COMMAND as for --sping-command; the order\'s args and host are appended. Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-parallel-probes -d 'Most probes of one type (httping, tcp, ssh, dns, sping, pping, exec) running at once' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-server -d 'Name server for the orders\' host names, instead of those of /etc/resolv.conf: IP, IP:PORT or [IPv6]:PORT. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-min-ttl -d 'Shortest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer (also the retry time after a failed lookup)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-max-ttl -d 'Longest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r

@@ -35,6 +35,7 @@ use crate::basedir::{BaseDir, Lock};
 use crate::cli::{IcmpSocket, RunOpts};
 use crate::health::Telemetry;
 use crate::logging::{self, Logging, Target};
+use crate::names::{Names, NamesConfig};
 use crate::privilege::RunAs;
 use crate::probe::deps::{parse_exec_probe, CommandTemplate, DepsConfig};
 use crate::probe::ProbeDeps;
@@ -97,6 +98,7 @@ pub fn run(base: &BaseDir, opts: &RunOpts, launch: Launch) -> anyhow::Result<()>
 /// Everything parsed from the command line before anything starts.
 struct Settings {
     deps: DepsConfig,
+    names: NamesConfig,
     sinks: Vec<Box<dyn sink::Plan>>,
     icmp: IcmpConfig,
     run_as: Option<RunAs>,
@@ -183,8 +185,20 @@ fn settings(opts: &RunOpts) -> anyhow::Result<Settings> {
             listen: !opts.listen.is_empty(),
         },
     )?;
+    if opts.dns_min_ttl > opts.dns_max_ttl {
+        anyhow::bail!(
+            "--dns-min-ttl {} is above --dns-max-ttl {}",
+            opts.dns_min_ttl,
+            opts.dns_max_ttl
+        );
+    }
     Ok(Settings {
         deps,
+        names: NamesConfig {
+            servers: opts.dns_servers.clone(),
+            min_ttl: Duration::from_secs(u64::from(opts.dns_min_ttl)),
+            max_ttl: Duration::from_secs(u64::from(opts.dns_max_ttl)),
+        },
         sinks,
         icmp: IcmpConfig {
             socket_kind,
@@ -273,7 +287,8 @@ async fn daemon(
     let engine = Arc::new(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
     );
-    let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps));
+    let names = Arc::new(Names::new(&settings.names)?);
+    let deps = Arc::new(ProbeDeps::new(engine.clone(), settings.deps, names.clone()));
     let counters = Arc::new(crate::counters::JobStats::default());
     let sup = Supervisor::new();
     let rrdcached = start_rrdcached(opts, &sup)?;
@@ -290,6 +305,7 @@ async fn daemon(
     let start_watcher = watcher_starter(base, tx.clone(), &sup, &cancel);
     let tracker = TaskTracker::new();
     handle_signals(tx, &cancel, &sup)?;
+    tracker.spawn(names.clone().run(cancel.clone()));
 
     info!(basedir = %base.root.display(), version = env!("CARGO_PKG_VERSION"), "pingmachine started");
     let sinks = Arc::new(Sinks::start(
@@ -310,6 +326,7 @@ async fn daemon(
         icmp: engine.clone(),
         store: store.clone(),
         sinks: sinks.clone(),
+        names,
     });
     if !listeners.is_empty() {
         let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))

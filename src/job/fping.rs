@@ -72,7 +72,11 @@ pub(super) async fn round<'m>(
     members: &'m [Member],
 ) -> Option<Fanned<'m>> {
     let family = if key.ipv6 { Family::V6 } else { Family::V4 };
-    let resolved = resolve_hosts(members.iter().filter_map(host_of).map(|h| (h, key.ipv6))).await;
+    let resolved = resolve_hosts(
+        &ctx.deps.names,
+        members.iter().filter_map(host_of).map(|h| (h, key.ipv6)),
+    )
+    .await;
     let addrs: Vec<Option<IpAddr>> = members
         .iter()
         .map(|m| host_of(m).and_then(|h| resolved.get(&(h.clone(), key.ipv6)).copied().flatten()))

@@ -23,14 +23,14 @@ pub mod other;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::clock::{instant_at, unix_ms};
 use crate::counters::JobStats;
+use crate::names::Names;
 use crate::order::{Host, Order, OrderId, ProbeSpec};
 use crate::result::{RoundOutcome, Summary};
 use crate::schedule;
@@ -40,9 +40,6 @@ use crate::store::{Shape, StoreCmd, StoreHandle};
 pub use crate::probe::ProbeDeps;
 pub use fping::FpingKey;
 pub use other::OtherKey;
-
-/// How long a host name lookup may take before the round goes on without it.
-const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What orders must share to be in one job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -378,13 +375,15 @@ fn log_round(member: &Member, addr: &str, t: i64, s: &Summary) {
     );
 }
 
-/// Resolves each distinct host name once (IP literals pass through);
-/// `None` when a name does not resolve to the wanted family.
+/// The address of each distinct host (IP literals pass through; names
+/// from [`Names`], which waits only for a name's first lookup); `None`
+/// when a name has no address of the wanted family.
 pub(crate) async fn resolve_hosts<'h>(
+    names: &Names,
     hosts: impl IntoIterator<Item = (&'h Host, bool)>,
 ) -> HashMap<(Host, bool), Option<IpAddr>> {
     let mut out: HashMap<(Host, bool), Option<IpAddr>> = HashMap::new();
-    let mut set = tokio::task::JoinSet::new();
+    let mut pending = Vec::new();
     for (host, ipv6) in hosts {
         if out.contains_key(&(host.clone(), ipv6)) {
             continue;
@@ -395,29 +394,18 @@ pub(crate) async fn resolve_hosts<'h>(
             }
             Host::Name(name) => {
                 out.insert((host.clone(), ipv6), None);
-                let name = name.clone();
-                set.spawn(async move {
-                    let res =
-                        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((name.clone(), 0)))
-                            .await;
-                    let addr = match res {
-                        Ok(Ok(mut it)) => it.find(|a| a.is_ipv6() == ipv6).map(|a| a.ip()),
-                        Ok(Err(e)) => {
-                            info!(host = %name, error = %e, "host name does not resolve; its pings count as lost");
-                            None
-                        }
-                        Err(_) => {
-                            info!(host = %name, "host name lookup timed out; its pings count as lost");
-                            None
-                        }
-                    };
-                    (name, ipv6, addr)
-                });
+                pending.push((host, name, ipv6));
             }
         }
     }
-    while let Some(Ok((name, ipv6, addr))) = set.join_next().await {
-        out.insert((Host::Name(name), ipv6), addr);
+    let found = futures_util::future::join_all(
+        pending
+            .iter()
+            .map(|(_, name, ipv6)| names.addr(name, *ipv6)),
+    )
+    .await;
+    for ((host, _, ipv6), addr) in pending.into_iter().zip(found) {
+        out.insert((host.clone(), ipv6), addr);
     }
     out
 }
@@ -492,6 +480,7 @@ mod tests {
                         exec: HashMap::new(),
                         max_parallel: 1,
                     },
+                    Arc::new(Names::new(&crate::names::NamesConfig::default()).unwrap()),
                 )),
                 counters: Arc::new(JobStats::default()),
                 store,
@@ -504,7 +493,7 @@ mod tests {
                 .iter()
                 .map(|m| {
                     let outcome = RoundOutcome {
-                        rtts: vec![Some(Duration::from_millis(1)), None],
+                        rtts: vec![Some(std::time::Duration::from_millis(1)), None],
                     };
                     (m, "127.0.0.1".to_owned(), outcome, 0, None)
                 })

@@ -30,7 +30,11 @@ pub(super) async fn round<'m>(
     members: &'m [Member],
     deadline: Instant,
 ) -> Option<Vec<MemberResult<'m>>> {
-    let resolved = resolve_hosts(members.iter().filter_map(|m| m.order.probe.host())).await;
+    let resolved = resolve_hosts(
+        &ctx.deps.names,
+        members.iter().filter_map(|m| m.order.probe.host()),
+    )
+    .await;
     let sem = ctx.deps.limit(key.probe);
     let futs = members.iter().map(|m| {
         let sem = sem.clone();

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::ProbeKind;
+use crate::names::Names;
 use crate::schedule::HTTP_TIMEOUT;
 use crate::spec::OrderId;
 
@@ -35,6 +36,8 @@ pub struct ProbeDeps {
     /// Concurrency limit of each probe type, by [`ProbeKind::index`].
     limits: [Arc<Semaphore>; ProbeKind::COUNT],
     warned: Mutex<HashSet<(OrderId, String)>>,
+    /// The addresses of the orders' host names.
+    pub names: Arc<Names>,
 }
 
 /// Settings of [`ProbeDeps`].
@@ -54,7 +57,7 @@ pub struct DepsConfig {
 
 impl ProbeDeps {
     /// Shared resources around `icmp`.
-    pub fn new(icmp: Arc<IcmpEngine>, cfg: DepsConfig) -> ProbeDeps {
+    pub fn new(icmp: Arc<IcmpEngine>, cfg: DepsConfig, names: Arc<Names>) -> ProbeDeps {
         let n = cfg.max_parallel.max(1);
         let limits = std::array::from_fn(|_| Arc::new(Semaphore::new(n)));
         ProbeDeps {
@@ -66,6 +69,7 @@ impl ProbeDeps {
             exec: cfg.exec,
             limits,
             warned: Mutex::new(HashSet::new()),
+            names,
         }
     }
 

@@ -25,7 +25,8 @@ pub use url::HttpUrl;
 pub enum Host {
     /// An IPv4 or IPv6 literal.
     Ip(IpAddr),
-    /// A syntactically valid DNS name, resolved at each round.
+    /// A syntactically valid DNS name, looked up again as its DNS TTL says
+    /// (`crate::names`).
     Name(String),
 }
 

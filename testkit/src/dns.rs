@@ -1,9 +1,10 @@
 //! A UDP DNS server on 127.0.0.1 answering every query with a configured
-//! response code.
+//! response code, and addresses and a TTL the test may change while it
+//! runs.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
@@ -24,13 +25,31 @@ const RCODES: &[(&str, u8)] = &[
 ];
 
 /// Answers every query after a delay, echoing its id and question, with a
-/// fixed response code; for `NOERROR`, `A` queries get `127.0.0.1` and
-/// `AAAA` queries `::1` (TTL 60).
+/// response code; for `NOERROR`, `A` queries get `127.0.0.1` and `AAAA`
+/// queries `::1` (TTL 60) unless [`DnsServer::set_answer`] says otherwise.
 #[derive(Debug)]
 pub struct DnsServer {
     addr: SocketAddr,
     queries: Arc<AtomicUsize>,
+    reply: Arc<Mutex<Reply>>,
     _bg: Background,
+}
+
+/// What the server answers now.
+#[derive(Debug, Clone, Copy)]
+struct Reply {
+    code: u8,
+    a: Ipv4Addr,
+    aaaa: Ipv6Addr,
+    ttl: u32,
+}
+
+fn rcode(name: &str) -> u8 {
+    RCODES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|&(_, code)| code)
+        .unwrap_or_else(|| panic!("testkit: unknown DNS rcode {name:?}"))
 }
 
 impl DnsServer {
@@ -50,11 +69,13 @@ impl DnsServer {
     }
 
     fn start_inner(delay: Duration, rcode: &str, decoys: bool) -> DnsServer {
-        let code = RCODES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(rcode))
-            .map(|&(_, code)| code)
-            .unwrap_or_else(|| panic!("testkit: unknown DNS rcode {rcode:?}"));
+        let reply = Arc::new(Mutex::new(Reply {
+            code: self::rcode(rcode),
+            a: Ipv4Addr::LOCALHOST,
+            aaaa: Ipv6Addr::LOCALHOST,
+            ttl: 60,
+        }));
+        let current = reply.clone();
         let std_socket =
             StdUdpSocket::bind("127.0.0.1:0").expect("testkit: cannot bind UDP 127.0.0.1:0");
         std_socket
@@ -86,14 +107,15 @@ impl DnsServer {
                         }
                         count.fetch_add(1, Ordering::SeqCst);
                         let socket = socket.clone();
+                        let now = *current.lock().unwrap_or_else(|e| e.into_inner());
                         tokio::spawn(async move {
                             if decoys {
-                                for decoy in make_decoys(&request, code) {
+                                for decoy in make_decoys(&request, now) {
                                     let _ = socket.send_to(&decoy, peer).await;
                                 }
                             }
                             tokio::time::sleep(delay).await;
-                            if let Some(answer) = encode(&respond(&request, code)) {
+                            if let Some(answer) = encode(&respond(&request, now)) {
                                 let _ = socket.send_to(&answer, peer).await;
                             }
                         });
@@ -104,8 +126,22 @@ impl DnsServer {
         DnsServer {
             addr,
             queries,
+            reply,
             _bg: bg,
         }
+    }
+
+    /// From now on, `NOERROR` answers give `a` to `A` queries and `aaaa`
+    /// to `AAAA` queries, with this TTL (seconds).
+    pub fn set_answer(&self, a: Ipv4Addr, aaaa: Ipv6Addr, ttl: u32) {
+        let mut r = self.reply.lock().unwrap_or_else(|e| e.into_inner());
+        (r.a, r.aaaa, r.ttl) = (a, aaaa, ttl);
+    }
+
+    /// From now on, answers carry this response code (as for
+    /// [`DnsServer::start`]).
+    pub fn set_rcode(&self, rcode: &str) {
+        self.reply.lock().unwrap_or_else(|e| e.into_inner()).code = self::rcode(rcode);
     }
 
     /// The server's address (UDP).
@@ -120,7 +156,8 @@ impl DnsServer {
 }
 
 /// The response to `request`.
-fn respond(request: &Message, code: u8) -> Message {
+fn respond(request: &Message, reply: Reply) -> Message {
+    let code = reply.code;
     let mut response = Message::new(
         request.metadata.id,
         MessageType::Response,
@@ -133,21 +170,21 @@ fn respond(request: &Message, code: u8) -> Message {
     if code == 0 {
         for q in &request.queries {
             let rdata = match q.query_type() {
-                RecordType::A => RData::A(A(Ipv4Addr::LOCALHOST)),
-                RecordType::AAAA => RData::AAAA(AAAA(Ipv6Addr::LOCALHOST)),
+                RecordType::A => RData::A(A(reply.a)),
+                RecordType::AAAA => RData::AAAA(AAAA(reply.aaaa)),
                 _ => continue,
             };
-            response.add_answer(Record::from_rdata(q.name().clone(), 60, rdata));
+            response.add_answer(Record::from_rdata(q.name().clone(), reply.ttl, rdata));
         }
     }
     response
 }
 
 /// Two wrong responses: another id; the right id for another question.
-fn make_decoys(request: &Message, code: u8) -> Vec<Vec<u8>> {
-    let mut other_id = respond(request, code);
+fn make_decoys(request: &Message, reply: Reply) -> Vec<Vec<u8>> {
+    let mut other_id = respond(request, reply);
     other_id.metadata.id = request.metadata.id.wrapping_add(1);
-    let mut other_question = respond(request, code);
+    let mut other_question = respond(request, reply);
     other_question.queries.clear();
     if let Ok(name) = Name::from_ascii("decoy.invalid.") {
         other_question.add_query(Query::query(name, RecordType::A));

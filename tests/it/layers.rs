@@ -22,8 +22,8 @@ const LAYERS: &[&[&str]] = &[
         "telemetry",
         "watch",
     ],
-    // What an order holds; the daemon's counters.
-    &["spec", "counters"],
+    // What an order holds; the daemon's counters; host names' addresses.
+    &["spec", "counters", "names"],
     // Probes: one module per type.
     &["probe"],
     // Orders: files to validated orders.

@@ -13,6 +13,7 @@
 //! * [`lifecycle`] — orders that change, expire, break and come back.
 //! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
+//! * [`names`] — host names looked up again as their DNS TTL says, against a real DNS server.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
 //! * [`rrdcached`] — `--rrdcached` against a real rrdcached.
 //! * [`slowdisk`] — probing on time while the base directory's disk is slow (root).
@@ -31,6 +32,7 @@ mod layers;
 mod lifecycle;
 mod lineproto;
 mod metrics;
+mod names;
 mod probes;
 mod rrdcached;
 mod slowdisk;

@@ -79,7 +79,7 @@ impl Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP).
-    Run(RunOpts),
+    Run(Box<RunOpts>),
     /// Validate order files offline, with the daemon's rules and messages
     /// (exit status 1 when any is invalid).
     Check(CheckOpts),

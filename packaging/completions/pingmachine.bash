@@ -149,7 +149,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -961,7 +961,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

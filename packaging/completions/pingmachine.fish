@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= metrics-buckets= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -51,6 +51,7 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serv
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-ip-tag -d 'Add the tag `ip` to every line: the address probed in the round, so a host name\'s new address is a series of its own (an order\'s own `ip` tag wins; a round with no address has none)'
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s V -l version -d 'Print version'
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -f -a "run" -d 'Run the daemon in the foreground (stop with SIGTERM or SIGINT, rescan with SIGHUP)'
@@ -90,6 +91,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l writers 
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-ip-tag -d 'Add the tag `ip` to every line: the address probed in the round, so a host name\'s new address is a series of its own (an order\'s own `ip` tag wins; a round with no address has none)'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s V -l version -d 'Print version'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F

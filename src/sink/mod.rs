@@ -50,6 +50,19 @@ pub struct RoundReport<'a> {
     pub reply_ttl: Option<u8>,
 }
 
+impl RoundReport<'_> {
+    /// The IP address probed (of `addr`: an address or `address:port`);
+    /// `None` for a URL, a name or `unresolved`.
+    pub fn probed_ip(&self) -> Option<std::net::IpAddr> {
+        self.addr.parse::<std::net::IpAddr>().ok().or_else(|| {
+            self.addr
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|sa| sa.ip())
+        })
+    }
+}
+
 /// An output of finished rounds.
 pub trait Sink: Send + Sync + fmt::Debug {
     /// Takes one finished round. Never waits: a sink that sends queues,

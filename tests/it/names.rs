@@ -1,9 +1,11 @@
 //! Host names against a real DNS server (`testkit`'s, on loopback, named
 //! by `--dns-server`): looked up again when their TTL runs out, a new
-//! address followed by the `ip` label, a failing server leaving the last
-//! address in use, and the lookups counted.
+//! address followed by the `ip` label and (`--influx-ip-tag`) the `ip` tag
+//! of line protocol read from a UDP socket, a failing server leaving the
+//! last address in use, and the lookups counted.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::metrics::get;
@@ -40,7 +42,36 @@ fn host_names_follow_their_dns_ttl_and_keep_the_last_address_when_lookups_fail()
     let order = |host_line: &str| {
         format!("user: u\nstep: 10\npings: 2\nprobe: fping\nfping: {{{host_line}}}\n")
     };
-    base.write_order("moving", &order("host: moving.test"));
+    base.write_order(
+        "moving",
+        &format!(
+            "{}measurement_name: lat\ntags: {{t: x}}\n",
+            order("host: moving.test")
+        ),
+    );
+    // Line protocol over UDP, read by the test.
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let udp_addr = udp.local_addr().unwrap();
+    let lines = Arc::new(Mutex::new(String::new()));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (lines, stop) = (lines.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            // Bounded: the test stops it, and it gives up after 10 minutes.
+            let until = Instant::now() + Duration::from_secs(600);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < until {
+                if let Ok(n) = udp.recv(&mut buf) {
+                    lines
+                        .lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            }
+        })
+    };
     base.write_order("moving6", &order("host: moving.test, ipv6: true"));
     let port = testkit::free_tcp_port();
     let d = Daemon::start(
@@ -54,6 +85,9 @@ fn host_names_follow_their_dns_ttl_and_keep_the_last_address_when_lookups_fail()
             "1",
             "--dns-max-ttl",
             "60",
+            "--influx-url",
+            &format!("udp://{udp_addr}"),
+            "--influx-ip-tag",
         ],
     );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -87,6 +121,16 @@ fn host_names_follow_their_dns_ttl_and_keep_the_last_address_when_lookups_fail()
         "log:\n{}",
         d.log_text()
     );
+    // The line-protocol tag follows too.
+    let tagged = |ip: &str| {
+        let want = format!("lat,ip={ip},t=x median_rtt=");
+        wait_for(Duration::from_secs(40), || {
+            lines.lock().unwrap().contains(&want).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no line {want:?} in {}", lines.lock().unwrap()))
+    };
+    tagged("127.0.0.2");
+    tagged("127.0.0.3");
     // Its pings reach the new address.
     let time_before = base.last_result("moving").map(|r| r.int("time"));
     wait_for(Duration::from_secs(40), || {
@@ -141,6 +185,8 @@ fn host_names_follow_their_dns_ttl_and_keep_the_last_address_when_lookups_fail()
     let text = scrape();
     assert!(value(&text, "pingmachine_host_names").unwrap() >= 2.0);
     assert!(value(&text, "pingmachine_host_name_lookups_total").unwrap() >= 6.0);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
 }
 
 #[test]

@@ -40,11 +40,13 @@ fn escape(out: &mut String, s: &str, specials: &[char]) {
 
 /// The series key `measurement,tag=value,...` (tags sorted by key; tags
 /// with an empty key or value are left out, as line protocol has no way to
-/// write them). Order tags win over `global` tags of the same key.
+/// write them). Order tags win over the tag `ip` (the probed address, with
+/// `--influx-ip-tag`), which wins over `global` tags of the same key.
 /// `None` without a measurement name.
 pub fn series_key(
     meta: Option<&TelegrafMeta>,
     global: &BTreeMap<String, String>,
+    ip: Option<&str>,
 ) -> Option<String> {
     let meta = meta?;
     let name = meta.measurement_name.as_deref().filter(|n| !n.is_empty())?;
@@ -52,6 +54,9 @@ pub fn series_key(
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
+    if let Some(ip) = ip {
+        tags.insert("ip", ip);
+    }
     for (k, v) in &meta.tags {
         tags.insert(k, v);
     }
@@ -198,20 +203,47 @@ mod tests {
             ("m=eq", &[("empty", "")], "m=eq"),
         ];
         for (name, tags, want) in cases {
-            assert_eq!(series_key(Some(&meta(name, tags)), &none).unwrap(), *want);
+            assert_eq!(
+                series_key(Some(&meta(name, tags)), &none, None).unwrap(),
+                *want
+            );
         }
-        assert_eq!(series_key(None, &none), None);
+        assert_eq!(series_key(None, &none, None), None);
         assert_eq!(
-            series_key(Some(&TelegrafMeta::default()), &none),
+            series_key(Some(&TelegrafMeta::default()), &none, None),
             None,
             "no measurement: nothing sent"
         );
         let global: BTreeMap<String, String> =
             [("site".into(), "zrh".into()), ("a".into(), "global".into())].into();
         assert_eq!(
-            series_key(Some(&meta("m", &[("a", "order")])), &global).unwrap(),
+            series_key(Some(&meta("m", &[("a", "order")])), &global, None).unwrap(),
             "m,a=order,site=zrh",
             "order tags win over global tags"
+        );
+        // --influx-ip-tag: between the two; an order's own `ip` wins.
+        let global: BTreeMap<String, String> = [
+            ("site".into(), "zrh".into()),
+            ("ip".into(), "global".into()),
+        ]
+        .into();
+        assert_eq!(
+            series_key(
+                Some(&meta("m", &[("a", "x")])),
+                &global,
+                Some("2001:db8::1")
+            )
+            .unwrap(),
+            "m,a=x,ip=2001:db8::1,site=zrh"
+        );
+        assert_eq!(
+            series_key(
+                Some(&meta("m", &[("ip", "mine")])),
+                &global,
+                Some("192.0.2.1")
+            )
+            .unwrap(),
+            "m,ip=mine,site=zrh"
         );
     }
 
@@ -262,6 +294,7 @@ mod tests {
                 &[("t a=g", "v,a l\"u=e"), ("zürich", "✓")],
             )),
             &g,
+            None,
         )
         .unwrap();
         let lines = round_lines(
@@ -346,7 +379,7 @@ mod tests {
         for name in texts {
             for value in texts {
                 let tags = [("k", value), (value, "v")];
-                let series = series_key(Some(&meta(name, &tags)), &none).unwrap();
+                let series = series_key(Some(&meta(name, &tags)), &none, None).unwrap();
                 let ours = round_lines(&series, 1, 10, &[ms(2)]);
                 assert_eq!(
                     ours[1],
@@ -355,7 +388,7 @@ mod tests {
                 );
             }
         }
-        let series = series_key(Some(&meta("m", &[("path", "C:\\x")])), &none).unwrap();
+        let series = series_key(Some(&meta("m", &[("path", "C:\\x")])), &none, None).unwrap();
         let ours = &round_lines(&series, 1, 10, &[ms(2)])[1];
         let theirs = reference("m", &[("path", "C:\\x")], 0.002, 1_000_000_000);
         assert_eq!(ours, "m,path=C:\\x individual_rtt=0.002 1000000000");

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use tracing::info;
 
 use super::{Common, Env, Plan, RoundReport, Sink};
-use crate::order::Order;
 use crate::telemetry::Sheet;
 pub use output::{Destination, Output, OutputStats};
 
@@ -50,6 +49,12 @@ pub struct Args {
     /// down; beyond that the oldest are dropped (and counted).
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..=100_000_000), value_name = "LINES")]
     pub influx_buffer: u64,
+
+    /// Add the tag `ip` to every line: the address probed in the round, so
+    /// a host name's new address is a series of its own (an order's own
+    /// `ip` tag wins; a round with no address has none).
+    #[arg(long)]
+    pub influx_ip_tag: bool,
 }
 
 /// The checked destinations and global tags.
@@ -58,6 +63,7 @@ struct LineProtocolPlan {
     destinations: Vec<Destination>,
     tags: BTreeMap<String, String>,
     buffer_lines: usize,
+    ip_tag: bool,
 }
 
 /// Checks the line-protocol flags. Always a sink, with no destination
@@ -85,6 +91,7 @@ pub fn plan(args: &Args, common: &Common<'_>) -> anyhow::Result<Option<Box<dyn P
         destinations,
         tags,
         buffer_lines: usize::try_from(args.influx_buffer).unwrap_or(usize::MAX),
+        ip_tag: args.influx_ip_tag,
     })))
 }
 
@@ -106,6 +113,7 @@ impl Plan for LineProtocolPlan {
         Arc::new(LineProtocol {
             outputs,
             global_tags: self.tags,
+            ip_tag: self.ip_tag,
         })
     }
 }
@@ -115,15 +123,22 @@ impl Plan for LineProtocolPlan {
 pub struct LineProtocol {
     outputs: Vec<Arc<Output>>,
     global_tags: BTreeMap<String, String>,
+    /// `--influx-ip-tag`.
+    ip_tag: bool,
 }
 
 impl LineProtocol {
-    /// The series key of an order (`None`: the order sends nothing).
-    fn series_key(&self, order: &Order) -> Option<String> {
+    /// The series key of a round's order (`None`: the order sends nothing).
+    fn series_key(&self, r: &RoundReport<'_>) -> Option<String> {
         if self.outputs.is_empty() {
             return None;
         }
-        encode::series_key(order.telegraf.as_deref(), &self.global_tags)
+        let ip = if self.ip_tag { r.probed_ip() } else { None };
+        encode::series_key(
+            r.order.telegraf.as_deref(),
+            &self.global_tags,
+            ip.map(|ip| ip.to_string()).as_deref(),
+        )
     }
 }
 
@@ -133,7 +148,7 @@ fn get(a: &AtomicU64) -> u64 {
 
 impl Sink for LineProtocol {
     fn report(&self, r: &RoundReport<'_>) {
-        if let Some(series) = self.series_key(r.order) {
+        if let Some(series) = self.series_key(r) {
             let lines = encode::round_lines(&series, r.t, r.step, r.rtts);
             for o in &self.outputs {
                 o.push(&lines);

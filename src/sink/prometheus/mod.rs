@@ -383,7 +383,7 @@ impl Metrics {
 
 /// The label set of an order's smokeping_* series.
 fn series_labels(r: &RoundReport<'_>) -> String {
-    let ip = ip_of(r.addr);
+    let ip = r.probed_ip().map(|ip| ip.to_string()).unwrap_or_default();
     let mut labels = vec![
         ("ip".to_owned(), ip),
         ("host".to_owned(), r.order.probe.label_host()),
@@ -414,18 +414,6 @@ fn gauge_labels(r: &RoundReport<'_>) -> String {
         ("user".to_owned(), r.order.user.clone()),
         ("probe".to_owned(), r.order.probe.name().to_owned()),
     ])
-}
-
-/// The IP address in what a round probed (`192.0.2.1`, `[::1]:22`,
-/// `127.0.0.1:53`), else empty (`unresolved`, a URL).
-fn ip_of(addr: &str) -> String {
-    if let Ok(ip) = addr.parse::<std::net::IpAddr>() {
-        return ip.to_string();
-    }
-    if let Ok(sa) = addr.parse::<std::net::SocketAddr>() {
-        return sa.ip().to_string();
-    }
-    String::new()
 }
 
 /// Label names for an order's tags: characters other than `[A-Za-z0-9_]`

@@ -44,6 +44,7 @@ pub mod http;
 pub mod icmp;
 pub mod outcome;
 pub mod ssh;
+pub mod stamped;
 pub mod sync;
 pub mod tcp;
 mod tcp_info;

@@ -34,6 +34,17 @@ pub(crate) async fn connect(
     source: Option<IpAddr>,
     timeout: Duration,
 ) -> Result<(TcpStream, Duration), Lost> {
+    let (stream, info, elapsed) = connect_parts(addr, source, timeout).await?;
+    Ok((stream, handshake_rtt(info, elapsed)))
+}
+
+/// Connects and returns the stream, what `TCP_INFO` says right after, and
+/// the time measured around `connect`.
+pub(crate) async fn connect_parts(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(TcpStream, Option<crate::tcp_info::Info>, Duration), Lost> {
     let socket = match addr {
         SocketAddr::V4(_) => TcpSocket::new_v4(),
         SocketAddr::V6(_) => TcpSocket::new_v6(),
@@ -48,18 +59,29 @@ pub(crate) async fn connect(
     let connected = tokio::time::timeout(timeout, socket.connect(addr)).await;
     let elapsed = started.elapsed();
     map_connect(connected.map_err(|_| Lost::Timeout)).map(|stream| {
-        let rtt = handshake_rtt(crate::tcp_info::read(&stream).ok(), elapsed);
-        (stream, rtt)
+        let info = crate::tcp_info::read(&stream).ok();
+        (stream, info, elapsed)
     })
+}
+
+/// The kernel's handshake sample, when it has one, no segment was sent
+/// again, and it fits in `elapsed` (measured around `connect`).
+pub(crate) fn kernel_handshake(
+    info: Option<crate::tcp_info::Info>,
+    elapsed: Duration,
+) -> Option<Duration> {
+    match info {
+        Some(i) if i.rtt > Duration::ZERO && i.total_retrans == 0 && i.rtt <= elapsed => {
+            Some(i.rtt)
+        }
+        _ => None,
+    }
 }
 
 /// The connect time: the kernel's handshake sample when it has one and no
 /// segment was sent again, else `elapsed` (measured around `connect`).
 fn handshake_rtt(info: Option<crate::tcp_info::Info>, elapsed: Duration) -> Duration {
-    match info {
-        Some(i) if i.rtt > Duration::ZERO && i.total_retrans == 0 && i.rtt <= elapsed => i.rtt,
-        _ => elapsed,
-    }
+    kernel_handshake(info, elapsed).unwrap_or(elapsed)
 }
 
 /// Maps the outcome of a connect under a timeout (outer error: the timeout

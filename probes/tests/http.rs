@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use probes::http::{HttpConfig, HttpProber, Method};
 use probes::Lost;
-use testkit::{refused_addr, HttpServer};
+use testkit::{refused_addr, HttpProxy, HttpServer};
 
 fn prober(extra_ca: Option<Vec<u8>>) -> HttpProber {
     HttpProber::new(HttpConfig {
@@ -190,4 +190,106 @@ async fn prober_is_shared_across_tasks() {
         assert!(t.await.unwrap().is_ok());
     }
     assert_eq!(server.connections(), 4);
+}
+
+#[tokio::test]
+async fn through_a_proxy_plain_and_tunnelled_with_credentials() {
+    let http = HttpServer::start(false);
+    let https = HttpServer::start(true);
+    // user:p@ss, the @ percent-encoded in the URL.
+    let auth = "Basic dXNlcjpwQHNz";
+    let proxy = HttpProxy::start(Some(auth));
+    let with = |proxy_url: String| {
+        HttpProber::new(HttpConfig {
+            proxy: Some(proxy_url),
+            timeout: Duration::from_secs(5),
+            extra_root_certs_pem: vec![https.ca_pem()],
+            ..HttpConfig::default()
+        })
+        .unwrap()
+    };
+    let p = with(format!("http://user:p%40ss@{}", proxy.addr()));
+    p.ping(&http.url("/"), Method::Get, &[]).await.unwrap();
+    p.ping(&https.url("/"), Method::Head, &[]).await.unwrap();
+    assert_eq!(
+        proxy.seen(),
+        [
+            format!("GET {} HTTP/1.1 {auth}", http.url("/")),
+            format!("CONNECT {} HTTP/1.1 {auth}", https.addr()),
+        ]
+    );
+    assert_eq!((http.requests(), https.requests()), (1, 1));
+    // Refused credentials: the tunnel is not opened, the ping is lost; a
+    // plain request gets the proxy's 407, an answer unless listed.
+    let wrong = with(format!("http://user:nope@{}", proxy.addr()));
+    let res = wrong.ping(&https.url("/"), Method::Head, &[]).await;
+    assert!(
+        matches!(&res, Err(Lost::BadAnswer(why)) if why.contains("407")),
+        "{res:?}"
+    );
+    let res = wrong.ping(&http.url("/"), Method::Head, &[407]).await;
+    assert_eq!(res, Err(Lost::Status(407)));
+    assert_eq!((http.requests(), https.requests()), (1, 1));
+}
+
+#[tokio::test]
+async fn through_a_proxy_reached_over_tls() {
+    let http = HttpServer::start(false);
+    let https = HttpServer::start(true);
+    let proxy = HttpProxy::start_tls(None);
+    let p = HttpProber::new(HttpConfig {
+        proxy: Some(format!("https://{}", proxy.addr())),
+        timeout: Duration::from_secs(5),
+        extra_root_certs_pem: vec![https.ca_pem(), proxy.ca_pem().unwrap()],
+        ..HttpConfig::default()
+    })
+    .unwrap();
+    p.ping(&http.url("/"), Method::Get, &[]).await.unwrap();
+    p.ping(&https.url("/"), Method::Get, &[]).await.unwrap();
+    assert_eq!(proxy.seen().len(), 2, "{:?}", proxy.seen());
+    assert_eq!((http.requests(), https.requests()), (1, 1));
+    // Without the proxy's CA: its certificate is refused.
+    let untrusting = HttpProber::new(HttpConfig {
+        proxy: Some(format!("https://{}", proxy.addr())),
+        timeout: Duration::from_secs(5),
+        ..HttpConfig::default()
+    })
+    .unwrap();
+    let res = untrusting.ping(&http.url("/"), Method::Get, &[]).await;
+    assert!(matches!(res, Err(Lost::Tls(_))), "{res:?}");
+}
+
+#[test]
+fn only_http_proxies() {
+    let err = HttpProber::new(HttpConfig {
+        proxy: Some("socks5://127.0.0.1:1080".into()),
+        ..HttpConfig::default()
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("only http:// and https:// proxies"), "{err}");
+}
+
+/// The kernel stamps the first send and the last segment read, and the
+/// stamps bracket the server's delay.
+#[tokio::test]
+async fn a_stamped_stream_keeps_the_kernel_times() {
+    use probes::stamped::Stamped;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = HttpServer::start(false);
+    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut s = Stamped::new(stream);
+    let view = s.stamps();
+    assert_eq!(view.get(), probes::stamped::Stamps::default());
+    s.write_all(b"GET /delay/50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await.unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+    drop(s);
+    let st = view.get();
+    let (tx, rx) = (st.first_tx.unwrap(), st.last_rx.unwrap());
+    let between = rx.duration_since(tx).unwrap();
+    assert!(between >= Duration::from_millis(50), "{between:?}");
 }

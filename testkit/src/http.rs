@@ -146,7 +146,7 @@ impl HttpServer {
 
 /// A fresh CA and a server certificate for 127.0.0.1 and localhost:
 /// (CA PEM, server chain, server key).
-fn make_certs() -> (
+pub(crate) fn make_certs() -> (
     Vec<u8>,
     Vec<CertificateDer<'static>>,
     PrivateKeyDer<'static>,

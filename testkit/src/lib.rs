@@ -11,6 +11,8 @@
 //! * [`TcpListenerServer`]: accepts and closes.
 //! * [`SshBannerServer`]: sends a banner line after a delay.
 //! * [`DnsServer`]: UDP DNS server answering every query.
+//! * [`HttpProxy`]: an HTTP proxy (`CONNECT` tunnels, absolute-form
+//!   requests), optionally insisting on credentials.
 //! * [`fping_c_script`], [`write_script`]: executable `/bin/sh` fixtures.
 //! * [`free_tcp_port`], [`refused_addr`]: ports nothing listens on.
 //! * [`impair`]: a user-space network impairment simulator in two network
@@ -28,6 +30,7 @@ mod background;
 mod dns;
 mod http;
 pub mod impair;
+mod proxy;
 pub mod require;
 mod script;
 pub mod slowdisk;
@@ -35,5 +38,6 @@ mod tcp;
 
 pub use dns::DnsServer;
 pub use http::HttpServer;
+pub use proxy::HttpProxy;
 pub use script::{fping_c_script, write_script};
 pub use tcp::{free_tcp_port, refused_addr, SshBannerServer, TcpListenerServer};

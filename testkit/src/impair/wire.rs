@@ -18,8 +18,8 @@
 //! The pairing functions are pure (unit-tested below):
 //! * [`echoes`]: each echo request sent, with the first echo reply from its
 //!   destination carrying the same identifier and sequence;
-//! * [`tcp_connections`]: each TCP connection opened, with its SYN, SYN-ACK
-//!   and the last segment of data that came back.
+//! * [`tcp_connections`]: each TCP connection opened, with its SYN, SYN-ACK,
+//!   the first segment of data sent and the last one that came back.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -454,6 +454,8 @@ pub struct TcpConn {
     pub syns: usize,
     /// The first SYN-ACK.
     pub synack: Option<SystemTime>,
+    /// The first outgoing segment that carried data.
+    pub first_data_out: Option<SystemTime>,
     /// The last incoming segment that carried data.
     pub last_data_in: Option<SystemTime>,
     /// Bytes of data that came in.
@@ -470,6 +472,18 @@ impl TcpConn {
     /// round trip on the wire (HTTP over a new connection).
     pub fn exchange_rtt(&self) -> Option<Duration> {
         self.last_data_in?.duration_since(self.syn).ok()
+    }
+
+    /// The network's part of an exchange: SYN to SYN-ACK, plus the first
+    /// byte of data sent to the last byte of data that came back (what
+    /// the httping probe times with the kernel's stamps; the prober's own
+    /// time between the handshake and its first send is left out).
+    pub fn network_rtt(&self) -> Option<Duration> {
+        let exchange = self
+            .last_data_in?
+            .duration_since(self.first_data_out?)
+            .ok()?;
+        Some(self.connect_rtt()? + exchange)
     }
 }
 
@@ -496,6 +510,12 @@ pub fn tcp_connections(packets: &[WirePacket]) -> Vec<TcpConn> {
         };
         match p.dir {
             Dir::Out => {
+                if len > 0 {
+                    let key = (SocketAddr::new(p.dst, dport), sport);
+                    if let Some(&(i, _)) = open.get(&key) {
+                        out[i].first_data_out.get_or_insert(p.at);
+                    }
+                }
                 if flags & (TCP_SYN | TCP_ACK) != TCP_SYN {
                     continue;
                 }
@@ -510,6 +530,7 @@ pub fn tcp_connections(packets: &[WirePacket]) -> Vec<TcpConn> {
                             syn: p.at,
                             syns: 1,
                             synack: None,
+                            first_data_out: None,
                             last_data_in: None,
                             bytes_in: 0,
                         });
@@ -641,6 +662,9 @@ mod tests {
         assert_eq!(c[0].syns, 2);
         assert_eq!(c[0].connect_rtt(), Some(Duration::from_micros(1100)));
         assert_eq!(c[0].exchange_rtt(), Some(Duration::from_micros(1500)));
+        assert_eq!(c[0].first_data_out, Some(t(1120)));
+        // 1100 (SYN to SYN-ACK) + 380 (request out to the answer's last byte).
+        assert_eq!(c[0].network_rtt(), Some(Duration::from_micros(1480)));
         assert_eq!(c[0].bytes_in, 100);
         assert_eq!(c[1].synack, None);
     }

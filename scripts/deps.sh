@@ -2,7 +2,7 @@
 # Installs the system packages pingmachine needs to build, run and test,
 # when they are missing (Debian/Ubuntu: apt-get). Safe to run repeatedly.
 # With --test, also what the test suite needs (influxdb, prometheus,
-# chromium, fping, curl; lintian and systemd-analyze for the package;
+# victoria-metrics, chromium, fping, curl; lintian and systemd-analyze for the package;
 # podman, buildah, runc and debootstrap for the container image; rrdcached;
 # ethtool for the benchmark's network namespaces; e2fsprogs, mount and
 # util-linux for the slow-disk test).
@@ -28,7 +28,7 @@ pkgs=(librrd-dev rrdtool libclang-dev pkg-config iproute2 python3)
 # The test suite also needs a real InfluxDB (Debian's influxdb: influxd),
 # a real Prometheus (and promtool), and a headless browser for the web page.
 if [ "${1:-}" = "--test" ]; then
-  pkgs+=(influxdb fping prometheus chromium curl lintian systemd man-db podman buildah runc debootstrap rrdcached ethtool e2fsprogs mount util-linux)
+  pkgs+=(influxdb fping prometheus victoria-metrics chromium curl lintian systemd man-db podman buildah runc debootstrap rrdcached ethtool e2fsprogs mount util-linux)
 fi
 for pkg in "${pkgs[@]}"; do
   have_pkg "$pkg" || need+=("$pkg")

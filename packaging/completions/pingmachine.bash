@@ -149,7 +149,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -232,6 +232,26 @@ _pingmachine() {
                     return 0
                     ;;
                 --metrics-buckets)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-bearer-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -961,7 +981,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1036,6 +1056,26 @@ _pingmachine() {
                     return 0
                     ;;
                 --metrics-buckets)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-buffer)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-user)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-password-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-bearer-token-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= remote-write= remote-write-buffer= remote-write-user= remote-write-password-file= remote-write-bearer-token-file= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -43,6 +43,11 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-url -d '
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write -d 'Push every round as samples to this Prometheus remote-write endpoint (http(s)://HOST:PORT/api/v1/write for Prometheus with --web.enable-remote-write-receiver and VictoriaMetrics). The --tag labels are added to every series. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-buffer -d 'Most series queued per remote-write destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-user -d 'Basic-auth user for the remote-write endpoints (the password from --remote-write-password-file)' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-password-file -d 'File holding the basic-auth password (one line)' -r -F
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-bearer-token-file -d 'File holding a bearer token sent to the remote-write endpoints' -r -F
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
@@ -82,6 +87,11 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-u
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-buffer -d 'Most line-protocol lines queued per destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l metrics-buckets -d 'Upper bounds (seconds, comma-separated, increasing) of the smokeping_response_duration_seconds histogram; smokeping_prober\'s by default' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write -d 'Push every round as samples to this Prometheus remote-write endpoint (http(s)://HOST:PORT/api/v1/write for Prometheus with --web.enable-remote-write-receiver and VictoriaMetrics). The --tag labels are added to every series. Repeatable' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-buffer -d 'Most series queued per remote-write destination while it is slow or down; beyond that the oldest are dropped (and counted)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-user -d 'Basic-auth user for the remote-write endpoints (the password from --remote-write-password-file)' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-password-file -d 'File holding the basic-auth password (one line)' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-bearer-token-file -d 'File holding a bearer token sent to the remote-write endpoints' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r

@@ -8,6 +8,8 @@
 //!   bounded queue that drops its oldest lines when full (counted).
 //! * [`prometheus`] — smokeping_prober's series per order, kept in memory
 //!   for `/metrics` (with `--listen`).
+//! * [`remote_write`] — each round's summary pushed to Prometheus-compatible
+//!   stores (remote write 1.0), each destination with a bounded queue.
 //!
 //! Adding an output is one new module here that implements [`Sink`] and
 //! has a `plan` function, plus its line in [`plan`] and its flags' field in
@@ -15,6 +17,7 @@
 
 pub mod lineproto;
 pub mod prometheus;
+pub mod remote_write;
 
 use std::fmt;
 use std::sync::Arc;
@@ -113,6 +116,9 @@ pub struct SinkArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub prometheus: prometheus::Args,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub remote_write: remote_write::Args,
 }
 
 /// What sinks read besides their own flags.
@@ -148,6 +154,11 @@ pub fn plan(args: &SinkArgs, common: &Common<'_>) -> anyhow::Result<Vec<Box<dyn 
     let mut plans: Vec<Box<dyn Plan>> = Vec::new();
     plans.extend(lineproto::plan(&args.line_protocol, common)?);
     plans.extend(prometheus::plan(&args.prometheus, common)?);
+    plans.extend(remote_write::plan(
+        &args.remote_write,
+        &args.line_protocol.tags,
+        common,
+    )?);
     Ok(plans)
 }
 

@@ -15,6 +15,7 @@
 //! * [`metrics`] — `/metrics` through promtool and a real Prometheus.
 //! * [`names`] — host names looked up again as their DNS TTL says, against a real DNS server.
 //! * [`probes`] — httping, tcp, ssh, dns and exec against loopback servers.
+//! * [`remote_write`] — `--remote-write` into a real Prometheus and VictoriaMetrics, through an outage.
 //! * [`rrdcached`] — `--rrdcached` against a real rrdcached.
 //! * [`slowdisk`] — probing on time while the base directory's disk is slow (root).
 //! * [`telemetry`] — `.stats.json` keys and `/metrics` series against the lists kept in the repository.
@@ -34,6 +35,7 @@ mod lineproto;
 mod metrics;
 mod names;
 mod probes;
+mod remote_write;
 mod rrdcached;
 mod slowdisk;
 mod telemetry;

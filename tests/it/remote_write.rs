@@ -1,0 +1,347 @@
+//! `--remote-write` into a real Prometheus (`--web.enable-remote-write-receiver`)
+//! and a real VictoriaMetrics (Debian's `victoria-metrics`), both started
+//! here on loopback: the values are the daemon's (`last_result`), every
+//! series the daemon says it sent is there and no other, and a receiver
+//! that is down for a while loses nothing that fits the queue.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::support::{can_ping, tool, wait_for, Base, Daemon};
+
+/// A store that takes remote write, and its query API.
+struct Receiver {
+    name: &'static str,
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+    bin: std::path::PathBuf,
+}
+
+impl Receiver {
+    fn prometheus(bin: &Path) -> Receiver {
+        let mut r = Receiver {
+            name: "prometheus",
+            child: None,
+            port: testkit::free_tcp_port(),
+            dir: tempfile::tempdir().unwrap(),
+            bin: bin.to_owned(),
+        };
+        std::fs::write(r.dir.path().join("prometheus.yml"), "global: {}\n").unwrap();
+        r.start();
+        r
+    }
+
+    fn victoria(bin: &Path) -> Receiver {
+        let mut r = Receiver {
+            name: "victoria-metrics",
+            child: None,
+            port: testkit::free_tcp_port(),
+            dir: tempfile::tempdir().unwrap(),
+            bin: bin.to_owned(),
+        };
+        r.start();
+        r
+    }
+
+    /// Starts (or starts again, on the same storage) and waits until it
+    /// answers.
+    fn start(&mut self) {
+        let d = self.dir.path();
+        let mut cmd = Command::new(&self.bin);
+        if self.name == "prometheus" {
+            cmd.arg(format!(
+                "--config.file={}",
+                d.join("prometheus.yml").display()
+            ))
+            .arg(format!("--storage.tsdb.path={}", d.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .arg("--web.enable-remote-write-receiver");
+        } else {
+            cmd.arg(format!("-storageDataPath={}", d.join("data").display()))
+                .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+                // Recent samples are queryable at once, and every
+                // query reads the storage.
+                .arg("-search.latencyOffset=0s")
+                .arg("-search.disableCache");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("log"))
+            .unwrap();
+        self.child = Some(
+            cmd.stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{}: {e}", self.name)),
+        );
+        let ready = if self.name == "prometheus" {
+            "/-/ready"
+        } else {
+            "/health"
+        };
+        let addr = self.addr();
+        wait_for(Duration::from_secs(60), || {
+            let (status, _) = try_get(addr, ready)?;
+            (status == 200).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{} never became ready; log:\n{}", self.name, self.log()));
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let _ = wait_for(Duration::from_secs(30), || c.try_wait().ok().flatten());
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        format!("127.0.0.1:{}", self.port).parse().unwrap()
+    }
+
+    fn write_url(&self) -> String {
+        format!("http://{}/api/v1/write", self.addr())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    }
+
+    /// An instant query: the `result` array.
+    fn query(&self, q: &str) -> Vec<serde_json::Value> {
+        let path = format!("/api/v1/query?query={}", urlencode(q));
+        let (status, body) = try_get(self.addr(), &path)
+            .unwrap_or_else(|| panic!("{}: query {q} failed", self.name));
+        assert_eq!(status, 200, "{}: {q}: {body}", self.name);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The raw samples of the series `selector` over the last hour, by
+    /// series (its `order` label), as (Unix s, value).
+    fn samples(&self, selector: &str) -> std::collections::BTreeMap<String, Vec<(i64, f64)>> {
+        let mut out = std::collections::BTreeMap::new();
+        for r in self.query(&format!("{selector}[1h]")) {
+            let order = r["metric"]["order"].as_str().unwrap_or_default().to_owned();
+            let values = r["values"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|p| {
+                    let t = p[0].as_f64().unwrap() as i64;
+                    let v: f64 = p[1].as_str().unwrap().parse().unwrap();
+                    (t, v)
+                })
+                .collect();
+            out.insert(order, values);
+        }
+        out
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// A GET that may fail (the server is starting): status and body.
+fn try_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent.get(format!("http://{addr}{path}")).call().ok()?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_string()
+        .ok()?;
+    Some((status, body))
+}
+
+/// `key=N` from the daemon's "remote-write totals" line for `url`.
+fn total(log: &str, url: &str, key: &str) -> u64 {
+    let line = log
+        .lines()
+        .find(|l| l.contains("remote-write totals") && l.contains(url))
+        .unwrap_or_else(|| panic!("no remote-write totals for {url} in:\n{log}"));
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {line}"))
+}
+
+#[test]
+fn rounds_reach_prometheus_and_victoria_metrics_and_survive_an_outage() {
+    let test = "rounds_reach_prometheus_and_victoria_metrics_and_survive_an_outage";
+    let (Some(prom_bin), Some(vm_bin)) = (
+        tool(test, "prometheus", "prometheus"),
+        tool(test, "victoria-metrics", "victoria-metrics"),
+    ) else {
+        return;
+    };
+    if !can_ping(test) {
+        return;
+    }
+    let prom = Receiver::prometheus(&prom_bin);
+    let mut vm = Receiver::victoria(&vm_bin);
+    let base = Base::new();
+    base.write_order(
+        "ok",
+        "user: u\nstep: 10\npings: 4\nprobe: fping\nfping: {host: 127.0.0.1}\nmeasurement_name: m\ntags: {team: net}\n",
+    );
+    let refused = testkit::refused_addr();
+    base.write_order(
+        "down",
+        &format!(
+            "user: u\nstep: 10\npings: 2\nprobe: tcp\ntcp: {{host: 127.0.0.1, port: {}}}\n",
+            refused.port()
+        ),
+    );
+    let mut d = Daemon::start(
+        &base,
+        &[
+            "--remote-write",
+            &prom.write_url(),
+            "--remote-write",
+            &vm.write_url(),
+            "--tag",
+            "site=a",
+        ],
+    );
+    // Two rounds of "ok", then VictoriaMetrics goes away for three steps.
+    let first = wait_for(Duration::from_secs(60), || base.last_result("ok"))
+        .unwrap_or_else(|| panic!("no round; log:\n{}", d.log_text()))
+        .int("time");
+    wait_for(Duration::from_secs(60), || {
+        (base.last_result("ok")?.int("time") > first).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no second round; log:\n{}", d.log_text()));
+    vm.stop();
+    std::thread::sleep(Duration::from_secs(30));
+    vm.start();
+    // Two more rounds after it is back, then the daemon stops (its queue
+    // is sent first) and says what it sent.
+    let back = base.last_result("ok").unwrap().int("time");
+    wait_for(Duration::from_secs(60), || {
+        (base.last_result("ok")?.int("time") >= back + 20).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no rounds after the outage; log:\n{}", d.log_text()));
+    let last = base.last_result("ok").unwrap();
+    d.stop();
+    let log = d.log_text();
+    assert!(
+        log.contains("remote write failing"),
+        "the outage was noticed; log:\n{log}"
+    );
+    for r in [&prom, &vm] {
+        let url = r.write_url();
+        assert_eq!(total(&log, &url, "dropped"), 0, "{}: {log}", r.name);
+        let sent = total(&log, &url, "sent");
+        // Every series the daemon sent is there, once.
+        let stored: usize = r
+            .query("{__name__=~\"pingmachine_round_.+\"}[1h]")
+            .iter()
+            .map(|s| s["values"].as_array().map_or(0, Vec::len))
+            .sum();
+        assert_eq!(
+            stored as u64,
+            sent,
+            "{}: stored vs sent; log:\n{}",
+            r.name,
+            r.log()
+        );
+        // The latest round's values are the daemon's.
+        let median = r.samples("pingmachine_round_rtt_median_seconds{order=\"ok\",site=\"a\",team=\"net\",user=\"u\",probe=\"fping\",ip=\"127.0.0.1\"}");
+        let ok = &median["ok"];
+        let (t, v) = *ok.last().unwrap();
+        assert_eq!(t, last.int("time"), "{}: {ok:?}", r.name);
+        let want = last.rtt("median").unwrap();
+        assert!((v - want).abs() <= want * 1e-5, "{}: {v} vs {want}", r.name);
+        let loss = r.samples("pingmachine_round_loss_ratio{order=\"down\"}");
+        assert!(
+            loss["down"].iter().all(|(_, v)| *v == 1.0),
+            "{}: {loss:?}",
+            r.name
+        );
+        assert!(
+            r.samples("pingmachine_round_rtt_median_seconds{order=\"down\"}")
+                .is_empty(),
+            "{}: no RTT series for a round with every ping lost",
+            r.name
+        );
+    }
+    // No hole: VictoriaMetrics, down for three steps, has every round
+    // Prometheus has, at the same times.
+    let times = |r: &Receiver| -> Vec<i64> {
+        r.samples("pingmachine_round_loss_ratio{order=\"ok\"}")["ok"]
+            .iter()
+            .map(|(t, _)| *t)
+            .collect()
+    };
+    let (p, v) = (times(&prom), times(&vm));
+    assert_eq!(p, v, "the rounds in Prometheus and in VictoriaMetrics");
+    assert!(p.len() >= 5, "{p:?}");
+    assert!(
+        p.windows(2).all(|w| w[1] - w[0] == 10),
+        "one round per step, none missing: {p:?}"
+    );
+}
+
+#[test]
+fn bad_remote_write_settings_are_clear_errors() {
+    let base = Base::new();
+    let run = |args: &[&str]| {
+        let out = Command::new(crate::support::bin())
+            .arg("--basedir")
+            .arg(base.path())
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&["--remote-write", "ftp://x/api/v1/write"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--remote-write") && err.contains("http(s)://"), "{err}");
+    let (code, err) = run(&[
+        "--remote-write",
+        "http://127.0.0.1:1/api/v1/write",
+        "--remote-write-user",
+        "u",
+        "--remote-write-password-file",
+        "/nonexistent/pw",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("--remote-write-password-file /nonexistent/pw"), "{err}");
+    // A user needs a password file.
+    let (code, err) = run(&["--remote-write-user", "u"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--remote-write-password-file"), "{err}");
+}

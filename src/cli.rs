@@ -128,6 +128,10 @@ pub struct ServeOpts {
     /// main.rrd is flushed before it is drawn.
     #[arg(long, env = "RRDCACHED_ADDRESS", value_name = "ADDR", value_parser = crate::store::rrdcached::parse_addr)]
     pub rrdcached: Option<crate::store::rrdcached::Addr>,
+    /// List only this node's share of the orders (as the daemon's
+    /// --shard K/N).
+    #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::shard::Shard))]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Options of `pingmachine status`.
@@ -145,6 +149,9 @@ pub struct StatusOpts {
     /// Pretend the time is this (unix seconds); for tests.
     #[arg(long, hide = true)]
     pub now: Option<i64>,
+    /// Only this node's share of the orders (as the daemon's --shard K/N).
+    #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::shard::Shard))]
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Options of `pingmachine graph`.
@@ -340,6 +347,12 @@ pub struct RunOpts {
     /// is looked up again, whatever the DNS TTL of its answer.
     #[arg(long, default_value_t = crate::names::DEFAULT_MAX_TTL_S, value_parser = clap::value_parser!(u32).range(1..=i64::from(crate::names::MAX_TTL_LIMIT_S)), value_name = "SECONDS")]
     pub dns_max_ttl: u32,
+
+    /// This node's share of the orders when N nodes share one set of order
+    /// files: node K of N (e.g. 2/3). Each order id belongs to exactly one
+    /// node (rendezvous hashing); the others' orders are left alone.
+    #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::shard::Shard))]
+    pub shard: Option<crate::shard::Shard>,
 
     /// The outputs besides the store: line protocol, Prometheus.
     #[command(flatten)]

@@ -58,6 +58,7 @@ mod rejected;
 mod report;
 pub mod result;
 mod schedule;
+mod shard;
 pub mod sink;
 mod spec;
 mod stats;

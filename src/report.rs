@@ -92,6 +92,8 @@ pub struct Filter {
     pub user: Option<String>,
     /// The time to report at (unix seconds); now when `None`.
     pub now: Option<i64>,
+    /// Only the orders of this node's share (`--shard K/N`).
+    pub shard: Option<crate::shard::Shard>,
 }
 
 /// Collects the report.
@@ -103,7 +105,10 @@ pub fn report(base: &BaseDir, opts: &Filter) -> Report {
 /// saw them (the web page keeps one).
 pub fn report_cached(base: &BaseDir, opts: &Filter, cache: &mut inspect::OrderCache) -> Report {
     let now = opts.now.unwrap_or_else(|| unix(SystemTime::now()));
-    let wanted = |id: &str| opts.prefix.as_deref().is_none_or(|p| id.starts_with(p));
+    let wanted = |id: &str| {
+        opts.prefix.as_deref().is_none_or(|p| id.starts_with(p))
+            && crate::shard::owned(opts.shard.as_ref(), id)
+    };
     let mut orders = Vec::new();
     let mut invalid = Vec::new();
     for f in inspect::order_files_cached(base, cache) {

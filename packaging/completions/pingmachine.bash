@@ -149,7 +149,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -208,6 +208,10 @@ _pingmachine() {
                     return 0
                     ;;
                 --dns-max-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -981,7 +985,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1032,6 +1036,10 @@ _pingmachine() {
                     return 0
                     ;;
                 --dns-max-ttl)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1123,7 +1131,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__serve)
-            opts="-b -h -V --listen --rrdcached --basedir --help --version"
+            opts="-b -h -V --listen --rrdcached --shard --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1134,6 +1142,10 @@ _pingmachine() {
                     return 0
                     ;;
                 --rrdcached)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -1153,7 +1165,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__status)
-            opts="-b -h -V --user --json --now --basedir --help --version"
+            opts="-b -h -V --user --json --now --shard --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1164,6 +1176,10 @@ _pingmachine() {
                     return 0
                     ;;
                 --now)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shard)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= remote-write= remote-write-buffer= remote-write-user= remote-write-password-file= remote-write-bearer-token-file= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= shard= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= remote-write= remote-write-buffer= remote-write-user= remote-write-password-file= remote-write-bearer-token-file= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -38,6 +38,7 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l max-parallel-pr
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-server -d 'Name server for the orders\' host names, instead of those of /etc/resolv.conf: IP, IP:PORT or [IPv6]:PORT. Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-min-ttl -d 'Shortest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer (also the retry time after a failed lookup)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l dns-max-ttl -d 'Longest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l shard -d 'This node\'s share of the orders when N nodes share one set of order files: node K of N (e.g. 2/3). Each order id belongs to exactly one node (rendezvous hashing); the others\' orders are left alone' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
@@ -82,6 +83,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l max-para
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-server -d 'Name server for the orders\' host names, instead of those of /etc/resolv.conf: IP, IP:PORT or [IPv6]:PORT. Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-min-ttl -d 'Shortest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer (also the retry time after a failed lookup)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l dns-max-ttl -d 'Longest time, in seconds, a host name\'s address is kept before it is looked up again, whatever the DNS TTL of its answer' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l shard -d 'This node\'s share of the orders when N nodes share one set of order files: node K of N (e.g. 2/3). Each order id belongs to exactly one node (rendezvous hashing); the others\' orders are left alone' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s t -l telegraf -d 'Send results as InfluxDB line protocol over UDP to Telegraf or InfluxDB (as the original\'s --telegraf); [IPv6]:PORT for IPv6' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l influx-url -d 'Send results as line protocol to InfluxDB\'s HTTP write API (http(s)://HOST:PORT/write?db=DB, or /api/v2/write?org=ORG&bucket=B with the token in PINGMACHINE_INFLUX_TOKEN), to Telegraf\'s socket listener (tcp://HOST:PORT) or over UDP (udp://HOST:PORT). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l tag -d 'A tag added to every line-protocol line, e.g. --tag site=zrh (an order\'s own tag of the same name wins). Repeatable' -r
@@ -109,6 +111,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s h -l h
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand check" -s V -l version -d 'Print version'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l user -d 'Only orders of this user' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l now -d 'Pretend the time is this (unix seconds); for tests' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l shard -d 'Only this node\'s share of the orders (as the daemon\'s --shard K/N)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -l json -d 'Print JSON (schema in pingmachine(8)) instead of the table'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand status" -s h -l help -d 'Print help'
@@ -125,6 +128,7 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s h -l h
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand graph" -s V -l version -d 'Print version'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l listen -d 'Listen on PORT (loopback only), :PORT (every interface), HOST:PORT or ADDR:PORT ([ADDR]:PORT for IPv6), or on the sockets of systemd socket activation (systemd). Repeatable' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l rrdcached -d 'rrdcached holding updates (also RRDCACHED_ADDRESS): each graph\'s main.rrd is flushed before it is drawn' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l shard -d 'List only this node\'s share of the orders (as the daemon\'s --shard K/N)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s V -l version -d 'Print version'

@@ -330,7 +330,8 @@ async fn daemon(
     });
     if !listeners.is_empty() {
         let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))
-            .with_rrdcached(opts.rrdcached.clone());
+            .with_rrdcached(opts.rrdcached.clone())
+            .with_shard(opts.shard);
         serve(listeners, ctx, &tracker, &sup, &cancel);
     }
     let launcher = Spawner {
@@ -349,7 +350,8 @@ async fn daemon(
         cancel.clone(),
         max_age(opts.max_age),
     )
-    .with_rescan_interval(Duration::from_secs(opts.rescan_interval));
+    .with_rescan_interval(Duration::from_secs(opts.rescan_interval))
+    .with_shard(opts.shard);
     let stats_task = spawn_stats_writer(
         telemetry.clone(),
         base.root.clone(),

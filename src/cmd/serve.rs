@@ -43,8 +43,11 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
                 cancel.cancel();
             });
         }
-        let ctx =
-            Arc::new(ServeCtx::new(base.clone(), None).with_rrdcached(opts.rrdcached.clone()));
+        let ctx = Arc::new(
+            ServeCtx::new(base.clone(), None)
+                .with_rrdcached(opts.rrdcached.clone())
+                .with_shard(opts.shard),
+        );
         let mut servers = tokio::task::JoinSet::new();
         for listener in listeners {
             if let Ok(a) = listener.local_addr() {

@@ -22,6 +22,7 @@ pub fn run(base: &BaseDir, opts: &StatusOpts) -> anyhow::Result<()> {
             prefix: opts.prefix.clone(),
             user: opts.user.clone(),
             now: opts.now,
+            shard: opts.shard,
         },
     );
     if opts.json {

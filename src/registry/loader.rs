@@ -175,6 +175,9 @@ impl<L: Launcher> Registry<L> {
     /// Reads and validates the order `id` at `path` (unless unchanged and not
     /// `force`d), then activates, replaces or stops it.
     pub(super) fn load(&mut self, id: &OrderId, path: &Path, force: bool) {
+        if !crate::shard::owned(self.shard.as_ref(), id.as_str()) {
+            return;
+        }
         let look = self.looker().look(id, path, force, &Sidecars::Stat);
         self.apply(id, path, look);
     }
@@ -184,6 +187,13 @@ impl<L: Launcher> Registry<L> {
     /// applied here in order. Bounded memory: one batch of parsed orders
     /// at a time.
     pub(super) fn load_many(&mut self, files: Vec<OrderId>, force: bool, sidecars: &Sidecars) {
+        let files: Vec<OrderId> = match &self.shard {
+            Some(shard) => files
+                .into_iter()
+                .filter(|id| shard.owns(id.as_str()))
+                .collect(),
+            None => files,
+        };
         for batch in files.chunks(LOOK_BATCH) {
             let looker = self.looker();
             let look =

@@ -117,6 +117,9 @@ pub struct Registry<L = Spawner> {
     dirs_checked: Instant,
     /// To the task that hands store commands to the writers (while `run`).
     forward: Option<mpsc::UnboundedSender<StoreCmd>>,
+    /// `--shard`: only the orders whose id is this node's are looked at;
+    /// the others are left alone (not read, rejected or expired).
+    shard: Option<crate::shard::Shard>,
 }
 
 impl<L: Launcher> Registry<L> {
@@ -157,7 +160,14 @@ impl<L: Launcher> Registry<L> {
             pass_pos: 0,
             dirs_checked: Instant::now(),
             forward: None,
+            shard: None,
         }
+    }
+
+    /// Probes only the orders of this node's share (`--shard K/N`).
+    pub fn with_shard(mut self, shard: Option<crate::shard::Shard>) -> Registry<L> {
+        self.shard = shard;
+        self
     }
 
     /// Sets the interval of the safety-net rescan (default [`RESCAN_INTERVAL`]).

@@ -29,6 +29,8 @@ pub struct ServeCtx {
     /// rrdcached holding updates: a graph's file is flushed before it is
     /// drawn.
     pub rrdcached: Option<crate::store::rrdcached::Addr>,
+    /// `--shard`: the list shows this node's orders only.
+    pub shard: Option<crate::shard::Shard>,
 }
 
 impl ServeCtx {
@@ -40,12 +42,19 @@ impl ServeCtx {
             daemon,
             dir_counts: DirCounts::default(),
             rrdcached: None,
+            shard: None,
         }
     }
 
     /// Flushes each graph's `main.rrd` through rrdcached at `addr` first.
     pub fn with_rrdcached(mut self, addr: Option<crate::store::rrdcached::Addr>) -> ServeCtx {
         self.rrdcached = addr;
+        self
+    }
+
+    /// Lists only this node's share of the orders.
+    pub fn with_shard(mut self, shard: Option<crate::shard::Shard>) -> ServeCtx {
+        self.shard = shard;
         self
     }
 }

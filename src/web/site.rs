@@ -127,7 +127,11 @@ fn report(ctx: &ServeCtx) -> Arc<Report> {
         }
     }
     let mut parsed = lock(&ctx.web.parsed);
-    let mut r = report::report_cached(&ctx.base, &Filter::default(), &mut parsed);
+    let filter = Filter {
+        shard: ctx.shard,
+        ..Filter::default()
+    };
+    let mut r = report::report_cached(&ctx.base, &filter, &mut parsed);
     if let Some(d) = &ctx.daemon {
         for o in &mut r.orders {
             let (jitter, stddev) = latest_stats(d, &o.id, o.last_result.as_ref());

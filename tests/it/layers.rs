@@ -18,6 +18,7 @@ const LAYERS: &[&[&str]] = &[
         "proctitle",
         "result",
         "schedule",
+        "shard",
         "supervise",
         "telemetry",
         "watch",

@@ -9,6 +9,7 @@
 //! * [`accuracy`] — what the daemon records against the wire (root).
 //! * [`daemon`] — rounds, pickup, `.stats.json`, signals.
 //! * [`dropin`] — the Perl original's command line, tools and sidecars.
+//! * [`fleet`] — several daemons as one fleet: `--shard K/N`.
 //! * [`layers`] — the crate's layers against its `use` lines (no cycle, nothing upwards).
 //! * [`lifecycle`] — orders that change, expire, break and come back.
 //! * [`lineproto`] — line protocol into a real InfluxDB, UDP, HTTP, TCP.
@@ -29,6 +30,7 @@ mod support;
 mod accuracy;
 mod daemon;
 mod dropin;
+mod fleet;
 mod layers;
 mod lifecycle;
 mod lineproto;

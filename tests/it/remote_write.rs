@@ -329,7 +329,10 @@ fn bad_remote_write_settings_are_clear_errors() {
     };
     let (code, err) = run(&["--remote-write", "ftp://x/api/v1/write"]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("--remote-write") && err.contains("http(s)://"), "{err}");
+    assert!(
+        err.contains("--remote-write") && err.contains("http(s)://"),
+        "{err}"
+    );
     let (code, err) = run(&[
         "--remote-write",
         "http://127.0.0.1:1/api/v1/write",
@@ -339,7 +342,10 @@ fn bad_remote_write_settings_are_clear_errors() {
         "/nonexistent/pw",
     ]);
     assert_eq!(code, Some(1), "{err}");
-    assert!(err.contains("--remote-write-password-file /nonexistent/pw"), "{err}");
+    assert!(
+        err.contains("--remote-write-password-file /nonexistent/pw"),
+        "{err}"
+    );
     // A user needs a password file.
     let (code, err) = run(&["--remote-write-user", "u"]);
     assert_eq!(code, Some(2), "{err}");

@@ -28,9 +28,11 @@
 //!   scraped.
 //! * `rrdcached`: RRD writes without and with rrdcached on a cold page
 //!   cache: disk bytes and CPU per update.
+//! * `remote-write`: the cost of `--remote-write` into a real
+//!   VictoriaMetrics: CPU, RSS, series and bytes per second.
 //!
 //! One module per subcommand (`run`, `saturate`, `pickup`, `writer`,
-//! `floor`, `wakeup`, `web`, `rrdcached`); `common` holds what they share
+//! `floor`, `wakeup`, `web`, `rrdcached`, `remote_write`); `common` holds what they share
 //! (orders, the daemon under measurement and its `/proc` figures), `netns`
 //! the test network.
 
@@ -48,6 +50,7 @@ mod figures;
 mod floor;
 mod netns;
 mod pickup;
+mod remote_write;
 mod rrdcached;
 mod run;
 mod saturate;
@@ -152,6 +155,23 @@ enum Cmd {
         /// Seconds between scrapes.
         #[arg(long, default_value_t = 15)]
         every: u64,
+    },
+    /// Cost of remote write: N orders run twice for the same window,
+    /// without `--remote-write`, then pushing to a VictoriaMetrics started
+    /// for the run: CPU, RSS, series per order and round, bytes per second.
+    RemoteWrite {
+        #[arg(long, default_value_t = 10_000)]
+        orders: usize,
+        #[arg(long, default_value_t = 60)]
+        step: u32,
+        #[arg(long, default_value_t = 20)]
+        pings: u32,
+        /// Steps to measure after the first round of every job.
+        #[arg(long, default_value_t = 2)]
+        steps: u32,
+        /// The VictoriaMetrics binary.
+        #[arg(long, default_value = "victoria-metrics")]
+        receiver: PathBuf,
     },
     /// The web page: server time of `/` with N orders, of a 30-hour graph,
     /// and round start lateness with and without `--clients` fetching
@@ -349,6 +369,13 @@ fn main() -> anyhow::Result<()> {
             steps,
             every,
         } => scrape(&cli, *orders, *step, *pings, *steps, *every),
+        Cmd::RemoteWrite {
+            orders,
+            step,
+            pings,
+            steps,
+            receiver,
+        } => remote_write::remote_write(&cli, *orders, *step, *pings, *steps, receiver),
         Cmd::Saturate {
             from,
             by,

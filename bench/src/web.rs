@@ -142,19 +142,37 @@ pub(crate) fn scrape_once(port: u16) -> anyhow::Result<(f64, usize)> {
     Ok((t, len))
 }
 
+/// What [`scrape_window`] measured.
+pub(crate) struct Window {
+    /// CPU, % of one core.
+    pub(crate) cpu: f64,
+    /// Peak RSS, MiB.
+    pub(crate) rss: f64,
+    /// Scrape times, s.
+    pub(crate) times: Vec<f64>,
+    /// The last scrape's size.
+    pub(crate) size: usize,
+    /// `.stats.json` at the window's start and end.
+    pub(crate) stats: (serde_json::Value, serde_json::Value),
+    /// The window's length, s.
+    pub(crate) secs: f64,
+}
+
 /// The daemon's CPU seconds and RSS over `secs` seconds after every job's
-/// first round, scraping `/metrics` every `every` seconds when `port` is
-/// set: (CPU % of one core, peak RSS MiB, scrape times s, last size).
+/// first round, started with `extra` flags, scraping `/metrics` every
+/// `every` seconds when `port` is set.
 pub(crate) fn scrape_window(
     cli: &Cli,
     base: &Path,
     step: u32,
     secs: u64,
     port: Option<(u16, u64)>,
-) -> anyhow::Result<(f64, f64, Vec<f64>, usize)> {
-    let extra: Vec<String> = port
-        .map(|(p, _)| vec!["--listen".to_owned(), p.to_string()])
-        .unwrap_or_default();
+    extra: &[String],
+) -> anyhow::Result<Window> {
+    let mut extra = extra.to_vec();
+    if let Some((p, _)) = port {
+        extra.extend(["--listen".to_owned(), p.to_string()]);
+    }
     let d = Daemon::start(&cli.bin, base, &extra)?;
     wait(Duration::from_secs(180), || {
         std::fs::read_to_string(&d.log)
@@ -171,6 +189,7 @@ pub(crate) fn scrape_window(
             .is_some_and(|s| n(&s, &["rounds"]) >= jobs.max(1.0))
     });
     let (cpu0, _) = d.cpu_rss();
+    let stats0 = d.read_stats()?;
     let start = Instant::now();
     let mut times = Vec::new();
     let mut size = 0;
@@ -195,14 +214,17 @@ pub(crate) fn scrape_window(
         }
     }
     let (cpu1, rss) = d.cpu_rss();
+    let stats1 = d.read_stats()?;
     let window = start.elapsed().as_secs_f64();
     d.stop()?;
-    Ok((
-        (cpu1 - cpu0) * 100.0 / window,
-        peak_rss.max(rss) as f64 / 1024.0,
+    Ok(Window {
+        cpu: (cpu1 - cpu0) * 100.0 / window,
+        rss: peak_rss.max(rss) as f64 / 1024.0,
         times,
         size,
-    ))
+        stats: (stats0, stats1),
+        secs: window,
+    })
 }
 
 pub(crate) fn scrape(
@@ -219,12 +241,14 @@ pub(crate) fn scrape(
     })?;
     let secs = u64::from(step) * u64::from(steps);
     println!("{orders} orders (step {step}, pings {pings}, norrd), {secs} s windows after every job's first round");
-    let (cpu_off, rss_off, _, _) = scrape_window(cli, &base, step, secs, None)?;
+    let off = scrape_window(cli, &base, step, secs, None, &[])?;
+    let (cpu_off, rss_off) = (off.cpu, off.rss);
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0")?;
         l.local_addr()?.port()
     };
-    let (cpu_on, rss_on, times, size) = scrape_window(cli, &base, step, secs, Some((port, every)))?;
+    let on = scrape_window(cli, &base, step, secs, Some((port, every)), &[])?;
+    let (cpu_on, rss_on, times, size) = (on.cpu, on.rss, on.times, on.size);
     std::fs::remove_dir_all(&base).ok();
     let max = times.iter().copied().fold(0.0, f64::max);
     let avg = times.iter().sum::<f64>() / times.len().max(1) as f64;

@@ -86,14 +86,15 @@ impl<'a> ListView<'a> {
             .unwrap_or("user");
         let f = |v: Option<f64>| v.unwrap_or(f64::INFINITY);
         match sort {
-            "id" => rows.sort_by(|a, b| a.id.cmp(&b.id)),
+            "id" => rows.sort_by(|a, b| natural_cmp(&a.id, &b.id)),
             "target" => rows.sort_by(|a, b| a.target.cmp(&b.target)),
             "probe" => rows.sort_by(|a, b| (&a.probe, &a.id).cmp(&(&b.probe, &b.id))),
             "step" => rows.sort_by_key(|o| (o.step, o.pings)),
             "age" => rows.sort_by_key(|o| std::cmp::Reverse(o.age_s.unwrap_or(i64::MAX))),
             "median" => rows.sort_by(|a, b| f(b.median_ms).total_cmp(&f(a.median_ms))),
             "loss" => rows.sort_by(|a, b| f(b.loss_pct).total_cmp(&f(a.loss_pct))),
-            _ => {} // user, then id: the report's order
+            // User, then id, numbers in ids by value (`t2` before `t10`).
+            _ => rows.sort_by(|a, b| a.user.cmp(&b.user).then_with(|| natural_cmp(&a.id, &b.id))),
         }
         let matching = rows.len();
         let pages = matching.div_ceil(PAGE_ROWS).max(1);
@@ -111,6 +112,47 @@ impl<'a> ListView<'a> {
             sort,
         }
     }
+}
+
+/// Compares ids with their runs of digits by value: `t2` < `t10` <
+/// `t10a` < `u1`; ties (`t01`, `t1`) fall back to the plain order.
+pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let run = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (n, m) = (run(x), run(y));
+                let trim = |s: &[u8]| {
+                    let z = s.iter().take_while(|c| **c == b'0').count();
+                    s[z..].to_vec()
+                };
+                let (p, q) = (trim(&x[..n]), trim(&y[..m]));
+                let by_value = p.len().cmp(&q.len()).then_with(|| p.cmp(&q));
+                if by_value != Ordering::Equal {
+                    return by_value;
+                }
+                (x, y) = (&x[n..], &y[m..]);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
+}
+
+/// An order with no result whose file is younger than two steps and a
+/// minute: its first round has not come yet.
+fn awaiting_first_round(o: &OrderStatus) -> bool {
+    o.refreshed_age_s
+        .is_some_and(|a| a <= 2 * i64::from(o.step) + 60)
 }
 
 /// A whole page: the shared head (CSS, script), then `body`.
@@ -150,6 +192,9 @@ pub fn rows(v: &ListView<'_>) -> String {
                 td.num.hide-narrow { (o.step) "/" (o.pings) }
                 @match o.age_s {
                     Some(a) => td.num.stale[o.stale] data-age=(a) { (age(a)) },
+                    // No result yet: calm while the order is new (its
+                    // first round is at most two steps away), red after.
+                    None if awaiting_first_round(o) => td.num.muted title="waiting for its first round" { "waiting" },
                     None => td.num.stale { "never" },
                 }
                 td.num.median {
@@ -362,6 +407,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ids_sort_with_their_numbers_by_value() {
+        let mut ids = vec![
+            "t10", "t2", "t1", "t100", "a", "t10a", "t02", "u1", "t1000", "t101",
+        ];
+        ids.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            ids,
+            ["a", "t1", "t02", "t2", "t10", "t10a", "t100", "t101", "t1000", "u1"]
+        );
+        assert_eq!(natural_cmp("x", "x"), std::cmp::Ordering::Equal);
+        assert_eq!(natural_cmp("app/9", "app/10"), std::cmp::Ordering::Less);
+    }
+
+    #[test]
     fn escaping() {
         let hostile = "<a href=\"x\">&'";
         let o = OrderStatus {
@@ -404,5 +463,42 @@ mod tests {
         );
         assert_eq!(enc("app/t 1?&", true), "app/t%201%3F%26");
         assert_eq!(enc("a/b", false), "a%2Fb");
+    }
+
+    #[test]
+    fn a_new_order_is_waiting_and_an_old_one_without_results_is_never() {
+        let at = |refreshed: i64| OrderStatus {
+            id: "t".into(),
+            user: "u".into(),
+            task: None,
+            step: 60,
+            pings: 20,
+            probe: "fping".into(),
+            target: "192.0.2.1".into(),
+            refreshed_age_s: Some(refreshed),
+            last_result: None,
+            age_s: None,
+            stale: true,
+            median_ms: None,
+            loss_pct: None,
+            jitter_ms: None,
+            stddev_ms: None,
+        };
+        let html = |o: &OrderStatus| {
+            rows(&ListView {
+                rows: vec![o],
+                matching: 1,
+                page: 1,
+                pages: 1,
+                sort: "id",
+            })
+        };
+        let young = html(&at(30));
+        assert!(
+            young.contains(">waiting<") && !young.contains("never"),
+            "{young}"
+        );
+        let old = html(&at(2 * 60 + 61));
+        assert!(old.contains("class=\"num stale\">never<"), "{old}");
     }
 }

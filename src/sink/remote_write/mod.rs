@@ -32,7 +32,9 @@ use crate::telemetry::Sheet;
 pub use proto::{Label, Sample, TimeSeries, WriteRequest};
 
 /// Most series per request.
-const BATCH_SERIES: usize = 2000;
+const BATCH_SERIES: usize = 10_000;
+/// Most bytes (before compression) per request.
+const BATCH_BYTES: usize = 4 << 20;
 /// A batch leaves at least this often when there is something queued.
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Back-off after a failed batch: doubles from the first to the last.
@@ -179,11 +181,23 @@ pub struct RemoteWrite {
     global: BTreeMap<String, String>,
 }
 
+/// A series ready to send: its `timeseries` field of a `WriteRequest`,
+/// encoded once for every destination.
+type Encoded = Arc<[u8]>;
+
+/// What a queue holds: series, each with its number in the queue's order.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<(u64, Encoded)>,
+    next: u64,
+    bytes: usize,
+}
+
 /// A queue and its counters.
 #[derive(Debug)]
 struct Output {
     dest: Destination,
-    queue: Mutex<VecDeque<TimeSeries>>,
+    queue: Mutex<Queue>,
     capacity: usize,
     notify: Notify,
     /// Series and samples sent (acknowledged), dropped (queue full,
@@ -191,43 +205,101 @@ struct Output {
     sent: AtomicU64,
     dropped: AtomicU64,
     retries: AtomicU64,
+    /// Request bodies sent and acknowledged (compressed bytes).
+    bytes: AtomicU64,
+    /// The most series queued at once.
+    high_water: AtomicU64,
 }
 
 impl Output {
     fn new(dest: Destination, capacity: usize) -> Output {
         Output {
             dest,
-            queue: Mutex::new(VecDeque::new()),
+            queue: Mutex::new(Queue::default()),
             capacity: capacity.max(1),
             notify: Notify::new(),
             sent: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            high_water: AtomicU64::new(0),
         }
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<TimeSeries>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn push(&self, series: &[TimeSeries]) {
+    fn push(&self, series: &[Encoded]) {
         let mut q = self.queue();
         let mut dropped = 0;
         for s in series {
-            if q.len() >= self.capacity {
-                q.pop_front();
+            if q.items.len() >= self.capacity {
+                if let Some((_, old)) = q.items.pop_front() {
+                    q.bytes -= old.len();
+                }
                 dropped += 1;
             }
-            q.push_back(s.clone());
+            let seq = q.next;
+            q.next += 1;
+            q.bytes += s.len();
+            q.items.push_back((seq, s.clone()));
         }
+        self.high_water
+            .fetch_max(q.items.len() as u64, Ordering::Relaxed);
         drop(q);
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
         self.notify.notify_one();
     }
+
+    /// The oldest series, up to a batch's limits: their bytes
+    /// concatenated (a `WriteRequest`, uncompressed), how many, and the
+    /// number of the last.
+    fn batch(&self) -> Option<(Vec<u8>, usize, u64)> {
+        let q = self.queue();
+        let mut body = Vec::new();
+        let mut last = None;
+        let mut n = 0;
+        for (seq, s) in q.items.iter().take(BATCH_SERIES) {
+            if n > 0 && body.len() + s.len() > BATCH_BYTES {
+                break;
+            }
+            body.extend_from_slice(s);
+            last = Some(*seq);
+            n += 1;
+        }
+        last.map(|l| (body, n, l))
+    }
+
+    /// Removes the series up to number `last` (those the oldest-first
+    /// drops left: the others were counted as dropped then); how many.
+    fn take_through(&self, last: u64) -> u64 {
+        let mut q = self.queue();
+        let mut gone = 0;
+        while q.items.front().is_some_and(|(seq, _)| *seq <= last) {
+            if let Some((_, s)) = q.items.pop_front() {
+                q.bytes -= s.len();
+            }
+            gone += 1;
+        }
+        gone
+    }
+}
+
+/// Encodes a round's series once, for every destination.
+fn encode_all(series: &[TimeSeries]) -> Vec<Encoded> {
+    series
+        .iter()
+        .map(|ts| {
+            let mut b = Vec::with_capacity(prost::encoding::message::encoded_len(1, ts));
+            prost::encoding::message::encode(1, ts, &mut b);
+            Encoded::from(b)
+        })
+        .collect()
 }
 
 /// The labels of an order's series, without `__name__`: sorted by name.
@@ -336,7 +408,7 @@ fn get(a: &AtomicU64) -> u64 {
 
 impl Sink for RemoteWrite {
     fn report(&self, r: &RoundReport<'_>) {
-        let series = round_series(r, &self.global);
+        let series = encode_all(&round_series(r, &self.global));
         for o in &self.outputs {
             o.push(&series);
         }
@@ -364,7 +436,18 @@ impl Sink for RemoteWrite {
                     "Remote-write requests that failed and were tried again.",
                     &[("destination", dest)],
                 );
-                s.figure("queued", o.queue().len() as u64).gauge_with(
+                s.figure("bytes", get(&o.bytes)).counter_with(
+                    "pingmachine_remote_write_bytes",
+                    "Remote-write request bodies acknowledged, compressed bytes.",
+                    &[("destination", dest)],
+                );
+                s.json("queue_high_water", get(&o.high_water));
+                let (queued, queued_bytes) = {
+                    let q = o.queue();
+                    (q.items.len() as u64, q.bytes as u64)
+                };
+                s.json("queued_bytes", queued_bytes);
+                s.figure("queued", queued).gauge_with(
                     "pingmachine_remote_write_queued_series",
                     "Remote-write series waiting per destination.",
                     &[("destination", dest)],
@@ -395,14 +478,15 @@ enum SendError {
     Refused(String),
 }
 
+/// Sends one batch (a `WriteRequest`, uncompressed); the compressed
+/// body's size when it was taken.
 async fn send(
     client: &reqwest::Client,
     dest: &Destination,
-    batch: &[TimeSeries],
-) -> Result<(), SendError> {
-    let body = proto::encode(&WriteRequest {
-        timeseries: batch.to_vec(),
-    });
+    batch: &[u8],
+) -> Result<u64, SendError> {
+    let body = proto::compress(batch);
+    let size = body.len() as u64;
     let mut req = client
         .post(&dest.url)
         .header("Content-Encoding", "snappy")
@@ -420,7 +504,7 @@ async fn send(
         .map_err(|e| SendError::Retry(error_chain(&e)))?;
     let status = resp.status();
     if status.is_success() {
-        return Ok(());
+        return Ok(size);
     }
     let text: String = resp
         .text()
@@ -478,14 +562,7 @@ async fn run(out: Arc<Output>, cancel: CancellationToken) {
                 () = cancel.cancelled() => stopping = Some(Instant::now()),
             }
         }
-        loop {
-            let batch: Vec<TimeSeries> = {
-                let q = out.queue();
-                q.iter().take(BATCH_SERIES).cloned().collect()
-            };
-            if batch.is_empty() {
-                break;
-            }
+        while let Some((batch, n, last)) = out.batch() {
             let result = match stopping {
                 Some(at) => {
                     let left = FINAL_FLUSH.saturating_sub(at.elapsed());
@@ -495,11 +572,11 @@ async fn run(out: Arc<Output>, cancel: CancellationToken) {
                 }
                 None => send(&client, &out.dest, &batch).await,
             };
-            let n = batch.len();
             match result {
-                Ok(()) => {
-                    let gone = take_front(&out, &batch);
+                Ok(size) => {
+                    let gone = out.take_through(last);
                     out.sent.fetch_add(gone, Ordering::Relaxed);
+                    out.bytes.fetch_add(size, Ordering::Relaxed);
                     if failing {
                         info!(destination = %out.dest.url, "remote write sends again");
                         failing = false;
@@ -507,7 +584,7 @@ async fn run(out: Arc<Output>, cancel: CancellationToken) {
                     backoff = BACKOFF_MIN;
                 }
                 Err(SendError::Refused(why)) => {
-                    let gone = take_front(&out, &batch);
+                    let gone = out.take_through(last);
                     out.dropped.fetch_add(gone, Ordering::Relaxed);
                     warn!(destination = %out.dest.url, series = n, error = %why, "remote write: batch refused, dropped");
                 }
@@ -515,7 +592,11 @@ async fn run(out: Arc<Output>, cancel: CancellationToken) {
                     out.retries.fetch_add(1, Ordering::Relaxed);
                     if let Some(at) = stopping {
                         if at.elapsed() >= FINAL_FLUSH {
-                            let left = out.queue().drain(..).count();
+                            let left = {
+                                let mut q = out.queue();
+                                q.bytes = 0;
+                                q.items.drain(..).count()
+                            };
                             out.dropped.fetch_add(left as u64, Ordering::Relaxed);
                             warn!(destination = %out.dest.url, series = left, error = %why, "remote write: unsent at shutdown, dropped");
                             return;
@@ -536,21 +617,6 @@ async fn run(out: Arc<Output>, cancel: CancellationToken) {
         if stopping.is_some() {
             return;
         }
-    }
-}
-
-/// Removes `batch` from the front of the queue, or what the oldest-first
-/// drops left of it (those were counted as dropped then); how many.
-fn take_front(out: &Output, batch: &[TimeSeries]) -> u64 {
-    let mut q = out.queue();
-    // The batch was the queue's front; drops only remove from the front,
-    // so what is left of it is still the front, in order.
-    match batch
-        .last()
-        .and_then(|last| q.iter().take(batch.len()).position(|s| s == last))
-    {
-        Some(pos) => q.drain(..=pos).count() as u64,
-        None => 0,
     }
 }
 

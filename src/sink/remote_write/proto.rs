@@ -45,14 +45,14 @@ pub struct Sample {
     pub timestamp: i64,
 }
 
-/// The body of a request: the encoded message, snappy-compressed (block
-/// format, as the protocol asks).
-pub fn encode(req: &WriteRequest) -> Vec<u8> {
-    let raw = prost::Message::encode_to_vec(req);
+/// The body of a request: an encoded `WriteRequest` (its `timeseries`
+/// fields one after the other), snappy-compressed (block format, as the
+/// protocol asks).
+pub fn compress(raw: &[u8]) -> Vec<u8> {
     // Compressing a buffer in memory fails only past snappy's size limit
     // (about 4 GB), which a batch never nears.
     snap::raw::Encoder::new()
-        .compress_vec(&raw)
+        .compress_vec(raw)
         .unwrap_or_default()
 }
 
@@ -80,7 +80,12 @@ mod tests {
                 }],
             }],
         };
-        let body = encode(&req);
+        // Series encoded one by one and concatenated are the message.
+        let mut raw = Vec::new();
+        for ts in &req.timeseries {
+            prost::encoding::message::encode(1, ts, &mut raw);
+        }
+        let body = compress(&raw);
         let raw = snap::raw::Decoder::new().decompress_vec(&body).unwrap();
         // Field 1 (timeseries), length-delimited; inside, field 1 (labels).
         assert_eq!(raw[0], 0x0a);

@@ -140,22 +140,42 @@ fn a_full_queue_drops_its_oldest_and_a_sent_batch_leaves_it() {
         ca: Vec::new(),
     };
     let out = Output::new(dest, 3);
-    let s = |v: f64| TimeSeries {
-        labels: vec![Label {
-            name: "__name__".into(),
-            value: "m".into(),
-        }],
-        samples: vec![Sample {
-            value: v,
-            timestamp: 1,
-        }],
-    };
-    out.push(&[s(1.0), s(2.0)]);
-    let batch: Vec<TimeSeries> = out.queue().iter().cloned().collect();
+    let s = |v: u8| Encoded::from(vec![v]);
+    out.push(&[s(1), s(2)]);
+    let (body, n, last) = out.batch().unwrap();
+    assert_eq!((body, n), (vec![1, 2], 2));
     // While the batch is out, two more come and the oldest goes.
-    out.push(&[s(3.0), s(4.0)]);
+    out.push(&[s(3), s(4)]);
     assert_eq!(get(&out.dropped), 1);
-    assert_eq!(take_front(&out, &batch), 1, "what was left of the batch");
-    let left: Vec<f64> = out.queue().iter().map(|t| t.samples[0].value).collect();
-    assert_eq!(left, [3.0, 4.0]);
+    assert_eq!(out.take_through(last), 1, "what was left of the batch");
+    let (body, n, _) = out.batch().unwrap();
+    assert_eq!((body, n), (vec![3, 4], 2));
+    assert_eq!(out.queue().bytes, 2);
+}
+
+#[test]
+fn encoded_series_concatenated_are_a_write_request() {
+    let o = order("user: u\nstep: 60\npings: 2\nprobe: fping\nfping: {host: 192.0.2.1}\n");
+    let rtts = [ms(1), ms(2)];
+    let summary = Summary::of(&RoundOutcome {
+        rtts: rtts.to_vec(),
+    });
+    let r = RoundReport {
+        order: &o,
+        generation: 1,
+        t: 60,
+        step: 60,
+        rtts: &rtts,
+        summary: &summary,
+        addr: "192.0.2.1",
+        send_errors: 0,
+        reply_ttl: None,
+    };
+    let series = round_series(&r, &BTreeMap::new());
+    let raw: Vec<u8> = encode_all(&series)
+        .iter()
+        .flat_map(|e| e.to_vec())
+        .collect();
+    let back: WriteRequest = prost::Message::decode(raw.as_slice()).unwrap();
+    assert_eq!(back.timeseries, series);
 }

@@ -261,12 +261,21 @@ fn rounds_reach_prometheus_and_victoria_metrics_and_survive_an_outage() {
         let url = r.write_url();
         assert_eq!(total(&log, &url, "dropped"), 0, "{}: {log}", r.name);
         let sent = total(&log, &url, "sent");
-        // Every series the daemon sent is there, once.
-        let stored: usize = r
-            .query("{__name__=~\"pingmachine_round_.+\"}[1h]")
-            .iter()
-            .map(|s| s["values"].as_array().map_or(0, Vec::len))
-            .sum();
+        // Every series the daemon sent is there, once. (A store may make
+        // what it acknowledged searchable a moment later: VictoriaMetrics
+        // turns its buffered rows into searchable parts every second or
+        // two. More than was sent never shows.)
+        let count = || -> usize {
+            r.query("{__name__=~\"pingmachine_round_.+\"}[1h]")
+                .iter()
+                .map(|s| s["values"].as_array().map_or(0, Vec::len))
+                .sum()
+        };
+        let stored = wait_for(Duration::from_secs(30), || {
+            let n = count();
+            (n as u64 >= sent).then_some(n)
+        })
+        .unwrap_or_else(count);
         assert_eq!(
             stored as u64,
             sent,

@@ -132,6 +132,12 @@ pub struct ServeOpts {
     /// --shard K/N).
     #[arg(long, value_name = "K/N", value_parser = clap::value_parser!(crate::shard::Shard))]
     pub shard: Option<crate::shard::Shard>,
+    /// Extra trusted CA certificate (PEM file) for an https
+    /// --prometheus-url. Repeatable.
+    #[arg(long = "http-ca-file", value_name = "PEM")]
+    pub http_ca_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub fleet: crate::web::fleet::FleetOpts,
 }
 
 /// Options of `pingmachine status`.
@@ -386,6 +392,9 @@ pub struct RunOpts {
     /// by default.
     #[arg(long, value_name = "[HOST]:PORT", value_parser = crate::web::parse_listen)]
     pub listen: Vec<crate::web::Listen>,
+
+    #[command(flatten)]
+    pub fleet: crate::web::fleet::FleetOpts,
 
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]

@@ -149,7 +149,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,6 +276,18 @@ _pingmachine() {
                     return 0
                     ;;
                 --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prometheus-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-site-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-stale-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -985,7 +997,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1107,6 +1119,18 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --prometheus-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-site-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-stale-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --writers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1131,7 +1155,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__serve)
-            opts="-b -h -V --listen --rrdcached --shard --basedir --help --version"
+            opts="-b -h -V --listen --rrdcached --shard --http-ca-file --prometheus-url --fleet-site-label --fleet-stale-after --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1146,6 +1170,22 @@ _pingmachine() {
                     return 0
                     ;;
                 --shard)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --http-ca-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --prometheus-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-site-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --fleet-stale-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -130,6 +130,13 @@ fn start(
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
     let listeners = crate::web::bind_all(&opts.listen)?;
+    if opts.fleet.prometheus_url.is_some() && opts.listen.is_empty() {
+        anyhow::bail!("--prometheus-url: the fleet view is a web page; it needs --listen");
+    }
+    let fleet = crate::web::fleet::Fleet::new(
+        &opts.fleet,
+        &crate::cmd::serve::read_ca(&opts.http_ca_files)?,
+    )?;
     let raised = crate::privilege::raise_permitted_net_raw();
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
@@ -167,7 +174,7 @@ fn start(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(daemon(&base, opts, settings, pre, lock, listeners))
+    rt.block_on(daemon(&base, opts, settings, pre, lock, listeners, fleet))
 }
 
 /// Parses and checks every setting.
@@ -283,6 +290,7 @@ async fn daemon(
     pre: PreOpened,
     _lock: Lock,
     listeners: Vec<std::net::TcpListener>,
+    fleet: Option<crate::web::fleet::Fleet>,
 ) -> anyhow::Result<()> {
     let engine = Arc::new(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
@@ -331,7 +339,8 @@ async fn daemon(
     if !listeners.is_empty() {
         let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))
             .with_rrdcached(opts.rrdcached.clone())
-            .with_shard(opts.shard);
+            .with_shard(opts.shard)
+            .with_fleet(fleet);
         serve(listeners, ctx, &tracker, &sup, &cancel);
     }
     let launcher = Spawner {

@@ -23,6 +23,7 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
         );
     }
     let listeners = serve::bind_all(&opts.listen)?;
+    let fleet = crate::web::fleet::Fleet::new(&opts.fleet, &read_ca(&opts.http_ca_files)?)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pingmachine-serve")
@@ -46,7 +47,8 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
         let ctx = Arc::new(
             ServeCtx::new(base.clone(), None)
                 .with_rrdcached(opts.rrdcached.clone())
-                .with_shard(opts.shard),
+                .with_shard(opts.shard)
+                .with_fleet(fleet),
         );
         let mut servers = tokio::task::JoinSet::new();
         for listener in listeners {
@@ -62,4 +64,12 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// The PEM files of `--http-ca-file`.
+pub fn read_ca(files: &[std::path::PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
+    files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(|| format!("--http-ca-file {}", f.display())))
+        .collect()
 }

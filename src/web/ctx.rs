@@ -31,6 +31,8 @@ pub struct ServeCtx {
     pub rrdcached: Option<crate::store::rrdcached::Addr>,
     /// `--shard`: the list shows this node's orders only.
     pub shard: Option<crate::shard::Shard>,
+    /// `--prometheus-url`: the fleet view.
+    pub fleet: Option<super::fleet::Fleet>,
 }
 
 impl ServeCtx {
@@ -43,7 +45,14 @@ impl ServeCtx {
             dir_counts: DirCounts::default(),
             rrdcached: None,
             shard: None,
+            fleet: None,
         }
+    }
+
+    /// Shows the fleet view read from `fleet`'s store.
+    pub fn with_fleet(mut self, fleet: Option<super::fleet::Fleet>) -> ServeCtx {
+        self.fleet = fleet;
+        self
     }
 
     /// Flushes each graph's `main.rrd` through rrdcached at `addr` first.

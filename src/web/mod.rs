@@ -5,6 +5,8 @@
 //!   endpoints; anything not routed is 404.
 //! * `site` — the web page's handlers; `pages` — its HTML.
 //! * `ctx` — what the handlers share ([`ServeCtx`]).
+//! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
+//!   cluster the fleet's nodes write to.
 //!
 //! The web page: the status of every order (`/`), one order with SmokePing's graphs
 //! (`/order/<id>`), the graphs themselves (`/graph/<id>`), and the status
@@ -22,6 +24,7 @@
 //!   Content-Security-Policy and the usual defensive headers.
 
 mod ctx;
+pub mod fleet;
 mod pages;
 pub mod server;
 mod site;

@@ -156,7 +156,7 @@ fn awaiting_first_round(o: &OrderStatus) -> bool {
 }
 
 /// A whole page: the shared head (CSS, script), then `body`.
-fn page(title: &str, body: Markup) -> String {
+pub fn page(title: &str, body: Markup) -> String {
     let mut out = html! {
         (DOCTYPE)
         html lang="en" {
@@ -235,7 +235,8 @@ fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
 }
 
 /// The status page.
-pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery) -> String {
+/// The status list; `fleet`: link the fleet view.
+pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool) -> String {
     let mut users: Vec<&str> = r.orders.iter().map(|o| o.user.as_str()).collect();
     users.sort_unstable();
     users.dedup();
@@ -260,6 +261,7 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery) -> String {
                 button { "filter" }
             }
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
+            @if fleet { a href="/fleet" { "fleet" } }
         }
         main {
             div.table-wrap {

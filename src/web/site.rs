@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<ServeCtx>> {
         .route("/graph/{*id}", get(graph))
         .route("/api/v1/orders", get(api_orders))
         .route("/api/v1/orders/{*id}", get(api_order))
+        .merge(super::fleet::routes())
         .route(
             "/assets/style.css",
             get(|| async { asset("text/css; charset=utf-8", CSS) }),
@@ -87,7 +88,7 @@ pub fn not_found() -> Response {
 
 /// The order id in a request path, or `None` (then: 404). Encoded slashes
 /// and backslashes are refused before decoding can hide them.
-fn checked_id(uri: &Uri, id: &str) -> Option<OrderId> {
+pub fn checked_id(uri: &Uri, id: &str) -> Option<OrderId> {
     let raw = uri.path().to_ascii_lowercase();
     if raw.contains("%2f") || raw.contains("%5c") || raw.contains("%00") || id.contains('\\') {
         return None;
@@ -183,7 +184,7 @@ async fn index(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ListQuery>) -> 
     if q.fragment.as_deref() == Some("rows") {
         html(pages::rows(&view))
     } else {
-        html(pages::index(&r, &view, &q))
+        html(pages::index(&r, &view, &q, ctx.fleet.is_some()))
     }
 }
 

@@ -64,14 +64,14 @@ fn is_png(b: &[u8]) -> Option<(u32, u32)> {
 
 /// Headless Chromium (Debian's `chromium`, or `chromium-browser`
 /// elsewhere), or `None` after a skip (a failure under CI).
-fn chromium(test: &str) -> Option<PathBuf> {
+pub(crate) fn chromium(test: &str) -> Option<PathBuf> {
     testkit::require::find_program("chromium")
         .or_else(|| testkit::require::find_program("chromium-browser"))
         .or_else(|| tool(test, "chromium", "chromium"))
 }
 
 /// Runs headless Chromium on `url` with `args`; its standard output.
-fn browse(browser: &Path, args: &[&str], url: &str) -> String {
+pub(crate) fn browse(browser: &Path, args: &[&str], url: &str) -> String {
     let profile = tempfile::tempdir().unwrap();
     let mut child: Child = Command::new(browser)
         .args([
@@ -101,7 +101,7 @@ fn browse(browser: &Path, args: &[&str], url: &str) -> String {
     out
 }
 
-fn screenshot_dir() -> PathBuf {
+pub(crate) fn screenshot_dir() -> PathBuf {
     let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/web-screenshots");
     std::fs::create_dir_all(&d).unwrap();
     d

@@ -53,6 +53,7 @@
 //! [`Sim::start`] also removes namespaces of earlier runs that crashed
 //! (named `pm-acc-<pid>-...` after a process that no longer exists).
 
+pub mod forward;
 mod netns;
 mod packet;
 pub mod wire;

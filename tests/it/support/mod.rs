@@ -3,6 +3,7 @@
 //! bounded waits, and read RRD files back with the real `rrdtool`.
 
 pub mod influx;
+pub mod store;
 
 use std::collections::HashMap;
 use std::fs;

@@ -138,6 +138,8 @@ pub struct ServeOpts {
     pub http_ca_files: Vec<PathBuf>,
     #[command(flatten)]
     pub fleet: crate::web::fleet::FleetOpts,
+    #[command(flatten)]
+    pub web: crate::web::access::WebOpts,
 }
 
 /// Options of `pingmachine status`.
@@ -395,6 +397,8 @@ pub struct RunOpts {
 
     #[command(flatten)]
     pub fleet: crate::web::fleet::FleetOpts,
+    #[command(flatten)]
+    pub web: crate::web::access::WebOpts,
 
     /// Number of threads writing main.rrd and last_result files.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64), value_name = "N")]

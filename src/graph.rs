@@ -407,3 +407,81 @@ mod tests {
         assert!(args.iter().any(|a| a.starts_with("GPRINT:mednow")));
     }
 }
+
+/// One row of [`series`]: an RRD row at `time` (Unix s), its values in
+/// seconds (`None`: unknown, never NaN).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SeriesRow {
+    pub time: i64,
+    /// Lost pings of the round (an average where rows are consolidated).
+    pub lost: Option<f64>,
+    /// `lost` over the pings sent, 0 to 1.
+    pub loss: Option<f64>,
+    pub median: Option<f64>,
+    /// `ping1` … `pingN`: the round's RTTs, sorted.
+    pub pings: Vec<Option<f64>>,
+}
+
+/// What [`series`] read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// The range librrd returned (it aligns to the archive's rows).
+    pub start: i64,
+    pub end: i64,
+    /// Seconds per row.
+    pub resolution: u64,
+    /// Pings per round.
+    pub pings: usize,
+    pub rows: Vec<SeriesRow>,
+}
+
+/// The rows of `rrd` from `start` to `end` (Unix s), AVERAGE, at the
+/// finest archive that gives about `points` rows or fewer. Thread-safe
+/// (librrd's `rrd_fetch_r`).
+pub fn series(rrd: &Path, start: i64, end: i64, points: u32) -> anyhow::Result<Series> {
+    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    let wanted = ((end - start).max(1) as u64 / u64::from(points.max(1))).max(1);
+    let data = rrd::ops::fetch::fetch(
+        rrd,
+        ConsolidationFn::Avg,
+        at(start),
+        at(end),
+        Duration::from_secs(wanted),
+    )
+    .with_context(|| format!("{}: fetch", rrd.display()))?;
+    let names = data.ds_names().to_vec();
+    let col = |n: &str| names.iter().position(|x| x == n);
+    let (loss_i, median_i) = (col("loss"), col("median"));
+    let ping_cols: Vec<usize> = (1..=names.len())
+        .map_while(|i| col(&format!("ping{i}")))
+        .collect();
+    let unix = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64)
+    };
+    let known = |v: f64| v.is_finite().then_some(v);
+    let n = ping_cols.len();
+    let rows = data
+        .rows()
+        .iter()
+        .map(|r| {
+            let v = r.as_slice();
+            let get = |i: Option<usize>| i.and_then(|i| v.get(i).copied()).and_then(known);
+            let lost = get(loss_i);
+            SeriesRow {
+                time: unix(r.timestamp()),
+                lost,
+                loss: lost.filter(|_| n > 0).map(|l| l / n as f64),
+                median: get(median_i),
+                pings: ping_cols.iter().map(|&i| get(Some(i))).collect(),
+            }
+        })
+        .collect();
+    Ok(Series {
+        start: unix(data.start()),
+        end: unix(data.end()),
+        resolution: data.step().as_secs(),
+        pings: n,
+        rows,
+    })
+}

@@ -86,6 +86,12 @@ impl Telemetry {
         s.json("stats_interval_s", self.started.stats_interval_s);
         if let Some(a) = self.started.listen {
             s.json("listen", a.to_string());
+            if !self.started.route_prefix.is_empty() {
+                s.json("route_prefix", self.started.route_prefix.clone());
+            }
+            if self.started.web_auth {
+                s.json("web_auth", true);
+            }
         }
         self.jobs.telemetry(&mut s);
         if let Some((rejected, archived)) = dir_counts {

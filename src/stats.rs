@@ -19,6 +19,10 @@ pub struct Started {
     pub stats_interval_s: u64,
     /// The address of `/-/healthy` and `/metrics` (`--listen`), if any.
     pub listen: Option<std::net::SocketAddr>,
+    /// `--web-route-prefix` (`""`: none).
+    pub route_prefix: String,
+    /// True when the web page needs credentials (`--web-config-file`).
+    pub web_auth: bool,
     /// The rrdcached client (`--rrdcached`), if any.
     pub rrdcached: Option<std::sync::Arc<crate::store::rrdcached::RrdCached>>,
 }

@@ -172,6 +172,10 @@ enum Cmd {
         /// The VictoriaMetrics binary.
         #[arg(long, default_value = "victoria-metrics")]
         receiver: PathBuf,
+        /// The daemon's --remote-write-series: summary, or full (the
+        /// summary and /metrics every 60 s).
+        #[arg(long, default_value = "summary", value_parser = ["summary", "full"])]
+        series: String,
     },
     /// The web page: server time of `/` with N orders, of a 30-hour graph,
     /// and round start lateness with and without `--clients` fetching
@@ -375,7 +379,8 @@ fn main() -> anyhow::Result<()> {
             pings,
             steps,
             receiver,
-        } => remote_write::remote_write(&cli, *orders, *step, *pings, *steps, receiver),
+            series,
+        } => remote_write::remote_write(&cli, *orders, (*step, *pings, *steps), receiver, series),
         Cmd::Saturate {
             from,
             by,

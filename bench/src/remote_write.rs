@@ -52,17 +52,16 @@ fn start_receiver(cli: &Cli, bin: &Path) -> anyhow::Result<(Receiver, u16)> {
 pub(crate) fn remote_write(
     cli: &Cli,
     orders: usize,
-    step: u32,
-    pings: u32,
-    steps: u32,
+    (step, pings, steps): (u32, u32, u32),
     receiver: &Path,
+    series: &str,
 ) -> anyhow::Result<()> {
     let base = tempbase(&cli.dir, "remote-write")?;
     write_orders(&base.join("orders"), 0..orders, |i| {
         order(i, step, pings, None, false)
     })?;
     let secs = u64::from(step) * u64::from(steps);
-    println!("{orders} orders (step {step}, pings {pings}, norrd), {secs} s windows after every job's first round");
+    println!("{orders} orders (step {step}, pings {pings}, norrd), {secs} s windows after every job's first round, --remote-write-series {series}");
     let off = scrape_window(cli, &base, step, secs, None, &[])?;
     let (vm, port) = start_receiver(cli, receiver)?;
     let url = format!("http://127.0.0.1:{port}/api/v1/write");
@@ -77,6 +76,8 @@ pub(crate) fn remote_write(
             url,
             "--tag".to_owned(),
             "site=bench".to_owned(),
+            "--remote-write-series".to_owned(),
+            series.to_owned(),
         ],
     )?;
     drop(vm);
@@ -100,7 +101,8 @@ pub(crate) fn remote_write(
     println!("--- with --remote-write to VictoriaMetrics ---");
     // Rounds end within seconds of each other every step and the queue
     // drains over the step, so the window's sends include what the step
-    // before left queued: per order and round is at most eight.
+    // before left queued: per order and round is at most eight (summary;
+    // full adds /metrics every 60 s).
     println!(
         "series sent                      {:>10.0} ({:.0}/s; {:.2} per order and step, the queue's backlog included)",
         sent,

@@ -149,7 +149,7 @@ _pingmachine() {
 
     case "${cmd}" in
         pingmachine)
-            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
+            opts="-b -d -u -t -h -V --basedir --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --remote-write-series --remote-write-interval --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --web-route-prefix --web-config-file --writers --rrd-backlog --help --version run check status graph serve healthcheck order import completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -259,6 +259,14 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --remote-write-series)
+                    COMPREPLY=($(compgen -W "summary full" -- "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -288,6 +296,14 @@ _pingmachine() {
                     return 0
                     ;;
                 --fleet-stale-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web-route-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web-config-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -997,7 +1013,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__run)
-            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --writers --rrd-backlog --basedir --help --version"
+            opts="-d -u -t -b -h -V --debug --user --icmp-socket --max-age --http-ca-file --sping-command --pping-command --exec-probe --max-parallel-probes --dns-server --dns-min-ttl --dns-max-ttl --shard --telegraf --influx-url --tag --influx-buffer --influx-ip-tag --metrics-buckets --remote-write --remote-write-buffer --remote-write-user --remote-write-password-file --remote-write-bearer-token-file --remote-write-series --remote-write-interval --rrdcached --rrdcached-queue --stats-interval --rescan-interval --listen --prometheus-url --fleet-site-label --fleet-stale-after --web-route-prefix --web-config-file --writers --rrd-backlog --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1099,6 +1115,14 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --remote-write-series)
+                    COMPREPLY=($(compgen -W "summary full" -- "${cur}"))
+                    return 0
+                    ;;
+                --remote-write-interval)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --rrdcached)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1131,6 +1155,14 @@ _pingmachine() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --web-route-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web-config-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --writers)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -1155,7 +1187,7 @@ _pingmachine() {
             return 0
             ;;
         pingmachine__subcmd__serve)
-            opts="-b -h -V --listen --rrdcached --shard --http-ca-file --prometheus-url --fleet-site-label --fleet-stale-after --basedir --help --version"
+            opts="-b -h -V --listen --rrdcached --shard --http-ca-file --prometheus-url --fleet-site-label --fleet-stale-after --web-route-prefix --web-config-file --basedir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -1186,6 +1218,14 @@ _pingmachine() {
                     return 0
                     ;;
                 --fleet-stale-after)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web-route-prefix)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --web-config-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

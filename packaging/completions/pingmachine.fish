@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_pingmachine_global_optspecs
-    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= shard= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= remote-write= remote-write-buffer= remote-write-user= remote-write-password-file= remote-write-bearer-token-file= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= prometheus-url= fleet-site-label= fleet-stale-after= writers= rrd-backlog= h/help V/version
+    string join \n b/basedir= d/debug u/user= icmp-socket= max-age= http-ca-file= sping-command= pping-command= exec-probe= max-parallel-probes= dns-server= dns-min-ttl= dns-max-ttl= shard= t/telegraf= influx-url= tag= influx-buffer= influx-ip-tag metrics-buckets= remote-write= remote-write-buffer= remote-write-user= remote-write-password-file= remote-write-bearer-token-file= remote-write-series= remote-write-interval= rrdcached= rrdcached-queue= stats-interval= rescan-interval= listen= prometheus-url= fleet-site-label= fleet-stale-after= web-route-prefix= web-config-file= writers= rrd-backlog= h/help V/version
 end
 
 function __fish_pingmachine_needs_command
@@ -49,6 +49,9 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-bu
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-user -d 'Basic-auth user for the remote-write endpoints (the password from --remote-write-password-file)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-password-file -d 'File holding the basic-auth password (one line)' -r -F
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-bearer-token-file -d 'File holding a bearer token sent to the remote-write endpoints' -r -F
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-series -d 'What is pushed: summary (per order and round, at most eight series) or full (the summary, and the whole of /metrics every --remote-write-interval)' -r -f -a "summary\t'Per order and round: loss, median, min, max, jitter, stddev, two quantiles'
+full\t'The summary, and the whole of /metrics every interval'"
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l remote-write-interval -d 'With --remote-write-series full: seconds between two pushes of /metrics' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
@@ -57,6 +60,8 @@ complete -c pingmachine -n "__fish_pingmachine_needs_command" -l listen -d 'Serv
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l prometheus-url -d 'Show the fleet view under /fleet, read from this Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos Query, Mimir; the base that /api/v1/query follows, user:password@ for basic auth) holding what the fleet\'s nodes sent with --remote-write' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l fleet-site-label -d 'The label that names a node\'s site (its --tag NAME=VALUE)' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l fleet-stale-after -d 'A site whose newest round is older than this many seconds is shown as stale. A round is stamped with the start of its step and sent when it ends, so the newest is up to two steps old: allow three' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l web-route-prefix -d 'Serve every path under this prefix (/smokeping: the page at /smokeping/, /metrics at /smokeping/metrics), for a reverse proxy that passes the path on unchanged' -r
+complete -c pingmachine -n "__fish_pingmachine_needs_command" -l web-config-file -d 'Web configuration file (the Prometheus exporters\' format): basic_auth_users with bcrypt hashes. Every request then needs one of them' -r -F
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_needs_command" -s d -l debug -d 'Log at debug level: one line per order per round with its results. Without a subcommand, also stay in the foreground and log to the terminal instead of detaching and logging to syslog'
@@ -97,6 +102,9 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-w
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-user -d 'Basic-auth user for the remote-write endpoints (the password from --remote-write-password-file)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-password-file -d 'File holding the basic-auth password (one line)' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-bearer-token-file -d 'File holding a bearer token sent to the remote-write endpoints' -r -F
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-series -d 'What is pushed: summary (per order and round, at most eight series) or full (the summary, and the whole of /metrics every --remote-write-interval)' -r -f -a "summary\t'Per order and round: loss, median, min, max, jitter, stddev, two quantiles'
+full\t'The summary, and the whole of /metrics every interval'"
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l remote-write-interval -d 'With --remote-write-series full: seconds between two pushes of /metrics' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached -d 'Create and update main.rrd through rrdcached at ADDR: unix:/path, /path, host, host:port or [v6]:port (also RRDCACHED_ADDRESS, as for rrdtool). rrdcached batches each file\'s writes; the daemon queues updates while it is slow or down' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrdcached-queue -d 'Most RRD updates queued for rrdcached while it is slow or down; beyond that they are dropped (and counted)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l stats-interval -d 'Seconds between rewrites of BASEDIR/.stats.json (the benchmark uses 1)' -r
@@ -105,6 +113,8 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l listen -
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l prometheus-url -d 'Show the fleet view under /fleet, read from this Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos Query, Mimir; the base that /api/v1/query follows, user:password@ for basic auth) holding what the fleet\'s nodes sent with --remote-write' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l fleet-site-label -d 'The label that names a node\'s site (its --tag NAME=VALUE)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l fleet-stale-after -d 'A site whose newest round is older than this many seconds is shown as stale. A round is stamped with the start of its step and sent when it ends, so the newest is up to two steps old: allow three' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l web-route-prefix -d 'Serve every path under this prefix (/smokeping: the page at /smokeping/, /metrics at /smokeping/metrics), for a reverse proxy that passes the path on unchanged' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l web-config-file -d 'Web configuration file (the Prometheus exporters\' format): basic_auth_users with bcrypt hashes. Every request then needs one of them' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l writers -d 'Number of threads writing main.rrd and last_result files' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -l rrd-backlog -d 'Most unwritten RRD updates kept per order while storage is slower than the rounds: they are written late, in time order; beyond this the oldest are dropped (counted, a gap in that order\'s main.rrd). Probing never waits for storage' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand run" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
@@ -139,6 +149,8 @@ complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l http-c
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l prometheus-url -d 'Show the fleet view under /fleet, read from this Prometheus HTTP API (Prometheus, VictoriaMetrics, Thanos Query, Mimir; the base that /api/v1/query follows, user:password@ for basic auth) holding what the fleet\'s nodes sent with --remote-write' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l fleet-site-label -d 'The label that names a node\'s site (its --tag NAME=VALUE)' -r
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l fleet-stale-after -d 'A site whose newest round is older than this many seconds is shown as stale. A round is stamped with the start of its step and sent when it ends, so the newest is up to two steps old: allow three' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l web-route-prefix -d 'Serve every path under this prefix (/smokeping: the page at /smokeping/, /metrics at /smokeping/metrics), for a reverse proxy that passes the path on unchanged' -r
+complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -l web-config-file -d 'Web configuration file (the Prometheus exporters\' format): basic_auth_users with bcrypt hashes. Every request then needs one of them' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s b -l basedir -d 'Base directory holding orders/, output/, archive/ and telegraf/' -r -F
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c pingmachine -n "__fish_pingmachine_using_subcommand serve" -s V -l version -d 'Print version'

@@ -40,6 +40,10 @@ struct Stats {
     stats_interval_s: u64,
     #[serde(default)]
     listen: Option<String>,
+    #[serde(default)]
+    route_prefix: String,
+    #[serde(default)]
+    web_auth: bool,
 }
 
 /// Runs the check; prints one line. `Ok(true)`: healthy.
@@ -91,13 +95,10 @@ enum Unhealthy {
         path: PathBuf,
         source: std::net::AddrParseError,
     },
-    #[error("http://{addr}/-/healthy: {source}")]
-    Http {
-        addr: SocketAddr,
-        source: ureq::Error,
-    },
-    #[error("http://{addr}/-/healthy answered {status}")]
-    Status { addr: SocketAddr, status: u16 },
+    #[error("{url}: {source}")]
+    Http { url: String, source: ureq::Error },
+    #[error("{url} answered {status}")]
+    Status { url: String, status: u16 },
 }
 
 fn check(base: &BaseDir, now: i64) -> Result<String, Unhealthy> {
@@ -152,12 +153,16 @@ fn check(base: &BaseDir, now: i64) -> Result<String, Unhealthy> {
                 source,
             })?;
             let addr = loopback_for(addr);
-            match get_healthy(addr)? {
-                200 => Ok(format!(
-                    "pid {} holds the lock; http://{addr}/-/healthy answered 200",
+            let url = format!("http://{addr}{}/-/healthy", s.route_prefix);
+            match get_healthy(&url)? {
+                200 => Ok(format!("pid {} holds the lock; {url} answered 200", s.pid)),
+                // Behind --web-config-file's users: it answers, and wants
+                // credentials that this check does not have.
+                401 if s.web_auth => Ok(format!(
+                    "pid {} holds the lock; {url} answered 401 (credentials needed)",
                     s.pid
                 )),
-                status => Err(Unhealthy::Status { addr, status }),
+                status => Err(Unhealthy::Status { url, status }),
             }
         }
     }
@@ -190,18 +195,18 @@ fn loopback_for(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `GET /-/healthy`; the HTTP status.
-fn get_healthy(addr: SocketAddr) -> Result<u16, Unhealthy> {
+/// `GET url` (`/-/healthy`); the HTTP status.
+fn get_healthy(url: &str) -> Result<u16, Unhealthy> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .timeout_global(Some(HTTP_TIMEOUT))
         .http_status_as_error(false)
         .max_redirects(0)
         .build()
         .into();
-    let resp = agent
-        .get(format!("http://{addr}/-/healthy"))
-        .call()
-        .map_err(|source| Unhealthy::Http { addr, source })?;
+    let resp = agent.get(url).call().map_err(|source| Unhealthy::Http {
+        url: url.to_owned(),
+        source,
+    })?;
     Ok(resp.status().as_u16())
 }
 

@@ -136,7 +136,12 @@ fn start(
     let fleet = crate::web::fleet::Fleet::new(
         &opts.fleet,
         &crate::cmd::serve::read_ca(&opts.http_ca_files)?,
+        &opts.web.web_route_prefix,
     )?;
+    let access = Arc::new(match &opts.web.web_config_file {
+        Some(f) => crate::web::access::Access::load(f)?,
+        None => crate::web::access::Access::default(),
+    });
     let raised = crate::privilege::raise_permitted_net_raw();
     let (pre, failed) = PreOpened::open(
         &settings.icmp,
@@ -174,7 +179,15 @@ fn start(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(daemon(&base, opts, settings, pre, lock, listeners, fleet))
+    rt.block_on(daemon(
+        &base,
+        opts,
+        settings,
+        pre,
+        lock,
+        listeners,
+        (fleet, access),
+    ))
 }
 
 /// Parses and checks every setting.
@@ -290,7 +303,10 @@ async fn daemon(
     pre: PreOpened,
     _lock: Lock,
     listeners: Vec<std::net::TcpListener>,
-    fleet: Option<crate::web::fleet::Fleet>,
+    (fleet, access): (
+        Option<crate::web::fleet::Fleet>,
+        Arc<crate::web::access::Access>,
+    ),
 ) -> anyhow::Result<()> {
     let engine = Arc::new(
         IcmpEngine::with_preopened(settings.icmp, pre).context("cannot start the ICMP engine")?,
@@ -328,6 +344,8 @@ async fn daemon(
         started: stats::Started {
             stats_interval_s: opts.stats_interval,
             listen: listeners.first().and_then(|l| l.local_addr().ok()),
+            route_prefix: opts.web.web_route_prefix.clone(),
+            web_auth: access.required(),
             rrdcached: rrdcached.clone(),
         },
         jobs: counters.clone(),
@@ -340,7 +358,8 @@ async fn daemon(
         let ctx = ServeCtx::new(base.clone(), Some(telemetry.clone()))
             .with_rrdcached(opts.rrdcached.clone())
             .with_shard(opts.shard)
-            .with_fleet(fleet);
+            .with_fleet(fleet)
+            .with_access(&opts.web.web_route_prefix, access.clone());
         serve(listeners, ctx, &tracker, &sup, &cancel);
     }
     let launcher = Spawner {
@@ -369,7 +388,13 @@ async fn daemon(
         &sup,
     );
     let watchdog = spawn_watchdog(engine, &cancel, &sup);
+    let self_scrape = sinks
+        .scrape_interval()
+        .map(|every| spawn_self_scrape(telemetry.clone(), base.clone(), every, &cancel, &sup));
     registry.run(rx, start_watcher).await;
+    if let Some(t) = self_scrape {
+        let _ = t.await;
+    }
     let _ = stats_task.await;
     let _ = watchdog.await;
     shut_down(base, tracker, &sinks, store, writers, &telemetry, rrdcached).await;
@@ -518,6 +543,41 @@ fn spawn_stats_writer(
                 () = tokio::time::sleep(every) => {}
                 () = cancel.cancelled() => break,
             }
+        }
+    }))
+}
+
+/// Reads the whole of `/metrics` every `every`, on a blocking thread, and
+/// hands it to the sinks that want it (`--remote-write-series full`).
+fn spawn_self_scrape(
+    telemetry: Arc<Telemetry>,
+    base: BaseDir,
+    every: Duration,
+    cancel: &CancellationToken,
+    sup: &Supervisor,
+) -> tokio::task::JoinHandle<()> {
+    let cancel = cancel.clone();
+    tokio::spawn(sup.watch("the /metrics reader".into(), async move {
+        let counts = Arc::new(crate::health::DirCounts::default());
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = cancel.cancelled() => break,
+            }
+            let (t, b, c) = (telemetry.clone(), base.clone(), counts.clone());
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut out = crate::telemetry::Exposition::new(false);
+                t.expose(&mut out, c.get(&b));
+                let at_ms = i64::try_from(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap_or_default()
+                        .as_millis(),
+                )
+                .unwrap_or(0);
+                t.sinks.scraped(&out.finish(), at_ms);
+            })
+            .await;
         }
     }))
 }

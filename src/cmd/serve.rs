@@ -23,7 +23,13 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
         );
     }
     let listeners = serve::bind_all(&opts.listen)?;
-    let fleet = crate::web::fleet::Fleet::new(&opts.fleet, &read_ca(&opts.http_ca_files)?)?;
+    let access = Arc::new(match &opts.web.web_config_file {
+        Some(f) => crate::web::access::Access::load(f)?,
+        None => crate::web::access::Access::default(),
+    });
+    let prefix = opts.web.web_route_prefix.clone();
+    let fleet =
+        crate::web::fleet::Fleet::new(&opts.fleet, &read_ca(&opts.http_ca_files)?, &prefix)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("pingmachine-serve")
@@ -48,12 +54,13 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
             ServeCtx::new(base.clone(), None)
                 .with_rrdcached(opts.rrdcached.clone())
                 .with_shard(opts.shard)
-                .with_fleet(fleet),
+                .with_fleet(fleet)
+                .with_access(&prefix, access),
         );
         let mut servers = tokio::task::JoinSet::new();
         for listener in listeners {
             if let Ok(a) = listener.local_addr() {
-                eprintln!("serving {} on http://{a}/", base.root.display());
+                eprintln!("serving {} on http://{a}{prefix}/", base.root.display());
             }
             servers.spawn(serve::run(listener, ctx.clone(), cancel.clone()));
         }

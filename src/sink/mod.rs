@@ -84,6 +84,17 @@ pub trait Sink: Send + Sync + fmt::Debug {
     /// Unix s).
     fn expose(&self, _out: &mut Exposition, _now: i64) {}
 
+    /// How often it wants the whole of `/metrics` ([`Sink::scraped`]);
+    /// `None`: never.
+    fn scrape_interval(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// The whole of `/metrics` (the text format) as of `at_ms` (Unix ms),
+    /// read on a blocking thread every [`Sink::scrape_interval`]. Never
+    /// waits.
+    fn scraped(&self, _text: &str, _at_ms: i64) {}
+
     /// At shutdown, after its tasks stopped: its totals in the log.
     fn log_totals(&self) {}
 
@@ -126,7 +137,8 @@ pub struct SinkArgs {
 pub struct Common<'a> {
     /// PEM certificates of `--http-ca-file`.
     pub http_ca: &'a [Vec<u8>],
-    /// True with `--listen` (`/metrics` is served).
+    /// True with `--listen` (`/metrics` is served), or when `/metrics` is
+    /// read for remote write (`--remote-write-series full`).
     pub listen: bool,
 }
 
@@ -153,7 +165,12 @@ pub trait Plan: Send + fmt::Debug {
 pub fn plan(args: &SinkArgs, common: &Common<'_>) -> anyhow::Result<Vec<Box<dyn Plan>>> {
     let mut plans: Vec<Box<dyn Plan>> = Vec::new();
     plans.extend(lineproto::plan(&args.line_protocol, common)?);
-    plans.extend(prometheus::plan(&args.prometheus, common)?);
+    // `/metrics` is read by remote write's `full` even without `--listen`.
+    let metrics_read = Common {
+        listen: common.listen || args.remote_write.reads_metrics(),
+        ..*common
+    };
+    plans.extend(prometheus::plan(&args.prometheus, &metrics_read)?);
     plans.extend(remote_write::plan(
         &args.remote_write,
         &args.line_protocol.tags,
@@ -206,6 +223,20 @@ impl Sinks {
     pub fn expose(&self, out: &mut Exposition, now: i64) {
         for s in &self.sinks {
             s.expose(out, now);
+        }
+    }
+
+    /// The shortest interval at which a sink wants `/metrics`.
+    pub fn scrape_interval(&self) -> Option<std::time::Duration> {
+        self.sinks.iter().filter_map(|s| s.scrape_interval()).min()
+    }
+
+    /// Hands `/metrics` to every sink that wants it.
+    pub fn scraped(&self, text: &str, at_ms: i64) {
+        for s in &self.sinks {
+            if s.scrape_interval().is_some() {
+                s.scraped(text, at_ms);
+            }
         }
     }
 

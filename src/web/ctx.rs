@@ -33,6 +33,10 @@ pub struct ServeCtx {
     pub shard: Option<crate::shard::Shard>,
     /// `--prometheus-url`: the fleet view.
     pub fleet: Option<super::fleet::Fleet>,
+    /// `--web-route-prefix` (`""`: none).
+    pub prefix: String,
+    /// `--web-config-file`: who may read.
+    pub access: Arc<super::access::Access>,
 }
 
 impl ServeCtx {
@@ -46,7 +50,16 @@ impl ServeCtx {
             rrdcached: None,
             shard: None,
             fleet: None,
+            prefix: String::new(),
+            access: Arc::new(super::access::Access::default()),
         }
+    }
+
+    /// Serves under `prefix`, to those `access` lets in.
+    pub fn with_access(mut self, prefix: &str, access: Arc<super::access::Access>) -> ServeCtx {
+        self.prefix = prefix.to_owned();
+        self.access = access;
+        self
     }
 
     /// Shows the fleet view read from `fleet`'s store.

@@ -116,6 +116,8 @@ pub struct Fleet {
     stale_after: i64,
     client: reqwest::Client,
     cache: Mutex<HashMap<String, Answer>>,
+    /// `--web-route-prefix`.
+    prefix: String,
 }
 
 /// An answer of the store and when it came.
@@ -131,7 +133,7 @@ pub struct Series {
 impl Fleet {
     /// The view for `opts`, or `None` without `--prometheus-url`. `ca`:
     /// extra trusted certificates (PEM) for https.
-    pub fn new(opts: &FleetOpts, ca: &[Vec<u8>]) -> anyhow::Result<Option<Fleet>> {
+    pub fn new(opts: &FleetOpts, ca: &[Vec<u8>], prefix: &str) -> anyhow::Result<Option<Fleet>> {
         let Some(url) = &opts.prometheus_url else {
             return Ok(None);
         };
@@ -160,6 +162,7 @@ impl Fleet {
             stale_after: i64::try_from(opts.fleet_stale_after).unwrap_or(900),
             client,
             cache: Mutex::new(HashMap::new()),
+            prefix: prefix.to_owned(),
         }))
     }
 
@@ -454,15 +457,18 @@ fn store_error(f: &Fleet, e: &str) -> Response {
             p { "Asking " code { (f.shown) } ": " (e) }
         }
     };
-    html_page(StatusCode::BAD_GATEWAY, page("fleet: no answer", body))
+    html_page(
+        StatusCode::BAD_GATEWAY,
+        page(&f.prefix, "fleet: no answer", body),
+    )
 }
 
 fn heading(f: &Fleet) -> Markup {
     html! {
         header {
-            h1 { a href="/fleet" { "pingmachine fleet" } }
+            h1 { a href="fleet" { "pingmachine fleet" } }
             span.muted { "from " (f.shown) }
-            a href="/" { "this node" }
+            a href="./" { "this node" }
         }
     }
 }
@@ -509,7 +515,7 @@ fn overview_page(f: &Fleet, o: &Overview, period: i64) -> String {
             p.range {
                 "Over the last "
                 @for (p, name) in PERIODS {
-                    @if p == period { strong { (name) } } @else { a href=(format!("/fleet?range={p}")) { (name) } }
+                    @if p == period { strong { (name) } } @else { a href=(format!("fleet?range={p}")) { (name) } }
                     " "
                 }
                 span.muted { "· worst first: mean loss, then median of the medians" }
@@ -538,7 +544,7 @@ fn overview_page(f: &Fleet, o: &Overview, period: i64) -> String {
                         tbody {
                             @for r in &o.rows {
                                 tr data-order=(r.order) {
-                                    td { a href=(format!("/fleet/target/{}?range={}", enc(&r.order, true), period.max(3 * 3600))) { (r.order) } }
+                                    td { a href=(format!("fleet/target/{}?range={}", enc(&r.order, true), period.max(3 * 3600))) { (r.order) } }
                                     td.hide-narrow { (r.host) }
                                     @for (site, _) in &o.sites {
                                         @match r.cells.get(site) {
@@ -559,7 +565,7 @@ fn overview_page(f: &Fleet, o: &Overview, period: i64) -> String {
             }
         }
     };
-    page("pingmachine fleet", body)
+    page(&f.prefix, "pingmachine fleet", body)
 }
 
 /// A target's lines: by site, the median, the 0.1 and 0.9 quantiles and
@@ -663,7 +669,7 @@ fn target_page(
             h2 { (id) " from every site" }
             p.range {
                 @for (r, name) in TARGET_RANGES {
-                    @if r == span { strong { (name) } } @else { a href=(format!("/fleet/target/{}?range={r}", enc(id, true))) { (name) } }
+                    @if r == span { strong { (name) } } @else { a href=(format!("fleet/target/{}?range={r}", enc(id, true))) { (name) } }
                     " "
                 }
             }
@@ -694,7 +700,7 @@ fn target_page(
             }
         }
     };
-    page(&format!("{id}: fleet"), body)
+    page(&f.prefix, &format!("{id}: fleet"), body)
 }
 
 fn median_of(p: &[(f64, f64)]) -> Option<f64> {

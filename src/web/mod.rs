@@ -5,6 +5,8 @@
 //!   endpoints; anything not routed is 404.
 //! * `site` — the web page's handlers; `pages` — its HTML.
 //! * `ctx` — what the handlers share ([`ServeCtx`]).
+//! * [`access`] — `--web-config-file` (basic auth) and
+//!   `--web-route-prefix`.
 //! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
 //!   cluster the fleet's nodes write to.
 //!
@@ -23,6 +25,7 @@
 //! * The assets are embedded; every response carries a
 //!   Content-Security-Policy and the usual defensive headers.
 
+pub mod access;
 mod ctx;
 pub mod fleet;
 mod pages;

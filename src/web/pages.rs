@@ -155,17 +155,20 @@ fn awaiting_first_round(o: &OrderStatus) -> bool {
         .is_some_and(|a| a <= 2 * i64::from(o.step) + 60)
 }
 
-/// A whole page: the shared head (CSS, script), then `body`.
-pub fn page(title: &str, body: Markup) -> String {
+/// A whole page: the shared head (CSS, script), then `body`. Its links
+/// are relative to `prefix` (`--web-route-prefix`, `""` for none), the
+/// page's `<base>`.
+pub fn page(prefix: &str, title: &str, body: Markup) -> String {
     let mut out = html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
+                base href=(format!("{prefix}/"));
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { (title) }
-                link rel="stylesheet" href="/assets/style.css";
-                script src="/assets/app.js" defer {}
+                link rel="stylesheet" href="assets/style.css";
+                script src="assets/app.js" defer {}
             }
             body { (body) }
         }
@@ -186,7 +189,7 @@ pub fn rows(v: &ListView<'_>) -> String {
                 tr.group { th colspan="8" { (o.user) } }
             }
             tr data-id=(o.id) {
-                td { a href={ "/order/" (enc(&o.id, true)) } { (o.id) } }
+                td { a href={ "order/" (enc(&o.id, true)) } { (o.id) } }
                 td { (o.target) }
                 td.hide-narrow { (o.probe) }
                 td.num.hide-narrow { (o.step) "/" (o.pings) }
@@ -231,12 +234,12 @@ fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
     if let Some(p) = page {
         parts.push(format!("page={p}"));
     }
-    format!("/?{}", parts.join("&"))
+    format!("./?{}", parts.join("&"))
 }
 
 /// The status page.
-/// The status list; `fleet`: link the fleet view.
-pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool) -> String {
+/// The status list; `fleet`: link the fleet view; `prefix`: see [`page`].
+pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &str) -> String {
     let mut users: Vec<&str> = r.orders.iter().map(|o| o.user.as_str()).collect();
     users.sort_unstable();
     users.dedup();
@@ -248,8 +251,8 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool) -> String
     };
     let body = html! {
         header {
-            h1 { a href="/" { "pingmachine" } }
-            form method="get" action="/" {
+            h1 { a href="./" { "pingmachine" } }
+            form method="get" action="./" {
                 select name="user" aria-label="user" {
                     option value="" { "all users" }
                     @for u in &users {
@@ -261,7 +264,7 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool) -> String
                 button { "filter" }
             }
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
-            @if fleet { a href="/fleet" { "fleet" } }
+            @if fleet { a href="fleet" { "fleet" } }
         }
         main {
             div.table-wrap {
@@ -314,7 +317,7 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool) -> String
             p.muted #archived { (r.archived) " archived orders" }
         }
     };
-    page("pingmachine", body)
+    page(prefix, "pingmachine", body)
 }
 
 /// One order: its graphs (or a note for `norrd`), then its last result,
@@ -326,12 +329,13 @@ pub fn order(
     spread: (Option<f64>, Option<f64>),
     has_rrd: bool,
     zoom: Option<(i64, i64)>,
+    prefix: &str,
 ) -> String {
     let id = o.id.as_str();
     let path = enc(id, true);
     let norrd = o.rrd == RrdTemplate::NoRrd;
     let figure = |query: String, caption: &str, class: &str| {
-        let src = format!("/graph/{path}?{query}");
+        let src = format!("graph/{path}?{query}");
         html! {
             figure class=(class) {
                 div.graph-box {
@@ -344,7 +348,7 @@ pub fn order(
     };
     let body = html! {
         header {
-            h1 { a href="/" { "pingmachine" } " / " span #order-id { (id) } }
+            h1 { a href="./" { "pingmachine" } " / " span #order-id { (id) } }
         }
         main {
             dl.facts {
@@ -360,7 +364,7 @@ pub fn order(
             } @else if !has_rrd {
                 p.muted #no-graphs { "No main.rrd yet." }
             } @else {
-                form.range method="get" action={ "/order/" (path) } {
+                form.range method="get" action={ "order/" (path) } {
                     label { "from " input type="datetime-local" name="start" step="60"; }
                     label { "to " input type="datetime-local" name="end" step="60"; }
                     button { "show (UTC)" }
@@ -401,7 +405,7 @@ pub fn order(
             pre #order-file { (file_text) }
         }
     };
-    page(&format!("{id} — pingmachine"), body)
+    page(prefix, &format!("{id} — pingmachine"), body)
 }
 
 #[cfg(test)]
@@ -460,7 +464,7 @@ mod tests {
             "{html}"
         );
         assert!(
-            html.contains("href=\"/order/%3Ca%20href%3D%22x%22%3E%26%27\""),
+            html.contains("href=\"order/%3Ca%20href%3D%22x%22%3E%26%27\""),
             "{html}"
         );
         assert_eq!(enc("app/t 1?&", true), "app/t%201%3F%26");

@@ -193,19 +193,55 @@ pub async fn run(
         let ctx = ctx.clone();
         tokio::task::spawn_blocking(move || super::site::warm_up(&ctx));
     }
+    let access = ctx.access.clone();
+    let prefix = ctx.prefix.clone();
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/-/healthy", get(healthy))
         .route("/-/ready", get(ready))
         .merge(super::site::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            access,
+            super::access::require,
+        ))
         .layer(axum::middleware::map_response(
             super::site::defensive_headers,
         ))
         .with_state(ctx);
-    axum::serve(listener, app)
+    // Under a prefix, the path is cut before routing; anything outside
+    // it is 404.
+    let app = tower::ServiceExt::map_request(app, move |req| under_prefix(&prefix, req));
+    axum::serve(listener, axum::ServiceExt::into_make_service(app))
         .with_graceful_shutdown(async move { cancel.cancelled().await })
         .await
+}
+
+/// `req` with `prefix` cut from its path (`/p` and `/p/x` become `/` and
+/// `/x`); a path outside the prefix goes to a path no route has.
+fn under_prefix(prefix: &str, mut req: axum::extract::Request) -> axum::extract::Request {
+    if prefix.is_empty() {
+        return req;
+    }
+    let uri = req.uri();
+    let path = uri.path();
+    let rest = match path.strip_prefix(prefix) {
+        Some("") => "/".to_owned(),
+        Some(r) if r.starts_with('/') => r.to_owned(),
+        _ => "/-/outside-the-route-prefix".to_owned(),
+    };
+    let pq = match uri.query() {
+        Some(q) => format!("{rest}?{q}"),
+        None => rest,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(p) = pq.parse() {
+        parts.path_and_query = Some(p);
+    }
+    if let Ok(u) = axum::http::Uri::from_parts(parts) {
+        *req.uri_mut() = u;
+    }
+    req
 }
 
 async fn not_found() -> Response {

@@ -32,7 +32,7 @@ const CSS: &str = include_str!("assets/style.css");
 const JS: &str = include_str!("assets/app.js");
 
 /// The content security policy: nothing but this server.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'self'; frame-ancestors 'none'";
 
 /// The web routes.
 pub fn routes() -> Router<Arc<ServeCtx>> {
@@ -184,7 +184,13 @@ async fn index(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ListQuery>) -> 
     if q.fragment.as_deref() == Some("rows") {
         html(pages::rows(&view))
     } else {
-        html(pages::index(&r, &view, &q, ctx.fleet.is_some()))
+        html(pages::index(
+            &r,
+            &view,
+            &q,
+            ctx.fleet.is_some(),
+            &ctx.prefix,
+        ))
     }
 }
 
@@ -293,6 +299,7 @@ async fn order_page(
             spread,
             has_rrd,
             zoom,
+            &c.prefix,
         ))
     })
     .await
@@ -440,6 +447,7 @@ async fn api_order(
     State(ctx): State<Arc<ServeCtx>>,
     uri: Uri,
     UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
 ) -> Response {
     let Some(id) = checked_id(&uri, &id) else {
         return not_found();
@@ -448,8 +456,51 @@ async fn api_order(
     let Some(r) = blocking(move || report(&c)).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    match r.orders.iter().find(|o| o.id == id.as_str()) {
-        Some(o) => json(o),
+    if let Some(o) = r.orders.iter().find(|o| o.id == id.as_str()) {
+        return json(o);
+    }
+    // `<id>/series`: the order's rounds (an order whose own id ends so
+    // is its status above).
+    let Some(series_of) = id
+        .as_str()
+        .strip_suffix("/series")
+        .and_then(|i| OrderId::new(i).ok())
+    else {
+        return not_found();
+    };
+    if !r.orders.iter().any(|o| o.id == series_of.as_str()) {
+        return not_found();
+    }
+    let Some((start, end)) = span(&q, now(), RANGES[0].0) else {
+        return (StatusCode::BAD_REQUEST, "bad range, start or end\n").into_response();
+    };
+    let points = q.width.unwrap_or(800).clamp(50, 4000);
+    let c = ctx.clone();
+    let rows = blocking(move || {
+        let rrd = output_file(&c, &series_of, RRD_FILE)?;
+        if let Some(addr) = &c.rrdcached {
+            if let Err(e) = crate::store::rrdcached::flush_one(addr, &rrd) {
+                tracing::debug!(error = %e, "series read without flushing rrdcached");
+            }
+        }
+        Some(
+            crate::graph::series(&rrd, start, end, points)
+                .map(|s| (series_of, s))
+                .map_err(|e| e.to_string()),
+        )
+    })
+    .await
+    .flatten();
+    match rows {
+        Some(Ok((id, s))) => json(&serde_json::json!({
+            "id": id.as_str(),
+            "start": s.start,
+            "end": s.end,
+            "resolution": s.resolution,
+            "pings": s.pings,
+            "rows": s.rows,
+        })),
+        Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         None => not_found(),
     }
 }

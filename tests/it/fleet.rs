@@ -94,6 +94,16 @@ fn a_bad_shard_is_a_clear_error() {
     }
 }
 
+/// A child process killed when dropped, on every path out of a test.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One site of the fleet: a simulated path to the three targets (its own
 /// network namespaces), a base directory, ports that lead from its
 /// namespace to the stores, and its daemon.
@@ -353,7 +363,7 @@ fn three_sites_push_to_one_cluster_and_the_fleet_view_shows_them() {
     std::fs::create_dir_all(serve_base.orders()).unwrap();
     let port = testkit::free_tcp_port();
     let serve_log = serve_base.path().join("serve.log");
-    let mut serve = std::process::Command::new(bin())
+    let serve = std::process::Command::new(bin())
         .arg("--basedir")
         .arg(serve_base.path())
         .args([
@@ -370,13 +380,13 @@ fn three_sites_push_to_one_cluster_and_the_fleet_view_shows_them() {
         .stderr(std::fs::File::create(&serve_log).unwrap())
         .spawn()
         .unwrap();
+    let serve = Killed(serve);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let page = wait_for(Duration::from_secs(60), || {
         let (status, body) = try_get(addr, "/fleet")?;
         (status == 200 && body.contains("data-site=\"c\" data-stale=\"yes\"")).then_some(body)
     });
     let Some(page) = page else {
-        let _ = serve.kill();
         panic!(
             "/fleet never showed site c stale: {:?}\nserve log:\n{}",
             try_get(addr, "/fleet"),
@@ -411,8 +421,7 @@ fn three_sites_push_to_one_cluster_and_the_fleet_view_shows_them() {
         ],
         &target_url,
     );
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
     for s in ["a", "b"] {
         assert!(
             dom.contains(&format!("data-site=\"{s}\" data-stale=\"no\"")),
@@ -615,15 +624,14 @@ fn the_fleet_view_is_off_by_default_says_when_the_store_is_down_and_checks_its_f
         (child, addr)
     };
     // Without --prometheus-url there is no fleet view.
-    let (mut plain, addr) = start(&[]);
+    let (plain, addr) = start(&[]);
     assert_eq!(try_get(addr, "/fleet").unwrap().0, 404);
     assert_eq!(try_get(addr, "/fleet/target/x").unwrap().0, 404);
     assert!(!try_get(addr, "/").unwrap().1.contains("/fleet"));
-    let _ = plain.kill();
-    let _ = plain.wait();
+    drop(plain);
     // A store that is down: 502 and what went wrong; junk ids are 404.
     let refused = testkit::refused_addr();
-    let (mut fleet, addr) = start(&["--prometheus-url", &format!("http://{refused}")]);
+    let (fleet, addr) = start(&["--prometheus-url", &format!("http://{refused}")]);
     let (status, body) = try_get(addr, "/fleet").unwrap();
     assert_eq!(status, 502, "{body}");
     assert!(
@@ -642,9 +650,8 @@ fn the_fleet_view_is_off_by_default_says_when_the_store_is_down_and_checks_its_f
     assert!(try_get(addr, "/")
         .unwrap()
         .1
-        .contains("<a href=\"/fleet\">fleet</a>"));
-    let _ = fleet.kill();
-    let _ = fleet.wait();
+        .contains("<a href=\"fleet\">fleet</a>"));
+    drop(fleet);
     // Bad flags.
     let run = |args: &[&str]| {
         let out = std::process::Command::new(bin())

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::support::store::{total, Receiver};
+use crate::support::store::{total, try_get, Receiver};
 use crate::support::{can_ping, tool, wait_for, Base, Daemon};
 
 #[test]
@@ -175,4 +175,141 @@ fn bad_remote_write_settings_are_clear_errors() {
     let (code, err) = run(&["--remote-write-user", "u"]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--remote-write-password-file"), "{err}");
+}
+
+/// The series of a text-format exposition: `name{labels}` (labels
+/// sorted, `site` left out) → value.
+fn exposition(text: &str) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let v: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap(),
+        };
+        if v.is_nan() {
+            continue;
+        }
+        let (name, labels) = match series.split_once('{') {
+            Some((n, l)) => (n, l.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let mut pairs: Vec<String> = labels
+            .split("\",")
+            .map(|p| p.trim_end_matches('"').to_owned())
+            .filter(|p| !p.is_empty() && !p.starts_with("site="))
+            .map(|p| {
+                let (k, v) = p.split_once("=\"").unwrap();
+                format!("{k}={v}")
+            })
+            .collect();
+        pairs.sort();
+        out.insert(format!("{name}{{{}}}", pairs.join(",")), v);
+    }
+    out
+}
+
+/// The same key for a series of the query API.
+fn key_of(metric: &serde_json::Value) -> String {
+    let m = metric.as_object().unwrap();
+    let mut pairs: Vec<String> = m
+        .iter()
+        .filter(|(k, _)| *k != "__name__" && *k != "site")
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+        .collect();
+    pairs.sort();
+    format!("{}{{{}}}", m["__name__"].as_str().unwrap(), pairs.join(","))
+}
+
+#[test]
+fn full_series_push_what_metrics_shows() {
+    let test = "full_series_push_what_metrics_shows";
+    let Some(vm_bin) = tool(test, "victoria-metrics", "victoria-metrics") else {
+        return;
+    };
+    if !can_ping(test) {
+        return;
+    }
+    let vm = Receiver::victoria(&vm_bin);
+    let base = Base::new();
+    // One round every 30 s: between two rounds smokeping_* stand still.
+    base.write_order(
+        "once",
+        "user: u\nstep: 30\npings: 3\nprobe: fping\nfping: {host: 127.0.0.1}\ntags: {team: net}\n",
+    );
+    let port = testkit::free_tcp_port();
+    let listen = format!("127.0.0.1:{port}");
+    let d = Daemon::start(
+        &base,
+        &[
+            "--listen",
+            &listen,
+            "--remote-write",
+            &vm.write_url(),
+            "--remote-write-series",
+            "full",
+            "--remote-write-interval",
+            "5",
+            "--tag",
+            "site=x",
+        ],
+    );
+    wait_for(Duration::from_secs(150), || base.last_result("once"))
+        .unwrap_or_else(|| panic!("no round; log:\n{}", d.log_text()));
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let metrics = || exposition(&try_get(addr, "/metrics").unwrap().1);
+    // The store holds what /metrics shows: every series, and the same
+    // values where they change only with rounds (smokeping_*), read while
+    // no round ran.
+    let mut last = String::new();
+    let same = wait_for(Duration::from_secs(40), || {
+        let before = metrics();
+        let stored: std::collections::BTreeMap<String, f64> = vm
+            .query("{site=\"x\",__name__!~\"pingmachine_round_(loss_ratio|rtt_.+)\"}")
+            .iter()
+            .map(|s| {
+                (
+                    key_of(&s["metric"]),
+                    s["value"][1].as_str().unwrap().parse::<f64>().unwrap(),
+                )
+            })
+            .collect();
+        let after = metrics();
+        let rounds = |m: &std::collections::BTreeMap<String, f64>| {
+            m.iter()
+                .filter(|(k, _)| k.starts_with("smokeping_"))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect::<Vec<_>>()
+        };
+        let keys = |m: &std::collections::BTreeMap<String, f64>| {
+            m.keys().cloned().collect::<std::collections::BTreeSet<_>>()
+        };
+        let ok = rounds(&before) == rounds(&after)
+            && !rounds(&before).is_empty()
+            && rounds(&stored) == rounds(&before)
+            && keys(&stored) == keys(&after);
+        if !ok {
+            let missing: Vec<_> = keys(&after).difference(&keys(&stored)).cloned().collect();
+            let extra: Vec<_> = keys(&stored).difference(&keys(&after)).cloned().collect();
+            last = format!("missing in the store: {missing:?}\nonly in the store: {extra:?}");
+        }
+        ok.then_some(())
+    });
+    assert!(same.is_some(), "{last}\nlog:\n{}", d.log_text());
+    // The summary series come too, and the daemon counts what it sent.
+    assert!(!vm
+        .query("pingmachine_round_loss_ratio{order=\"once\",site=\"x\"}")
+        .is_empty());
+    let sent = metrics()
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("pingmachine_remote_write_series_total{") && k.contains("outcome=sent")
+        })
+        .map(|(_, v)| *v)
+        .sum::<f64>();
+    assert!(sent > 100.0, "full pushes count as sent: {sent}");
 }

@@ -199,7 +199,7 @@ fn web_pages_graphs_and_the_browser_agree_with_last_result() {
     let start = end - 1800;
     let page = text(addr, &format!("/order/lab/v4?start={start}&end={end}"));
     assert!(
-        page.contains(&format!("/graph/lab/v4?start={start}&amp;end={end}")),
+        page.contains(&format!("\"graph/lab/v4?start={start}&amp;end={end}")),
         "{page}"
     );
     let (_, h, body) = get(addr, &format!("/graph/lab/v4?start={start}&end={end}"));
@@ -604,10 +604,209 @@ fn dragging_across_a_graph_zooms_to_that_range() {
     let dom = dt.eval("document.querySelector('figure.zoomed img').getAttribute('data-src')");
     assert_eq!(
         dom.as_str().unwrap_or(""),
-        format!("/graph/lab/t?start={zs}&end={ze}"),
+        format!("graph/lab/t?start={zs}&end={ze}"),
         "the zoomed graph comes first"
     );
     drop(dt);
     let _ = serve.kill();
     let _ = serve.wait();
+}
+
+/// `GET path` with basic auth (`None`: without); status, headers, body.
+fn get_as(
+    addr: SocketAddr,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (u16, Vec<(String, String)>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(30)))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut req = agent.get(format!("http://{addr}{path}"));
+    if let Some((u, p)) = auth {
+        let raw = format!("{u}:{p}");
+        req = req.header("Authorization", &format!("Basic {}", b64(raw.as_bytes())));
+    }
+    let mut resp = req.call().unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    (status, headers, body)
+}
+
+fn b64(raw: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in raw.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..=c.len() {
+            s.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        for _ in c.len()..3 {
+            s.push('=');
+        }
+    }
+    s
+}
+
+/// Behind `--web-route-prefix` and a `--web-config-file` with a bcrypt
+/// user, every page and endpoint answers 401 without credentials and 200
+/// with them, only under the prefix; links, graphs and the series
+/// endpoint work there, in headless Chromium too; `healthcheck` knows.
+#[test]
+fn behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200() {
+    let test = "behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200";
+    if !can_ping(test) {
+        return;
+    }
+    let base = Base::new();
+    base.write_order(
+        "lab/v4",
+        "user: lab\nstep: 10\npings: 4\nprobe: fping\nfping: {host: 127.0.0.1}\n",
+    );
+    let hash = bcrypt::hash("s3cret pw", 6).unwrap();
+    let cfg = base.path().join("web.yml");
+    std::fs::write(&cfg, format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+    let port = testkit::free_tcp_port();
+    let d = Daemon::start(
+        &base,
+        &[
+            "--listen",
+            &port.to_string(),
+            "--web-route-prefix",
+            "/smokeping/",
+            "--web-config-file",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let alice = Some(("alice", "s3cret pw"));
+    // Two rounds, for a series with rows.
+    let first = wait_for(Duration::from_secs(60), || base.last_result("lab/v4"))
+        .unwrap_or_else(|| panic!("no round; log:\n{}", d.log_text()))
+        .int("time");
+    let last = wait_for(Duration::from_secs(60), || {
+        base.last_result("lab/v4").filter(|r| r.int("time") > first)
+    })
+    .unwrap();
+    for path in [
+        "/smokeping/",
+        "/smokeping",
+        "/smokeping/order/lab/v4",
+        "/smokeping/metrics",
+        "/smokeping/api/v1/orders",
+        "/smokeping/-/healthy",
+        "/smokeping/assets/style.css",
+    ] {
+        let (status, headers, _) = get_as(addr, path, None);
+        assert_eq!(status, 401, "{path} without credentials");
+        assert!(
+            header(&headers, "www-authenticate").is_some_and(|v| v.starts_with("Basic ")),
+            "{path}: {headers:?}"
+        );
+        assert_eq!(
+            get_as(addr, path, Some(("alice", "wrong"))).0,
+            401,
+            "{path}"
+        );
+        assert_eq!(
+            get_as(addr, path, Some(("bob", "s3cret pw"))).0,
+            401,
+            "{path}"
+        );
+        let (status, _, body) = get_as(addr, path, alice);
+        assert_eq!(status, 200, "{path} with credentials: {body}");
+    }
+    // Only under the prefix.
+    for path in ["/", "/metrics", "/order/lab/v4", "/smokepingx/", "/smoke"] {
+        assert_eq!(get_as(addr, path, alice).0, 404, "{path}");
+    }
+    // Traversal stays 404 under the prefix.
+    assert_eq!(
+        get_as(addr, "/smokeping/order/..%2f..%2fetc%2fpasswd", alice).0,
+        404
+    );
+    let (_, _, page) = get_as(addr, "/smokeping/", alice);
+    assert!(page.contains("<base href=\"/smokeping/\">"), "{page}");
+    assert!(page.contains("href=\"order/lab/v4\""), "{page}");
+    // The series: the rows of main.rrd, the latest round's median and
+    // pings as last_result has them, unknown as null, never NaN.
+    let (status, _, body) = get_as(
+        addr,
+        &format!(
+            "/smokeping/api/v1/orders/lab/v4/series?start={}&end={}",
+            first - 60,
+            last.int("time") + 20
+        ),
+        alice,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(!body.contains("NaN"), "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["id"], "lab/v4");
+    assert_eq!(v["pings"], 4);
+    assert_eq!(v["resolution"], 10);
+    let rows = v["rows"].as_array().unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r["time"] == last.int("time"))
+        .unwrap_or_else(|| panic!("no row at {}: {body}", last.int("time")));
+    let want = last.rtt("median").unwrap();
+    let got = row["median"].as_f64().unwrap();
+    assert!((got - want).abs() <= want * 1e-5, "{got} vs {want}");
+    assert_eq!(row["loss"], 0.0);
+    let pings: Vec<f64> = row["pings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert_eq!(pings.len(), 4);
+    assert!(pings.windows(2).all(|w| w[0] <= w[1]), "{pings:?}");
+    assert!(
+        rows.iter()
+            .any(|r| r["median"].is_null() && r["loss"].is_null()),
+        "rows before the first round are null: {body}"
+    );
+    assert_eq!(
+        get_as(addr, "/smokeping/api/v1/orders/nope/series", alice).0,
+        404
+    );
+    // healthcheck reads the prefix and takes 401 for an answer.
+    let out = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("/smokeping/-/healthy answered 401"), "{text}");
+    // In a real browser, with the credentials: the rows and the links
+    // resolve under the prefix.
+    let Some(browser) = chromium(&format!("{test} (browser part)")) else {
+        return;
+    };
+    let mut dt = DevTools::open(
+        &browser,
+        &format!("http://alice:s3cret%20pw@127.0.0.1:{port}/smokeping/"),
+    );
+    let href = wait_for(Duration::from_secs(20), || {
+        dt.eval("(() => { const a = document.querySelector('#rows a'); return a ? new URL(a.href).pathname : null; })()")
+            .as_str()
+            .map(str::to_owned)
+    })
+    .expect("the list in the browser");
+    assert_eq!(href, "/smokeping/order/lab/v4");
+    let css = dt.eval("getComputedStyle(document.body).getPropertyValue('margin-top')");
+    assert_eq!(css, "0px", "the stylesheet loaded under the prefix");
+    drop(d);
 }

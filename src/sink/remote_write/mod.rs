@@ -17,6 +17,7 @@
 //! series. Everything dropped is counted; probing never waits.
 
 mod proto;
+mod scrape;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -75,6 +76,34 @@ pub struct Args {
     /// File holding a bearer token sent to the remote-write endpoints.
     #[arg(long, value_name = "FILE", conflicts_with = "remote_write_user")]
     pub remote_write_bearer_token_file: Option<std::path::PathBuf>,
+
+    /// What is pushed: summary (per order and round, at most eight
+    /// series) or full (the summary, and the whole of /metrics every
+    /// --remote-write-interval).
+    #[arg(long, value_enum, default_value_t = SeriesMode::Summary, value_name = "MODE")]
+    pub remote_write_series: SeriesMode,
+
+    /// With --remote-write-series full: seconds between two pushes of
+    /// /metrics.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(5..=3600), value_name = "SECONDS")]
+    pub remote_write_interval: u64,
+}
+
+impl Args {
+    /// True when the whole of `/metrics` is pushed.
+    pub fn reads_metrics(&self) -> bool {
+        !self.remote_write.is_empty() && self.remote_write_series == SeriesMode::Full
+    }
+}
+
+/// What `--remote-write` pushes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SeriesMode {
+    /// Per order and round: loss, median, min, max, jitter, stddev, two
+    /// quantiles.
+    Summary,
+    /// The summary, and the whole of /metrics every interval.
+    Full,
 }
 
 /// How requests authenticate.
@@ -98,6 +127,8 @@ struct RemoteWritePlan {
     destinations: Vec<Destination>,
     global: BTreeMap<String, String>,
     buffer: usize,
+    /// `full`: how often `/metrics` is pushed.
+    full: Option<Duration>,
 }
 
 /// Reads the first line of a secret file.
@@ -151,6 +182,8 @@ pub fn plan(
         destinations,
         global,
         buffer: usize::try_from(args.remote_write_buffer).unwrap_or(usize::MAX),
+        full: (args.remote_write_series == SeriesMode::Full)
+            .then(|| Duration::from_secs(args.remote_write_interval)),
     })))
 }
 
@@ -170,6 +203,8 @@ impl Plan for RemoteWritePlan {
         Arc::new(RemoteWrite {
             outputs,
             global: self.global,
+            full: self.full,
+            scrape_errors: AtomicU64::new(0),
         })
     }
 }
@@ -179,6 +214,9 @@ impl Plan for RemoteWritePlan {
 pub struct RemoteWrite {
     outputs: Vec<Arc<Output>>,
     global: BTreeMap<String, String>,
+    full: Option<Duration>,
+    /// `/metrics` texts that could not be read (none expected).
+    scrape_errors: AtomicU64,
 }
 
 /// A series ready to send: its `timeseries` field of a `WriteRequest`,
@@ -292,14 +330,14 @@ impl Output {
 
 /// Encodes a round's series once, for every destination.
 fn encode_all(series: &[TimeSeries]) -> Vec<Encoded> {
-    series
-        .iter()
-        .map(|ts| {
-            let mut b = Vec::with_capacity(prost::encoding::message::encoded_len(1, ts));
-            prost::encoding::message::encode(1, ts, &mut b);
-            Encoded::from(b)
-        })
-        .collect()
+    series.iter().map(encode_one).collect()
+}
+
+/// One series as its `timeseries` field.
+fn encode_one(ts: &TimeSeries) -> Encoded {
+    let mut b = Vec::with_capacity(prost::encoding::message::encoded_len(1, ts));
+    prost::encoding::message::encode(1, ts, &mut b);
+    Encoded::from(b)
 }
 
 /// The labels of an order's series, without `__name__`: sorted by name.
@@ -411,6 +449,32 @@ impl Sink for RemoteWrite {
         let series = encode_all(&round_series(r, &self.global));
         for o in &self.outputs {
             o.push(&series);
+        }
+    }
+
+    fn scrape_interval(&self) -> Option<Duration> {
+        self.full
+    }
+
+    fn scraped(&self, text: &str, at_ms: i64) {
+        if self.full.is_none() {
+            return;
+        }
+        let mut series = Vec::new();
+        let read = scrape::for_each(text, at_ms, &self.global, |ts| {
+            series.push(encode_one(&ts));
+        });
+        match read {
+            Ok(()) => {
+                for o in &self.outputs {
+                    o.push(&series);
+                }
+            }
+            Err(e) => {
+                if self.scrape_errors.fetch_add(1, Ordering::Relaxed) == 0 {
+                    warn!(error = %e, "remote write: cannot read /metrics; not sent");
+                }
+            }
         }
     }
 

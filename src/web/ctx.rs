@@ -124,6 +124,7 @@ pub struct WebState {
     pub(super) parsed: Mutex<crate::inspect::OrderCache>,
     pub(super) graphs: Mutex<HashMap<GraphKey, (Instant, Arc<Graph>)>>,
     pub(super) graph_permits: Semaphore,
+    pub(super) charts: super::charts::Kept,
 }
 
 impl WebState {
@@ -137,6 +138,7 @@ impl WebState {
             parsed: Mutex::new(crate::inspect::OrderCache::default()),
             graphs: Mutex::new(HashMap::new()),
             graph_permits: Semaphore::new(GRAPH_WORKERS),
+            charts: Mutex::default(),
         }
     }
 }

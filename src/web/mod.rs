@@ -7,6 +7,7 @@
 //! * `ctx` — what the handlers share ([`ServeCtx`]).
 //! * [`access`] — `--web-config-file` (basic auth) and
 //!   `--web-route-prefix`.
+//! * `charts` — `/charts`, the orders ranked from their `main.rrd`.
 //! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
 //!   cluster the fleet's nodes write to.
 //!
@@ -26,6 +27,7 @@
 //!   Content-Security-Policy and the usual defensive headers.
 
 pub mod access;
+mod charts;
 mod ctx;
 pub mod fleet;
 mod pages;

@@ -264,6 +264,7 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &
                 button { "filter" }
             }
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
+            a href="charts" { "charts" }
             @if fleet { a href="fleet" { "fleet" } }
         }
         main {

@@ -42,6 +42,7 @@ pub fn routes() -> Router<Arc<ServeCtx>> {
         .route("/graph/{*id}", get(graph))
         .route("/api/v1/orders", get(api_orders))
         .route("/api/v1/orders/{*id}", get(api_order))
+        .route("/charts", get(super::charts::charts))
         .merge(super::fleet::routes())
         .route(
             "/assets/style.css",
@@ -98,7 +99,7 @@ pub fn checked_id(uri: &Uri, id: &str) -> Option<OrderId> {
 
 /// The path of `rel` below `id`'s output directory, if it is a regular
 /// file that stays inside `output/` (no symlink out).
-fn output_file(ctx: &ServeCtx, id: &OrderId, rel: &str) -> Option<PathBuf> {
+pub fn output_file(ctx: &ServeCtx, id: &OrderId, rel: &str) -> Option<PathBuf> {
     let path = id.under(&ctx.base.output).join(rel);
     let canon = std::fs::canonicalize(&path).ok()?;
     (canon.starts_with(&ctx.web.output_canon) && canon.is_file()).then_some(canon)
@@ -120,7 +121,7 @@ pub fn warm_up(ctx: &ServeCtx) {
 }
 
 /// The status of every order, reused for [`REPORT_TTL`]. Blocking.
-fn report(ctx: &ServeCtx) -> Arc<Report> {
+pub fn report(ctx: &ServeCtx) -> Arc<Report> {
     let mut cached = lock(&ctx.web.report);
     if let Some((at, r)) = cached.as_ref() {
         if at.elapsed() < REPORT_TTL {

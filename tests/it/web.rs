@@ -810,3 +810,122 @@ fn behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200() {
     assert_eq!(css, "0px", "the stylesheet loaded under the prefix");
     drop(d);
 }
+
+/// Writes `hours` of rounds into `id`'s main.rrd (step 60, 5 pings) with
+/// the writer's librrd calls: `lost` pings lost, the others answered
+/// around `median_ms(t)`.
+fn history(base: &Base, id: &str, hours: i64, lost: usize, median_ms: impl Fn(i64) -> f64) {
+    use pingmachine::result::{RoundOutcome, Summary};
+    let out = base.output(id);
+    std::fs::create_dir_all(&out).unwrap();
+    let rrd = out.join("main.rrd");
+    let now = pingmachine::clock::unix_s();
+    let end = now - now % 60;
+    let start = end - hours * 3600;
+    pingmachine::store::rrd::create_rrd(&rrd, 60, 5, start - 60).unwrap();
+    for t in (start..=end).step_by(60) {
+        let m = median_ms(t);
+        let mut rtts: Vec<Option<Duration>> = [0.9, 0.95, 1.0, 1.05, 1.1]
+            .iter()
+            .map(|k| Some(Duration::from_secs_f64(m * k / 1000.0)))
+            .collect();
+        for r in rtts.iter_mut().take(lost) {
+            *r = None;
+        }
+        let s = Summary::of(&RoundOutcome { rtts });
+        pingmachine::store::rrd::update_rrd(&rrd, t, &pingmachine::store::rrd::update_values(&s))
+            .unwrap();
+    }
+}
+
+/// `/charts` ranks orders from their main.rrd: the lossy one first by
+/// loss, the one whose median rose first by rise; in headless Chromium.
+#[test]
+fn charts_rank_the_orders_by_loss_median_jitter_and_rise() {
+    let base = Base::new();
+    let order = "user: ops\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 192.0.2.1}\n";
+    for id in ["ops/lossy", "ops/clean", "ops/rising"] {
+        base.write_order(id, order);
+    }
+    let now = pingmachine::clock::unix_s();
+    history(&base, "ops/lossy", 31, 2, |_| 20.0);
+    history(&base, "ops/clean", 31, 0, |t| {
+        5.0 + f64::from((t / 60 % 2) as u8)
+    });
+    history(&base, "ops/rising", 31, 0, |t| {
+        if t > now - 4 * 3600 {
+            50.0
+        } else {
+            10.0
+        }
+    });
+    let (serve, addr) = serve(&base);
+    let serve = KillOnDrop(serve);
+    let page = text(addr, "/charts");
+    assert!(!page.to_lowercase().contains("nan"), "{page}");
+    let first = |page: &str, chart: &str| -> Option<String> {
+        let at = page.find(&format!("data-chart=\"{chart}\""))?;
+        let rest = &page[at..];
+        let row = rest.find("<tr data-id=\"")? + 13;
+        Some(rest[row..row + rest[row..].find('"')?].to_owned())
+    };
+    assert_eq!(first(&page, "loss").as_deref(), Some("ops/lossy"), "{page}");
+    assert_eq!(
+        first(&page, "median").as_deref(),
+        Some("ops/rising"),
+        "{page}"
+    );
+    assert_eq!(
+        first(&page, "rise").as_deref(),
+        Some("ops/rising"),
+        "{page}"
+    );
+    assert_eq!(
+        first(&page, "jitter").as_deref(),
+        Some("ops/clean"),
+        "{page}"
+    );
+    // Only the lossy order lost anything; only the rising one rose.
+    let table = |chart: &str| -> String {
+        let at = page.find(&format!("data-chart=\"{chart}\"")).unwrap();
+        page[at..at + page[at..].find("</table>").unwrap_or(0)].to_owned()
+    };
+    assert!(!table("loss").contains("ops/clean"), "{}", table("loss"));
+    assert!(table("loss").contains("40.0 %"), "{}", table("loss"));
+    assert!(!table("rise").contains("ops/lossy"), "{}", table("rise"));
+    assert!(table("rise").contains("+40.00 ms"), "{}", table("rise"));
+    assert_eq!(get(addr, "/charts?range=5").0, 400);
+    assert!(text(addr, "/").contains("<a href=\"charts\">charts</a>"));
+    // 30 hours: the rise is smaller (the period holds 26 hours of 10 ms).
+    let long = text(addr, "/charts?range=108000");
+    assert_eq!(first(&long, "loss").as_deref(), Some("ops/lossy"), "{long}");
+    let Some(browser) =
+        chromium("charts_rank_the_orders_by_loss_median_jitter_and_rise (browser part)")
+    else {
+        return;
+    };
+    let dom = browse(&browser, &["--dump-dom"], &format!("http://{addr}/charts"));
+    assert_eq!(first(&dom, "loss").as_deref(), Some("ops/lossy"), "{dom}");
+    let _ = browse(
+        &browser,
+        &[
+            "--window-size=1100,900",
+            &format!(
+                "--screenshot={}",
+                screenshot_dir().join("charts.png").display()
+            ),
+        ],
+        &format!("http://{addr}/charts"),
+    );
+    drop(serve);
+}
+
+/// A child process killed when dropped.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -52,7 +52,7 @@ pub const TARGET_RANGES: [(i64, &str); 5] = [
 /// Points across a graph.
 const GRAPH_POINTS: i64 = 360;
 /// One colour per site, in the order of their names.
-const COLOURS: [&str; 10] = [
+pub(super) const COLOURS: [&str; 10] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
     "#7f7f7f", "#bcbd22",
 ];
@@ -473,7 +473,7 @@ fn heading(f: &Fleet) -> Markup {
     }
 }
 
-fn ms(s: f64) -> String {
+pub(super) fn ms(s: f64) -> String {
     let v = s * 1000.0;
     if v == 0.0 {
         "0".to_owned()
@@ -488,7 +488,7 @@ fn ms(s: f64) -> String {
     }
 }
 
-fn pct(r: f64) -> String {
+pub(super) fn pct(r: f64) -> String {
     let p = r * 100.0;
     if p == 0.0 || p >= 10.0 {
         format!("{p:.0} %")
@@ -703,7 +703,7 @@ fn target_page(
     page(&f.prefix, &format!("{id}: fleet"), body)
 }
 
-fn median_of(p: &[(f64, f64)]) -> Option<f64> {
+pub(super) fn median_of(p: &[(f64, f64)]) -> Option<f64> {
     let mut v: Vec<f64> = p.iter().map(|(_, x)| *x).collect();
     if v.is_empty() {
         return None;
@@ -717,7 +717,7 @@ fn median_of(p: &[(f64, f64)]) -> Option<f64> {
     })
 }
 
-fn mean_of(p: &[(f64, f64)]) -> Option<f64> {
+pub(super) fn mean_of(p: &[(f64, f64)]) -> Option<f64> {
     (!p.is_empty()).then(|| p.iter().map(|(_, x)| x).sum::<f64>() / p.len() as f64)
 }
 
@@ -832,7 +832,12 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn latency_svg(sites: &BTreeMap<String, SiteLines>, start: i64, end: i64, step: i64) -> Markup {
+pub(super) fn latency_svg(
+    sites: &BTreeMap<String, SiteLines>,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Markup {
     let h = 300.0;
     // The axis holds the medians and most of the smoke.
     let top = sites
@@ -908,7 +913,12 @@ fn latency_svg(sites: &BTreeMap<String, SiteLines>, start: i64, end: i64, step: 
     maud::PreEscaped(out)
 }
 
-fn loss_svg(sites: &BTreeMap<String, SiteLines>, start: i64, end: i64, step: i64) -> Markup {
+pub(super) fn loss_svg(
+    sites: &BTreeMap<String, SiteLines>,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> Markup {
     let h = 140.0;
     let mut out = String::new();
     let _ = write!(

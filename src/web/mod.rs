@@ -8,6 +8,7 @@
 //! * [`access`] — `--web-config-file` (basic auth) and
 //!   `--web-route-prefix`.
 //! * `charts` — `/charts`, the orders ranked from their `main.rrd`.
+//! * `compare` — `/compare`, several orders on one graph.
 //! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
 //!   cluster the fleet's nodes write to.
 //!
@@ -28,6 +29,7 @@
 
 pub mod access;
 mod charts;
+mod compare;
 mod ctx;
 pub mod fleet;
 mod pages;

@@ -186,9 +186,10 @@ pub fn rows(v: &ListView<'_>) -> String {
     let markup = html! {
         @for (i, o) in v.rows.iter().enumerate() {
             @if starts_group(i) {
-                tr.group { th colspan="8" { (o.user) } }
+                tr.group { th colspan="9" { (o.user) } }
             }
             tr data-id=(o.id) {
+                td.pick { input type="checkbox" name="ids" value=(o.id) form="compare" aria-label={ "compare " (o.id) }; }
                 td { a href={ "order/" (enc(&o.id, true)) } { (o.id) } }
                 td { (o.target) }
                 td.hide-narrow { (o.probe) }
@@ -214,7 +215,7 @@ pub fn rows(v: &ListView<'_>) -> String {
             }
         }
         @if v.rows.is_empty() {
-            tr { td colspan="8" .muted { "no orders" } }
+            tr { td colspan="9" .muted { "no orders" } }
         }
     };
     markup.into_string()
@@ -266,12 +267,16 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
             a href="charts" { "charts" }
             @if fleet { a href="fleet" { "fleet" } }
+            form #compare method="get" action="compare" {
+                button { "compare selected" }
+            }
         }
         main {
             div.table-wrap {
                 table #orders {
                     thead {
                         tr {
+                            th.pick { span.muted title="select orders to compare" { "⧉" } }
                             @for (key, label) in COLUMNS {
                                 th class=[column_class(key)] {
                                     a href=(link(q, Some(key), None)) {

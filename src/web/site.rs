@@ -43,6 +43,7 @@ pub fn routes() -> Router<Arc<ServeCtx>> {
         .route("/api/v1/orders", get(api_orders))
         .route("/api/v1/orders/{*id}", get(api_order))
         .route("/charts", get(super::charts::charts))
+        .route("/compare", get(super::compare::compare))
         .merge(super::fleet::routes())
         .route(
             "/assets/style.css",

@@ -929,3 +929,98 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// `/compare` draws several orders on one graph, picked in the list's
+/// check boxes or named in the URL; junk ids are 404.
+#[test]
+fn compare_draws_the_picked_orders_on_one_graph() {
+    let base = Base::new();
+    let order = "user: ops\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 192.0.2.1}\n";
+    for id in ["ops/a", "ops/b", "ops/none"] {
+        base.write_order(id, order);
+    }
+    history(&base, "ops/a", 4, 0, |_| 10.0);
+    history(&base, "ops/b", 4, 1, |_| 30.0);
+    let (serve, addr) = serve(&base);
+    let serve = KillOnDrop(serve);
+    let page = text(addr, "/compare?ids=ops/a,ops/b,ops/none");
+    let short: String = page.chars().take(600).collect();
+    assert!(!page.to_lowercase().contains("nan"), "{short}");
+    for id in ["ops/a", "ops/b"] {
+        assert_eq!(
+            page.matches(&format!("class=\"median\" data-site=\"{id}\""))
+                .count(),
+            1,
+            "one line for {id}: {short}"
+        );
+        assert!(
+            page.contains(&format!("class=\"smoke\" data-site=\"{id}\"")),
+            "{short}"
+        );
+        assert!(
+            page.contains(&format!("<tr data-id=\"{id}\">")),
+            "legend {id}"
+        );
+    }
+    // A round's value under the mouse: 10 ms, and 31.5 ms with the
+    // fastest of five pings lost (the median of 28.5, 30, 31.5, 33 ms as
+    // the store keeps it).
+    assert!(page.contains("median 10.0 ms, loss 0 %"), "{short}");
+    assert!(page.contains("median 31.5 ms, loss 20 %"), "{short}");
+    assert!(
+        page.contains("<tr class=\"muted\" data-id=\"ops/none\">"),
+        "{short}"
+    );
+    assert!(text(addr, "/compare").contains("id=\"nodata\""));
+    for junk in [
+        "/compare?ids=..%2F..%2Fetc%2Fpasswd",
+        "/compare?ids=/etc/passwd",
+        "/compare?ids=a%00b",
+    ] {
+        assert_eq!(get(addr, junk).0, 404, "{junk}");
+    }
+    let many: Vec<String> = (0..11).map(|i| format!("x{i}")).collect();
+    assert_eq!(
+        get(addr, &format!("/compare?ids={}", many.join(","))).0,
+        400
+    );
+    // In a real browser: pick two orders in the list, press the button.
+    let Some(browser) = chromium("compare_draws_the_picked_orders_on_one_graph (browser part)")
+    else {
+        return;
+    };
+    let mut dt = DevTools::open(&browser, &format!("http://{addr}/"));
+    wait_for(Duration::from_secs(20), || {
+        dt.eval("document.querySelectorAll('input[name=ids]').length")
+            .as_u64()
+            .filter(|n| *n == 3)
+    })
+    .expect("three check boxes");
+    dt.eval(
+        "(() => { for (const id of ['ops/a', 'ops/b']) document.querySelector(`input[value=\"${id}\"]`).click();
+                  document.querySelector('#compare button').click(); return true; })()",
+    );
+    let lines = wait_for(Duration::from_secs(20), || {
+        let v = dt.eval(
+            "location.pathname.endsWith('/compare') ? Array.from(document.querySelectorAll('polyline.median'), (l) => l.dataset.site).join(' ') : null",
+        );
+        v.as_str().map(str::to_owned)
+    })
+    .expect("the compare page in the browser");
+    assert_eq!(lines, "ops/a ops/b");
+    let search = dt.eval("location.search");
+    assert_eq!(search.as_str(), Some("?ids=ops%2Fa&ids=ops%2Fb"));
+    drop(dt);
+    let _ = browse(
+        &browser,
+        &[
+            "--window-size=1100,820",
+            &format!(
+                "--screenshot={}",
+                screenshot_dir().join("compare.png").display()
+            ),
+        ],
+        &format!("http://{addr}/compare?ids=ops/a,ops/b"),
+    );
+    drop(serve);
+}

@@ -12,7 +12,10 @@ function refreshRows() {
   fetch(url, { headers: { "Accept": "text/html" } })
     .then((r) => (r.ok ? r.text() : Promise.reject(r.status)))
     .then((html) => {
+      // Orders picked for comparison stay picked.
+      const picked = new Set(Array.from(rows.querySelectorAll("input[name=ids]:checked"), (c) => c.value));
       rows.innerHTML = html;
+      rows.querySelectorAll("input[name=ids]").forEach((c) => { c.checked = picked.has(c.value); });
       const at = document.getElementById("updated");
       if (at) at.textContent = "updated " + new Date().toLocaleTimeString();
     })

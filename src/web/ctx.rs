@@ -120,6 +120,7 @@ pub struct ListQuery {
 pub struct WebState {
     pub(super) orders_canon: PathBuf,
     pub(super) output_canon: PathBuf,
+    pub(super) archive_canon: PathBuf,
     pub(super) report: Mutex<Option<(Instant, Arc<Report>)>>,
     pub(super) parsed: Mutex<crate::inspect::OrderCache>,
     pub(super) graphs: Mutex<HashMap<GraphKey, (Instant, Arc<Graph>)>>,
@@ -134,6 +135,7 @@ impl WebState {
         WebState {
             orders_canon: canon(&base.orders),
             output_canon: canon(&base.output),
+            archive_canon: canon(&base.archive),
             report: Mutex::new(None),
             parsed: Mutex::new(crate::inspect::OrderCache::default()),
             graphs: Mutex::new(HashMap::new()),

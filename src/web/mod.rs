@@ -7,6 +7,7 @@
 //! * `ctx` — what the handlers share ([`ServeCtx`]).
 //! * [`access`] — `--web-config-file` (basic auth) and
 //!   `--web-route-prefix`.
+//! * `archive` — `/archive`, the orders that ended, with their graphs.
 //! * `charts` — `/charts`, the orders ranked from their `main.rrd`.
 //! * `compare` — `/compare`, several orders on one graph.
 //! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
@@ -28,6 +29,7 @@
 //!   Content-Security-Policy and the usual defensive headers.
 
 pub mod access;
+mod archive;
 mod charts;
 mod compare;
 mod ctx;

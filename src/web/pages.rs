@@ -266,6 +266,7 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &
             }
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
             a href="charts" { "charts" }
+            a href="archive" { "archive" }
             @if fleet { a href="fleet" { "fleet" } }
             form #compare method="get" action="compare" {
                 button { "compare selected" }

@@ -43,6 +43,9 @@ pub fn routes() -> Router<Arc<ServeCtx>> {
         .route("/api/v1/orders", get(api_orders))
         .route("/api/v1/orders/{*id}", get(api_order))
         .route("/charts", get(super::charts::charts))
+        .route("/archive", get(super::archive::list))
+        .route("/archive/order/{*id}", get(super::archive::order))
+        .route("/archive/graph/{*id}", get(archive_graph))
         .route("/compare", get(super::compare::compare))
         .merge(super::fleet::routes())
         .route(
@@ -104,6 +107,14 @@ pub fn output_file(ctx: &ServeCtx, id: &OrderId, rel: &str) -> Option<PathBuf> {
     let path = id.under(&ctx.base.output).join(rel);
     let canon = std::fs::canonicalize(&path).ok()?;
     (canon.starts_with(&ctx.web.output_canon) && canon.is_file()).then_some(canon)
+}
+
+/// The path of `rel` below `id`'s archive directory, if it is a regular
+/// file that stays inside `archive/` (no symlink out).
+pub fn archive_file(ctx: &ServeCtx, id: &OrderId, rel: &str) -> Option<PathBuf> {
+    let path = id.under(&ctx.base.archive).join(rel);
+    let canon = std::fs::canonicalize(&path).ok()?;
+    (canon.starts_with(&ctx.web.archive_canon) && canon.is_file()).then_some(canon)
 }
 
 /// The order file of `id`, if it is one the daemon would read.
@@ -321,12 +332,36 @@ async fn graph(
     let Some(id) = checked_id(&uri, &id) else {
         return not_found();
     };
+    draw_graph(ctx, id, q, false).await
+}
+
+/// `/archive/graph/<id>`: an archived order's graph.
+pub async fn archive_graph(
+    State(ctx): State<Arc<ServeCtx>>,
+    uri: Uri,
+    UrlPath(id): UrlPath<String>,
+    Query(q): Query<RangeQuery>,
+) -> Response {
+    let Some(id) = checked_id(&uri, &id) else {
+        return not_found();
+    };
+    draw_graph(ctx, id, q, true).await
+}
+
+/// The graph of `id`'s `main.rrd` in `output/`, or in `archive/`.
+async fn draw_graph(ctx: Arc<ServeCtx>, id: OrderId, q: RangeQuery, archived: bool) -> Response {
     let Some((start, end)) = span(&q, now(), RANGES[1].0) else {
         return (StatusCode::BAD_REQUEST, "bad range, start or end\n").into_response();
     };
     let width = q.width.unwrap_or(800).clamp(300, 2000);
     let height = q.height.unwrap_or(260).clamp(120, 1000);
-    let key: GraphKey = (id.as_str().to_owned(), start, end, width, height);
+    // Archived graphs are kept apart (no order id has a control character).
+    let name = if archived {
+        format!("\u{1}{id}")
+    } else {
+        id.as_str().to_owned()
+    };
+    let key: GraphKey = (name, start, end, width, height);
     if let Some(g) = cached_graph(&ctx, &key) {
         return graph_response(&g);
     }
@@ -339,7 +374,11 @@ async fn graph(
     }
     let c = ctx.clone();
     let drawn = blocking(move || {
-        let rrd = output_file(&c, &id, RRD_FILE)?;
+        let rrd = if archived {
+            archive_file(&c, &id, RRD_FILE)?
+        } else {
+            output_file(&c, &id, RRD_FILE)?
+        };
         if let Some(addr) = &c.rrdcached {
             if let Err(e) = crate::store::rrdcached::flush_one(addr, &rrd) {
                 tracing::debug!(error = %e, "graph drawn without flushing rrdcached");

@@ -1024,3 +1024,83 @@ fn compare_draws_the_picked_orders_on_one_graph() {
     );
     drop(serve);
 }
+
+/// `/archive` lists the orders that ended, searchable, each with its
+/// graphs up to the time it ended; nothing outside `archive/` is read.
+#[test]
+fn archived_orders_are_listed_searched_and_graphed() {
+    let base = Base::new();
+    let order = "user: ops\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 192.0.2.1}\n";
+    base.write_order("ops/live", order);
+    // An order that ran for 5 hours and ended: its output moved to
+    // archive/ as the daemon moves it.
+    history(&base, "old/gone", 5, 1, |_| 12.0);
+    let archived = base.path().join("archive/old/gone");
+    std::fs::create_dir_all(archived.parent().unwrap()).unwrap();
+    std::fs::rename(base.output("old/gone"), &archived).unwrap();
+    let now = pingmachine::clock::unix_s();
+    let ended = now - now % 60;
+    std::fs::write(
+        archived.join("last_result"),
+        format!("time: {ended}\nupdated: {}\nstep: 60\npings: 5\nloss: 1\nmin: 1.140000e-02\nmedian: 1.260000e-02\nmax: 1.320000e-02\n", ended + 5),
+    )
+    .unwrap();
+    history(&base, "ops/live", 1, 0, |_| 5.0);
+    let (serve, addr) = serve(&base);
+    let serve = KillOnDrop(serve);
+    let list = text(addr, "/archive");
+    assert!(list.contains("<tr data-id=\"old/gone\">"), "{list}");
+    assert!(list.contains("href=\"archive/order/old/gone\""), "{list}");
+    assert!(
+        list.contains("12.600 ms") && list.contains("20 %"),
+        "{list}"
+    );
+    assert!(!list.contains("ops/live"), "active orders are not ended");
+    assert!(text(addr, "/archive?q=gone").contains("old/gone"));
+    assert!(text(addr, "/archive?q=zzz").contains("no ended orders"));
+    let page = text(addr, "/archive/order/old/gone");
+    assert!(!page.to_lowercase().contains("nan"), "{page}");
+    assert!(page.contains("id=\"ended\">Ended "), "{page}");
+    let srcs: Vec<String> = page
+        .match_indices("src=\"archive/graph/old/gone?")
+        .map(|(i, _)| {
+            let s = &page[i + 5..];
+            s[..s.find('"').unwrap()].replace("&amp;", "&")
+        })
+        .collect();
+    assert_eq!(srcs.len(), 4, "{page}");
+    for s in &srcs {
+        assert!(
+            s.ends_with(&format!("&end={ended}")),
+            "graphs end when it ended: {s}"
+        );
+        let (status, _, body) = get(addr, &format!("/{s}"));
+        assert_eq!(status, 200, "{s}");
+        assert!(is_png(&body).is_some(), "{s}");
+    }
+    for junk in [
+        "/archive/order/nope",
+        "/archive/order/ops/live",
+        "/archive/order/..%2f..%2fetc%2fpasswd",
+        "/archive/graph/..%2foutput%2fops%2flive?range=3600",
+        "/archive/graph/ops/live?range=3600",
+    ] {
+        assert_eq!(get(addr, junk).0, 404, "{junk}");
+    }
+    assert!(text(addr, "/").contains("<a href=\"archive\">archive</a>"));
+    let Some(browser) = chromium("archived_orders_are_listed_searched_and_graphed (browser part)")
+    else {
+        return;
+    };
+    let mut dt = DevTools::open(&browser, &format!("http://{addr}/archive/order/old/gone"));
+    let loaded = wait_for(Duration::from_secs(20), || {
+        dt.eval(
+            "(() => { const i = Array.from(document.querySelectorAll('img.graph'));
+               return i.length === 4 && i.every((x) => x.complete && x.naturalWidth > 0) ? i.length : null; })()",
+        )
+        .as_u64()
+    });
+    assert_eq!(loaded, Some(4), "the four graphs drawn in the browser");
+    drop(dt);
+    drop(serve);
+}

@@ -131,6 +131,12 @@ pub async fn list(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ArchiveQuery
     }
 }
 
+/// `2026-12-06 04:58:30` (UTC).
+pub fn utc_seconds(t: i64) -> String {
+    let s = utc(t);
+    format!("{}:{:02}", s.trim_end_matches(" UTC"), t.rem_euclid(60))
+}
+
 /// `2026-12-06 04:58 UTC`.
 pub fn utc(t: i64) -> String {
     let days = t.div_euclid(86_400);
@@ -222,5 +228,6 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc(1_796_011_200), "2026-11-30 04:00 UTC");
         assert_eq!(utc(951_827_415), "2000-02-29 12:30 UTC");
+        assert_eq!(utc_seconds(951_827_415), "2000-02-29 12:30:15");
     }
 }

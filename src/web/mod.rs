@@ -29,7 +29,7 @@
 //!   Content-Security-Policy and the usual defensive headers.
 
 pub mod access;
-mod archive;
+pub(crate) mod archive;
 mod charts;
 mod compare;
 mod ctx;

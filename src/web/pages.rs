@@ -336,6 +336,7 @@ pub fn order(
     spread: (Option<f64>, Option<f64>),
     has_rrd: bool,
     zoom: Option<(i64, i64)>,
+    rounds: &[crate::graph::SeriesRow],
     prefix: &str,
 ) -> String {
     let id = o.id.as_str();
@@ -388,6 +389,38 @@ pub fn order(
             @match last_result {
                 Some(t) => pre #last-result { (t) },
                 None => p.muted #last-result { "none yet" },
+            }
+            @if has_rrd && !norrd {
+                h2 { "Last rounds" }
+                p {
+                    a #csv href={ "api/v1/orders/" (path) "/series?range=108000&format=csv" } { "the last 30 hours as CSV" }
+                    span.muted { " (from main.rrd; RTTs in ms, the pings sorted)" }
+                }
+                @if rounds.is_empty() {
+                    p.muted #rounds { "none in the last 60 steps" }
+                } @else {
+                    div.table-wrap {
+                        table #rounds {
+                            thead { tr {
+                                th { "time (UTC)" } th.num { "loss" } th.num { "median" } th.num { "min" } th.num { "max" }
+                                th.hide-narrow { "pings" }
+                            } }
+                            tbody {
+                                @for r in rounds {
+                                    @let known: Vec<f64> = r.pings.iter().flatten().copied().collect();
+                                    tr data-time=(r.time) {
+                                        td { (super::archive::utc_seconds(r.time)) }
+                                        td.num { (r.loss.map_or("-".into(), |l| format!("{:.0} %", l * 100.0))) }
+                                        td.num { (r.median.map_or("-".into(), |m| format!("{:.3}", m * 1000.0))) }
+                                        td.num { (known.first().map_or("-".into(), |m| format!("{:.3}", m * 1000.0))) }
+                                        td.num { (known.last().map_or("-".into(), |m| format!("{:.3}", m * 1000.0))) }
+                                        td.hide-narrow { (r.pings.iter().map(|p| p.map_or("-".into(), |v| format!("{:.3}", v * 1000.0))).collect::<Vec<String>>().join(" ")) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
             @if let (Some(j), sd) = spread {
                 p #spread {

@@ -21,6 +21,8 @@ use crate::order::OrderId;
 use crate::report::{self, Filter, Report};
 use crate::store::writer::RRD_FILE;
 
+/// Rounds in the order page's table.
+pub const LAST_ROUNDS: usize = 20;
 /// How long a drawn graph is served again.
 pub const GRAPH_TTL: Duration = Duration::from_secs(60);
 /// Most graphs kept.
@@ -220,6 +222,8 @@ pub struct RangeQuery {
     pub width: Option<u32>,
     /// Image height.
     pub height: Option<u32>,
+    /// `csv`: the series as CSV.
+    pub format: Option<String>,
 }
 
 /// `1796000000` or `2026-11-30T04:00` (UTC, as an `<input
@@ -294,7 +298,23 @@ async fn order_page(
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let last = output_file(&c, &id, crate::store::last_result::FILE)
             .and_then(|p| std::fs::read_to_string(p).ok());
-        let has_rrd = output_file(&c, &id, RRD_FILE).is_some();
+        let rrd = output_file(&c, &id, RRD_FILE);
+        let has_rrd = rrd.is_some();
+        // The last rounds, newest first.
+        let mut rounds: Vec<crate::graph::SeriesRow> = rrd
+            .and_then(|p| {
+                // The last 60 steps at the order's step: its rounds, not a
+                // consolidation (a longer span could make librrd pick a
+                // coarser archive that covers it).
+                let end = now();
+                let span = 60 * i64::from(order.step.max(1));
+                crate::graph::series(&p, end - span, end, 60).ok()
+            })
+            .map(|s| s.rows)
+            .unwrap_or_default();
+        rounds.retain(|r| r.median.is_some() || r.loss.is_some());
+        rounds.reverse();
+        rounds.truncate(LAST_ROUNDS);
         let spread = match &c.daemon {
             Some(d) => latest_stats(
                 d,
@@ -312,6 +332,7 @@ async fn order_page(
             spread,
             has_rrd,
             zoom,
+            &rounds,
             &c.prefix,
         ))
     })
@@ -533,6 +554,14 @@ async fn api_order(
     .await
     .flatten();
     match rows {
+        Some(Ok((_, s))) if q.format.as_deref() == Some("csv") => (
+            [
+                (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            series_csv(&s),
+        )
+            .into_response(),
         Some(Ok((id, s))) => json(&serde_json::json!({
             "id": id.as_str(),
             "start": s.start,
@@ -544,6 +573,33 @@ async fn api_order(
         Some(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
         None => not_found(),
     }
+}
+
+/// The series as CSV: a header, then a row per RRD row; RTTs in ms,
+/// loss 0 to 1, unknown values empty.
+fn series_csv(s: &crate::graph::Series) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("time,lost,loss,median_ms");
+    for i in 1..=s.pings {
+        let _ = write!(out, ",ping{i}_ms");
+    }
+    out.push('\n');
+    let v = |x: Option<f64>, k: f64| x.map(|x| format!("{}", x * k)).unwrap_or_default();
+    for r in &s.rows {
+        let _ = write!(
+            out,
+            "{},{},{},{}",
+            r.time,
+            v(r.lost, 1.0),
+            v(r.loss, 1.0),
+            v(r.median, 1000.0)
+        );
+        for p in &r.pings {
+            let _ = write!(out, ",{}", v(*p, 1000.0));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[cfg(test)]

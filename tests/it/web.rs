@@ -780,6 +780,40 @@ fn behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200() {
         get_as(addr, "/smokeping/api/v1/orders/nope/series", alice).0,
         404
     );
+    // The order page's last rounds, and the same as CSV.
+    let (_, _, order_page) = get_as(addr, "/smokeping/order/lab/v4", alice);
+    assert!(order_page.contains("<table id=\"rounds\">"), "{order_page}");
+    assert!(
+        order_page.contains(&format!("<tr data-time=\"{}\">", last.int("time"))),
+        "{order_page}"
+    );
+    let (status, headers, csv) = get_as(
+        addr,
+        &format!(
+            "/smokeping/api/v1/orders/lab/v4/series?start={}&end={}&format=csv",
+            first - 60,
+            last.int("time") + 20
+        ),
+        alice,
+    );
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-type").is_some_and(|t| t.starts_with("text/csv")));
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("time,lost,loss,median_ms,ping1_ms,ping2_ms,ping3_ms,ping4_ms")
+    );
+    let line = lines
+        .find(|l| l.starts_with(&format!("{},", last.int("time"))))
+        .unwrap_or_else(|| panic!("no row at {} in {csv}", last.int("time")));
+    let cells: Vec<&str> = line.split(',').collect();
+    assert_eq!(cells.len(), 8, "{line}");
+    let median_ms: f64 = cells[3].parse().unwrap();
+    assert!(
+        (median_ms - want * 1000.0).abs() <= want * 1000.0 * 1e-5,
+        "{line}"
+    );
+    assert!(!csv.contains("NaN"), "{csv}");
     // healthcheck reads the prefix and takes 401 for an answer.
     let out = Command::new(bin())
         .arg("--basedir")

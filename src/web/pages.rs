@@ -239,6 +239,17 @@ fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
 }
 
 /// The status page.
+/// What an order page shows of its `main.rrd`.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRrd<'a> {
+    /// The file is there.
+    pub present: bool,
+    /// A chosen range (Unix start, end).
+    pub zoom: Option<(i64, i64)>,
+    /// The last rounds, newest first.
+    pub rounds: &'a [crate::graph::SeriesRow],
+}
+
 /// The status list; `fleet`: link the fleet view; `prefix`: see [`page`].
 pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &str) -> String {
     let mut users: Vec<&str> = r.orders.iter().map(|o| o.user.as_str()).collect();
@@ -334,11 +345,10 @@ pub fn order(
     file_text: &str,
     last_result: Option<&str>,
     spread: (Option<f64>, Option<f64>),
-    has_rrd: bool,
-    zoom: Option<(i64, i64)>,
-    rounds: &[crate::graph::SeriesRow],
+    rrd: &OrderRrd<'_>,
     prefix: &str,
 ) -> String {
+    let (has_rrd, zoom, rounds) = (rrd.present, rrd.zoom, rrd.rounds);
     let id = o.id.as_str();
     let path = enc(id, true);
     let norrd = o.rrd == RrdTemplate::NoRrd;

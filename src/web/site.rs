@@ -330,9 +330,11 @@ async fn order_page(
             &text,
             last.as_deref(),
             spread,
-            has_rrd,
-            zoom,
-            &rounds,
+            &pages::OrderRrd {
+                present: has_rrd,
+                zoom,
+                rounds: &rounds,
+            },
             &c.prefix,
         ))
     })
@@ -631,6 +633,7 @@ mod tests {
             end: end.map(str::to_owned),
             width: None,
             height: None,
+            format: None,
         };
         assert_eq!(
             span(&q(None, None, Some(3600)), 1_000_030, 60),

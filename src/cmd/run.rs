@@ -130,8 +130,15 @@ fn start(
     // Bound before detaching and dropping privileges: a taken port is a
     // start-up error on the terminal, and a port below 1024 works.
     let listeners = crate::web::bind_all(&opts.listen)?;
-    if opts.fleet.prometheus_url.is_some() && opts.listen.is_empty() {
-        anyhow::bail!("--prometheus-url: the fleet view is a web page; it needs --listen");
+    if opts.listen.is_empty() {
+        if opts.fleet.prometheus_url.is_some() {
+            anyhow::bail!("--prometheus-url: the fleet view is a web page; it needs --listen");
+        }
+        if opts.web.web_config_file.is_some() || !opts.web.web_route_prefix.is_empty() {
+            anyhow::bail!(
+                "--web-config-file and --web-route-prefix apply to the web page; they need --listen"
+            );
+        }
     }
     let fleet = crate::web::fleet::Fleet::new(
         &opts.fleet,

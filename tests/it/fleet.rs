@@ -619,6 +619,7 @@ fn the_fleet_view_is_off_by_default_says_when_the_store_is_down_and_checks_its_f
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
+        let child = Killed(child);
         let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for(Duration::from_secs(20), || try_get(addr, "/-/healthy")).expect("serve answers");
         (child, addr)
@@ -689,6 +690,27 @@ fn the_fleet_view_is_off_by_default_says_when_the_store_is_down_and_checks_its_f
     assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("--prometheus-url") && err.contains("--listen"),
+        "{err}"
+    );
+    let (code, err) = run(&["run", "--web-route-prefix", "/x"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--web-route-prefix") && err.contains("--listen"),
+        "{err}"
+    );
+    // A web configuration that is not one is a start-up error naming it.
+    let cfg = base.path().join("web.yml");
+    std::fs::write(&cfg, "basic_auth_users:\n  alice: plain\n").unwrap();
+    let (code, err) = run(&[
+        "serve",
+        "--listen",
+        "1",
+        "--web-config-file",
+        cfg.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("web.yml") && err.contains("alice") && err.contains("bcrypt"),
         "{err}"
     );
 }

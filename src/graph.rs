@@ -103,8 +103,41 @@ fn cdef(name: &str, rpn: String) -> anyhow::Result<GraphElement> {
     .into())
 }
 
-/// The graph elements for an RRD with `pings` ping data sources.
-pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
+/// Which of the legend's figures have a known value in the graphed range:
+/// librrd prints an all-unknown range's figures as `-nan`, so the legend
+/// says "no data" for them instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Known {
+    /// Some round in the range has a median (not every ping lost).
+    pub median: bool,
+    /// Some round in the range has a loss (the order ran).
+    pub loss: bool,
+}
+
+impl Known {
+    /// Both figures known.
+    #[cfg(test)]
+    pub const ALL: Known = Known {
+        median: true,
+        loss: true,
+    };
+
+    /// What `rrd` holds from `start` to `end`, read at about `points` rows.
+    /// A failed read claims nothing is known.
+    pub fn of(rrd: &Path, start: i64, end: i64, points: u32) -> Known {
+        let rows = series(rrd, start, end, points)
+            .map(|s| s.rows)
+            .unwrap_or_default();
+        Known {
+            median: rows.iter().any(|r| r.median.is_some()),
+            loss: rows.iter().any(|r| r.loss.is_some()),
+        }
+    }
+}
+
+/// The graph elements for an RRD with `pings` ping data sources, with
+/// a legend of the figures `known` in the range.
+pub fn elements(rrd: &Path, pings: u32, known: Known) -> anyhow::Result<Vec<GraphElement>> {
     let def = |name: &str, ds: &str| -> anyhow::Result<GraphElement> {
         Ok(Def {
             var_name: var(name)?,
@@ -131,7 +164,7 @@ pub fn elements(rrd: &Path, pings: u32) -> anyhow::Result<Vec<GraphElement>> {
 
     background(&mut e)?;
     smoke(&mut e, pings)?;
-    legend(&mut e)?;
+    legend(&mut e, known)?;
     Ok(e)
 }
 
@@ -195,26 +228,11 @@ fn smoke(e: &mut Vec<GraphElement>, pings: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The legend's figures, then the median coloured by loss with its key.
-fn legend(e: &mut Vec<GraphElement>) -> anyhow::Result<()> {
+/// The legend's figures (or "no data" where the range has none), then
+/// the median coloured by loss with its key.
+fn legend(e: &mut Vec<GraphElement>, known: Known) -> anyhow::Result<()> {
     // Legend figures first (GPRINT only prints), so the loss colour key
     // below ends the legend and needs no line break.
-    for (name, rpn) in [
-        ("mednow", "med,LAST"),
-        ("medmax", "med,MAXIMUM"),
-        ("medavg", "med,AVERAGE"),
-        ("lpnow", "lp,LAST"),
-        ("lpmax", "lp,MAXIMUM"),
-        ("lpavg", "lp,AVERAGE"),
-    ] {
-        e.push(
-            VDef {
-                var_name: var(name)?,
-                rpn: rpn.into(),
-            }
-            .into(),
-        );
-    }
     let gp = |v: &str, f: &str| -> anyhow::Result<GraphElement> {
         Ok(GPrint {
             var_name: var(v)?,
@@ -222,12 +240,44 @@ fn legend(e: &mut Vec<GraphElement>) -> anyhow::Result<()> {
         }
         .into())
     };
-    e.push(gp("mednow", "median RTT  now %6.2lf %ss")?);
-    e.push(gp("medmax", "max %6.2lf %ss")?);
-    e.push(gp("medavg", "avg %6.2lf %ss\\n")?);
-    e.push(gp("lpnow", "packet loss now %7.2lf %%")?);
-    e.push(gp("lpmax", "max %7.2lf %%")?);
-    e.push(gp("lpavg", "avg %7.2lf %%\\n")?);
+    // Per figure: its VDEF name, RPN and GPRINT format.
+    type Prints<'a> = [(&'a str, &'a str, &'a str); 3];
+    let figures: [(bool, &str, Prints); 2] = [
+        (
+            known.median,
+            "median RTT      no data\\n",
+            [
+                ("mednow", "med,LAST", "median RTT  now %6.2lf %ss"),
+                ("medmax", "med,MAXIMUM", "max %6.2lf %ss"),
+                ("medavg", "med,AVERAGE", "avg %6.2lf %ss\\n"),
+            ],
+        ),
+        (
+            known.loss,
+            "packet loss     no data\\n",
+            [
+                ("lpnow", "lp,LAST", "packet loss now %7.2lf %%"),
+                ("lpmax", "lp,MAXIMUM", "max %7.2lf %%"),
+                ("lpavg", "lp,AVERAGE", "avg %7.2lf %%\\n"),
+            ],
+        ),
+    ];
+    for (is_known, none, prints) in figures {
+        if !is_known {
+            e.push(Comment { text: none.into() }.into());
+            continue;
+        }
+        for (name, rpn, format) in prints {
+            e.push(
+                VDef {
+                    var_name: var(name)?,
+                    rpn: rpn.into(),
+                }
+                .into(),
+            );
+            e.push(gp(name, format)?);
+        }
+    }
     // The median, coloured by loss.
     e.push(
         Comment {
@@ -303,6 +353,19 @@ pub fn render_area(
     width: u32,
     height: u32,
 ) -> anyhow::Result<(Vec<u8>, PlotArea)> {
+    render_as(ImageFormat::Png, rrd, title, start, end, width, height)
+}
+
+/// [`render_area`] in `format`.
+fn render_as(
+    format: ImageFormat,
+    rrd: &Path,
+    title: &str,
+    start: SystemTime,
+    end: SystemTime,
+    width: u32,
+    height: u32,
+) -> anyhow::Result<(Vec<u8>, PlotArea)> {
     let (_step, pings) =
         store_rrd::shape(rrd).with_context(|| format!("cannot read {}", rrd.display()))?;
     if pings == 0 {
@@ -333,9 +396,15 @@ pub fn render_area(
         },
         ..GraphProps::default()
     };
-    let elements = elements(rrd, pings)?;
+    let known = Known::of(
+        rrd,
+        crate::clock::unix_s_of(start),
+        crate::clock::unix_s_of(end),
+        width,
+    );
+    let elements = elements(rrd, pings, known)?;
     let _guard = lock(&GRAPH_LOCK);
-    let (png, meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &elements)
+    let (png, meta) = rrd::ops::graph::graph(format, &props, &elements)
         .map_err(|e| anyhow::anyhow!("librrd graph: {e}"))?;
     let unix = |t: &rrd::Timestamp| crate::clock::unix_s_of(*t);
     Ok((
@@ -391,7 +460,7 @@ mod tests {
 
     #[test]
     fn smoke_and_median_elements() {
-        let els = elements(Path::new("/x/main.rrd"), 20).unwrap();
+        let els = elements(Path::new("/x/main.rrd"), 20, Known::ALL).unwrap();
         let args = rrd::ops::graph::graph_args(None, &GraphProps::default(), &els).unwrap();
         assert!(args.contains(&"DEF:ping20=/x/main.rrd:ping20:AVERAGE".to_string()));
         assert!(
@@ -405,6 +474,111 @@ mod tests {
         assert_eq!(args.iter().filter(|a| a.starts_with("AREA:s")).count(), 10);
         assert!(args.iter().any(|a| a.starts_with("LINE2:m0#26C400")));
         assert!(args.iter().any(|a| a.starts_with("GPRINT:mednow")));
+        assert!(!args.iter().any(|a| a.contains("no data")));
+    }
+
+    #[test]
+    fn a_range_without_data_says_so_instead_of_nan() {
+        let none = Known {
+            median: false,
+            loss: false,
+        };
+        let els = elements(Path::new("/x/main.rrd"), 20, none).unwrap();
+        let args = rrd::ops::graph::graph_args(None, &GraphProps::default(), &els).unwrap();
+        assert!(!args.iter().any(|a| a.starts_with("GPRINT:")), "{args:?}");
+        assert!(!args.iter().any(|a| a.starts_with("VDEF:")), "{args:?}");
+        assert_eq!(
+            args.iter().filter(|a| a.contains("no data")).count(),
+            2,
+            "{args:?}"
+        );
+        // All lost: the loss is known, the median is not.
+        let lost = Known {
+            median: false,
+            loss: true,
+        };
+        let els = elements(Path::new("/x/main.rrd"), 20, lost).unwrap();
+        let args = rrd::ops::graph::graph_args(None, &GraphProps::default(), &els).unwrap();
+        assert!(args.iter().any(|a| a.starts_with("GPRINT:lpnow")));
+        assert!(!args.iter().any(|a| a.starts_with("GPRINT:mednow")));
+        assert!(args.iter().any(|a| a.contains("median RTT      no data")));
+    }
+
+    #[test]
+    fn librrd_prints_no_nan_for_an_empty_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let rrd = dir.path().join("main.rrd");
+        let now = crate::clock::unix_s() / 60 * 60;
+        let first = now - 3600;
+        store_rrd::create_rrd(&rrd, 60, 5, first - 60).unwrap();
+        for k in 0..60 {
+            let t = first + k * 60;
+            let mut v = vec![Some(0.0), Some(0.010)];
+            v.extend((1..=5).map(|i| Some(0.008 + 0.001 * f64::from(i))));
+            store_rrd::update_rrd(&rrd, t, &v).unwrap();
+        }
+        let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(t as u64);
+        // What the legend's GPRINTs print, as librrd's PRINT gives it back.
+        let printed = |start: i64, end: i64, known: Known| -> Vec<String> {
+            let els: Vec<GraphElement> = elements(&rrd, 5, known)
+                .unwrap()
+                .into_iter()
+                .map(|e| match e {
+                    GraphElement::GPrint(g) => rrd::ops::graph::elements::Print {
+                        var_name: g.var_name,
+                        format: g.format,
+                        format_mode: None,
+                    }
+                    .into(),
+                    other => other,
+                })
+                .collect();
+            let props = GraphProps {
+                time_range: TimeRange {
+                    start: Some(at(start)),
+                    end: Some(at(end)),
+                    step_seconds: None,
+                },
+                ..GraphProps::default()
+            };
+            let _guard = lock(&GRAPH_LOCK);
+            let (_, meta) = rrd::ops::graph::graph(ImageFormat::Png, &props, &els).unwrap();
+            let mut out: Vec<(String, String)> = meta
+                .extra_info
+                .iter()
+                .filter(|(k, _)| k.starts_with("print["))
+                .map(|(k, v)| (k.clone(), format!("{v:?}")))
+                .collect();
+            out.sort();
+            out.into_iter().map(|(_, v)| v).collect()
+        };
+        // A range from before the order existed: without the check,
+        // librrd prints nan; with it, no figure is printed.
+        let (a, b) = (first - 10 * 86400, first - 9 * 86400);
+        let unchecked = printed(a, b, Known::ALL);
+        assert!(
+            unchecked.iter().any(|v| v.to_lowercase().contains("nan")),
+            "{unchecked:?}"
+        );
+        let known = Known::of(&rrd, a, b, 600);
+        assert_eq!(
+            known,
+            Known {
+                median: false,
+                loss: false
+            }
+        );
+        assert!(printed(a, b, known).is_empty());
+        // The last hour: six figures, none nan, the median 10 ms.
+        let known = Known::of(&rrd, now - 3600, now, 600);
+        assert_eq!(known, Known::ALL);
+        let full = printed(now - 3600, now, known);
+        assert_eq!(full.len(), 6, "{full:?}");
+        assert!(
+            !full.iter().any(|v| v.to_lowercase().contains("nan")),
+            "{full:?}"
+        );
+        assert!(full.iter().any(|v| v.contains("10.00 m")), "{full:?}");
     }
 }
 

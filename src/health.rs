@@ -92,6 +92,9 @@ impl Telemetry {
             if self.started.web_auth {
                 s.json("web_auth", true);
             }
+            if !self.started.web_tls.is_empty() {
+                s.json("web_tls", self.started.web_tls);
+            }
         }
         self.jobs.telemetry(&mut s);
         if let Some((rejected, archived)) = dir_counts {

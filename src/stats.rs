@@ -23,6 +23,10 @@ pub struct Started {
     pub route_prefix: String,
     /// True when the web page needs credentials (`--web-config-file`).
     pub web_auth: bool,
+    /// `https` when the listener speaks TLS, `https+client-cert` when it
+    /// also wants a client certificate (`--web-config-file`); empty for
+    /// plain HTTP.
+    pub web_tls: &'static str,
     /// The rrdcached client (`--rrdcached`), if any.
     pub rrdcached: Option<std::sync::Arc<crate::store::rrdcached::RrdCached>>,
 }

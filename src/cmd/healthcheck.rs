@@ -17,6 +17,11 @@
 //!    before it forked, and the kernel shows the pid that took it.)
 //! 3. When the daemon listens (`--listen`), `GET /-/healthy` must answer
 //!    200 within five seconds (a wildcard address is asked on loopback).
+//!    Over HTTPS (`tls_server_config`) the daemon's certificate is not
+//!    checked: the address is the daemon's own, read from its file, and
+//!    nothing secret is sent. When the listener wants a client
+//!    certificate, which this check has none of, a TLS handshake that
+//!    gets as far as the server's request for one is the answer.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
@@ -44,6 +49,8 @@ struct Stats {
     route_prefix: String,
     #[serde(default)]
     web_auth: bool,
+    #[serde(default)]
+    web_tls: String,
 }
 
 /// Runs the check; prints one line. `Ok(true)`: healthy.
@@ -99,6 +106,8 @@ enum Unhealthy {
     Http { url: String, source: ureq::Error },
     #[error("{url} answered {status}")]
     Status { url: String, status: u16 },
+    #[error("{url}: {why}")]
+    Https { url: String, why: String },
 }
 
 fn check(base: &BaseDir, now: i64) -> Result<String, Unhealthy> {
@@ -153,8 +162,30 @@ fn check(base: &BaseDir, now: i64) -> Result<String, Unhealthy> {
                 source,
             })?;
             let addr = loopback_for(addr);
-            let url = format!("http://{addr}{}/-/healthy", s.route_prefix);
-            match get_healthy(&url)? {
+            let scheme = if s.web_tls.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            let url = format!("{scheme}://{addr}{}/-/healthy", s.route_prefix);
+            let status = match s.web_tls.as_str() {
+                "" => get_healthy(&url)?,
+                tag => {
+                    let path = format!("{}/-/healthy", s.route_prefix);
+                    let wants_cert = tag.contains("client-cert");
+                    match https_status(addr, &path, wants_cert) {
+                        Ok(Some(status)) => status,
+                        Ok(None) => {
+                            return Ok(format!(
+                                "pid {} holds the lock; {url} asked for a client certificate",
+                                s.pid
+                            ))
+                        }
+                        Err(why) => return Err(Unhealthy::Https { url, why }),
+                    }
+                }
+            };
+            match status {
                 200 => Ok(format!("pid {} holds the lock; {url} answered 200", s.pid)),
                 // Behind --web-config-file's users: it answers, and wants
                 // credentials that this check does not have.
@@ -208,6 +239,128 @@ fn get_healthy(url: &str) -> Result<u16, Unhealthy> {
         source,
     })?;
     Ok(resp.status().as_u16())
+}
+
+/// `GET path` over TLS to `addr` without checking its certificate; the
+/// HTTP status, or `None` when the server wants a client certificate
+/// (`wants_cert`) and ends the handshake for the lack of one.
+fn https_status(addr: SocketAddr, path: &str, wants_cert: bool) -> Result<Option<u16>, String> {
+    use std::io::{Read, Write};
+    use std::sync::Arc;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    let mut conn =
+        rustls::ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
+    let mut sock =
+        std::net::TcpStream::connect_timeout(&addr, HTTP_TIMEOUT).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(HTTP_TIMEOUT))
+        .and_then(|()| sock.set_write_timeout(Some(HTTP_TIMEOUT)))
+        .map_err(|e| e.to_string())?;
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: pingmachine-healthcheck\r\nConnection: close\r\n\r\n"
+    );
+    let mut head = Vec::new();
+    let sent = tls.write_all(request.as_bytes()).and_then(|()| tls.flush());
+    let read = sent.and_then(|()| {
+        let mut buf = [0u8; 512];
+        // The status line is in the first bytes; bounded by the timeouts.
+        for _ in 0..64 {
+            let n = tls.read(&mut buf)?;
+            head.extend_from_slice(&buf[..n]);
+            if n == 0 || head.windows(2).any(|w| w == b"\r\n") {
+                break;
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = read {
+        let refused_for_cert = e
+            .get_ref()
+            .and_then(|i| i.downcast_ref::<rustls::Error>())
+            .is_some_and(|t| {
+                matches!(
+                    t,
+                    rustls::Error::AlertReceived(
+                        rustls::AlertDescription::CertificateRequired
+                            | rustls::AlertDescription::HandshakeFailure
+                            | rustls::AlertDescription::BadCertificate
+                    )
+                )
+            });
+        return if wants_cert && refused_for_cert {
+            Ok(None)
+        } else {
+            Err(e.to_string())
+        };
+    }
+    let line = String::from_utf8_lossy(&head);
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            format!(
+                "not an HTTP answer: {:?}",
+                line.lines().next().unwrap_or("")
+            )
+        })
+}
+
+/// Takes any server certificate (see [`https_status`]); signatures are
+/// still checked, so the handshake is a real one.
+#[derive(Debug)]
+struct AnyCertificate(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
 }
 
 #[cfg(test)]

@@ -353,6 +353,7 @@ async fn daemon(
             listen: listeners.first().and_then(|l| l.local_addr().ok()),
             route_prefix: opts.web.web_route_prefix.clone(),
             web_auth: access.required(),
+            web_tls: access.scheme_tag(),
             rrdcached: rrdcached.clone(),
         },
         jobs: counters.clone(),

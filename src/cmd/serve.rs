@@ -60,7 +60,11 @@ pub fn run(base: &BaseDir, opts: &ServeOpts) -> anyhow::Result<()> {
         let mut servers = tokio::task::JoinSet::new();
         for listener in listeners {
             if let Ok(a) = listener.local_addr() {
-                eprintln!("serving {} on http://{a}{prefix}/", base.root.display());
+                eprintln!(
+                    "serving {} on {}://{a}{prefix}/",
+                    base.root.display(),
+                    ctx.access.scheme()
+                );
             }
             servers.spawn(serve::run(listener, ctx.clone(), cancel.clone()));
         }

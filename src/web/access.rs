@@ -1,8 +1,8 @@
-//! Who may read the web page, and where it sits: `--web-config-file` (the
-//! format of the Prometheus exporters' web configuration: basic-auth
-//! users with bcrypt hashes) and `--web-route-prefix` (the page behind a
-//! reverse proxy at a path of its own). Shared by `run --listen` and
-//! `serve`.
+//! Who may read the web page, how, and where it sits: `--web-config-file`
+//! (the format of the Prometheus exporters' web configuration: basic-auth
+//! users with bcrypt hashes, and HTTPS, `super::tls`) and
+//! `--web-route-prefix` (the page behind a reverse proxy at a path of its
+//! own). Shared by `run --listen` and `serve`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,8 +28,8 @@ pub struct WebOpts {
     #[arg(long, value_name = "PATH", value_parser = parse_prefix, default_value = "")]
     pub web_route_prefix: String,
     /// Web configuration file (the Prometheus exporters' format):
-    /// basic_auth_users with bcrypt hashes. Every request then needs one
-    /// of them.
+    /// basic_auth_users with bcrypt hashes (every request then needs one
+    /// of them) and tls_server_config (HTTPS).
     #[arg(long, value_name = "FILE")]
     pub web_config_file: Option<PathBuf>,
 }
@@ -62,7 +62,7 @@ pub fn parse_prefix(s: &str) -> Result<String, String> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    tls_server_config: Option<serde_yaml_ng::Value>,
+    tls_server_config: Option<super::tls::TlsFile>,
     http_server_config: Option<serde_yaml_ng::Value>,
     basic_auth_users: Option<BTreeMap<String, String>>,
 }
@@ -74,6 +74,8 @@ pub struct Access {
     users: BTreeMap<String, String>,
     /// md5 of user, NUL, password → passed.
     verified: Mutex<HashMap<[u8; 16], ()>>,
+    /// `tls_server_config`: HTTPS.
+    pub tls: Option<super::tls::Tls>,
 }
 
 impl Access {
@@ -81,12 +83,20 @@ impl Access {
     pub fn load(path: &Path) -> anyhow::Result<Access> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("--web-config-file {}: {e}", path.display()))?;
-        Access::parse(&text)
+        let dir = path.parent().unwrap_or(Path::new("."));
+        Access::parse_in(&text, dir)
             .map_err(|e| anyhow::anyhow!("--web-config-file {}: {e}", path.display()))
     }
 
-    /// The configuration in `text`.
+    /// The configuration in `text`, its files in the current directory.
+    #[cfg(test)]
     pub fn parse(text: &str) -> Result<Access, String> {
+        Access::parse_in(text, Path::new("."))
+    }
+
+    /// The configuration in `text`; relative paths in it are read from
+    /// `dir` (the file's directory).
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Access, String> {
         let f: File = if text.trim().is_empty() {
             File {
                 tls_server_config: None,
@@ -96,13 +106,6 @@ impl Access {
         } else {
             serde_yaml_ng::from_str(text).map_err(|e| e.to_string())?
         };
-        if f.tls_server_config.is_some() {
-            return Err(
-                "tls_server_config: TLS is not served by pingmachine itself; \
-                 put a reverse proxy (nginx, Caddy) in front for https"
-                    .into(),
-            );
-        }
         if f.http_server_config.is_some() {
             return Err("http_server_config: not supported".into());
         }
@@ -116,10 +119,34 @@ impl Access {
             hash.parse::<bcrypt::HashParts>()
                 .map_err(|e| format!("basic_auth_users: {user}: not a bcrypt hash ($2y$…): {e}"))?;
         }
+        let tls = match f.tls_server_config {
+            Some(t) => Some(super::tls::Tls::new(t, dir)?),
+            None => None,
+        };
         Ok(Access {
             users,
             verified: Mutex::new(HashMap::new()),
+            tls,
         })
+    }
+
+    /// What `.stats.json` says of TLS: `""` (none), `https`, or
+    /// `https+client-cert`.
+    pub fn scheme_tag(&self) -> &'static str {
+        match &self.tls {
+            None => "",
+            Some(t) if t.client_certs => "https+client-cert",
+            Some(_) => "https",
+        }
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
     }
 
     /// True when requests need credentials.
@@ -285,7 +312,7 @@ mod tests {
         assert!(e.contains("alice") && e.contains("bcrypt"), "{e}");
         let e = Access::parse("tls_server_config:\n  cert_file: x\n").unwrap_err();
         assert!(
-            e.contains("tls_server_config") && e.contains("reverse proxy"),
+            e.contains("tls_server_config") && e.contains("key_file"),
             "{e}"
         );
         let e = Access::parse("basic_auth: {}\n").unwrap_err();

@@ -6,7 +6,7 @@
 //! * `site` — the web page's handlers; `pages` — its HTML.
 //! * `ctx` — what the handlers share ([`ServeCtx`]).
 //! * [`access`] — `--web-config-file` (basic auth) and
-//!   `--web-route-prefix`.
+//!   `--web-route-prefix`; `tls` — its HTTPS.
 //! * `archive` — `/archive`, the orders that ended, with their graphs.
 //! * `charts` — `/charts`, the orders ranked from their `main.rrd`.
 //! * `compare` — `/compare`, several orders on one graph.
@@ -37,6 +37,7 @@ pub mod fleet;
 mod pages;
 pub mod server;
 mod site;
+mod tls;
 
 pub use ctx::ServeCtx;
 pub use server::{bind_all, parse_listen, run, Listen};

@@ -194,6 +194,7 @@ pub async fn run(
         tokio::task::spawn_blocking(move || super::site::warm_up(&ctx));
     }
     let access = ctx.access.clone();
+    let web_config = ctx.access.clone();
     let prefix = ctx.prefix.clone();
     let app = Router::new()
         .route("/metrics", get(metrics))
@@ -212,9 +213,20 @@ pub async fn run(
     // Under a prefix, the path is cut before routing; anything outside
     // it is 404.
     let app = tower::ServiceExt::map_request(app, move |req| under_prefix(&prefix, req));
-    axum::serve(listener, axum::ServiceExt::into_make_service(app))
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    let app = axum::ServiceExt::into_make_service(app);
+    let stop = async move { cancel.cancelled().await };
+    match &web_config.tls {
+        Some(tls) => {
+            axum::serve(tls.listener(listener)?, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
 }
 
 /// `req` with `prefix` cut from its path (`/p` and `/p/x` become `/` and

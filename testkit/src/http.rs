@@ -182,6 +182,73 @@ pub(crate) fn make_certs() -> (
     (ca.pem().into_bytes(), chain, key)
 }
 
+/// PEM files for a TLS server on loopback, written by [`write_pem_files`].
+#[derive(Debug, Clone)]
+pub struct PemFiles {
+    /// The CA that signed both certificates.
+    pub ca: std::path::PathBuf,
+    /// The server's certificate (for `127.0.0.1` and `localhost`) and key.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// A client certificate and key (for TLS client authentication).
+    pub client_cert: std::path::PathBuf,
+    pub client_key: std::path::PathBuf,
+}
+
+/// Writes a new CA, a server certificate and a client certificate it
+/// signed, with their keys, as PEM files into `dir` (`ca.pem`,
+/// `server.pem`, `server.key`, `client.pem`, `client.key`).
+pub fn write_pem_files(dir: &std::path::Path) -> PemFiles {
+    let ca_key = KeyPair::generate().expect("testkit: CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("testkit: CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "pingmachine testkit CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).expect("testkit: CA certificate");
+    let leaf = |names: Vec<String>, cn: &str, purpose: ExtendedKeyUsagePurpose| {
+        let key = KeyPair::generate().expect("testkit: key");
+        let mut params = CertificateParams::new(names).expect("testkit: params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.use_authority_key_identifier_extension = true;
+        params.extended_key_usages = vec![purpose];
+        let cert = params.signed_by(&key, &ca).expect("testkit: certificate");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = leaf(
+        vec!["127.0.0.1".to_string(), "localhost".to_string()],
+        "pingmachine testkit server",
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    let (client_pem, client_key) = leaf(
+        Vec::new(),
+        "pingmachine testkit client",
+        ExtendedKeyUsagePurpose::ClientAuth,
+    );
+    let files = PemFiles {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("server.pem"),
+        key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    };
+    for (path, text) in [
+        (&files.ca, ca.pem()),
+        (&files.cert, server_pem),
+        (&files.key, server_key),
+        (&files.client_cert, client_pem),
+        (&files.client_key, client_key),
+    ] {
+        std::fs::write(path, text).expect("testkit: write a PEM file");
+    }
+    files
+}
+
 /// What to send back.
 enum Reply {
     Full { status: u16, body: String },

@@ -37,7 +37,7 @@ pub mod slowdisk;
 mod tcp;
 
 pub use dns::DnsServer;
-pub use http::HttpServer;
+pub use http::{write_pem_files, HttpServer, PemFiles};
 pub use proxy::HttpProxy;
 pub use script::{fping_c_script, write_script};
 pub use tcp::{free_tcp_port, refused_addr, SshBannerServer, TcpListenerServer};

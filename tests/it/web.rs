@@ -1139,3 +1139,263 @@ fn archived_orders_are_listed_searched_and_graphed() {
     drop(dt);
     drop(serve);
 }
+
+/// A client for `https://127.0.0.1` that trusts `ca` (and shows the
+/// client certificate `client`, if given).
+fn https_client(ca: &Path, client: Option<(&Path, &Path)>) -> reqwest::Client {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((cert, key)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(cert)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect(),
+                PrivateKeyDer::from_pem_file(key).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// `GET url` with `client`: the status and body, or why it failed (the
+/// whole chain of errors).
+fn https_get(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    auth: Option<(&str, &str)>,
+) -> Result<(u16, String), String> {
+    rt.block_on(async {
+        let mut req = client.get(url);
+        if let Some((u, p)) = auth {
+            req = req.basic_auth(u, Some(p));
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                Ok((status, resp.text().await.unwrap_or_default()))
+            }
+            Err(e) => {
+                let mut why = e.to_string();
+                let mut src = std::error::Error::source(&e);
+                while let Some(s) = src {
+                    why.push_str(": ");
+                    why.push_str(&s.to_string());
+                    src = s.source();
+                }
+                Err(why)
+            }
+        }
+    })
+}
+
+/// `tls_server_config` in the `--web-config-file`: the daemon speaks
+/// HTTPS only, with the certificate from the file (basic auth on top);
+/// a client that does not trust its CA is refused; a renewed certificate
+/// is served without a restart; `healthcheck` follows; `serve` can
+/// require client certificates; a key that does not match its
+/// certificate is a start-up error naming both files.
+#[test]
+fn https_from_the_web_config_file() {
+    let test = "https_from_the_web_config_file";
+    if !can_ping(test) {
+        return;
+    }
+    let base = Base::new();
+    base.write_order(
+        "lab/v4",
+        "user: lab\nstep: 10\npings: 2\nprobe: fping\nfping: {host: 127.0.0.1}\n",
+    );
+    let certs_dir = base.path().join("tls");
+    std::fs::create_dir(&certs_dir).unwrap();
+    let pem = testkit::write_pem_files(&certs_dir);
+    let hash = bcrypt::hash("pw", 4).unwrap();
+    let cfg = certs_dir.join("web.yml");
+    // Paths relative to the file.
+    std::fs::write(
+        &cfg,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  min_version: TLS12\n\
+             basic_auth_users:\n  alice: '{hash}'\n"
+        ),
+    )
+    .unwrap();
+    let port = testkit::free_tcp_port();
+    let d = Daemon::start(
+        &base,
+        &[
+            "--listen",
+            &port.to_string(),
+            "--web-config-file",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let url = |path: &str| format!("https://127.0.0.1:{port}{path}");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let client = https_client(&pem.ca, None);
+    let alice = Some(("alice", "pw"));
+    wait_for(Duration::from_secs(30), || {
+        https_get(&rt, &client, &url("/-/healthy"), alice).ok()
+    })
+    .unwrap_or_else(|| panic!("no HTTPS answer; log:\n{}", d.log_text()));
+    wait_for(Duration::from_secs(60), || base.last_result("lab/v4"))
+        .unwrap_or_else(|| panic!("no round; log:\n{}", d.log_text()));
+    for path in ["/", "/metrics", "/order/lab/v4", "/api/v1/orders"] {
+        let (status, body) = https_get(&rt, &client, &url(path), alice).unwrap();
+        assert_eq!(status, 200, "{path}: {body}");
+        let (status, _) = https_get(&rt, &client, &url(path), None).unwrap();
+        assert_eq!(status, 401, "{path} without credentials");
+    }
+    let (_, metrics) = https_get(&rt, &client, &url("/metrics"), alice).unwrap();
+    assert!(metrics.contains("smokeping_requests_total{"), "{metrics}");
+    // Plain HTTP on the same port gets no HTTP answer.
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let _ = s.write_all(b"GET /-/healthy HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("HTTP/1.1 "),
+        "plain HTTP answered: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    // A client that does not trust the CA is refused.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = testkit::write_pem_files(other_dir.path());
+    let stranger = https_client(&other.ca, None);
+    let e = https_get(&rt, &stranger, &url("/-/healthy"), alice).unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    // healthcheck speaks HTTPS to it.
+    let out = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .arg("healthcheck")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("https://127.0.0.1:{port}/-/healthy answered 401")),
+        "{text}"
+    );
+    // Renewed: the other CA's pair is copied over the files; the daemon
+    // serves it from the next handshake after it sees the change.
+    std::fs::copy(&other.cert, &pem.cert).unwrap();
+    std::fs::copy(&other.key, &pem.key).unwrap();
+    let renewed = wait_for(Duration::from_secs(20), || {
+        https_get(&rt, &stranger, &url("/-/healthy"), alice)
+            .ok()
+            .filter(|(s, _)| *s == 200)
+    });
+    assert!(
+        renewed.is_some(),
+        "the renewed certificate is not served; log:\n{}",
+        d.log_text()
+    );
+    // (A new client each time: a pooled connection would skip the
+    // handshake.)
+    let fresh = https_client(&pem.ca, None);
+    assert!(https_get(&rt, &fresh, &url("/-/healthy"), alice).is_err());
+    // A broken pair written over it: logged, and the last good one stays.
+    std::fs::write(&pem.key, "not a key\n").unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let fresh = https_client(&other.ca, None);
+    let (status, _) = https_get(&rt, &fresh, &url("/-/healthy"), alice).unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        wait_for(Duration::from_secs(10), || d
+            .log_text()
+            .contains("serving the previous one")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        d.log_text()
+    );
+    drop(d);
+
+    // serve, wanting client certificates signed by the CA.
+    let cfg2 = certs_dir.join("mtls.yml");
+    std::fs::write(
+        &cfg2,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: {}\n",
+            other.cert.display(),
+            other.key.display(),
+            other.ca.display()
+        ),
+    )
+    .unwrap();
+    let port2 = testkit::free_tcp_port();
+    let serve = KillOnDrop(
+        Command::new(bin())
+            .arg("--basedir")
+            .arg(base.path())
+            .args(["serve", "--listen", &port2.to_string(), "--web-config-file"])
+            .arg(&cfg2)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url2 = format!("https://127.0.0.1:{port2}/api/v1/orders");
+    let with_cert = https_client(&other.ca, Some((&other.client_cert, &other.client_key)));
+    let ok = wait_for(Duration::from_secs(20), || {
+        https_get(&rt, &with_cert, &url2, None).ok()
+    })
+    .expect("serve with client certificates answers");
+    assert_eq!(ok.0, 200, "{}", ok.1);
+    assert!(ok.1.contains("lab/v4"), "{}", ok.1);
+    let e = https_get(&rt, &https_client(&other.ca, None), &url2, None).unwrap_err();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    drop(serve);
+
+    // A key that is not the certificate's: serve does not start, and says
+    // which files.
+    std::fs::write(
+        &cfg2,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+            pem.ca.display(),
+            other.client_key.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(bin())
+        .arg("--basedir")
+        .arg(base.path())
+        .args([
+            "serve",
+            "--listen",
+            &testkit::free_tcp_port().to_string(),
+            "--web-config-file",
+        ])
+        .arg(&cfg2)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("ca.pem") && err.contains("client.key"),
+        "{err}"
+    );
+}

@@ -840,8 +840,18 @@ fn behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200() {
     })
     .expect("the list in the browser");
     assert_eq!(href, "/smokeping/order/lab/v4");
-    let css = dt.eval("getComputedStyle(document.body).getPropertyValue('margin-top')");
-    assert_eq!(css, "0px", "the stylesheet loaded under the prefix");
+    // The rows are in the HTML, so they can be there before the
+    // stylesheet: ask once the document has loaded.
+    let css = wait_for(Duration::from_secs(20), || {
+        dt.eval("document.readyState === 'complete' ? getComputedStyle(document.body).getPropertyValue('margin-top') : null")
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(
+        css.as_deref(),
+        Some("0px"),
+        "the stylesheet loaded under the prefix"
+    );
     drop(d);
 }
 

@@ -31,7 +31,7 @@ use crate::store::rrd as store_rrd;
 static GRAPH_LOCK: Mutex<()> = Mutex::new(());
 
 /// Loss buckets of the median line: (upper bound of the loss fraction, colour, legend).
-const LOSS_COLOURS: &[(f64, &str, &str)] = &[
+pub const LOSS_COLOURS: &[(f64, &str, &str)] = &[
     (0.0, "#26C400", "0%"),
     (0.05, "#00B8FF", "<=5%"),
     (0.10, "#0059FF", "<=10%"),

@@ -178,6 +178,44 @@ pub fn page(prefix: &str, title: &str, body: Markup) -> String {
     out
 }
 
+/// The interactive graph of an order (drawn by the script with uPlot from
+/// the series endpoint, from `zoom` or the last 3 hours): the smoke of
+/// the sorted pings, the median coloured by loss with its key, the values
+/// under the mouse, drag to zoom and a back button. Without scripts the
+/// PNGs below stand alone.
+fn live(path: &str, zoom: Option<(i64, i64)>, pings: u32) -> Markup {
+    let colours = crate::graph::LOSS_COLOURS
+        .iter()
+        .map(|(upper, hex, label)| format!("[{upper},\"{hex}\",\"{label}\"]"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let (start, end) = match zoom {
+        Some((s, e)) => (s.to_string(), e.to_string()),
+        None => (String::new(), String::new()),
+    };
+    html! {
+        link rel="stylesheet" href="assets/uplot-1.6.32.css";
+        script src="assets/uplot-1.6.32.js" defer {}
+        figure #live data-series={ "api/v1/orders/" (path) "/series" } data-start=(start) data-end=(end)
+            data-pings=(pings) data-loss-colours={ "[" (colours) "]" } {
+            div.live-bar {
+                button.live-back type="button" hidden { "◀ back" }
+                span.live-range {}
+                span.muted.live-help { "drag across the graph to zoom" }
+            }
+            div.live-chart {}
+            p.live-readout aria-live="polite" { "\u{a0}" }
+            p.live-key {
+                "median by loss: "
+                @for (_, hex, label) in crate::graph::LOSS_COLOURS {
+                    span.swatch data-colour=(hex) { "\u{25A0}" } " " (label) " "
+                }
+            }
+            noscript { p.muted { "The interactive graph needs scripts; the graphs below do not." } }
+        }
+    }
+}
+
 /// The rows of the status table (also the background refresh's fragment).
 pub fn rows(v: &ListView<'_>) -> String {
     // Sorted by user, each user's rows start with a group row.
@@ -388,6 +426,7 @@ pub fn order(
                     button { "show (UTC)" }
                     span.muted { "or drag across a graph to zoom" }
                 }
+                (live(&path, zoom, o.pings))
                 @if let Some((s, e)) = zoom {
                     (figure(format!("start={s}&end={e}"), &format!("from {s} to {e} (Unix time)"), "zoomed"))
                 }

@@ -32,6 +32,9 @@ pub const REPORT_TTL: Duration = Duration::from_secs(5);
 
 const CSS: &str = include_str!("assets/style.css");
 const JS: &str = include_str!("assets/app.js");
+/// uPlot, vendored unchanged (`assets/vendor/uplot/README.md`).
+const UPLOT_JS: &str = include_str!("assets/vendor/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("assets/vendor/uplot/uPlot.min.css");
 
 /// The content security policy: nothing but this server.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; form-action 'self'; base-uri 'self'; frame-ancestors 'none'";
@@ -57,6 +60,14 @@ pub fn routes() -> Router<Arc<ServeCtx>> {
         .route(
             "/assets/app.js",
             get(|| async { asset("text/javascript; charset=utf-8", JS) }),
+        )
+        .route(
+            "/assets/uplot-1.6.32.js",
+            get(|| async { asset("text/javascript; charset=utf-8", UPLOT_JS) }),
+        )
+        .route(
+            "/assets/uplot-1.6.32.css",
+            get(|| async { asset("text/css; charset=utf-8", UPLOT_CSS) }),
         )
 }
 

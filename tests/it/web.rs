@@ -859,13 +859,18 @@ fn behind_a_prefix_and_basic_auth_the_pages_answer_401_then_200() {
 /// the writer's librrd calls: `lost` pings lost, the others answered
 /// around `median_ms(t)`.
 fn history(base: &Base, id: &str, hours: i64, lost: usize, median_ms: impl Fn(i64) -> f64) {
+    history_s(base, id, hours * 3600, lost, median_ms);
+}
+
+/// [`history`] over the last `seconds`.
+fn history_s(base: &Base, id: &str, seconds: i64, lost: usize, median_ms: impl Fn(i64) -> f64) {
     use pingmachine::result::{RoundOutcome, Summary};
     let out = base.output(id);
     std::fs::create_dir_all(&out).unwrap();
     let rrd = out.join("main.rrd");
     let now = pingmachine::clock::unix_s();
     let end = now - now % 60;
-    let start = end - hours * 3600;
+    let start = end - seconds;
     pingmachine::store::rrd::create_rrd(&rrd, 60, 5, start - 60).unwrap();
     for t in (start..=end).step_by(60) {
         let m = median_ms(t);
@@ -1407,5 +1412,178 @@ fn https_from_the_web_config_file() {
     assert!(
         err.contains("ca.pem") && err.contains("client.key"),
         "{err}"
+    );
+}
+
+/// The order page's interactive graph (uPlot, vendored) in headless
+/// Chromium: drawn from the series endpoint; the mouse over a known round
+/// shows that round's median and loss; a drag zooms to the dragged range
+/// (kept in the URL) and "back" returns; a range without rounds says "no
+/// data"; a young order's graph starts at its first round.
+#[test]
+fn the_order_page_graph_shows_values_under_the_mouse_and_zooms() {
+    let Some(browser) = chromium("the_order_page_graph_shows_values_under_the_mouse_and_zooms")
+    else {
+        return;
+    };
+    let base = Base::new();
+    let order = "user: ops\nstep: 60\npings: 5\nprobe: fping\nfping: {host: 192.0.2.1}\n";
+    base.write_order("ops/a", order);
+    base.write_order("ops/young", order);
+    history(&base, "ops/a", 4, 1, |t| {
+        10.0 + f64::from((t / 60 % 10) as u8)
+    });
+    history_s(&base, "ops/young", 20 * 60, 0, |_| 7.0);
+    let (serve, addr) = serve(&base);
+    let _serve = KillOnDrop(serve);
+    let mut dt = DevTools::open(&browser, &format!("http://{addr}/order/ops/a"));
+    let drawn = |dt: &mut DevTools, want: &str| {
+        wait_for(Duration::from_secs(20), || {
+            (dt.eval("document.getElementById('live').dataset.drawn")
+                .as_str()
+                == Some(want))
+            .then_some(())
+        })
+    };
+    drawn(&mut dt, "chart").expect("the interactive graph was not drawn");
+    let shot = screenshot_dir().join("order-live.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(
+        &browser,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1100,760",
+        ],
+        &format!("http://{addr}/order/ops/a"),
+    );
+    eprintln!("screenshot: {}", shot.display());
+    let range = |dt: &mut DevTools| -> (i64, i64) {
+        let v = dt.eval("[Number(document.getElementById('live').dataset.start), Number(document.getElementById('live').dataset.end)]");
+        (v[0].as_i64().unwrap(), v[1].as_i64().unwrap())
+    };
+    let (start, end) = range(&mut dt);
+    assert!((end - start - 3 * 3600).abs() <= 1, "{start}..{end}");
+    // A known round an hour ago: its values from the series endpoint.
+    let t = end - end % 60 - 3600;
+    let (status, _, body) = get(
+        addr,
+        &format!("/api/v1/orders/ops/a/series?start={start}&end={end}&width=800"),
+    );
+    assert_eq!(status, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let row = doc["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["time"] == t)
+        .unwrap_or_else(|| panic!("no row at {t}"))
+        .clone();
+    let median_ms = row["median"].as_f64().unwrap() * 1000.0;
+    assert!((row["loss"].as_f64().unwrap() - 0.2).abs() < 1e-9, "{row}");
+    let at = |dt: &mut DevTools, time: i64| -> (f64, f64) {
+        let v = dt.eval(&format!(
+            "(() => {{ const u = document.getElementById('live').uplot; const r = u.over.getBoundingClientRect();
+               return [r.left + u.valToPos({time}, 'x'), r.top + r.height / 2]; }})()"
+        ));
+        (v[0].as_f64().unwrap(), v[1].as_f64().unwrap())
+    };
+    let (x, y) = at(&mut dt, t);
+    dt.mouse("mouseMoved", x, y);
+    let readout = wait_for(Duration::from_secs(10), || {
+        let v = dt.eval("document.getElementById('live').dataset.hover === String(TIME) ? document.querySelector('#live .live-readout').textContent : null".replace("TIME", &t.to_string()).as_str());
+        v.as_str().map(str::to_owned)
+    })
+    .expect("the round under the mouse");
+    assert!(
+        readout.contains(&format!("median {median_ms:.3} ms")) && readout.contains("loss 20 %"),
+        "{readout} (want median {median_ms:.3} ms, loss 20 %)"
+    );
+    assert!(!readout.to_lowercase().contains("nan"), "{readout}");
+    // Drag from 25 % to 75 % of the plot.
+    let (x0, _) = at(&mut dt, start + (end - start) / 4);
+    let (x1, _) = at(&mut dt, start + 3 * (end - start) / 4);
+    dt.mouse("mousePressed", x0, y);
+    dt.mouse("mouseMoved", (x0 + x1) / 2.0, y);
+    dt.mouse("mouseMoved", x1, y);
+    dt.mouse("mouseReleased", x1, y);
+    let zoomed = wait_for(Duration::from_secs(10), || {
+        let r = range(&mut dt);
+        (r.0 != start).then_some(r)
+    })
+    .expect("the drag did not zoom");
+    drawn(&mut dt, "chart").expect("the zoomed graph was not drawn");
+    let px = (end - start) as f64
+        / dt.eval("document.getElementById('live').uplot.over.clientWidth")
+            .as_f64()
+            .unwrap();
+    let want = (start + (end - start) / 4, start + 3 * (end - start) / 4);
+    assert!(
+        ((zoomed.0 - want.0) as f64).abs() <= 2.0 * px + 1.0
+            && ((zoomed.1 - want.1) as f64).abs() <= 2.0 * px + 1.0,
+        "zoomed to {zoomed:?}, expected about {want:?} (1 px = {px:.0} s)"
+    );
+    let search = dt.eval("location.search");
+    assert_eq!(
+        search.as_str(),
+        Some(format!("?start={}&end={}", zoomed.0, zoomed.1).as_str())
+    );
+    assert_eq!(
+        dt.eval("document.querySelector('#live .live-back').hidden"),
+        serde_json::Value::Bool(false)
+    );
+    dt.eval("document.querySelector('#live .live-back').click()");
+    let back = wait_for(Duration::from_secs(10), || {
+        let r = range(&mut dt);
+        (r == (start, end)).then_some(r)
+    });
+    assert!(back.is_some(), "back did not return to {start}..{end}");
+    drawn(&mut dt, "chart").expect("the graph after back");
+    assert_eq!(
+        dt.eval("document.querySelector('#live .live-back').hidden"),
+        serde_json::Value::Bool(true)
+    );
+
+    // A range before the order: "no data", no chart. (Navigated from
+    // the page: the DevTools "new tab" URL cannot carry a second query
+    // parameter.)
+    dt.eval(&format!(
+        "location.href = 'order/ops/a?start={}&end={}'",
+        start - 20 * 86400,
+        start - 19 * 86400
+    ));
+    if wait_for(Duration::from_secs(20), || {
+        (dt.eval("location.search.startsWith('?start=') && document.getElementById('live').dataset.drawn").as_str() == Some("empty")).then_some(())
+    })
+    .is_none()
+    {
+        let why = dt.eval("location.href + ' ' + document.body.outerHTML.slice(0, 3000)");
+        panic!("the empty range was not drawn as such: {why}");
+    }
+    let text = dt.eval("document.querySelector('#live .live-chart').textContent");
+    assert!(
+        text.as_str().unwrap_or("").starts_with("no data from"),
+        "{text}"
+    );
+    drop(dt);
+
+    // A young order: the graph starts at its first round.
+    let mut dt = DevTools::open(&browser, &format!("http://{addr}/order/ops/young"));
+    drawn(&mut dt, "chart").expect("the young order's graph");
+    let min = dt
+        .eval("document.getElementById('live').uplot.scales.x.min")
+        .as_f64()
+        .unwrap();
+    let (ystart, yend) = range(&mut dt);
+    assert!(
+        min > (yend - 25 * 60) as f64 && min > ystart as f64,
+        "x starts at {min}, range {ystart}..{yend}"
+    );
+    let caption = dt.eval("document.querySelector('#live .live-range').textContent");
+    assert!(
+        caption
+            .as_str()
+            .unwrap_or("")
+            .contains("since the order's first round"),
+        "{caption}"
     );
 }

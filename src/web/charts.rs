@@ -107,8 +107,9 @@ pub struct ChartsQuery {
     pub range: Option<i64>,
 }
 
-/// Every order's figures over `period` (blocking: reads every RRD).
-fn compute(ctx: &ServeCtx, period: i64) -> Vec<Figures> {
+/// Every order's figures over `period` (blocking: reads every RRD; the
+/// same hours a day before too with `rise`).
+fn compute(ctx: &ServeCtx, period: i64, rise: bool) -> Vec<Figures> {
     let report = super::site::report(ctx);
     let now = crate::clock::unix_s();
     let rows = |rrd: &std::path::Path, end: i64| -> Vec<(Option<f64>, Option<f64>)> {
@@ -122,12 +123,12 @@ fn compute(ctx: &ServeCtx, period: i64) -> Vec<Figures> {
         .filter_map(|o| {
             let id = OrderId::new(&o.id).ok()?;
             let rrd = super::site::output_file(ctx, &id, RRD_FILE)?;
-            let f = figures(
-                &o.id,
-                &o.target,
-                &rows(&rrd, now),
-                &rows(&rrd, now - 86_400),
-            );
+            let before = if rise {
+                rows(&rrd, now - 86_400)
+            } else {
+                Vec::new()
+            };
+            let f = figures(&o.id, &o.target, &rows(&rrd, now), &before);
             (f.loss.is_some() || f.median.is_some()).then_some(f)
         })
         .collect()
@@ -139,21 +140,8 @@ pub async fn charts(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ChartsQuer
     if !PERIODS.iter().any(|(p, _)| *p == period) {
         return (StatusCode::BAD_REQUEST, "range is 10800 or 108000\n").into_response();
     }
-    let cached = lock(&ctx.web.charts)
-        .get(&period)
-        .filter(|(at, _)| at.elapsed() < CHARTS_TTL)
-        .map(|(_, f)| f.clone());
-    let all = match cached {
-        Some(f) => f,
-        None => {
-            let c = ctx.clone();
-            let Ok(f) = tokio::task::spawn_blocking(move || Arc::new(compute(&c, period))).await
-            else {
-                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-            };
-            lock(&ctx.web.charts).insert(period, (Instant::now(), f.clone()));
-            f
-        }
+    let Some(all) = kept(&ctx, period, true).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let body = page_of(&all, period, &ctx.prefix);
     (
@@ -164,6 +152,25 @@ pub async fn charts(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ChartsQuer
         body,
     )
         .into_response()
+}
+
+/// Every order's figures over `period`, computed on a blocking thread
+/// and kept for [`CHARTS_TTL`] (`rise`: with the rise against the day
+/// before, which `/charts` shows and the status list does not).
+pub async fn kept(ctx: &Arc<ServeCtx>, period: i64, rise: bool) -> Option<Arc<Vec<Figures>>> {
+    let cached = lock(&ctx.web.charts)
+        .get(&period)
+        .filter(|(at, _)| at.elapsed() < CHARTS_TTL)
+        .map(|(_, f)| f.clone());
+    if cached.is_some() {
+        return cached;
+    }
+    let c = ctx.clone();
+    let f = tokio::task::spawn_blocking(move || Arc::new(compute(&c, period, rise)))
+        .await
+        .ok()?;
+    lock(&ctx.web.charts).insert(period, (Instant::now(), f.clone()));
+    Some(f)
 }
 
 /// The charts kept between requests: period → (when, figures).

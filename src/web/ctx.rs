@@ -113,6 +113,9 @@ pub struct ListQuery {
     pub page: Option<usize>,
     /// `rows`: only the table rows (for the background refresh).
     pub fragment: Option<String>,
+    /// Median, loss and jitter over the last this many seconds (3600 or
+    /// 86400) from `main.rrd`, shown and sorted by; none: the last round.
+    pub period: Option<i64>,
 }
 
 /// What the web handlers keep between requests.
@@ -126,6 +129,7 @@ pub struct WebState {
     pub(super) graphs: Mutex<HashMap<GraphKey, (Instant, Arc<Graph>)>>,
     pub(super) graph_permits: Semaphore,
     pub(super) charts: super::charts::Kept,
+    pub(super) sparks: super::spark::Kept,
 }
 
 impl WebState {
@@ -141,6 +145,7 @@ impl WebState {
             graphs: Mutex::new(HashMap::new()),
             graph_permits: Semaphore::new(GRAPH_WORKERS),
             charts: Mutex::default(),
+            sparks: Mutex::default(),
         }
     }
 }

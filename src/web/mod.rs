@@ -9,6 +9,7 @@
 //!   `--web-route-prefix`; `tls` — its HTTPS.
 //! * `archive` — `/archive`, the orders that ended, with their graphs.
 //! * `charts` — `/charts`, the orders ranked from their `main.rrd`.
+//! * `spark` — the status list's sparklines of the last 3 hours.
 //! * `compare` — `/compare`, several orders on one graph.
 //! * [`fleet`] — the fleet view (`--prometheus-url`), read from the
 //!   cluster the fleet's nodes write to.
@@ -37,6 +38,7 @@ pub mod fleet;
 mod pages;
 pub mod server;
 mod site;
+mod spark;
 mod tls;
 
 pub use ctx::ServeCtx;

@@ -8,7 +8,12 @@ use std::fmt::Write as _;
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::charts::Figures;
 use super::ctx::{ListQuery, RANGES};
+use super::spark::Spark;
 use crate::order::{Order, RrdTemplate};
 use crate::report::{age, OrderStatus, Report};
 
@@ -40,7 +45,7 @@ fn loss_class(pct: f64) -> &'static str {
 }
 
 /// The sort columns.
-pub const COLUMNS: [(&str, &str); 8] = [
+pub const COLUMNS: [(&str, &str); 9] = [
     ("id", "id"),
     ("target", "target"),
     ("probe", "probe"),
@@ -48,8 +53,27 @@ pub const COLUMNS: [(&str, &str); 8] = [
     ("age", "age"),
     ("median", "median"),
     ("loss", "loss"),
+    ("jitter", "jitter"),
     ("user", "user"),
 ];
+
+/// Cells of a row (the check box, the columns, the sparkline).
+const ROW_CELLS: usize = COLUMNS.len() + 2;
+
+/// The periods the list shows median, loss and jitter over: seconds and
+/// name (0: the last round).
+pub const LIST_PERIODS: [(i64, &str); 3] = [
+    (0, "last round"),
+    (3600, "last hour"),
+    (86_400, "last 24 hours"),
+];
+
+/// The period of `q` (0: the last round, also for one not offered).
+pub fn list_period(q: &ListQuery) -> i64 {
+    q.period
+        .filter(|p| LIST_PERIODS.iter().any(|(s, _)| s == p))
+        .unwrap_or(0)
+}
 
 /// The orders to show, sorted and cut to a page.
 #[derive(Debug)]
@@ -64,11 +88,59 @@ pub struct ListView<'a> {
     pub pages: usize,
     /// Sort column.
     pub sort: &'static str,
+    /// The period of median, loss and jitter (0: the last round).
+    pub period: i64,
+    /// Per id, its figures over `period` (from `main.rrd`).
+    pub figures: HashMap<&'a str, &'a Figures>,
 }
 
 impl<'a> ListView<'a> {
-    /// Filters, sorts and pages `r` as `q` asks.
-    pub fn of(r: &'a Report, q: &ListQuery) -> ListView<'a> {
+    /// The median shown for `o`, ms: of its last round, or the median of
+    /// its rounds' medians over the period.
+    pub fn median_ms(&self, o: &OrderStatus) -> Option<f64> {
+        if self.period == 0 {
+            return o.median_ms;
+        }
+        self.figures
+            .get(o.id.as_str())
+            .and_then(|f| f.median)
+            .map(|m| m * 1000.0)
+    }
+
+    /// The loss shown for `o`, percent (over the period: the mean of its
+    /// rounds').
+    pub fn loss_pct(&self, o: &OrderStatus) -> Option<f64> {
+        if self.period == 0 {
+            return o.loss_pct;
+        }
+        self.figures
+            .get(o.id.as_str())
+            .and_then(|f| f.loss)
+            .map(|l| l * 100.0)
+    }
+
+    /// The jitter shown for `o`, ms: of its last round (a daemon's
+    /// figure), or over the period the standard deviation of its rounds'
+    /// medians.
+    pub fn jitter_ms(&self, o: &OrderStatus) -> Option<f64> {
+        if self.period == 0 {
+            return o.jitter_ms;
+        }
+        self.figures
+            .get(o.id.as_str())
+            .and_then(|f| f.jitter)
+            .map(|j| j * 1000.0)
+    }
+
+    /// Filters, sorts and pages `r` as `q` asks; `figures`: every order's
+    /// over the period `q` names.
+    pub fn of(r: &'a Report, q: &ListQuery, figures: Option<&'a [Figures]>) -> ListView<'a> {
+        let period = if figures.is_some() { list_period(q) } else { 0 };
+        let figures: HashMap<&str, &Figures> = figures
+            .unwrap_or_default()
+            .iter()
+            .map(|f| (f.id.as_str(), f))
+            .collect();
         let mut rows: Vec<&OrderStatus> = r
             .orders
             .iter()
@@ -84,33 +156,50 @@ impl<'a> ListView<'a> {
             .map(|(k, _)| *k)
             .find(|k| Some(*k) == q.sort.as_deref())
             .unwrap_or("user");
+        let mut view = ListView {
+            rows: Vec::new(),
+            matching: 0,
+            page: 1,
+            pages: 1,
+            sort,
+            period,
+            figures,
+        };
         let f = |v: Option<f64>| v.unwrap_or(f64::INFINITY);
+        // Highest first, unknown last.
+        let by = |key: &dyn Fn(&OrderStatus) -> Option<f64>, rows: &mut Vec<&OrderStatus>| {
+            rows.sort_by(|a, b| {
+                let (x, y) = (
+                    key(a).unwrap_or(f64::NEG_INFINITY),
+                    key(b).unwrap_or(f64::NEG_INFINITY),
+                );
+                y.total_cmp(&x).then_with(|| natural_cmp(&a.id, &b.id))
+            });
+        };
         match sort {
             "id" => rows.sort_by(|a, b| natural_cmp(&a.id, &b.id)),
             "target" => rows.sort_by(|a, b| a.target.cmp(&b.target)),
             "probe" => rows.sort_by(|a, b| (&a.probe, &a.id).cmp(&(&b.probe, &b.id))),
             "step" => rows.sort_by_key(|o| (o.step, o.pings)),
             "age" => rows.sort_by_key(|o| std::cmp::Reverse(o.age_s.unwrap_or(i64::MAX))),
+            "median" if period > 0 => by(&|o| view.median_ms(o), &mut rows),
+            "loss" if period > 0 => by(&|o| view.loss_pct(o), &mut rows),
             "median" => rows.sort_by(|a, b| f(b.median_ms).total_cmp(&f(a.median_ms))),
             "loss" => rows.sort_by(|a, b| f(b.loss_pct).total_cmp(&f(a.loss_pct))),
+            "jitter" => by(&|o| view.jitter_ms(o), &mut rows),
             // User, then id, numbers in ids by value (`t2` before `t10`).
             _ => rows.sort_by(|a, b| a.user.cmp(&b.user).then_with(|| natural_cmp(&a.id, &b.id))),
         }
         let matching = rows.len();
         let pages = matching.div_ceil(PAGE_ROWS).max(1);
         let page = q.page.unwrap_or(1).clamp(1, pages);
-        let rows = rows
+        view.rows = rows
             .into_iter()
             .skip((page - 1) * PAGE_ROWS)
             .take(PAGE_ROWS)
             .collect();
-        ListView {
-            rows,
-            matching,
-            page,
-            pages,
-            sort,
-        }
+        (view.matching, view.page, view.pages) = (matching, page, pages);
+        view
     }
 }
 
@@ -216,20 +305,32 @@ fn live(path: &str, zoom: Option<(i64, i64)>, pings: u32) -> Markup {
     }
 }
 
-/// The rows of the status table (also the background refresh's fragment).
-pub fn rows(v: &ListView<'_>) -> String {
+/// The rows of the status table (also the background refresh's
+/// fragment), with the sparklines of `sparks`.
+pub fn rows(v: &ListView<'_>, sparks: &HashMap<String, Arc<Spark>>) -> String {
     // Sorted by user, each user's rows start with a group row.
     let starts_group =
         |i: usize| v.sort == "user" && (i == 0 || v.rows[i - 1].user != v.rows[i].user);
     let markup = html! {
         @for (i, o) in v.rows.iter().enumerate() {
             @if starts_group(i) {
-                tr.group { th colspan="9" { (o.user) } }
+                tr.group { th colspan=(ROW_CELLS) { (o.user) } }
             }
             tr data-id=(o.id) {
                 td.pick { input type="checkbox" name="ids" value=(o.id) form="compare" aria-label={ "compare " (o.id) }; }
-                td { a href={ "order/" (enc(&o.id, true)) } { (o.id) } }
+                td {
+                    a href={ "order/" (enc(&o.id, true)) } { (o.id) }
+                    @if let Some(t) = o.task.as_deref().filter(|t| !t.is_empty()) {
+                        br; span.task.muted { (t) }
+                    }
+                }
                 td { (o.target) }
+                td.spark.hide-narrow {
+                    @match sparks.get(&o.id) {
+                        Some(s) if !s.is_empty() => (s.svg()),
+                        _ => span.muted { "no data" },
+                    }
+                }
                 td.hide-narrow { (o.probe) }
                 td.num.hide-narrow { (o.step) "/" (o.pings) }
                 @match o.age_s {
@@ -240,20 +341,27 @@ pub fn rows(v: &ListView<'_>) -> String {
                     None => td.num.stale { "never" },
                 }
                 td.num.median {
-                    @match o.median_ms {
+                    @match v.median_ms(o) {
                         Some(m) => (format!("{m:.3} ms")),
                         None => "-",
                     }
                 }
-                @match o.loss_pct {
+                @match v.loss_pct(o) {
+                    Some(l) if v.period > 0 => td class={ "num " (loss_class(l)) } { (format!("{l:.1} %")) },
                     Some(l) => td class={ "num " (loss_class(l)) } { (format!("{l:.0} %")) },
                     None => td.num { "-" },
+                }
+                td.num.jitter.hide-narrow {
+                    @match v.jitter_ms(o) {
+                        Some(j) => (format!("{j:.3} ms")),
+                        None => "-",
+                    }
                 }
                 td.hide-narrow { (o.user) }
             }
         }
         @if v.rows.is_empty() {
-            tr { td colspan="9" .muted { "no orders" } }
+            tr { td colspan=(ROW_CELLS) .muted { "no orders" } }
         }
     };
     markup.into_string()
@@ -269,6 +377,10 @@ fn link(q: &ListQuery, sort: Option<&str>, page: Option<usize>) -> String {
     }
     if let Some(s) = sort.or(q.sort.as_deref()) {
         parts.push(format!("sort={}", enc(s, false)));
+    }
+    let period = list_period(q);
+    if period > 0 {
+        parts.push(format!("period={period}"));
     }
     if let Some(p) = page {
         parts.push(format!("page={p}"));
@@ -289,16 +401,25 @@ pub struct OrderRrd<'a> {
 }
 
 /// The status list; `fleet`: link the fleet view; `prefix`: see [`page`].
-pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &str) -> String {
+pub fn index(
+    r: &Report,
+    v: &ListView<'_>,
+    sparks: &HashMap<String, Arc<Spark>>,
+    q: &ListQuery,
+    fleet: bool,
+    prefix: &str,
+) -> String {
     let mut users: Vec<&str> = r.orders.iter().map(|o| o.user.as_str()).collect();
     users.sort_unstable();
     users.dedup();
     let selected = q.user.as_deref().unwrap_or("");
     let column_class = |key: &str| match key {
         "probe" | "step" | "user" => Some("hide-narrow"),
+        "jitter" => Some("num hide-narrow"),
         "age" | "median" | "loss" => Some("num"),
         _ => None,
     };
+    let period = list_period(q);
     let body = html! {
         header {
             h1 { a href="./" { "pingmachine" } }
@@ -311,6 +432,11 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &
                 }
                 input name="q" placeholder="id prefix" value=(q.q.as_deref().unwrap_or("")) aria-label="id prefix";
                 input type="hidden" name="sort" value=(v.sort);
+                select name="period" aria-label="median, loss and jitter over" {
+                    @for (secs, name) in LIST_PERIODS {
+                        option value=(secs) selected[secs == period] { (name) }
+                    }
+                }
                 button { "filter" }
             }
             span.muted #updated { (r.orders.len()) " orders, " (v.matching) " shown" }
@@ -333,10 +459,13 @@ pub fn index(r: &Report, v: &ListView<'_>, q: &ListQuery, fleet: bool, prefix: &
                                         (label) @if key == v.sort { " ▾" }
                                     }
                                 }
+                                @if key == "target" {
+                                    th.hide-narrow title="median of the last 3 hours, coloured by loss" { "last 3 hours" }
+                                }
                             }
                         }
                     }
-                    tbody #rows { (PreEscaped(rows(v))) }
+                    tbody #rows { (PreEscaped(rows(v, sparks))) }
                 }
             }
             @if v.pages > 1 {
@@ -515,6 +644,90 @@ mod tests {
         assert_eq!(natural_cmp("app/9", "app/10"), std::cmp::Ordering::Less);
     }
 
+    fn status(id: &str, loss_pct: f64, median_ms: f64) -> OrderStatus {
+        OrderStatus {
+            id: id.into(),
+            user: "u".into(),
+            task: Some(format!("task of {id}")),
+            step: 60,
+            pings: 20,
+            probe: "fping".into(),
+            target: "192.0.2.1".into(),
+            refreshed_age_s: Some(10),
+            last_result: None,
+            age_s: Some(10),
+            stale: false,
+            median_ms: Some(median_ms),
+            loss_pct: Some(loss_pct),
+            jitter_ms: None,
+            stddev_ms: None,
+        }
+    }
+
+    #[test]
+    fn a_period_sorts_and_shows_the_figures_from_the_rrd() {
+        // Last round: b lost more; over the hour, a did.
+        let r = Report {
+            now: 0,
+            orders: vec![
+                status("a", 0.0, 5.0),
+                status("b", 50.0, 9.0),
+                status("c", 0.0, 1.0),
+            ],
+            invalid: Vec::new(),
+            rejected: Vec::new(),
+            archived: 0,
+        };
+        let fig = |id: &str, loss: f64, median: f64, jitter: f64| Figures {
+            id: id.into(),
+            target: String::new(),
+            loss: Some(loss),
+            median: Some(median),
+            jitter: Some(jitter),
+            rise: None,
+        };
+        let figures = vec![fig("a", 0.3, 0.002, 0.004), fig("b", 0.01, 0.003, 0.001)];
+        let q = |sort: &str, period: Option<i64>| ListQuery {
+            sort: Some(sort.into()),
+            period,
+            ..ListQuery::default()
+        };
+        fn ids(v: &ListView<'_>) -> Vec<String> {
+            v.rows.iter().map(|o| o.id.clone()).collect()
+        }
+        let last = ListView::of(&r, &q("loss", None), Some(&figures));
+        assert_eq!(last.period, 0);
+        assert_eq!(ids(&last), ["b", "a", "c"]);
+        let hour = ListView::of(&r, &q("loss", Some(3600)), Some(&figures));
+        assert_eq!(hour.period, 3600);
+        // c has no figures: last.
+        assert_eq!(ids(&hour), ["a", "b", "c"]);
+        assert_eq!(
+            ids(&ListView::of(&r, &q("median", Some(3600)), Some(&figures))),
+            ["b", "a", "c"]
+        );
+        assert_eq!(
+            ids(&ListView::of(&r, &q("jitter", Some(3600)), Some(&figures))),
+            ["a", "b", "c"]
+        );
+        // A period not offered is the last round.
+        assert_eq!(
+            ListView::of(&r, &q("loss", Some(7)), Some(&figures)).period,
+            0
+        );
+        let html = rows(&hour, &HashMap::new());
+        assert!(
+            html.contains("30.0 %") && html.contains("2.000 ms") && html.contains("4.000 ms"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<span class=\"task muted\">task of a</span>"),
+            "{html}"
+        );
+        assert!(html.contains("no data"), "no sparkline: {html}");
+        assert_eq!(html.matches("<td").count(), 3 * ROW_CELLS, "{html}");
+    }
+
     #[test]
     fn escaping() {
         let hostile = "<a href=\"x\">&'";
@@ -541,8 +754,10 @@ mod tests {
             page: 1,
             pages: 1,
             sort: "user",
+            period: 0,
+            figures: HashMap::new(),
         };
-        let html = rows(&v);
+        let html = rows(&v, &HashMap::new());
         assert!(!html.contains(hostile), "{html}");
         assert!(
             html.contains("<td>&lt;a href=&quot;x&quot;&gt;&amp;'</td>"),
@@ -580,13 +795,18 @@ mod tests {
             stddev_ms: None,
         };
         let html = |o: &OrderStatus| {
-            rows(&ListView {
-                rows: vec![o],
-                matching: 1,
-                page: 1,
-                pages: 1,
-                sort: "id",
-            })
+            rows(
+                &ListView {
+                    rows: vec![o],
+                    matching: 1,
+                    page: 1,
+                    pages: 1,
+                    sort: "id",
+                    period: 0,
+                    figures: HashMap::new(),
+                },
+                &HashMap::new(),
+            )
         };
         let young = html(&at(30));
         assert!(

@@ -206,13 +206,28 @@ async fn index(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ListQuery>) -> 
     let Some(r) = blocking(move || report(&c)).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let view = pages::ListView::of(&r, &q);
+    let period = pages::list_period(&q);
+    let figures = if period > 0 {
+        super::charts::kept(&ctx, period, false).await
+    } else {
+        None
+    };
+    let view = pages::ListView::of(&r, &q, figures.as_deref().map(Vec::as_slice));
+    let ids: Vec<String> = view.rows.iter().map(|o| o.id.clone()).collect();
+    let c = ctx.clone();
+    let sparks = blocking(move || {
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        super::spark::for_ids(&c, &ids)
+    })
+    .await
+    .unwrap_or_default();
     if q.fragment.as_deref() == Some("rows") {
-        html(pages::rows(&view))
+        html(pages::rows(&view, &sparks))
     } else {
         html(pages::index(
             &r,
             &view,
+            &sparks,
             &q,
             ctx.fleet.is_some(),
             &ctx.prefix,

@@ -1587,3 +1587,112 @@ fn the_order_page_graph_shows_values_under_the_mouse_and_zooms() {
         "{caption}"
     );
 }
+
+/// The status list: a sparkline of the last 3 hours per order from its
+/// main.rrd, coloured by loss; median, loss and jitter over the last hour
+/// or day, sorted by; the task under the id; in headless Chromium.
+#[test]
+fn the_list_shows_sparklines_and_sorts_over_a_period() {
+    let base = Base::new();
+    let order = |task: &str| {
+        format!("user: ops\nstep: 60\npings: 5\ntask: {task}\nprobe: fping\nfping: {{host: 192.0.2.1}}\n")
+    };
+    base.write_order("ops/t2", &order("the lossy one"));
+    base.write_order("ops/t10", &order("the slow one"));
+    base.write_order("ops/t1", &order("the jittery one"));
+    // Two of five pings lost in every round (40 %), 20 ms.
+    history(&base, "ops/t2", 5, 2, |_| 20.0);
+    history(&base, "ops/t10", 5, 0, |_| 80.0);
+    history(&base, "ops/t1", 5, 0, |t| {
+        if t / 60 % 2 == 0 {
+            5.0
+        } else {
+            25.0
+        }
+    });
+    let (serve, addr) = serve(&base);
+    let _serve = KillOnDrop(serve);
+    let order_of = |page: &str| -> Vec<String> {
+        page.split("<tr data-id=\"")
+            .skip(1)
+            .filter_map(|r| r.split('"').next().map(str::to_owned))
+            .collect()
+    };
+    // Natural order of ids without a period and sort.
+    let page = text(addr, "/?sort=id");
+    assert_eq!(order_of(&page), ["ops/t1", "ops/t2", "ops/t10"]);
+    // Over the last hour, from main.rrd (there is no last_result).
+    for (sort, want) in [
+        ("loss", ["ops/t2", "ops/t1", "ops/t10"]),
+        ("median", ["ops/t10", "ops/t2", "ops/t1"]),
+        ("jitter", ["ops/t1", "ops/t10", "ops/t2"]),
+    ] {
+        let page = text(addr, &format!("/?sort={sort}&period=3600"));
+        let got = order_of(&page);
+        assert_eq!(got[0], want[0], "{sort}: {got:?}");
+        if sort != "jitter" {
+            assert_eq!(got, want, "{sort}");
+        }
+    }
+    let page = text(addr, "/?sort=loss&period=86400");
+    assert_eq!(order_of(&page)[0], "ops/t2");
+    assert!(page.contains("40.0 %"), "{page}");
+    assert!(page.contains("80.000 ms"), "{page}");
+    assert!(page.contains("<option value=\"86400\" selected>"), "{page}");
+    // The column links keep the period.
+    assert!(
+        page.contains("href=\"./?sort=median&amp;period=86400\""),
+        "{page}"
+    );
+    // Sparklines: one per order, the lossy one in the colour of 40 %.
+    assert_eq!(page.matches("<svg class=\"spark\"").count(), 3, "{page}");
+    let row = |page: &str, id: &str| -> String {
+        let at = page.find(&format!("<tr data-id=\"{id}\"")).unwrap();
+        page[at..].split("</tr>").next().unwrap().to_owned()
+    };
+    assert!(
+        row(&page, "ops/t2").contains("stroke=\"#DD00FF\""),
+        "{}",
+        row(&page, "ops/t2")
+    );
+    assert!(row(&page, "ops/t10").contains("stroke=\"#26C400\""));
+    assert!(row(&page, "ops/t2").contains("the lossy one"));
+    assert!(!page.to_lowercase().contains("nan"));
+    let Some(browser) =
+        chromium("the_list_shows_sparklines_and_sorts_over_a_period (browser part)")
+    else {
+        return;
+    };
+    let mut dt = DevTools::open(&browser, &format!("http://{addr}/"));
+    let drawn = wait_for(Duration::from_secs(20), || {
+        let v = dt.eval(
+            "(() => { const s = Array.from(document.querySelectorAll('#rows svg.spark'));
+               return s.length === 3 ? s.map((e) => { const p = e.querySelector('polyline'); const b = p.getBBox();
+                 return [e.closest('tr').dataset.id, b.width, p.getAttribute('stroke')]; }) : null; })()",
+        );
+        v.as_array().cloned()
+    })
+    .expect("three sparklines in the browser");
+    for d in &drawn {
+        assert!(d[1].as_f64().unwrap() > 100.0, "a sparkline across: {d}");
+    }
+    // Choosing the period and the sort in the page.
+    dt.eval("location.href = './?sort=loss&period=3600'");
+    let first = wait_for(Duration::from_secs(20), || {
+        dt.eval("location.search === '?sort=loss&period=3600' && document.querySelector('#rows tr[data-id]') ? document.querySelector('#rows tr[data-id]').dataset.id : null")
+            .as_str()
+            .map(str::to_owned)
+    });
+    assert_eq!(first.as_deref(), Some("ops/t2"));
+    let shot = screenshot_dir().join("status-sparklines.png");
+    let _ = std::fs::remove_file(&shot);
+    browse(
+        &browser,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,400",
+        ],
+        &format!("http://{addr}/"),
+    );
+    eprintln!("screenshot: {}", shot.display());
+}

@@ -22,8 +22,11 @@
 //! * `wakeup`: the CPU one timed sleep and wake-up of a thread costs on
 //!   this machine: the floor under a sender that must wake once per
 //!   millisecond (the original's 1 ms spacing).
-//! * `web`: server time of the web page and its graphs with N orders, and
-//!   round start lateness while clients fetch graphs.
+//! * `history`: hours of rounds written into a base directory's RRDs, for
+//!   screenshots of the web page.
+//! * `web`: server time of the web page, its sparklines, graphs, series
+//!   and charts with N orders, and round start lateness while clients
+//!   browse.
 //! * `scrape`: `/metrics` scrape time and round start lateness while
 //!   scraped.
 //! * `rrdcached`: RRD writes without and with rrdcached on a cold page
@@ -48,6 +51,7 @@ use clap::{Parser, Subcommand};
 mod common;
 mod figures;
 mod floor;
+mod history;
 mod netns;
 mod pickup;
 mod remote_write;
@@ -177,9 +181,26 @@ enum Cmd {
         #[arg(long, default_value = "summary", value_parser = ["summary", "full"])]
         series: String,
     },
-    /// The web page: server time of `/` with N orders, of a 30-hour graph,
-    /// and round start lateness with and without `--clients` fetching
-    /// graphs in a loop.
+    /// Hours of rounds for orders of a base directory (`--basedir`),
+    /// written with the store's own librrd calls: a base whose web page
+    /// shows hours of smoke at once, for screenshots and trying the page.
+    History {
+        /// The base directory (its orders/ holds the orders named).
+        #[arg(long)]
+        basedir: std::path::PathBuf,
+        /// Hours of rounds, up to now.
+        #[arg(long, default_value_t = 30)]
+        hours: u32,
+        /// An order and its character:
+        /// ID:DELAY_MS:JITTER_MS:LOSS[:EVENING_MS[:OUTAGE_HOURS_AGO]]
+        /// (LOSS from 0 to 1; EVENING_MS more at 18:00 UTC; a 20-minute
+        /// outage that many hours ago).
+        #[arg(long = "order", value_name = "CHARACTER", required = true, value_parser = history::parse_character)]
+        orders: Vec<history::Character>,
+    },
+    /// The web page: server time of `/` with N orders, of list pages with
+    /// sparklines, a 30-hour graph, a series, /charts, and round start
+    /// lateness with and without `--clients` browsing in a loop.
     Web {
         /// Orders on the status page (norrd, step 60, 20 pings).
         #[arg(long, default_value_t = 10_000)]
@@ -366,6 +387,11 @@ fn main() -> anyhow::Result<()> {
             clients,
             window,
         } => web(&cli, *orders, *rrd_orders, *clients, *window),
+        Cmd::History {
+            basedir,
+            hours,
+            orders,
+        } => history::history(basedir, *hours, orders),
         Cmd::Scrape {
             orders,
             step,

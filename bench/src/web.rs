@@ -35,6 +35,7 @@ pub(crate) fn web(
     );
 
     let now = page_and_graph_times(port, orders)?;
+    browse_times(port, orders, rrd_orders)?;
     let a = lateness(port)?;
     std::thread::sleep(Duration::from_secs(window));
     let b = lateness(port)?;
@@ -47,6 +48,7 @@ pub(crate) fn web(
         let ids: Vec<String> = (orders..orders + rrd_orders)
             .map(|i| format!("bench/o{i:06}"))
             .collect();
+        let pages = (orders + rrd_orders).div_ceil(500).max(1) as i64;
         threads.push(std::thread::spawn(move || {
             let mut k = c as i64;
             while !stop.load(Ordering::Relaxed) {
@@ -54,12 +56,16 @@ pub(crate) fn web(
                 // Another range each time: nothing from the cache.
                 let end = now - (k % 1000) * 7;
                 let range = [10_800, 108_000, 864_000][k as usize % 3];
-                if http_get(
-                    port,
-                    &format!("/graph/{id}?start={}&end={end}", end - range),
-                )
-                .is_ok()
-                {
+                // What a person browsing does: graphs, list pages with
+                // their sparklines, order pages, series, charts.
+                let path = match k % 6 {
+                    0 | 1 => format!("/graph/{id}?start={}&end={end}", end - range),
+                    2 => format!("/?page={}", 1 + k % pages),
+                    3 => format!("/order/{id}"),
+                    4 => format!("/api/v1/orders/{id}/series?start={}&end={end}", end - range),
+                    _ => format!("/charts?range={}", [10_800, 108_000][k as usize % 2]),
+                };
+                if http_get(port, &path).is_ok() {
                     fetched.fetch_add(1, Ordering::Relaxed);
                 }
                 k += clients as i64;
@@ -81,12 +87,69 @@ pub(crate) fn web(
         &c1,
     );
     println!(
-        "graphs drawn meanwhile             {} ({:.1}/s)",
+        "requests served meanwhile          {} ({:.1}/s: graphs, list pages, order pages, series, charts)",
         fetched.load(Ordering::Relaxed),
         fetched.load(Ordering::Relaxed) as f64 / secs
     );
     d.stop()?;
     std::fs::remove_dir_all(&base).ok();
+    Ok(())
+}
+
+/// Server time of what the page's newer parts ask for: list pages of
+/// orders with a main.rrd (500 sparklines each, none from the cache),
+/// series requests, `/charts` computed and then from the cache, and the
+/// list sorted over the last hour.
+fn browse_times(port: u16, orders: usize, rrd_orders: usize) -> anyhow::Result<()> {
+    let stats = |v: &[f64]| {
+        (
+            v.iter().sum::<f64>() / v.len().max(1) as f64 * 1000.0,
+            v.iter().copied().fold(0.0, f64::max) * 1000.0,
+        )
+    };
+    // The list in id order: the RRD orders come after the others.
+    let first_rrd_page = orders / 500 + 1;
+    let rrd_pages = rrd_orders.div_ceil(500).clamp(1, 10);
+    let mut times = Vec::new();
+    for p in 0..rrd_pages {
+        let (t, status, _) = http_get(port, &format!("/?sort=id&page={}", first_rrd_page + p))?;
+        anyhow::ensure!(status == 200, "list page returned {status}");
+        times.push(t);
+    }
+    let (avg, max) = stats(&times);
+    let (cached, _, _) = http_get(port, &format!("/?sort=id&page={first_rrd_page}"))?;
+    println!(
+        "list page with 500 sparklines      avg {avg:.0} ms, max {max:.0} ms ({rrd_pages} pages, every RRD read); again from the cache {:.0} ms",
+        cached * 1000.0
+    );
+    let mut times = Vec::new();
+    for k in 0..20 {
+        let id = format!("bench/o{:06}", orders + k % rrd_orders.max(1));
+        let (t, status, _) = http_get(port, &format!("/api/v1/orders/{id}/series?range=108000"))?;
+        anyhow::ensure!(status == 200, "series returned {status}");
+        times.push(t);
+    }
+    let (avg, max) = stats(&times);
+    println!("series of 30 hours (JSON)          avg {avg:.1} ms, max {max:.1} ms");
+    let (first, status, _) = http_get(port, "/charts?range=10800")?;
+    anyhow::ensure!(status == 200, "charts returned {status}");
+    let (again, _, _) = http_get(port, "/charts?range=10800")?;
+    println!(
+        "/charts over 3 hours               {:.0} ms computed (every main.rrd read twice), {:.0} ms from the cache",
+        first * 1000.0,
+        again * 1000.0
+    );
+    let (first, status, _) = http_get(port, "/?sort=loss&period=3600")?;
+    anyhow::ensure!(
+        status == 200,
+        "the list by loss over an hour returned {status}"
+    );
+    let (again, _, _) = http_get(port, "/?sort=loss&period=3600&page=2")?;
+    println!(
+        "list sorted by the last hour's loss {:.0} ms computed, {:.0} ms from the cache (another page)",
+        first * 1000.0,
+        again * 1000.0
+    );
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Who gets the CPU first when the machine is busy: probing. The threads
 //! whose work may lag (the store writers, the order-file loaders of a scan)
-//! lower their own scheduling priority; the ICMP engine's threads, the
+//! lower their own scheduling priority, and the web page's blocking
+//! threads take the idle policy; the ICMP engine's threads, the
 //! job tasks and the registry keep the default. On an idle machine this
 //! changes nothing; on a busy one (a first start with a million orders, a
 //! cold page cache, other programs) rounds still start on time and replies
@@ -32,6 +33,28 @@ pub fn background_thread() {
     }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when no
+/// thread of a normal policy wants the CPU, so on a busy machine what it
+/// does waits and probing does not. For the web page's work, which a
+/// reader can wait for. Best effort, as [`background_thread`].
+pub fn idle_thread() {
+    let param = nix::libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler(2) with pid 0 changes the calling
+    // thread's policy only; it reads the `sched_param` passed by reference,
+    // which lives across the call, and writes no memory of this process.
+    // Lowering one's own policy to SCHED_IDLE needs no privilege. Its
+    // result is an integer, checked below.
+    #[allow(unsafe_code)]
+    let r = unsafe { nix::libc::sched_setscheduler(0, nix::libc::SCHED_IDLE, &param) };
+    if r != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "cannot move a web thread to SCHED_IDLE"
+        );
+        background_thread();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,5 +75,22 @@ mod tests {
         .unwrap();
         assert_eq!(background, BACKGROUND_NICE.max(before));
         assert_eq!(nice_of(nix::unistd::gettid().as_raw()), before);
+    }
+
+    #[test]
+    fn an_idle_thread_has_the_idle_policy_and_others_keep_theirs() {
+        // SAFETY: sched_getscheduler(2) takes a thread id and reads or
+        // writes no memory.
+        #[allow(unsafe_code)]
+        let policy = |tid: i32| unsafe { nix::libc::sched_getscheduler(tid) };
+        let before = policy(0);
+        let idle = std::thread::spawn(move || {
+            idle_thread();
+            policy(0)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(idle, nix::libc::SCHED_IDLE);
+        assert_eq!(policy(0), before);
     }
 }

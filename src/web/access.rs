@@ -237,7 +237,7 @@ pub async fn require(
     if access.required() {
         let auth = req.headers().get(header::AUTHORIZATION).cloned();
         let a = access.clone();
-        let ok = tokio::task::spawn_blocking(move || a.allows(auth.as_ref()))
+        let ok = super::site::background(move || a.allows(auth.as_ref()))
             .await
             .unwrap_or(false);
         if !ok {

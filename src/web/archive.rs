@@ -72,7 +72,7 @@ fn html_response(body: String) -> Response {
 /// `/archive`.
 pub async fn list(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ArchiveQuery>) -> Response {
     let c = ctx.clone();
-    let body = tokio::task::spawn_blocking(move || {
+    let body = super::site::background(move || {
         let needle = q.q.clone().unwrap_or_default();
         let mut ids: Vec<String> = crate::inspect::archived(&c.base)
             .into_iter()
@@ -167,7 +167,7 @@ pub async fn order(
         return super::site::not_found();
     };
     let c = ctx.clone();
-    let body = tokio::task::spawn_blocking(move || {
+    let body = super::site::background(move || {
         // Only what is in the archive.
         super::site::archive_file(&c, &id, RRD_FILE)
             .or_else(|| super::site::archive_file(&c, &id, crate::store::last_result::FILE))?;

@@ -109,7 +109,7 @@ pub struct ChartsQuery {
 
 /// Every order's figures over `period` (blocking: reads every RRD; the
 /// same hours a day before too with `rise`).
-fn compute(ctx: &ServeCtx, period: i64, rise: bool) -> Vec<Figures> {
+fn compute(ctx: &Arc<ServeCtx>, period: i64, rise: bool) -> Vec<Figures> {
     let report = super::site::report(ctx);
     let now = crate::clock::unix_s();
     let rows = |rrd: &std::path::Path, end: i64| -> Vec<(Option<f64>, Option<f64>)> {
@@ -143,7 +143,10 @@ pub async fn charts(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ChartsQuer
     let Some(all) = kept(&ctx, period, true).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let body = page_of(&all, period, &ctx.prefix);
+    let prefix = ctx.prefix.clone();
+    let Some(body) = super::site::blocking(move || page_of(&all, period, &prefix)).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     (
         [
             (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -166,7 +169,7 @@ pub async fn kept(ctx: &Arc<ServeCtx>, period: i64, rise: bool) -> Option<Arc<Ve
         return cached;
     }
     let c = ctx.clone();
-    let f = tokio::task::spawn_blocking(move || Arc::new(compute(&c, period, rise)))
+    let f = super::site::background(move || Arc::new(compute(&c, period, rise)))
         .await
         .ok()?;
     lock(&ctx.web.charts).insert(period, (Instant::now(), f.clone()));

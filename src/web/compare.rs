@@ -116,7 +116,7 @@ pub async fn compare(
             .into_response();
     }
     let c = ctx.clone();
-    let drawn = tokio::task::spawn_blocking(move || {
+    let drawn = super::site::background(move || {
         let end = crate::clock::unix_s();
         let start = end - span;
         let mut lines: BTreeMap<String, SiteLines> = BTreeMap::new();

@@ -130,6 +130,8 @@ pub struct WebState {
     pub(super) graph_permits: Semaphore,
     pub(super) charts: super::charts::Kept,
     pub(super) sparks: super::spark::Kept,
+    /// A report is being built in the background.
+    pub(super) rebuilding: std::sync::atomic::AtomicBool,
 }
 
 impl WebState {
@@ -146,6 +148,7 @@ impl WebState {
             graph_permits: Semaphore::new(GRAPH_WORKERS),
             charts: Mutex::default(),
             sparks: Mutex::default(),
+            rebuilding: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

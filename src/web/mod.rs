@@ -24,7 +24,8 @@
 //!   directory gets 404 and nothing is read.
 //! * Graphs are drawn on blocking threads, at most `GRAPH_WORKERS` at once
 //!   (librrd's graph call itself is serialised), and kept for
-//!   `GRAPH_TTL`; the status report is kept for `REPORT_TTL`. Neither
+//!   `GRAPH_TTL`; the status report is kept for `REPORT_TTL`, then served
+//!   for up to `REPORT_STALE` while the next is built. Neither
 //!   runs on the threads that start rounds.
 //! * The assets are embedded; every response carries a
 //!   Content-Security-Policy and the usual defensive headers.

@@ -191,7 +191,7 @@ pub async fn run(
     // that pays for it.
     {
         let ctx = ctx.clone();
-        tokio::task::spawn_blocking(move || super::site::warm_up(&ctx));
+        super::site::background(move || super::site::warm_up(&ctx));
     }
     let access = ctx.access.clone();
     let web_config = ctx.access.clone();
@@ -294,7 +294,7 @@ async fn metrics(State(ctx): State<Arc<ServeCtx>>, headers: HeaderMap) -> Respon
         return not_found().await;
     }
     let open_metrics = wants_openmetrics(&headers);
-    let rendered = tokio::task::spawn_blocking(move || render(&ctx, open_metrics)).await;
+    let rendered = super::site::background(move || render(&ctx, open_metrics)).await;
     match rendered {
         Ok(Some((content_type, body))) => {
             ([(header::CONTENT_TYPE, content_type)], body).into_response()

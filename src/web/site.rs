@@ -29,6 +29,10 @@ pub const GRAPH_TTL: Duration = Duration::from_secs(60);
 pub const GRAPH_CACHE: usize = 256;
 /// How long the status report is reused.
 pub const REPORT_TTL: Duration = Duration::from_secs(5);
+/// How old a report may be and still be served at once, while a newer
+/// one is built in the background; an older one is rebuilt while the
+/// request waits.
+pub const REPORT_STALE: Duration = Duration::from_secs(60);
 
 const CSS: &str = include_str!("assets/style.css");
 const JS: &str = include_str!("assets/app.js");
@@ -141,19 +145,50 @@ fn order_file(ctx: &ServeCtx, id: &OrderId) -> Option<PathBuf> {
 
 /// Builds the first report (parsing every order file) ahead of the first
 /// request. Blocking.
-pub fn warm_up(ctx: &ServeCtx) {
+pub fn warm_up(ctx: &Arc<ServeCtx>) {
     let _ = report(ctx);
 }
 
-/// The status of every order, reused for [`REPORT_TTL`]. Blocking.
-pub fn report(ctx: &ServeCtx) -> Arc<Report> {
-    let mut cached = lock(&ctx.web.report);
-    if let Some((at, r)) = cached.as_ref() {
+/// The status of every order, reused for [`REPORT_TTL`]; after that, and
+/// up to [`REPORT_STALE`], it is still served at once while one thread
+/// builds the next (a report of 100,000 orders takes over a second: a
+/// `stat` of every order file, a read of every `last_result`). Blocking.
+pub fn report(ctx: &Arc<ServeCtx>) -> Arc<Report> {
+    use std::sync::atomic::Ordering;
+    if let Some((at, r)) = lock(&ctx.web.report).as_ref() {
+        let age = at.elapsed();
+        if age < REPORT_TTL {
+            return r.clone();
+        }
+        if age < REPORT_STALE {
+            if !ctx.web.rebuilding.swap(true, Ordering::AcqRel) {
+                let c = ctx.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("pm-web-report".into())
+                    .spawn(move || {
+                        crate::priority::idle_thread();
+                        let _ = rebuild(&c);
+                        c.web.rebuilding.store(false, Ordering::Release);
+                    });
+                if spawned.is_err() {
+                    ctx.web.rebuilding.store(false, Ordering::Release);
+                }
+            }
+            return r.clone();
+        }
+    }
+    rebuild(ctx)
+}
+
+/// Builds a report (one at a time; a caller that waited for another's
+/// gets that one).
+fn rebuild(ctx: &ServeCtx) -> Arc<Report> {
+    let mut parsed = lock(&ctx.web.parsed);
+    if let Some((at, r)) = lock(&ctx.web.report).as_ref() {
         if at.elapsed() < REPORT_TTL {
             return r.clone();
         }
     }
-    let mut parsed = lock(&ctx.web.parsed);
     let filter = Filter {
         shard: ctx.shard,
         ..Filter::default()
@@ -166,7 +201,7 @@ pub fn report(ctx: &ServeCtx) -> Arc<Report> {
         }
     }
     let r = Arc::new(r);
-    *cached = Some((Instant::now(), r.clone()));
+    *lock(&ctx.web.report) = Some((Instant::now(), r.clone()));
     r
 }
 
@@ -186,8 +221,40 @@ fn latest_stats(
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    tokio::task::spawn_blocking(f).await.ok()
+/// Runs `f` on a blocking thread at the background priority: the web
+/// page's reading, computing and rendering never runs on the threads
+/// that start rounds, and yields the CPU to them on a busy machine
+/// (`crate::priority`).
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    background(f).await.ok()
+}
+
+/// Threads of the web page's blocking work at once, at most.
+const WEB_THREADS: usize = 16;
+
+/// `spawn_blocking` on the web page's own pool of threads, which take the
+/// idle scheduling policy (see [`blocking`]); the daemon's own blocking
+/// work keeps the runtime's pool at the normal priority.
+pub(super) fn background<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> tokio::task::JoinHandle<T> {
+    static POOL: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    let pool = POOL.get_or_init(|| {
+        // Only its blocking pool is used: nothing runs its scheduler.
+        tokio::runtime::Builder::new_current_thread()
+            .max_blocking_threads(WEB_THREADS)
+            .thread_name("pm-web")
+            .on_thread_start(crate::priority::idle_thread)
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "no pool of web threads; using the runtime's"))
+            .ok()
+    });
+    match pool {
+        Some(rt) => rt.handle().spawn_blocking(f),
+        None => tokio::task::spawn_blocking(f),
+    }
 }
 
 fn html(body: String) -> Response {
@@ -212,26 +279,22 @@ async fn index(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ListQuery>) -> 
     } else {
         None
     };
-    let view = pages::ListView::of(&r, &q, figures.as_deref().map(Vec::as_slice));
-    let ids: Vec<String> = view.rows.iter().map(|o| o.id.clone()).collect();
+    // Sorted, read and rendered off the async threads.
     let c = ctx.clone();
-    let sparks = blocking(move || {
-        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        super::spark::for_ids(&c, &ids)
+    let body = blocking(move || {
+        let view = pages::ListView::of(&r, &q, figures.as_deref().map(Vec::as_slice));
+        let ids: Vec<&str> = view.rows.iter().map(|o| o.id.as_str()).collect();
+        let sparks = super::spark::for_ids(&c, &ids);
+        if q.fragment.as_deref() == Some("rows") {
+            pages::rows(&view, &sparks)
+        } else {
+            pages::index(&r, &view, &sparks, &q, c.fleet.is_some(), &c.prefix)
+        }
     })
-    .await
-    .unwrap_or_default();
-    if q.fragment.as_deref() == Some("rows") {
-        html(pages::rows(&view, &sparks))
-    } else {
-        html(pages::index(
-            &r,
-            &view,
-            &sparks,
-            &q,
-            ctx.fleet.is_some(),
-            &ctx.prefix,
-        ))
+    .await;
+    match body {
+        Some(b) => html(b),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
@@ -518,7 +581,12 @@ async fn api_orders(State(ctx): State<Arc<ServeCtx>>, Query(q): Query<ApiQuery>)
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     if q.user.is_none() && q.prefix.is_none() {
-        return json(&*r);
+        // 100,000 orders are tens of megabytes of JSON: written off the
+        // async threads.
+        return match blocking(move || json(&*r)).await {
+            Some(resp) => resp,
+            None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
     }
     let keep = |id: &str| q.prefix.as_deref().is_none_or(|p| id.starts_with(p));
     let filtered = serde_json::json!({

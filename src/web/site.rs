@@ -221,9 +221,9 @@ fn latest_stats(
     }
 }
 
-/// Runs `f` on a blocking thread at the background priority: the web
-/// page's reading, computing and rendering never runs on the threads
-/// that start rounds, and yields the CPU to them on a busy machine
+/// Runs `f` on one of the web page's blocking threads ([`background`]):
+/// its reading, computing and rendering never runs on the threads that
+/// start rounds, and yields the CPU to them on a busy machine
 /// (`crate::priority`).
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,

@@ -107,6 +107,7 @@ impl Telemetry {
             }
         }
         icmp(&mut s, &self.icmp.stats());
+        tcp(&mut s, probes::tcp::handshake_counts());
         self.store.stats().telemetry(&mut s);
         self.sinks.telemetry(&mut s);
         self.names.telemetry(&mut s);
@@ -185,6 +186,25 @@ fn icmp(s: &mut Sheet, e: &EngineStats) {
             "pingmachine_icmp_receive_buffer_drops",
             "Packets the kernel dropped on pingmachine's ICMP sockets because a receive buffer was full (SO_RXQ_OVFL): replies lost on this machine, not on the network.",
         );
+    });
+}
+
+/// How the TCP handshakes of tcp, httping and ssh pings were timed: the
+/// object `tcp` of `.stats.json`.
+fn tcp(s: &mut Sheet, c: probes::tcp::HandshakeCounts) {
+    const HELP: &str = "TCP handshakes (tcp, httping and ssh pings) by how they were timed: tap (SYN and SYN-ACK stamped at the device by a packet socket), tcp_info (the kernel's TCP sample), elapsed (around the connect call: a SYN sent again).";
+    s.object("tcp", |s| {
+        for (key, source, v) in [
+            ("handshakes_tapped", "tap", c.tapped),
+            ("handshakes_tcp_info", "tcp_info", c.tcp_info),
+            ("handshakes_elapsed", "elapsed", c.elapsed),
+        ] {
+            s.figure(key, v).counter_with(
+                "pingmachine_tcp_handshakes_timed",
+                HELP,
+                &[("source", source)],
+            );
+        }
     });
 }
 

@@ -5,11 +5,12 @@
 //! * One new connection per ping, closed after the answer
 //!   (`Connection: close`), so the round trip always includes the TCP
 //!   connect and the TLS handshake.
-//! * Timed by the kernel: the handshake as the kernel timed it
-//!   (`TCP_INFO`: SYN sent to SYN-ACK received) plus the time from the
-//!   first byte sent (the TLS ClientHello, or the request) leaving to the
-//!   last byte of the response arriving (`SO_TIMESTAMPING` transmit and
-//!   receive stamps, [`crate::stamped`]). Left out is only this process's
+//! * Timed by the kernel: the handshake as the kernel timed it (SYN sent
+//!   to SYN-ACK received, [`crate::tcp`]: from the packet tap's stamps,
+//!   else `TCP_INFO`) plus the time from the first byte sent (the TLS
+//!   ClientHello, or the request) leaving to the last byte of the
+//!   response arriving (`SO_TIMESTAMPING` transmit and receive stamps,
+//!   [`crate::stamped`]). Left out is only this process's
 //!   own wake-up between the handshake and its first send. Where the
 //!   kernel gives no stamps (or a SYN was sent again), the time from
 //!   before the connect to the end of the response, measured here.

@@ -45,6 +45,7 @@ pub mod icmp;
 pub mod outcome;
 pub mod ssh;
 pub mod stamped;
+pub mod syn_tap;
 pub mod sync;
 pub mod tcp;
 mod tcp_info;

@@ -16,6 +16,10 @@ pub struct Info {
     pub rtt: Duration,
     /// Segments retransmitted so far (a retransmitted SYN among them).
     pub total_retrans: u32,
+    /// The handshake as the packet tap saw it (SYN leaving to SYN-ACK
+    /// arriving, stamped at the device), when the tap is open and saw
+    /// both; not part of `TCP_INFO`, filled in by the caller.
+    pub wire: Option<Duration>,
 }
 
 /// Reads `TCP_INFO` of a connected socket.
@@ -43,5 +47,6 @@ pub fn read(socket: &impl AsRawFd) -> io::Result<Info> {
     Ok(Info {
         rtt: Duration::from_micros(u64::from(info.tcpi_rtt)),
         total_retrans: info.tcpi_total_retrans,
+        wire: None,
     })
 }

@@ -22,7 +22,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -46,7 +45,10 @@ const PINGS: usize = 4;
 /// (7 - 1) * 1000 + 3000 < 10000.
 const DELAY_PINGS: usize = 7;
 const DELAY_INTERVAL_MS: u32 = 1000;
-const HTTP_PINGS: usize = 3;
+/// httping requests per round, a second apart: (9 - 1) * 1 s fits the
+/// step with the job's offset (< 1 s) to spare; 4 cases of 3 rounds make
+/// 108 exchanges per phase, so the 99th percentile is not the largest.
+const HTTP_PINGS: usize = 9;
 const TCP_PINGS: usize = 4;
 /// Rounds measured with the machine otherwise idle, then with one core busy.
 const ROUNDS_PER_PHASE: usize = 3;
@@ -71,11 +73,8 @@ const ICMP_MAX_US: f64 = 200.0;
 const TCP_P99_US: f64 = 10.0;
 const TCP_MAX_US: f64 = 20.0;
 /// And for the httping probe's exchanges: the handshake from the tap plus
-/// the data's transmit and receive stamps (`SO_TIMESTAMPING`), 1–8 µs
-/// at the median; a single exchange of a phase's 18 has been up to 67 µs
-/// off, and the 99th percentile of 18 is their largest, hence the looser
-/// bound.
-const HTTP_P99_US: f64 = 100.0;
+/// the data's transmit and receive stamps (`SO_TIMESTAMPING`).
+const HTTP_P99_US: f64 = 50.0;
 const HTTP_MAX_US: f64 = 200.0;
 /// "The simulator roughly did its job": a round's wire median may exceed
 /// the configured delay by this much (ms) before the simulator is blamed.
@@ -364,6 +363,8 @@ fn setup() -> (SimConfig, Vec<Case>) {
     );
     let http_delayed: SocketAddr = "198.18.0.22:8080".parse().unwrap();
     let http_base: SocketAddr = "198.18.0.24:8080".parse().unwrap();
+    let http6_delayed: SocketAddr = "[2001:db8::22]:8080".parse().unwrap();
+    let http6_base: SocketAddr = "[2001:db8::24]:8080".parse().unwrap();
     let tcp_accept: SocketAddr = "198.18.0.23:8081".parse().unwrap();
     let tcp_delay = TcpDelayCfg {
         addr: "198.18.0.30:8082".parse().unwrap(),
@@ -397,6 +398,22 @@ fn setup() -> (SimConfig, Vec<Case>) {
         http_base.ip(),
     ));
     cases.push(other(
+        "http6/delay50",
+        format!("http://{http6_delayed}/"),
+        "response after 50 ms",
+        HTTP_PINGS,
+        Expect::Http { ms: 50.0 },
+        http6_delayed.ip(),
+    ));
+    cases.push(other(
+        "http6/delay0",
+        format!("http://{http6_base}/"),
+        "response at once",
+        HTTP_PINGS,
+        Expect::Http { ms: 0.0 },
+        http6_base.ip(),
+    ));
+    cases.push(other(
         "tcp/kernel",
         tcp_accept.to_string(),
         "kernel listener",
@@ -421,6 +438,14 @@ fn setup() -> (SimConfig, Vec<Case>) {
             },
             HttpCfg {
                 addr: http_base,
+                delay_ms: 0.0,
+            },
+            HttpCfg {
+                addr: http6_delayed,
+                delay_ms: 50.0,
+            },
+            HttpCfg {
+                addr: http6_base,
                 delay_ms: 0.0,
             },
         ],
@@ -1073,6 +1098,13 @@ fn timing_daemon_measures_what_the_wire_shows() {
             "handshakes timed by the packet tap: {tcp}"
         );
     }
+    // The HTTP servers' packets came through the simulator's relay, as
+    // from another machine (see the simulator self-test).
+    let relay = sim.stats().relay;
+    assert!(
+        relay.relayed > 0 && relay.errors == 0,
+        "the relay carried the HTTP servers' packets: {relay:?}"
+    );
     // Replies to the last rounds are all in (the daemon stopped after
     // their last_result appeared); give the capture thread a moment.
     std::thread::sleep(Duration::from_millis(300));
@@ -1334,10 +1366,16 @@ fn timing_simulator_behaves_as_configured() {
             h("198.18.0.14", 5.0, 0.0, Mode::ForeignId),
             h("198.18.0.15", 5.0, 0.0, Mode::Unreachable),
         ],
-        http: vec![HttpCfg {
-            addr: "198.18.0.22:8080".parse().unwrap(),
-            delay_ms: 50.0,
-        }],
+        http: vec![
+            HttpCfg {
+                addr: "198.18.0.22:8080".parse().unwrap(),
+                delay_ms: 50.0,
+            },
+            HttpCfg {
+                addr: "[2001:db8::22]:8080".parse().unwrap(),
+                delay_ms: 50.0,
+            },
+        ],
         tcp_accept: vec!["198.18.0.23:8081".parse().unwrap()],
         tcp_delay: vec![TcpDelayCfg {
             addr: "198.18.0.30:8082".parse().unwrap(),
@@ -1402,27 +1440,34 @@ fn timing_simulator_behaves_as_configured() {
     // Late replies come 3.5 s after fping's last request.
     std::thread::sleep(LATE_EXTRA_WAIT);
 
-    // HTTP after 50 ms, delayed connect after 30 ms, kernel listener at
-    // once, from a thread inside the prober namespace.
-    let http_ok = sim
-        .run_in_prober(|| {
+    // HTTP after 50 ms (IPv4 and IPv6, read with the kernel's receive
+    // stamps), delayed connect after 30 ms, kernel listener at once, from a
+    // thread inside the prober namespace.
+    let (http4, http6) = (ip("198.18.0.22"), ip("2001:db8::22"));
+    let responses = sim
+        .run_in_prober(move || {
             let connect =
                 |a: &str| TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_secs(2));
-            let mut ok = Vec::new();
+            let mut out = Vec::new();
             for _ in 0..5 {
-                let mut s = connect("198.18.0.22:8080").expect("connect to the HTTP server");
-                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
-                s.write_all(b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-                let mut resp = Vec::new();
-                let _ = s.read_to_end(&mut resp);
-                ok.push(resp.starts_with(b"HTTP/1.1 200 OK"));
+                for a in [http4, http6] {
+                    let r =
+                        impair::http_head_stamped(SocketAddr::new(a, 8080), Duration::from_secs(2));
+                    out.push((a, r.unwrap_or_else(|e| panic!("HTTP to {a}: {e}"))));
+                }
                 connect("198.18.0.30:8082").expect("delayed connect");
                 connect("198.18.0.23:8081").expect("connect to the kernel listener");
             }
-            ok
+            out
         })
         .unwrap();
-    assert!(http_ok.iter().all(|x| *x), "HTTP responses: {http_ok:?}");
+    for (a, r) in &responses {
+        assert!(
+            r.response.starts_with(b"HTTP/1.1 200 OK"),
+            "HTTP response from {a}: {:?}",
+            String::from_utf8_lossy(&r.response)
+        );
+    }
     std::thread::sleep(Duration::from_millis(300));
     let packets = capture.packets();
     drop(capture);
@@ -1539,16 +1584,44 @@ fn timing_simulator_behaves_as_configured() {
         assert!(fates.len() >= 10, "{a}: requests seen: {fates:?}");
         assert!(fates.iter().all(|f| f.starts_with(want)), "{a}: {fates:?}");
     }
+    // The HTTP servers' answers reach the prober as a network card would
+    // hand them over (through the simulator's relay): a TCP socket's
+    // receive stamp of the response is the capture's stamp of the same
+    // segment, to the nanosecond. A segment straight from the host
+    // namespace's TCP would be stamped a few µs later for the socket.
+    for (a, r) in &responses {
+        let c = conns
+            .iter()
+            .find(|c| c.dst == SocketAddr::new(*a, 8080) && c.sport == r.local_port)
+            .unwrap_or_else(|| panic!("{a}: connection from port {} not captured", r.local_port));
+        assert!(
+            r.last_data_at.is_some() && r.last_data_at == c.last_data_in,
+            "{a} port {}: the socket's receive stamp {:?} is not the capture's {:?}",
+            r.local_port,
+            r.last_data_at,
+            c.last_data_in
+        );
+    }
+    let relay = sim.stats().relay;
+    assert!(
+        // At least a SYN-ACK and a response per exchange.
+        relay.relayed >= 2 * responses.len() as u64 && relay.errors == 0,
+        "the relay carried the HTTP servers' packets: {relay:?}"
+    );
     // TCP on the wire: the HTTP response 50 ms after the request (so at
     // least 50 ms after the SYN), the delayed SYN-ACK after 30 ms, the
     // kernel listener at once.
     let by_port =
         |port: u16| -> Vec<&TcpConn> { conns.iter().filter(|c| c.dst.port() == port).collect() };
-    let http: Vec<f64> = by_port(8080)
-        .iter()
-        .filter_map(|c| c.exchange_rtt())
-        .map(ms_of)
-        .collect();
+    let exchanges = |a: IpAddr| -> Vec<f64> {
+        by_port(8080)
+            .iter()
+            .filter(|c| c.dst.ip() == a)
+            .filter_map(|c| c.exchange_rtt())
+            .map(ms_of)
+            .collect()
+    };
+    let (http, http_v6) = (exchanges(http4), exchanges(http6));
     let delayed: Vec<f64> = by_port(8082)
         .iter()
         .filter_map(|c| c.connect_rtt())
@@ -1561,6 +1634,7 @@ fn timing_simulator_behaves_as_configured() {
         .collect();
     for (what, v, floor) in [
         ("HTTP 50 ms", &http, 50.0),
+        ("HTTP 50 ms over IPv6", &http_v6, 50.0),
         ("connect 30 ms", &delayed, 30.0),
         ("kernel listener", &kernel, 0.0),
     ] {
@@ -1578,7 +1652,7 @@ fn timing_simulator_behaves_as_configured() {
         .collect();
     let stats = sim.stats();
     println!(
-        "simulator self-test (wire): http {http:.3?} ms; delayed connect {delayed:.3?} ms; kernel listener {kernel:.3?} ms; fping − wire |µs| p50 / p99 / max {}; {stats:?}",
+        "simulator self-test (wire): http {http:.3?} ms; http over IPv6 {http_v6:.3?} ms; delayed connect {delayed:.3?} ms; kernel listener {kernel:.3?} ms; fping − wire |µs| p50 / p99 / max {}; {stats:?}",
         spread(&fping_err)
     );
 

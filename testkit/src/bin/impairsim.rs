@@ -240,6 +240,13 @@ fn main() -> ExitCode {
         "sent {} packets ({} send errors); receive lag mean {:.1} us, p99 {:.1} us, max {:.1} us; send lateness mean {:.1} us, p99 {:.1} us, max {:.1} us",
         st.packets_sent, st.send_errors, l.mean, l.p99, l.max, s.mean, s.p99, s.max
     );
+    if !sim.config().http.is_empty() {
+        let r = st.relay;
+        println!(
+            "relayed {} packets of the HTTP servers ({} errors, {} others dropped)",
+            r.relayed, r.errors, r.foreign
+        );
+    }
     drop(sim);
     code
 }

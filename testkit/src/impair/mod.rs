@@ -34,6 +34,10 @@
 //!   delay (counted from the end of the request), `Connection: close`,
 //!   served by a real-time thread with non-blocking sockets, the response
 //!   written by the timer thread.
+//!   Its packets to the prober go through a relay (`relay.rs`), so they
+//!   arrive as a network card hands packets over, stamped once where the
+//!   capture stamps them, not as a local TCP stack's segments, which the
+//!   receiving socket stamps a few µs later.
 //! * [`SimConfig::tcp_accept`]: plain kernel listeners that accept and close
 //!   (baseline connect time).
 //! * [`TcpDelayCfg`]: a delayed TCP *connect*: the address is not assigned
@@ -330,6 +334,8 @@ pub struct SimStats {
     pub send_errors: u64,
     pub receive_lag_us: Spread,
     pub send_lateness_us: Spread,
+    /// The HTTP servers' packets carried to the prober by the relay.
+    pub relay: RelayStats,
 }
 
 #[derive(Debug, Default)]
@@ -354,6 +360,7 @@ struct Shared {
     lateness: Mutex<Lateness>,
     /// Responder threads that have finished starting (real-time priority set).
     ready: AtomicUsize,
+    relay: Mutex<RelayStats>,
 }
 
 impl Shared {
@@ -363,6 +370,16 @@ impl Shared {
 
     fn log(&self) -> MutexGuard<'_, Log> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts what the relay did with one packet.
+    fn relayed(&self, what: Relayed) {
+        let mut r = self.relay.lock().unwrap_or_else(|e| e.into_inner());
+        match what {
+            Relayed::Sent => r.relayed += 1,
+            Relayed::Foreign => r.foreign += 1,
+            Relayed::Error => r.errors += 1,
+        }
     }
 
     /// Logs a request; returns its index in the log.
@@ -398,6 +415,8 @@ struct HostSockets {
     tap: Option<(Socket, Socket)>,
     http: Vec<Socket>,
     accept: Vec<Socket>,
+    /// The HTTP servers' return path, if there are any.
+    relay: Option<RelaySockets>,
 }
 
 /// A running simulator. Dropping it stops it and removes its namespaces.
@@ -438,8 +457,21 @@ impl Sim {
             &host_addrs,
             &neighbours,
         )?;
-        ns.check_isolated(&ns.prober, netns::PROBER_IF)?;
-        ns.check_isolated(&ns.host, netns::HOST_IF)?;
+        // The HTTP servers' answers reach the prober through the relay.
+        let mut relayed: Vec<IpAddr> = Vec::new();
+        for a in cfg.http.iter().map(|h| h.addr.ip()) {
+            if !relayed.contains(&a) {
+                relayed.push(a);
+            }
+        }
+        if !relayed.is_empty() {
+            ns.add_relay(&relayed, &[PROBER_V4.into(), PROBER_V6.into()])?;
+        }
+        ns.check_isolated(&ns.prober, &[netns::PROBER_IF])?;
+        ns.check_isolated(
+            &ns.host,
+            &[netns::HOST_IF, netns::RELAY_IN, netns::RELAY_OUT],
+        )?;
 
         let sockets = open_in_namespace(&ns.host, &cfg)?;
         let file = match &cfg.log_file {
@@ -455,6 +487,7 @@ impl Sim {
             }),
             lateness: Mutex::new(Lateness::default()),
             ready: AtomicUsize::new(0),
+            relay: Mutex::new(RelayStats::default()),
         });
         let mut sim = Sim {
             cfg: cfg.clone(),
@@ -499,6 +532,7 @@ impl Sim {
             tap,
             http,
             accept,
+            relay,
         } = sockets;
         let tap = tap.map(|(t, _)| t);
         sim.spawn("impair-recv", move || {
@@ -512,9 +546,15 @@ impl Sim {
             .collect();
         let sh = Arc::clone(&shared);
         sim.spawn("impair-tcp", move || tcp_loop(&sh, &listeners, &tcp_tx))?;
-        // The three responder threads up (and real-time) before anyone sends.
+        let mut threads = 3;
+        if let Some(relay) = relay {
+            let sh = Arc::clone(&shared);
+            sim.spawn("impair-relay", move || relay_loop(&sh, &relay, &relayed))?;
+            threads += 1;
+        }
+        // The responder threads up (and real-time) before anyone sends.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while shared.ready.load(Ordering::SeqCst) < 3 {
+        while shared.ready.load(Ordering::SeqCst) < threads {
             if Instant::now() >= deadline {
                 return Err(io::Error::other("impair: responder threads did not start"));
             }
@@ -628,6 +668,7 @@ impl Sim {
             send_errors: l.errors,
             receive_lag_us: Spread::of(&l.lag_us),
             send_lateness_us: Spread::of(&l.samples_us),
+            relay: *self.shared.relay.lock().unwrap_or_else(|e| e.into_inner()),
         }
     }
 
@@ -662,10 +703,14 @@ impl Drop for Sim {
     }
 }
 
+mod relay;
 mod responder;
 mod sockets;
 mod tcp;
 
+pub use relay::RelayStats;
+use relay::*;
 use responder::*;
 use sockets::*;
 use tcp::*;
+pub use tcp::{http_head_stamped, StampedResponse};

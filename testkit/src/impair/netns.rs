@@ -22,6 +22,17 @@ pub const HOST_IF: &str = "pmh0";
 /// Fixed, locally administered MAC addresses of the two ends.
 pub const PROBER_MAC: &str = "02:70:6d:00:00:01";
 pub const HOST_MAC: &str = "02:70:6d:00:00:02";
+/// The relay's veth pair, both ends in the host namespace: the TCP
+/// servers' packets to the prober are routed into `RELAY_IN` and read by
+/// the relay from `RELAY_OUT` (see `relay.rs`).
+pub const RELAY_IN: &str = "pmr0";
+pub const RELAY_OUT: &str = "pmr1";
+const RELAY_IN_MAC: &str = "02:70:6d:00:00:03";
+const RELAY_OUT_MAC: &str = "02:70:6d:00:00:04";
+/// The routing table of the relayed sources, and the firewall mark of the
+/// relay's own sends, which skip it.
+const RELAY_TABLE: &str = "100";
+pub const RELAY_MARK: u32 = 0x706d;
 
 /// How long one `ip`/`sysctl` command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
@@ -287,12 +298,108 @@ impl Namespaces {
         Ok(())
     }
 
-    /// Fails unless namespace `ns` holds only `lo` and `dev`, and every route
-    /// (every table, both families) is a connected or local route on `lo` or
-    /// `dev` inside 127.0.0.0/8, 198.18.0.0/24, ::1, 2001:db8::/64, fe80::/64
-    /// or ff00::/8 — no default route, no gateway, nothing that could lead
-    /// anywhere but the other namespace.
-    pub fn check_isolated(&self, ns: &str, dev: &str) -> io::Result<()> {
+    /// Routes what `sources` (addresses of the host namespace) send to the
+    /// prober into the relay's veth pair instead of the prober's veth:
+    /// `RELAY_IN` ↔ `RELAY_OUT`, both in the host namespace, a policy rule
+    /// per source (`from SRC fwmark 0 lookup RELAY_TABLE`) and in that
+    /// table only the prober's two addresses, on `RELAY_IN`, with permanent
+    /// neighbour entries. The relay's own sends carry [`RELAY_MARK`], so
+    /// they take the main table to the prober's veth. Reverse-path
+    /// filtering is off in the host namespace, since the prober's packets
+    /// to a source arrive on the other veth than its answers leave by.
+    pub fn add_relay(&self, sources: &[IpAddr], prober_addrs: &[IpAddr]) -> io::Result<()> {
+        let h = self.host.as_str();
+        ip(&[
+            "-n",
+            h,
+            "link",
+            "add",
+            RELAY_IN,
+            "address",
+            RELAY_IN_MAC,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            RELAY_OUT,
+            "address",
+            RELAY_OUT_MAC,
+        ])?;
+        for dev in [RELAY_IN, RELAY_OUT] {
+            // No link-local address, so no neighbour discovery or router
+            // solicitation is ever sent on the pair.
+            ip(&["-n", h, "link", "set", dev, "addrgenmode", "none"])?;
+        }
+        // What arrives on the relay's end is only read by the relay's packet
+        // socket, never by the host's IPv6 (nor answered by its IPv4, which
+        // neither forwards nor owns the prober's address).
+        sysctl(h, &format!("net.ipv6.conf.{RELAY_OUT}.disable_ipv6=1"))?;
+        for conf in ["all", "default", HOST_IF, RELAY_IN, RELAY_OUT] {
+            sysctl(h, &format!("net.ipv4.conf.{conf}.rp_filter=0"))?;
+        }
+        for dev in [RELAY_IN, RELAY_OUT] {
+            ip(&["-n", h, "link", "set", dev, "up"])?;
+        }
+        for a in prober_addrs {
+            let (fam, dst) = match a {
+                IpAddr::V4(_) => ("-4", format!("{a}/32")),
+                IpAddr::V6(_) => ("-6", format!("{a}/128")),
+            };
+            let a = a.to_string();
+            ip(&[
+                "-n",
+                h,
+                "neigh",
+                "replace",
+                &a,
+                "lladdr",
+                RELAY_OUT_MAC,
+                "dev",
+                RELAY_IN,
+                "nud",
+                "permanent",
+            ])?;
+            ip(&[
+                "-n",
+                h,
+                fam,
+                "route",
+                "add",
+                &dst,
+                "dev",
+                RELAY_IN,
+                "table",
+                RELAY_TABLE,
+            ])?;
+        }
+        for s in sources {
+            let fam = if s.is_ipv4() { "-4" } else { "-6" };
+            let s = s.to_string();
+            ip(&[
+                "-n",
+                h,
+                fam,
+                "rule",
+                "add",
+                "from",
+                &s,
+                "fwmark",
+                "0/0xffffffff",
+                "lookup",
+                RELAY_TABLE,
+                "pref",
+                "100",
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Fails unless namespace `ns` holds only `lo` and `devs`, and every
+    /// route (every table, both families) is a connected or local route on
+    /// `lo` or one of `devs` inside 127.0.0.0/8, 198.18.0.0/24, ::1,
+    /// 2001:db8::/64, fe80::/64 or ff00::/8 — no default route, no
+    /// gateway, nothing that could lead anywhere but the other namespace.
+    pub fn check_isolated(&self, ns: &str, devs: &[&str]) -> io::Result<()> {
         let links = ip(&["-n", ns, "-o", "link", "show"])?;
         for l in links.lines() {
             let name = l
@@ -300,7 +407,7 @@ impl Namespaces {
                 .nth(1)
                 .map(|s| s.trim().split('@').next().unwrap_or("").to_owned())
                 .unwrap_or_default();
-            if name != "lo" && name != dev {
+            if name != "lo" && !devs.contains(&name.as_str()) {
                 return Err(io::Error::other(format!(
                     "namespace {ns} has an unexpected link {name:?}: {l}"
                 )));
@@ -309,7 +416,7 @@ impl Namespaces {
         for fam in ["-4", "-6"] {
             let routes = ip(&["-n", ns, fam, "route", "show", "table", "all"])?;
             for r in routes.lines().filter(|l| !l.trim().is_empty()) {
-                check_route(r, dev).map_err(|why| {
+                check_route(r, devs).map_err(|why| {
                     io::Error::other(format!("namespace {ns}: route {r:?} refused: {why}"))
                 })?;
             }
@@ -319,7 +426,7 @@ impl Namespaces {
 }
 
 /// One `ip route show table all` line: allowed or why not.
-fn check_route(line: &str, dev: &str) -> Result<(), String> {
+fn check_route(line: &str, devs: &[&str]) -> Result<(), String> {
     let words: Vec<&str> = line.split_whitespace().collect();
     let mut i = 0;
     if matches!(
@@ -337,7 +444,7 @@ fn check_route(line: &str, dev: &str) -> Result<(), String> {
         .find(|w| w[0] == "dev")
         .map(|w| w[1])
         .unwrap_or("");
-    if on != dev && on != "lo" {
+    if !devs.contains(&on) && on != "lo" {
         return Err(format!("on device {on:?}"));
     }
     let allowed = [
@@ -391,8 +498,18 @@ mod tests {
             "multicast ff00::/8 dev pmp0 table local proto kernel metric 256 pref medium",
             "local ::1 dev lo table local proto kernel metric 0 pref medium",
         ];
+        // The host namespace's relay table.
+        let relay = [
+            "198.18.0.1 dev pmr0 table 100 scope link",
+            "2001:db8::1 dev pmr0 table 100 metric 1024 pref medium",
+            "198.18.0.0/24 dev pmh0 proto kernel scope link src 198.18.0.2",
+        ];
+        for r in relay {
+            assert_eq!(check_route(r, &["pmh0", "pmr0", "pmr1"]), Ok(()), "{r}");
+            assert!(check_route(r, &["pmp0"]).is_err(), "{r}");
+        }
         for r in ok {
-            assert_eq!(check_route(r, "pmp0"), Ok(()), "{r}");
+            assert_eq!(check_route(r, &["pmp0"]), Ok(()), "{r}");
         }
         let bad = [
             "default via 192.0.2.1 dev eth0",
@@ -403,7 +520,7 @@ mod tests {
             "fd00::/64 dev pmp0 proto kernel metric 256 pref medium",
         ];
         for r in bad {
-            assert!(check_route(r, "pmp0").is_err(), "{r}");
+            assert!(check_route(r, &["pmp0"]).is_err(), "{r}");
         }
     }
 }

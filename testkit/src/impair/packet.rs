@@ -229,9 +229,86 @@ pub(crate) fn syn_ack(syn: &Syn, isn: u32) -> Vec<u8> {
     ip
 }
 
+/// The addresses of an IP packet (no link header), IPv4 or IPv6.
+pub(crate) fn ip_addresses(data: &[u8]) -> Option<(IpAddr, IpAddr)> {
+    match data.first()? >> 4 {
+        4 if data.len() >= 20 => Some((
+            Ipv4Addr::new(data[12], data[13], data[14], data[15]).into(),
+            Ipv4Addr::new(data[16], data[17], data[18], data[19]).into(),
+        )),
+        6 if data.len() >= 40 => {
+            let a = |o: usize| -> Option<Ipv6Addr> {
+                let b: [u8; 16] = data.get(o..o + 16)?.try_into().ok()?;
+                Some(Ipv6Addr::from(b))
+            };
+            Some((a(8)?.into(), a(24)?.into()))
+        }
+        _ => None,
+    }
+}
+
+/// Sets the TCP checksum of a whole IP packet (IPv4, or IPv6 without
+/// extension headers) in place. A segment that a local TCP socket sent
+/// through a veth carries only the pseudo-header's partial sum, the rest
+/// being left to the device (checksum offload); a copy sent on as a new
+/// packet needs the whole sum. `Some(false)`: not TCP, left alone; `None`:
+/// malformed or truncated, left alone.
+pub(crate) fn fill_tcp_checksum(pkt: &mut [u8]) -> Option<bool> {
+    let (l4, mut pseudo) = match pkt.first()? >> 4 {
+        4 => {
+            let ihl = usize::from(pkt.first()? & 0x0f) * 4;
+            let total = usize::from(u16::from_be_bytes([*pkt.get(2)?, *pkt.get(3)?]));
+            if ihl < 20 || total < ihl || total > pkt.len() {
+                return None;
+            }
+            if pkt[9] != 6 {
+                return Some(false);
+            }
+            let mut pseudo = Vec::with_capacity(12 + total - ihl);
+            pseudo.extend_from_slice(&pkt[12..20]);
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&u16::try_from(total - ihl).ok()?.to_be_bytes());
+            (ihl..total, pseudo)
+        }
+        6 => {
+            let payload = usize::from(u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]));
+            if pkt.len() < 40 || 40 + payload > pkt.len() {
+                return None;
+            }
+            if pkt[6] != 6 {
+                return Some(false);
+            }
+            let mut pseudo = Vec::with_capacity(40 + payload);
+            pseudo.extend_from_slice(&pkt[8..40]);
+            pseudo.extend_from_slice(&u32::try_from(payload).ok()?.to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 6]);
+            (40..40 + payload, pseudo)
+        }
+        _ => return None,
+    };
+    let seg = pkt.get_mut(l4)?;
+    if seg.len() < 20 {
+        return None;
+    }
+    seg[16] = 0;
+    seg[17] = 0;
+    pseudo.extend_from_slice(seg);
+    let c = checksum(&pseudo);
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+    Some(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn ip6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap()
+    }
 
     fn v4_request(ident: u16, seq: u16, payload: &[u8]) -> Vec<u8> {
         let mut icmp = vec![ICMP4_ECHO_REQUEST, 0, 0, 0];
@@ -314,6 +391,77 @@ mod tests {
         assert_eq!(&err[8 + 24..8 + 40], &to.octets());
         assert_eq!(&err[8 + 40..], &msg);
         assert!(parse_v6_echo_request(&reply, from, to).is_none());
+    }
+
+    /// The TCP checksum of a whole packet verifies (sums to zero).
+    fn tcp_sum_ok(pkt: &[u8]) -> bool {
+        let mut pseudo = Vec::new();
+        if pkt[0] >> 4 == 4 {
+            let seg = &pkt[20..];
+            pseudo.extend_from_slice(&pkt[12..20]);
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+            pseudo.extend_from_slice(seg);
+        } else {
+            let seg = &pkt[40..];
+            pseudo.extend_from_slice(&pkt[8..40]);
+            pseudo.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, 6]);
+            pseudo.extend_from_slice(seg);
+        }
+        checksum(&pseudo) == 0
+    }
+
+    #[test]
+    fn tcp_checksums_are_filled_in_v4_and_v6() {
+        // IPv4: a SYN-ACK built with a correct checksum, then a partial one
+        // in its place, as checksum offload leaves it.
+        let syn = Syn {
+            src: Ipv4Addr::new(198, 18, 0, 1),
+            dst: Ipv4Addr::new(198, 18, 0, 22),
+            src_port: 40000,
+            dst_port: 8080,
+            seq: 5,
+        };
+        let good = syn_ack(&syn, 9);
+        let mut v4 = good.clone();
+        v4.extend_from_slice(&[0xee; 3]); // trailing bytes past the IP length
+        v4[36] = 0x12;
+        v4[37] = 0x34;
+        assert_eq!(fill_tcp_checksum(&mut v4), Some(true));
+        assert_eq!(&v4[..good.len()], &good[..]);
+        assert_eq!(
+            ip_addresses(&v4),
+            Some((ip("198.18.0.22"), ip("198.18.0.1")))
+        );
+
+        // IPv6: 2001:db8::22 port 8080 to 2001:db8::1, 5 bytes of data.
+        let mut tcp = vec![0x1f, 0x90, 0x9c, 0x40, 0, 0, 0, 1, 0, 0, 0, 2, 0x50, 0x18];
+        tcp.extend_from_slice(&[0xff, 0xff, 0xab, 0xcd, 0, 0]);
+        tcp.extend_from_slice(b"HTTP/");
+        let mut v6 = vec![0x60, 0, 0, 0];
+        v6.extend_from_slice(&(tcp.len() as u16).to_be_bytes());
+        v6.extend_from_slice(&[6, 64]);
+        v6.extend_from_slice(&ip6("2001:db8::22").octets());
+        v6.extend_from_slice(&ip6("2001:db8::1").octets());
+        v6.extend_from_slice(&tcp);
+        assert!(!tcp_sum_ok(&v6));
+        assert_eq!(fill_tcp_checksum(&mut v6), Some(true));
+        assert!(tcp_sum_ok(&v6));
+        assert_eq!(
+            ip_addresses(&v6),
+            Some((ip("2001:db8::22"), ip("2001:db8::1")))
+        );
+
+        // Not TCP, or malformed: left alone.
+        let mut icmp = v4_request(1, 2, b"x");
+        let before = icmp.clone();
+        assert_eq!(fill_tcp_checksum(&mut icmp), Some(false));
+        assert_eq!(icmp, before);
+        let mut short = v6[..50].to_vec();
+        assert_eq!(fill_tcp_checksum(&mut short), None);
+        assert_eq!(fill_tcp_checksum(&mut []), None);
+        assert_eq!(ip_addresses(&[0x45, 0, 0]), None);
     }
 
     #[test]

@@ -40,6 +40,16 @@ pub(super) fn validate(cfg: &SimConfig) -> io::Result<()> {
             return bad(format!("{a} is outside 198.18.0.0/24 and 2001:db8::/64"));
         }
     }
+    // What an HTTP address sends goes through the relay; an ICMP host's
+    // answers must not.
+    for h in &cfg.http {
+        if cfg.hosts.iter().any(|x| x.addr == h.addr.ip()) {
+            return bad(format!(
+                "{}: an HTTP address must not be an ICMP host's",
+                h.addr.ip()
+            ));
+        }
+    }
     for t in &cfg.tcp_delay {
         let a = IpAddr::V4(*t.addr.ip());
         if !in_test_range(a) || seen.contains(&a) {
@@ -139,11 +149,17 @@ pub(super) fn open_sockets(cfg: &SimConfig) -> io::Result<HostSockets> {
         .iter()
         .map(|a| listen(*a))
         .collect::<io::Result<_>>()?;
+    let relay = if cfg.http.is_empty() {
+        None
+    } else {
+        Some(open_relay()?)
+    };
     Ok(HostSockets {
         icmp,
         tap,
         http,
         accept,
+        relay,
     })
 }
 

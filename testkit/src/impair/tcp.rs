@@ -160,3 +160,58 @@ fn answer(sh: &Shared, c: Conn, at: SystemTime, n: u64, tx: &mpsc::Sender<Schedu
         log: Some(index),
     });
 }
+
+/// What [`http_head_stamped`] read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StampedResponse {
+    /// The client's port (to find the connection in a capture).
+    pub local_port: u16,
+    pub response: Vec<u8>,
+    /// The kernel's receive stamp (`SO_TIMESTAMPNS`) of the last data read.
+    pub last_data_at: Option<SystemTime>,
+}
+
+/// A plain HTTP client: connects to `addr`, sends `HEAD /`, reads the
+/// response to the end with kernel receive stamps. Run it inside the
+/// prober namespace ([`Sim::run_in_prober`]); each step is bounded by
+/// `timeout`, the whole by 64 reads.
+pub fn http_head_stamped(addr: SocketAddr, timeout: Duration) -> io::Result<StampedResponse> {
+    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    nsock::setsockopt(&s, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
+    let local_port = s.local_addr()?.port();
+    s.write_all(b"HEAD / HTTP/1.1\r\nHost: sim\r\n\r\n")?;
+    let mut out = StampedResponse {
+        local_port,
+        response: Vec::new(),
+        last_data_at: None,
+    };
+    let mut buf = [0u8; 4096];
+    let mut cmsg: Vec<u8> = nix::cmsg_space!(TimeSpec);
+    for _ in 0..64 {
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = nsock::recvmsg::<SockaddrStorage>(
+            s.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .map_err(io::Error::from)?;
+        let n = msg.bytes;
+        if n == 0 {
+            return Ok(out);
+        }
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmTimestampns(ts) = c {
+                    out.last_data_at = u64::try_from(ts.tv_sec()).ok().and_then(|sec| {
+                        let ns = u32::try_from(ts.tv_nsec()).ok()?;
+                        UNIX_EPOCH.checked_add(Duration::new(sec, ns))
+                    });
+                }
+            }
+        }
+        out.response.extend_from_slice(&buf[..n]);
+    }
+    Err(io::Error::other("http_head_stamped: no end after 64 reads"))
+}
